@@ -1,0 +1,12 @@
+function(mprocess_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+endfunction()
+
+# Applies MPROCESS_SANITIZE to everything defined after the call.
+macro(mprocess_sanitize)
+  if(MPROCESS_SANITIZE)
+    list(JOIN MPROCESS_SANITIZE "," _mp_san)
+    add_compile_options(-fsanitize=${_mp_san} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+    add_link_options(-fsanitize=${_mp_san})
+  endif()
+endmacro()

@@ -1,0 +1,179 @@
+// Pipe and Connection: framed messages between processes, as multiprocessing.connection.
+//
+//     auto [parent_conn, child_conn] = mp::Pipe();
+//     mp::Process p([](mp::Connection c) { c.send(std::vector<int>{1, 2, 3}); }, child_conn);
+//     p.start();
+//     child_conn.close();                     // as in Python: the parent lets go of the child's end
+//     auto v = parent_conn.recv<std::vector<int>>();
+//
+// Transport. A Pipe is a pair of rings in anonymous shared memory, one per direction. A waiting
+// receiver spins for a few microseconds, then sleeps on an eventfd; a sender rings that eventfd
+// only when someone sleeps. So a round trip between two busy processes costs well under a
+// microsecond, and an idle peer costs at most one bounded spin. A socket pair is kept only to
+// learn, through the kernel, when every copy of the other end is gone (closed or its process dead).
+//
+// Semantics, as Python's:
+//  - messages are never merged or split; an empty message is a message; any size (up to memory);
+//  - recv() after the other end is gone returns what was sent before, then throws EOFError;
+//  - send() to a gone peer throws BrokenPipeError (noticed when the pipe fills or the peer was
+//    asleep; a send to a gone peer may otherwise succeed silently, as data written into a pipe
+//    whose reader has not read yet);
+//  - a Connection is a handle: copies refer to the same connection, close() closes it for all of
+//    them, the last handle closes it too. Pass it to a child as a Process argument.
+// Better than Python's:
+//  - several processes or threads may send (or receive) on the same end at once: each message is
+//    written and read whole, under a lock that survives its owner's death;
+//  - a message that cannot be received as asked (wrong type, larger than maxlength) stays in the
+//    pipe, unread, and the error says why;
+//  - a sender or receiver killed in the middle of a small message leaves the pipe intact (the
+//    message is either wholly there or not at all); one killed in the middle of a message larger
+//    than the ring marks the pipe broken, and every later call says so.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "mprocess/error.hpp"
+#include "mprocess/serialize.hpp"
+#include "mprocess/timeout.hpp"
+
+namespace mprocess {
+
+class Process;
+class Waitable;
+
+namespace detail {
+class Channel;
+
+// Receives one message: told its length and first bytes (up to 8), returns where to copy it, or
+// nullptr (or throws) to leave the message unread.
+struct FrameSink {
+    virtual char* reserve(std::size_t length, std::string_view prefix) = 0;
+
+protected:
+    ~FrameSink() = default;
+};
+
+void check_frame(std::size_t length, std::string_view prefix, std::uint64_t tag, std::string_view type,
+                 std::size_t raw_size);
+std::string& scratch();
+void release_scratch(std::string& buf) noexcept;
+
+template <class T>
+struct DecodeSink final : FrameSink {
+    explicit DecodeSink(std::string& b) : buf(b) {}
+    char* reserve(std::size_t length, std::string_view prefix) override {
+        check_frame(length, prefix, type_tag<T>, type_name<T>(), RawMessage<T> ? sizeof(T) : 0);
+        buf.resize(length);
+        return buf.data();
+    }
+    std::string& buf;
+};
+}  // namespace detail
+
+struct PipeOptions {
+    std::size_t capacity = 256 * 1024;  // bytes buffered per direction before send() waits
+};
+
+class Connection {
+public:
+    Connection() = default;  // a closed connection
+
+    template <class T>
+    void send(const T& obj) {
+        detail::require_serializable<T>();
+        if constexpr (RawMessage<T>) {
+            constexpr std::uint64_t tag = detail::type_tag<T>;
+            send_parts({reinterpret_cast<const char*>(&tag), tag_size},
+                       {reinterpret_cast<const char*>(std::addressof(obj)), sizeof(T)});
+        } else {
+            auto& buf = detail::scratch();
+            buf.clear();
+            encode_into(buf, obj);
+            send_parts(buf, {});
+            detail::release_scratch(buf);
+        }
+    }
+
+    // Receives the next message as a T. TypeMismatch (message left unread) if it is not a T.
+    template <class T>
+    T recv() {
+        detail::require_serializable<T>();
+        auto& buf = detail::scratch();
+        detail::DecodeSink<T> sink(buf);
+        recv_frame(sink);
+        T obj = decode<T>(buf);
+        detail::release_scratch(buf);
+        return obj;
+    }
+
+    void send_bytes(std::string_view data);
+    void send_bytes(std::string_view data, std::size_t offset, std::optional<std::size_t> size = std::nullopt);
+    // OSError (EMSGSIZE) if the message is longer than maxlength; it is left unread.
+    std::string recv_bytes(std::optional<std::size_t> maxlength = std::nullopt);
+    // Copies the message into buffer[offset...] and returns its length. BufferTooShort, carrying
+    // the whole message, if it does not fit.
+    std::size_t recv_bytes_into(std::span<char> buffer, std::size_t offset = 0);
+    std::size_t recv_bytes_into(std::span<std::byte> buffer, std::size_t offset = 0);
+
+    // True if recv() would not block: a message is waiting, or the peer is gone. poll() returns at
+    // once; poll(seconds) waits up to that long; poll(mp::forever) waits until then.
+    bool poll(Timeout timeout = 0.0);
+
+    void close();
+    bool closed() const noexcept;
+    bool readable() const;
+    bool writable() const;
+    // A descriptor identifying this connection (its liveness socket). Readiness is poll()'s and
+    // mprocess::wait()'s business: do not select() on it for messages.
+    int fileno() const;
+
+    friend bool operator==(const Connection& a, const Connection& b) noexcept { return a.ch_ == b.ch_; }
+
+private:
+    friend std::pair<Connection, Connection> Pipe(bool, PipeOptions);
+    friend std::vector<Waitable> wait(const std::vector<Waitable>&, Timeout);
+    explicit Connection(std::shared_ptr<detail::Channel> ch) : ch_(std::move(ch)) {}
+    void send_parts(std::string_view head, std::string_view body);
+    void recv_frame(detail::FrameSink& sink);
+    detail::Channel& channel() const;
+
+    std::shared_ptr<detail::Channel> ch_;
+};
+
+// Python's Pipe(duplex=True): two connected ends. With duplex = false the first end can only
+// receive and the second can only send.
+std::pair<Connection, Connection> Pipe(bool duplex = true, PipeOptions options = {});
+
+// Something mprocess::wait() can wait on: a Connection (ready when recv() would not block) or a
+// descriptor such as Process::sentinel() (ready when readable).
+class Waitable {
+public:
+    Waitable(Connection c) : conn_(std::move(c)) {}
+    Waitable(int fd) : fd_(fd) {}
+    Waitable(const Process& p);
+
+    bool is_connection() const noexcept { return fd_ < 0; }
+    const Connection& connection() const noexcept { return conn_; }
+    int fd() const noexcept { return fd_; }
+    friend bool operator==(const Waitable& a, const Waitable& b) noexcept {
+        return a.fd_ == b.fd_ && a.conn_ == b.conn_;
+    }
+
+private:
+    Connection conn_;
+    int fd_ = -1;
+};
+
+// Python's multiprocessing.connection.wait(): blocks until at least one object is ready or the
+// timeout passes, and returns the ready ones (empty on timeout).
+std::vector<Waitable> wait(const std::vector<Waitable>& objects, Timeout timeout = Timeout::never());
+
+}  // namespace mprocess

@@ -1,0 +1,106 @@
+// cereal archives that write into a byte string and read from a bounds-checked span.
+//
+// Why not cereal's own BinaryInputArchive: it trusts the lengths it reads, so a corrupt size
+// could make it allocate terabytes before failing. Here every container size is checked against
+// the bytes that remain (each element occupies at least one byte; containers of empty types are
+// the one case this rejects), and every read is checked against the end of the buffer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <type_traits>
+
+#include <cereal/archives/binary.hpp>
+#include <cereal/cereal.hpp>
+
+#include "mprocess/error.hpp"
+
+namespace mprocess::detail {
+
+class OutArchive : public cereal::OutputArchive<OutArchive, cereal::AllowEmptyClassElision> {
+public:
+    explicit OutArchive(std::string& out) : OutputArchive(this), out_(out) {}
+    void saveBinary(const void* data, std::size_t size) { out_.append(static_cast<const char*>(data), size); }
+
+private:
+    std::string& out_;
+};
+
+class InArchive : public cereal::InputArchive<InArchive, cereal::AllowEmptyClassElision> {
+public:
+    InArchive(const char* data, std::size_t size) : InputArchive(this), pos_(data), end_(data + size) {}
+
+    void loadBinary(void* data, std::size_t size) {
+        if (size > remaining())
+            throw DecodeError("truncated message: needed " + std::to_string(size) + " more bytes, only " +
+                              std::to_string(remaining()) + " remain");
+        std::memcpy(data, pos_, size);
+        pos_ += size;
+    }
+    std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - pos_); }
+
+private:
+    const char* pos_;
+    const char* end_;
+};
+
+template <class T>
+std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_SAVE_FUNCTION_NAME(OutArchive& ar, const T& t) {
+    ar.saveBinary(std::addressof(t), sizeof(t));
+}
+template <class T>
+std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(InArchive& ar, T& t) {
+    ar.loadBinary(std::addressof(t), sizeof(t));
+}
+
+template <class Archive, class T>
+std::enable_if_t<std::is_same_v<Archive, OutArchive> || std::is_same_v<Archive, InArchive>>
+CEREAL_SERIALIZE_FUNCTION_NAME(Archive& ar, cereal::NameValuePair<T>& t) {
+    ar(t.value);
+}
+
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(OutArchive& ar, const cereal::SizeTag<T>& t) {
+    std::uint64_t n = t.size;
+    ar.saveBinary(&n, sizeof n);
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(InArchive& ar, cereal::SizeTag<T>& t) {
+    std::uint64_t n = 0;
+    ar.loadBinary(&n, sizeof n);
+    if (n > ar.remaining())
+        throw DecodeError("corrupt message: a container claims " + std::to_string(n) + " elements but only " +
+                          std::to_string(ar.remaining()) + " bytes remain");
+    t.size = static_cast<std::remove_reference_t<T>>(n);
+}
+
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(OutArchive& ar, const cereal::BinaryData<T>& bd) {
+    ar.saveBinary(bd.data, static_cast<std::size_t>(bd.size));
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(InArchive& ar, cereal::BinaryData<T>& bd) {
+    ar.loadBinary(bd.data, static_cast<std::size_t>(bd.size));
+}
+
+// A trivially copyable struct without serialization functions of its own travels as raw bytes,
+// also when nested inside containers. Types cereal already knows (std::array, std::optional, ...)
+// keep cereal's functions: asking cereal's own binary archive tells which those are.
+template <class T>
+inline constexpr bool raw_class_v = std::is_class_v<T> && std::is_trivially_copyable_v<T> && !std::is_empty_v<T> &&
+                                    cereal::traits::detail::count_output_serializers<T, cereal::BinaryOutputArchive>::value == 0;
+
+template <class T>
+std::enable_if_t<raw_class_v<T>> CEREAL_SAVE_FUNCTION_NAME(OutArchive& ar, const T& t) {
+    ar.saveBinary(std::addressof(t), sizeof(T));
+}
+template <class T>
+std::enable_if_t<raw_class_v<T>> CEREAL_LOAD_FUNCTION_NAME(InArchive& ar, T& t) {
+    ar.loadBinary(std::addressof(t), sizeof(T));
+}
+
+}  // namespace mprocess::detail
+
+CEREAL_SETUP_ARCHIVE_TRAITS(mprocess::detail::InArchive, mprocess::detail::OutArchive)

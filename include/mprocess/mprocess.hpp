@@ -1,0 +1,8 @@
+// The whole library:  #include <mprocess/mprocess.hpp>   namespace mp = mprocess;
+#pragma once
+
+#include "mprocess/connection.hpp"
+#include "mprocess/error.hpp"
+#include "mprocess/process.hpp"
+#include "mprocess/serialize.hpp"
+#include "mprocess/timeout.hpp"

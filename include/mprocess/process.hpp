@@ -1,0 +1,164 @@
+// Process: run a callable in a child process, as Python's multiprocessing.Process.
+//
+//     void f(std::string name) { std::cout << "hello " << name << "\n"; }
+//     mp::Process p(f, std::string("bob"));      // or mp::Process p(f, {.name = "worker"}, "bob");
+//     p.start();
+//     p.join();
+//
+// Start method. This version starts children with fork(): the child is a copy of the parent,
+// so any callable works, lambdas with captures included, and arguments need no serialization.
+//
+// Fork safety. fork() copies only the calling thread. A lock that another thread of the parent
+// held at that moment (inside malloc, stdio, a logger, ...) stays locked forever in the child, and
+// the child may deadlock on its first use. So: start processes before starting threads, or keep
+// the child to async-signal-safe work. mprocess itself starts no threads, and the state it keeps
+// per process (the child registry) is rebuilt fresh in every child, so it is safe across fork.
+// Output buffered in stdio or iostreams is flushed before every fork so it is not printed twice.
+//
+// Lifetime. No zombie is ever left: every child is reaped by join(), is_alive(), exitcode(), the
+// next start(), active_children(), or at exit. When the main program exits normally, daemonic
+// children are terminated and the others joined, as in Python. A Process destroyed while its
+// child runs leaves the child tracked, not orphaned. With {.die_with_parent = true} the kernel
+// kills the child (SIGKILL) if the parent dies, even by SIGKILL (note: Linux ties this to the
+// thread that called start(), so start such children from a thread that outlives them).
+//
+// Exit codes, as Python: 0 when the target returns; 1 when it throws (the exception's type and
+// what() go to stderr, like Python's traceback); n after mprocess::exit(n); -N when killed by
+// signal N; empty while running.
+#pragma once
+
+#include <concepts>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "mprocess/error.hpp"
+#include "mprocess/timeout.hpp"
+
+namespace mprocess {
+
+// Python's keyword arguments of Process(...).
+struct ProcessOptions {
+    std::string name;              // default "<Class>-N" (Process-1, Process-2, ... ; Process-1:1 in a child)
+    std::optional<bool> daemon;    // default: the creating process's daemon flag (false in the main process)
+    bool die_with_parent = false;  // kill the child if this process dies
+};
+
+// A description of a process that is not a child of ours: current_process(), parent_process().
+class ProcessInfo {
+public:
+    ProcessInfo(std::string name, pid_t pid, bool daemon) : name_(std::move(name)), pid_(pid), daemon_(daemon) {}
+    const std::string& name() const noexcept { return name_; }
+    pid_t pid() const noexcept { return pid_; }
+    bool daemon() const noexcept { return daemon_; }
+    bool is_alive() const;
+
+private:
+    std::string name_;
+    pid_t pid_;
+    bool daemon_;
+};
+
+namespace detail {
+struct ProcessState;
+
+struct Target {
+    virtual ~Target() = default;
+    virtual void invoke() = 0;
+};
+
+template <class F, class... Args>
+struct BoundTarget final : Target {
+    template <class G, class... A>
+    explicit BoundTarget(G&& g, A&&... a) : f(std::forward<G>(g)), args(std::forward<A>(a)...) {}
+    void invoke() override {
+        std::apply([this](auto&... a) { std::invoke(f, a...); }, args);
+    }
+    F f;
+    std::tuple<Args...> args;
+};
+}  // namespace detail
+
+class Process {
+public:
+    // Runs target(args...) in the child. Arguments are copied (or moved) into the Process.
+    template <class F, class... Args>
+        requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
+    explicit Process(F&& target, Args&&... args) : Process(ProcessOptions{}) {
+        set_target(std::forward<F>(target), std::forward<Args>(args)...);
+    }
+
+    template <class F, class... Args>
+        requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
+    Process(F&& target, ProcessOptions options, Args&&... args) : Process(std::move(options)) {
+        set_target(std::forward<F>(target), std::forward<Args>(args)...);
+    }
+
+    // For classes derived from Process that override run().
+    explicit Process(ProcessOptions options = {});
+
+    Process(Process&&) noexcept;
+    Process& operator=(Process&&) noexcept;
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+    virtual ~Process();
+
+    // What the child executes. The default calls the target with its arguments.
+    virtual void run();
+
+    void start();
+    void join();
+    // Waits at most `timeout`; true if the child has ended.
+    bool join(Timeout timeout);
+    bool is_alive();
+    void terminate();  // SIGTERM
+    void kill();       // SIGKILL
+    // Releases the resources held for the child; it must have ended. Later calls throw ValueError.
+    void close();
+
+    std::optional<int> exitcode();
+    pid_t pid() const;  // 0 before start()
+    const std::string& name() const;
+    void set_name(std::string name);
+    bool daemon() const;
+    void set_daemon(bool daemon);  // only before start()
+    // A descriptor that becomes readable when the child ends (for mprocess::wait()).
+    int sentinel() const;
+
+private:
+    friend std::vector<Process> active_children();
+    explicit Process(std::shared_ptr<detail::ProcessState> state);
+
+    template <class F, class... Args>
+    void set_target(F&& f, Args&&... args) {
+        target_ = std::make_unique<detail::BoundTarget<std::decay_t<F>, std::decay_t<Args>...>>(
+            std::forward<F>(f), std::forward<Args>(args)...);
+    }
+    detail::ProcessState& state() const;     // throws ValueError once closed
+    detail::ProcessState& started() const;   // also requires start() and that we are the parent
+    [[noreturn]] void child_main();
+
+    std::shared_ptr<detail::ProcessState> st_;
+    std::unique_ptr<detail::Target> target_;
+};
+
+ProcessInfo current_process();
+// The process that started this one; empty in the main process.
+std::optional<ProcessInfo> parent_process();
+// The children of this process that are still running (finished ones are reaped on the way).
+std::vector<Process> active_children();
+// Number of CPUs in the system, as Python's cpu_count().
+int cpu_count();
+
+// Ends the current process with `code`: inside a child started by mprocess it unwinds the stack
+// (throws SystemExit) and the child exits with `code`; in the main process it calls std::exit.
+[[noreturn]] void exit(int code);
+
+}  // namespace mprocess

@@ -1,0 +1,133 @@
+// Messages are serialized objects: the lecture's "what is a message".
+//
+// A message is [8-byte type tag][payload]. Trivially copyable types (ints, doubles, plain structs)
+// are their own payload: raw bytes, no encoder. Everything else goes through cereal: standard
+// strings and containers, optional, variant, pair and tuple, any nesting of them, and user types
+// with a member
+//
+//     template <class Archive> void serialize(Archive& ar) { ar(field1, field2); }
+//
+// Decoding checks the tag against the type asked for (TypeMismatch) and never trusts a length
+// (DecodeError on truncated, oversized or trailing bytes). It only ever builds plain data: no
+// message can make the receiver run code, unlike unpickling.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include <cereal/types/array.hpp>
+#include <cereal/types/chrono.hpp>
+#include <cereal/types/complex.hpp>
+#include <cereal/types/deque.hpp>
+#include <cereal/types/list.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/set.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/tuple.hpp>
+#include <cereal/types/unordered_map.hpp>
+#include <cereal/types/unordered_set.hpp>
+#include <cereal/types/utility.hpp>
+#include <cereal/types/variant.hpp>
+#include <cereal/types/vector.hpp>
+
+#include "mprocess/detail/archive.hpp"
+#include "mprocess/detail/type_name.hpp"
+#include "mprocess/error.hpp"
+
+namespace mprocess {
+
+// Sent as its own bytes. Pointers are excluded: an address means nothing in another process.
+template <class T>
+concept RawMessage = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
+                     !std::is_reference_v<T>;
+
+// Sent through cereal.
+template <class T>
+concept ArchiveMessage = !RawMessage<T> && std::is_default_constructible_v<T> &&
+                         cereal::traits::is_output_serializable<T, detail::OutArchive>::value &&
+                         cereal::traits::is_input_serializable<T, detail::InArchive>::value;
+
+template <class T>
+concept Serializable = RawMessage<T> || ArchiveMessage<T>;
+
+inline constexpr std::size_t tag_size = sizeof(std::uint64_t);
+
+namespace detail {
+
+template <class T>
+constexpr void require_serializable() {
+    static_assert(!std::is_pointer_v<T>, "mprocess: a raw pointer cannot travel as a message; send the object it points to");
+    static_assert(Serializable<T>,
+                  "mprocess: this type cannot travel as a message (see the type in 'with T = ...' below). "
+                  "Make it trivially copyable, or give it a default constructor and a member "
+                  "`template <class Archive> void serialize(Archive& ar) { ar(field1, field2, ...); }`");
+}
+
+[[noreturn]] void throw_type_mismatch(std::string_view expected, std::uint64_t expected_tag, std::string_view bytes);
+[[noreturn]] void throw_bad_size(std::string_view expected, std::size_t want, std::size_t got);
+
+inline std::uint64_t read_tag(std::string_view bytes) {
+    std::uint64_t tag = 0;
+    std::memcpy(&tag, bytes.data(), tag_size);
+    return tag;
+}
+
+}  // namespace detail
+
+// Appends the message for `obj` (tag and payload) to `out`.
+template <class T>
+void encode_into(std::string& out, const T& obj) {
+    detail::require_serializable<T>();
+    constexpr std::uint64_t tag = detail::type_tag<T>;
+    out.append(reinterpret_cast<const char*>(&tag), tag_size);
+    if constexpr (RawMessage<T>) {
+        out.append(reinterpret_cast<const char*>(std::addressof(obj)), sizeof(T));
+    } else {
+        detail::OutArchive ar(out);
+        ar(obj);
+    }
+}
+
+template <class T>
+std::string encode(const T& obj) {
+    std::string out;
+    encode_into(out, obj);
+    return out;
+}
+
+// Rebuilds the object from a whole message. Throws TypeMismatch or DecodeError, never crashes.
+template <class T>
+T decode(std::string_view bytes) {
+    detail::require_serializable<T>();
+    constexpr std::uint64_t tag = detail::type_tag<T>;
+    if (bytes.size() < tag_size || detail::read_tag(bytes) != tag)
+        detail::throw_type_mismatch(detail::type_name<T>(), tag, bytes);
+    std::string_view payload = bytes.substr(tag_size);
+    if constexpr (RawMessage<T>) {
+        if (payload.size() != sizeof(T)) detail::throw_bad_size(detail::type_name<T>(), sizeof(T), payload.size());
+        // memcpy into storage starts the lifetime of a trivially copyable object (implicit
+        // object creation), so T needs no default constructor.
+        alignas(T) unsigned char storage[sizeof(T)];
+        std::memcpy(storage, payload.data(), sizeof(T));
+        return *std::launder(reinterpret_cast<T*>(storage));
+    } else {
+        T obj{};
+        detail::InArchive ar(payload.data(), payload.size());
+        try {
+            ar(obj);
+        } catch (const cereal::Exception& e) {
+            throw DecodeError(std::string("corrupt message for ") + std::string(detail::type_name<T>()) + ": " + e.what());
+        }
+        if (ar.remaining() != 0)
+            throw DecodeError(std::to_string(ar.remaining()) + " unexpected trailing bytes after a " +
+                              std::string(detail::type_name<T>()));
+        return obj;
+    }
+}
+
+}  // namespace mprocess

@@ -1,0 +1,40 @@
+// A timeout as Python spells it: seconds as a number, or None for "wait forever".
+#pragma once
+
+#include <chrono>
+#include <optional>
+
+namespace mprocess {
+
+class Timeout {
+public:
+    using clock = std::chrono::steady_clock;
+
+    // Python's None: block until the event happens.
+    constexpr Timeout(std::nullopt_t) noexcept {}
+    // Seconds, as in Python; negative means zero.
+    constexpr Timeout(double seconds) noexcept
+        : ns_(std::chrono::nanoseconds(seconds > 0 ? static_cast<long long>(seconds * 1e9) : 0)) {}
+    template <class Rep, class Period>
+    constexpr Timeout(std::chrono::duration<Rep, Period> d) noexcept
+        : ns_(d.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(d)
+                            : std::chrono::nanoseconds(0)) {}
+
+    static constexpr Timeout never() noexcept { return Timeout(std::nullopt); }
+
+    bool infinite() const noexcept { return !ns_.has_value(); }
+    std::chrono::nanoseconds duration() const noexcept { return ns_.value_or(std::chrono::nanoseconds::max()); }
+
+    // The absolute deadline, or nullopt for none.
+    std::optional<clock::time_point> deadline() const noexcept {
+        if (!ns_) return std::nullopt;
+        return clock::now() + *ns_;
+    }
+
+private:
+    std::optional<std::chrono::nanoseconds> ns_;
+};
+
+inline constexpr Timeout forever = Timeout::never();
+
+}  // namespace mprocess

@@ -1,0 +1,37 @@
+// The transport behind a Connection. One implementation today: the shared-memory ring pair of
+// Pipe(). Sockets (Listener/Client) will be a second.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include <poll.h>
+
+#include "mprocess/connection.hpp"
+#include "platform/posix.hpp"
+
+namespace mprocess::detail {
+
+class Channel {
+public:
+    virtual ~Channel() = default;
+
+    virtual void send(std::string_view head, std::string_view body) = 0;
+    // Receives one message into the sink; false if the sink declined it (left unread).
+    virtual bool recv(FrameSink& sink) = 0;
+    // Message waiting or peer gone, waiting up to the deadline.
+    virtual bool poll(const platform::Deadline& deadline) = 0;
+
+    // For wait(): ready now? / announce a sleeper and add the fds to watch / withdraw it.
+    virtual bool ready_now() = 0;
+    virtual void arm(std::vector<pollfd>& fds) = 0;
+    virtual void disarm() = 0;
+
+    virtual void close() = 0;
+    virtual bool closed() const noexcept = 0;
+    virtual bool readable() const noexcept = 0;
+    virtual bool writable() const noexcept = 0;
+    virtual int fileno() const noexcept = 0;
+};
+
+}  // namespace mprocess::detail

@@ -1,0 +1,173 @@
+#include "mprocess/connection.hpp"
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+
+#include "channel.hpp"
+#include "mprocess/process.hpp"
+#include "shm_channel.hpp"
+
+namespace mprocess {
+
+namespace detail {
+
+void check_frame(std::size_t length, std::string_view prefix, std::uint64_t tag, std::string_view type,
+                 std::size_t raw_size) {
+    if (length < tag_size || read_tag(prefix) != tag) throw_type_mismatch(type, tag, prefix);
+    if (raw_size != 0 && length != tag_size + raw_size) throw_bad_size(type, raw_size, length - tag_size);
+}
+
+void throw_type_mismatch(std::string_view expected, std::uint64_t expected_tag, std::string_view bytes) {
+    char buf[160];
+    if (bytes.size() < tag_size) {
+        std::snprintf(buf, sizeof buf, "a message of %zu bytes is too short to carry a type tag", bytes.size());
+    } else {
+        std::snprintf(buf, sizeof buf, "the message carries type tag %016" PRIx64 ", not %016" PRIx64,
+                      read_tag(bytes), expected_tag);
+    }
+    throw TypeMismatch("cannot receive a " + std::string(expected) + ": " + buf +
+                       " (it was sent as another type, or with send_bytes)");
+}
+
+void throw_bad_size(std::string_view expected, std::size_t want, std::size_t got) {
+    throw DecodeError("a " + std::string(expected) + " is " + std::to_string(want) + " bytes, the message holds " +
+                      std::to_string(got));
+}
+
+std::string& scratch() {
+    thread_local std::string buf;
+    return buf;
+}
+
+void release_scratch(std::string& buf) noexcept {
+    // Keep the buffer for the next small message, but not a huge one's memory.
+    if (buf.capacity() > (std::size_t{1} << 20)) std::string().swap(buf);
+}
+
+}  // namespace detail
+
+OSError::OSError(int err, const std::string& what) : Error(what), errno_(err) {}
+
+BufferTooShort::BufferTooShort(std::string message, std::size_t capacity)
+    : Error("buffer too short: the message is " + std::to_string(message.size()) + " bytes, the buffer has room for " +
+            std::to_string(capacity)),
+      message_(std::move(message)) {}
+
+detail::Channel& Connection::channel() const {
+    if (!ch_ || ch_->closed()) throw ValueError("connection is closed");
+    return *ch_;
+}
+
+void Connection::send_parts(std::string_view head, std::string_view body) { channel().send(head, body); }
+
+void Connection::recv_frame(detail::FrameSink& sink) { channel().recv(sink); }
+
+void Connection::send_bytes(std::string_view data) { channel().send(data, {}); }
+
+void Connection::send_bytes(std::string_view data, std::size_t offset, std::optional<std::size_t> size) {
+    if (offset > data.size()) throw ValueError("offset is larger than the buffer");
+    std::size_t n = size.value_or(data.size() - offset);
+    if (n > data.size() - offset) throw ValueError("offset + size is larger than the buffer");
+    channel().send(data.substr(offset, n), {});
+}
+
+std::string Connection::recv_bytes(std::optional<std::size_t> maxlength) {
+    struct Sink final : detail::FrameSink {
+        std::optional<std::size_t> max;
+        std::string out;
+        char* reserve(std::size_t length, std::string_view) override {
+            if (max && length > *max)
+                throw OSError(EMSGSIZE, "message of " + std::to_string(length) + " bytes exceeds maxlength " +
+                                            std::to_string(*max) + "; it was left unread");
+            out.resize(length);
+            return out.data();
+        }
+    } sink;
+    sink.max = maxlength;
+    channel().recv(sink);
+    return std::move(sink.out);
+}
+
+std::size_t Connection::recv_bytes_into(std::span<char> buffer, std::size_t offset) {
+    if (offset > buffer.size()) throw ValueError("offset is larger than the buffer");
+    struct Sink final : detail::FrameSink {
+        std::span<char> room;
+        std::string overflow;
+        std::size_t length = 0;
+        bool too_short = false;
+        char* reserve(std::size_t n, std::string_view) override {
+            length = n;
+            if (n <= room.size()) return room.data();
+            too_short = true;
+            overflow.resize(n);
+            return overflow.data();
+        }
+    } sink;
+    sink.room = buffer.subspan(offset);
+    channel().recv(sink);
+    if (sink.too_short) throw BufferTooShort(std::move(sink.overflow), sink.room.size());
+    return sink.length;
+}
+
+std::size_t Connection::recv_bytes_into(std::span<std::byte> buffer, std::size_t offset) {
+    return recv_bytes_into(std::span<char>(reinterpret_cast<char*>(buffer.data()), buffer.size()), offset);
+}
+
+bool Connection::poll(Timeout timeout) { return channel().poll(timeout.deadline()); }
+
+void Connection::close() {
+    if (ch_) ch_->close();
+}
+
+bool Connection::closed() const noexcept { return !ch_ || ch_->closed(); }
+bool Connection::readable() const { return channel().readable(); }
+bool Connection::writable() const { return channel().writable(); }
+int Connection::fileno() const { return channel().fileno(); }
+
+std::pair<Connection, Connection> Pipe(bool duplex, PipeOptions options) {
+    auto [a, b] = detail::make_shm_pipe(duplex, options.capacity);
+    return {Connection(a), Connection(b)};
+}
+
+Waitable::Waitable(const Process& p) : fd_(p.sentinel()) {}
+
+std::vector<Waitable> wait(const std::vector<Waitable>& objects, Timeout timeout) {
+    const auto deadline = timeout.deadline();
+    std::vector<Waitable> ready;
+    std::vector<pollfd> fds;
+    for (;;) {
+        // Look at everything without blocking.
+        fds.clear();
+        for (const auto& o : objects) {
+            if (!o.is_connection()) fds.push_back({o.fd(), POLLIN, 0});
+            else if (o.connection().channel().ready_now()) ready.push_back(o);
+        }
+        if (!fds.empty() && platform::poll_until(fds.data(), fds.size(), platform::Clock::now()) > 0) {
+            std::size_t i = 0;
+            for (const auto& o : objects)
+                if (!o.is_connection() && fds[i++].revents != 0) ready.push_back(o);
+        }
+        if (!ready.empty() || (deadline && platform::Clock::now() >= *deadline)) return ready;
+
+        // Sleep on everything at once. Connections announce a sleeper and are checked again
+        // before the sleep, so a message sent in between is not missed.
+        fds.clear();
+        std::vector<detail::Channel*> armed;
+        for (const auto& o : objects) {
+            if (!o.is_connection()) {
+                fds.push_back({o.fd(), POLLIN, 0});
+                continue;
+            }
+            auto& ch = o.connection().channel();
+            ch.arm(fds);
+            armed.push_back(&ch);
+        }
+        bool any = false;
+        for (auto* ch : armed) any = any || ch->ready_now();
+        if (!any) platform::poll_until(fds.data(), fds.size(), deadline);
+        for (auto* ch : armed) ch->disarm();
+    }
+}
+
+}  // namespace mprocess

@@ -1,0 +1,119 @@
+#include "platform/posix.hpp"
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "mprocess/error.hpp"
+
+namespace mprocess::platform {
+
+void throw_os_error(int err, const std::string& what) {
+    throw OSError(err, what + ": " + std::strerror(err));
+}
+
+void throw_errno(const std::string& what) { throw_os_error(errno, what); }
+
+void Fd::reset() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+}
+
+Fd pidfd_open(pid_t pid) {
+    long fd = ::syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) throw_errno("pidfd_open (mprocess needs Linux 5.3 or newer)");
+    return Fd(static_cast<int>(fd));
+}
+
+bool pidfd_signal(int pidfd, int sig) {
+    if (::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) == 0) return true;
+    if (errno == ESRCH) return false;
+    throw_errno("pidfd_send_signal");
+}
+
+int poll_until(pollfd* fds, std::size_t n, const Deadline& deadline) {
+    for (;;) {
+        int ms = -1;
+        if (deadline) {
+            auto left = *deadline - Clock::now();
+            ms = left <= Clock::duration::zero()
+                     ? 0
+                     : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+        }
+        int r = ::poll(fds, n, ms);
+        if (r >= 0) {
+            // poll() rounds to milliseconds; do not report a timeout before the deadline passed.
+            if (r == 0 && deadline && Clock::now() < *deadline) continue;
+            return r;
+        }
+        if (errno != EINTR) throw_errno("poll");
+    }
+}
+
+Fd make_memfd(const char* name, std::size_t size) {
+    int fd = ::memfd_create(name, MFD_CLOEXEC);
+    if (fd < 0) throw_errno("memfd_create");
+    Fd owned(fd);
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) throw_errno("ftruncate of shared memory");
+    return owned;
+}
+
+void* map_shared(int fd, std::size_t size) {
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) throw_errno("mmap of shared memory");
+    return p;
+}
+
+void unmap(void* addr, std::size_t size) noexcept {
+    if (addr) ::munmap(addr, size);
+}
+
+std::pair<Fd, Fd> make_socketpair() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair");
+    return {Fd(sv[0]), Fd(sv[1])};
+}
+
+Fd dup_fd(const Fd& fd) {
+    int d = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0);
+    if (d < 0) throw_errno("dup");
+    return Fd(d);
+}
+
+Fd make_eventfd() {
+    int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) throw_errno("eventfd");
+    return Fd(fd);
+}
+
+void signal_efd(const Fd& fd) noexcept {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto r = ::write(fd.get(), &one, sizeof one);  // fails only when the count is saturated
+}
+
+void drain_efd(const Fd& fd) noexcept {
+    std::uint64_t v;
+    [[maybe_unused]] auto r = ::read(fd.get(), &v, sizeof v);
+}
+
+void flush_stdio() noexcept {
+    try {
+        std::cout.flush();
+        std::cerr.flush();
+        std::clog.flush();
+    } catch (...) {
+    }
+    std::fflush(nullptr);
+}
+
+}  // namespace mprocess::platform

@@ -1,0 +1,75 @@
+// POSIX/Linux primitives used by the core. The only place with raw system calls.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <poll.h>
+#include <sys/types.h>
+
+namespace mprocess::platform {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = std::optional<Clock::time_point>;
+
+[[noreturn]] void throw_os_error(int err, const std::string& what);
+[[noreturn]] void throw_errno(const std::string& what);
+
+// An owned file descriptor, closed on destruction.
+class Fd {
+public:
+    Fd() = default;
+    explicit Fd(int fd) noexcept : fd_(fd) {}
+    Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    Fd& operator=(Fd&& o) noexcept {
+        if (this != &o) {
+            reset();
+            fd_ = std::exchange(o.fd_, -1);
+        }
+        return *this;
+    }
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    ~Fd() { reset(); }
+
+    int get() const noexcept { return fd_; }
+    bool valid() const noexcept { return fd_ >= 0; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+    void reset() noexcept;
+
+private:
+    int fd_ = -1;
+};
+
+// A descriptor that becomes readable when the process exits (Linux >= 5.3).
+Fd pidfd_open(pid_t pid);
+// Sends `sig` through a pidfd; false if the process has already exited.
+bool pidfd_signal(int pidfd, int sig);
+
+// poll() that retries on EINTR and honours an absolute deadline. Returns the number of ready fds.
+int poll_until(pollfd* fds, std::size_t n, const Deadline& deadline);
+
+// Anonymous shared memory: freed by the kernel when the last mapping and descriptor go away,
+// whatever way the processes holding it end.
+Fd make_memfd(const char* name, std::size_t size);
+void* map_shared(int fd, std::size_t size);
+void unmap(void* addr, std::size_t size) noexcept;
+
+// A connected, non-blocking, close-on-exec stream socket pair.
+std::pair<Fd, Fd> make_socketpair();
+
+// A close-on-exec duplicate.
+Fd dup_fd(const Fd& fd);
+
+// Non-blocking, close-on-exec eventfd used as a doorbell: signal adds one, drain resets to zero.
+Fd make_eventfd();
+void signal_efd(const Fd& fd) noexcept;
+void drain_efd(const Fd& fd) noexcept;
+
+// Flushes C and C++ standard streams so that a fork does not duplicate buffered output.
+void flush_stdio() noexcept;
+
+}  // namespace mprocess::platform

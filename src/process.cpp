@@ -1,0 +1,383 @@
+#include "mprocess/process.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cxxabi.h>
+#include <mutex>
+#include <typeinfo>
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "platform/posix.hpp"
+
+namespace mprocess {
+
+namespace detail {
+
+struct ProcessState {
+    std::mutex m;
+    std::string name;  // empty until first asked: the dynamic class name is known only then
+    std::vector<int> identity;
+    bool daemon = false;
+    bool die_with_parent = false;
+    bool started = false;
+    bool closed = false;
+    pid_t pid = 0;
+    pid_t parent_pid = 0;
+    platform::Fd pidfd;
+    std::optional<int> exitcode;
+
+    // Non-blocking reap; true once the exit code is known. Caller holds m.
+    bool try_reap_locked() {
+        if (exitcode) return true;
+        int status = 0;
+        pid_t r;
+        do r = ::waitpid(pid, &status, WNOHANG);
+        while (r < 0 && errno == EINTR);
+        if (r == 0) return false;
+        if (r < 0) platform::throw_errno("waitpid");
+        exitcode = WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
+        pidfd.reset();
+        return true;
+    }
+    bool try_reap() {
+        std::lock_guard lock(m);
+        return try_reap_locked();
+    }
+};
+
+namespace {
+
+// What this process knows about itself and its children. Rebuilt from scratch in each child.
+struct Self {
+    std::string name = "MainProcess";
+    std::vector<int> identity;
+    bool daemon = false;
+    bool is_child = false;
+    pid_t parent_pid = 0;
+    std::string parent_name;
+    int counter = 0;
+    std::mutex m;
+    std::vector<std::shared_ptr<ProcessState>> children;  // started, not yet reaped
+    bool exit_hook = false;
+};
+
+// Never destroyed: the exit hook may run after static destructors.
+Self* self_ptr = new Self;
+Self& self() { return *self_ptr; }
+
+// Reaps finished children and forgets them.
+void reap_finished() {
+    auto& s = self();
+    std::lock_guard lock(s.m);
+    std::erase_if(s.children, [](const std::shared_ptr<ProcessState>& c) { return c->try_reap(); });
+}
+
+std::vector<std::shared_ptr<ProcessState>> live_children() {
+    reap_finished();
+    std::lock_guard lock(self().m);
+    return self().children;
+}
+
+bool wait_exit(ProcessState& st, const platform::Deadline& deadline) {
+    if (st.try_reap()) return true;
+    pollfd pfd{};
+    {
+        std::lock_guard lock(st.m);
+        if (!st.pidfd.valid()) return st.try_reap_locked();
+        pfd.fd = st.pidfd.get();
+    }
+    pfd.events = POLLIN;
+    while (platform::poll_until(&pfd, 1, deadline) > 0) {
+        if (st.try_reap()) return true;
+    }
+    return st.try_reap();
+}
+
+// As Python at interpreter exit: terminate daemonic children, then join all.
+void finalize_children() {
+    auto children = live_children();
+    for (auto& c : children) {
+        if (c->daemon) {
+            std::lock_guard lock(c->m);
+            if (!c->exitcode && c->pidfd.valid()) platform::pidfd_signal(c->pidfd.get(), SIGTERM);
+        }
+    }
+    for (auto& c : children) wait_exit(*c, std::nullopt);
+    reap_finished();
+}
+
+void at_exit() noexcept {
+    try {
+        finalize_children();
+    } catch (...) {
+    }
+}
+
+std::string demangle(const char* name) {
+    int status = 0;
+    char* out = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+    std::string s = status == 0 && out ? out : name;
+    std::free(out);
+    return s;
+}
+
+std::string default_name(const std::string& dynamic_class, const std::vector<int>& identity) {
+    std::string cls = dynamic_class;
+    if (auto t = cls.find('<'); t != std::string::npos) cls.resize(t);
+    if (auto c = cls.rfind("::"); c != std::string::npos) cls = cls.substr(c + 2);
+    std::string n = cls + "-";
+    for (std::size_t i = 0; i < identity.size(); ++i) n += (i ? ":" : "") + std::to_string(identity[i]);
+    return n;
+}
+
+// Python prints "Process <name>:" and the traceback; we print the exception's type and message.
+void report_exception(const std::string& name) {
+    std::string type = "unknown exception";
+    std::string what;
+    if (auto* t = abi::__cxa_current_exception_type()) type = demangle(t->name());
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        what = e.what();
+    } catch (...) {
+    }
+    std::fprintf(stderr, "Process %s:\n%s: %s\n", name.c_str(), type.c_str(), what.c_str());
+    std::fflush(stderr);
+}
+
+}  // namespace
+}  // namespace detail
+
+using detail::ProcessState;
+
+bool ProcessInfo::is_alive() const {
+    if (pid_ == ::getpid()) return true;
+    try {
+        auto fd = platform::pidfd_open(pid_);
+        pollfd pfd{fd.get(), POLLIN, 0};
+        return platform::poll_until(&pfd, 1, platform::Clock::now()) == 0;
+    } catch (const OSError&) {
+        return false;
+    }
+}
+
+Process::Process(ProcessOptions options) : st_(std::make_shared<ProcessState>()) {
+    auto& s = detail::self();
+    {
+        std::lock_guard lock(s.m);
+        st_->identity = s.identity;
+        st_->identity.push_back(++s.counter);
+    }
+    st_->name = std::move(options.name);
+    st_->daemon = options.daemon.value_or(s.daemon);
+    st_->die_with_parent = options.die_with_parent;
+    st_->parent_pid = ::getpid();
+}
+
+Process::Process(std::shared_ptr<ProcessState> state) : st_(std::move(state)) {}
+Process::Process(Process&&) noexcept = default;
+Process& Process::operator=(Process&&) noexcept = default;
+Process::~Process() = default;
+
+void Process::run() {
+    if (target_) target_->invoke();
+}
+
+ProcessState& Process::state() const {
+    if (!st_ || st_->closed) throw ValueError("process object is closed");
+    return *st_;
+}
+
+ProcessState& Process::started() const {
+    auto& st = state();
+    if (!st.started) throw ProcessError("can only use a started process: call start() first");
+    if (st.parent_pid != ::getpid()) throw ProcessError("can only join, poll or signal a child process of this one");
+    return st;
+}
+
+const std::string& Process::name() const {
+    auto& st = state();
+    std::lock_guard lock(st.m);
+    if (st.name.empty()) st.name = detail::default_name(detail::demangle(typeid(*this).name()), st.identity);
+    return st.name;
+}
+
+void Process::set_name(std::string name) {
+    auto& st = state();
+    std::lock_guard lock(st.m);
+    st.name = std::move(name);
+}
+
+bool Process::daemon() const { return state().daemon; }
+
+void Process::set_daemon(bool daemon) {
+    auto& st = state();
+    if (st.started) throw ProcessError("process has already started: set daemon before start()");
+    st.daemon = daemon;
+}
+
+pid_t Process::pid() const { return state().pid; }
+
+int Process::sentinel() const {
+    auto& st = started();
+    std::lock_guard lock(st.m);
+    return st.pidfd.get();
+}
+
+void Process::start() {
+    auto& st = state();
+    if (st.started) throw ProcessError("cannot start a process twice");
+    if (st.parent_pid != ::getpid()) throw ProcessError("can only start a process object created by this process");
+    auto& s = detail::self();
+    if (s.daemon) throw ProcessError("daemonic processes are not allowed to have children");
+    detail::reap_finished();
+    name();  // fix the default name now, while *this is the complete object
+
+    {
+        std::lock_guard lock(s.m);
+        if (!s.exit_hook) {
+            std::atexit(detail::at_exit);
+            s.exit_hook = true;
+        }
+    }
+    platform::flush_stdio();
+    pid_t pid = ::fork();
+    if (pid < 0) platform::throw_errno("fork");
+    if (pid == 0) child_main();
+
+    platform::Fd pidfd;
+    try {
+        pidfd = platform::pidfd_open(pid);
+    } catch (...) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+        throw;
+    }
+    {
+        std::lock_guard lock(st.m);
+        st.pid = pid;
+        st.pidfd = std::move(pidfd);
+        st.started = true;
+    }
+    {
+        std::lock_guard lock(s.m);
+        s.children.push_back(st_);
+    }
+    // As Python: the parent lets go of the target and its arguments, so that, for example, a
+    // Connection passed to the child is not kept open here.
+    target_.reset();
+}
+
+void Process::child_main() {
+    auto& st = *st_;
+    if (st.die_with_parent) {
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != st.parent_pid) ::_exit(1);  // the parent died before prctl took effect
+    }
+    // A fresh registry: the parent's children are not ours, and its locks may be held by threads
+    // that do not exist here. The old one is leaked on purpose; its descriptors are closed.
+    auto* old = detail::self_ptr;
+    for (auto& c : old->children) c->pidfd.reset();
+    auto* fresh = new detail::Self;
+    fresh->name = st.name;
+    fresh->identity = st.identity;
+    fresh->daemon = st.daemon;
+    fresh->is_child = true;
+    fresh->parent_pid = st.parent_pid;
+    fresh->parent_name = old->name;
+    detail::self_ptr = fresh;
+
+    int code = 0;
+    try {
+        run();
+    } catch (const SystemExit& e) {
+        code = e.code;
+    } catch (...) {
+        detail::report_exception(st.name);
+        code = 1;
+    }
+    try {
+        detail::finalize_children();
+    } catch (...) {
+    }
+    platform::flush_stdio();
+    ::_exit(code);
+}
+
+void Process::join() { join(Timeout::never()); }
+
+bool Process::join(Timeout timeout) {
+    auto& st = started();
+    return detail::wait_exit(st, timeout.deadline());
+}
+
+bool Process::is_alive() {
+    auto& st = state();
+    if (!st.started || st.parent_pid != ::getpid()) return false;
+    return !st.try_reap();
+}
+
+std::optional<int> Process::exitcode() {
+    auto& st = state();
+    if (!st.started || st.parent_pid != ::getpid()) return std::nullopt;
+    st.try_reap();
+    std::lock_guard lock(st.m);
+    return st.exitcode;
+}
+
+void Process::terminate() {
+    auto& st = started();
+    std::lock_guard lock(st.m);
+    if (!st.exitcode && st.pidfd.valid()) platform::pidfd_signal(st.pidfd.get(), SIGTERM);
+}
+
+void Process::kill() {
+    auto& st = started();
+    std::lock_guard lock(st.m);
+    if (!st.exitcode && st.pidfd.valid()) platform::pidfd_signal(st.pidfd.get(), SIGKILL);
+}
+
+void Process::close() {
+    if (!st_ || st_->closed) return;
+    auto& st = *st_;
+    if (st.started && st.parent_pid == ::getpid() && !st.try_reap())
+        throw ValueError("cannot close a process while it is still running: call join() or terminate() first");
+    std::lock_guard lock(st.m);
+    st.pidfd.reset();
+    st.closed = true;
+}
+
+ProcessInfo current_process() {
+    auto& s = detail::self();
+    return ProcessInfo(s.name, ::getpid(), s.daemon);
+}
+
+std::optional<ProcessInfo> parent_process() {
+    auto& s = detail::self();
+    if (!s.is_child) return std::nullopt;
+    return ProcessInfo(s.parent_name, s.parent_pid, false);
+}
+
+std::vector<Process> active_children() {
+    std::vector<Process> out;
+    for (auto& c : detail::live_children()) out.push_back(Process(c));
+    return out;
+}
+
+int cpu_count() {
+    long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? static_cast<int>(n) : 1;
+}
+
+void exit(int code) {
+    if (detail::self().is_child) throw SystemExit{code};
+    std::exit(code);
+}
+
+}  // namespace mprocess

@@ -1,0 +1,446 @@
+// Ring layout: a stream of records [u64 length][payload][pad to 8]. Positions only grow; a
+// record that fits in the ring is published whole (one store of `tail`), so a sender that dies
+// mid-write leaves nothing visible. A larger record is streamed through the ring in chunks and
+// flagged, so that a death mid-stream marks the ring broken instead of leaving half a message.
+//
+// Waiting: spin for a bounded time, then announce a sleeper (`*sleepers`) and sleep on an
+// eventfd. The other side rings the eventfd only when someone sleeps and nobody rang since
+// (`*rung`). Store-then-load on both sides is sequentially consistent, so no wake-up is missed.
+// A sleeper that takes a ring meant for several passes it on if work remains.
+#include "shm_channel.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include <pthread.h>
+
+namespace mprocess::detail {
+namespace {
+
+using platform::Clock;
+using platform::Deadline;
+using platform::Fd;
+using platform::drain_efd;
+using platform::dup_fd;
+using platform::make_eventfd;
+using platform::signal_efd;
+
+constexpr std::size_t kHeaderBytes = 4096;
+constexpr std::uint64_t kMaxMessage = std::uint64_t{1} << 46;
+constexpr std::uint64_t kStreamPrefix = 64;  // a streamed record starts with its header and this much payload
+constexpr auto kSpin = std::chrono::microseconds(20);
+constexpr unsigned kPeerCheckEvery = 256;  // sends between liveness checks of the peer
+
+struct RingCtl {
+    alignas(64) std::atomic<std::uint64_t> tail;
+    alignas(64) std::atomic<std::uint64_t> head;
+    alignas(64) std::atomic<std::uint32_t> rsleepers;  // receivers asleep, waiting for data
+    std::atomic<std::uint32_t> rrung;
+    alignas(64) std::atomic<std::uint32_t> wsleepers;  // senders asleep, waiting for space
+    std::atomic<std::uint32_t> wrung;
+    alignas(64) std::atomic<std::uint32_t> broken;
+    std::atomic<std::uint32_t> wpartial;  // a streamed record is being written
+    std::atomic<std::uint32_t> rpartial;  // a streamed record is being read
+    std::uint64_t capacity;
+    alignas(64) pthread_mutex_t wlock;
+    alignas(64) pthread_mutex_t rlock;
+};
+static_assert(2 * sizeof(RingCtl) <= kHeaderBytes);
+
+constexpr std::uint64_t align8(std::uint64_t n) { return (n + 7) & ~std::uint64_t{7}; }
+
+void init_robust_mutex(pthread_mutex_t* m) {
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    int r = pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+    if (r != 0) platform::throw_os_error(r, "pthread_mutex_init");
+}
+
+// Holds a robust process-shared mutex; `owner_died` tells that its previous owner died holding it.
+class RobustGuard {
+public:
+    explicit RobustGuard(pthread_mutex_t* m) : m_(m) {
+        int r = pthread_mutex_lock(m);
+        if (r == EOWNERDEAD) {
+            owner_died = true;
+            pthread_mutex_consistent(m);
+        } else if (r != 0) {
+            platform::throw_os_error(r, "locking a connection");
+        }
+    }
+    ~RobustGuard() { pthread_mutex_unlock(m_); }
+    RobustGuard(const RobustGuard&) = delete;
+    RobustGuard& operator=(const RobustGuard&) = delete;
+    bool owner_died = false;
+
+private:
+    pthread_mutex_t* m_;
+};
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+struct Mapping {
+    Fd memfd;
+    void* base = nullptr;
+    std::size_t size = 0;
+    ~Mapping() { platform::unmap(base, size); }
+};
+
+// One direction as seen by one end.
+struct Dir {
+    RingCtl* ctl = nullptr;
+    char* data = nullptr;
+    std::uint64_t cap = 0;
+    Fd data_efd;   // rung for receivers
+    Fd space_efd;  // rung for senders
+    explicit operator bool() const noexcept { return ctl != nullptr; }
+
+    void put(std::uint64_t pos, const char* src, std::size_t n) const noexcept {
+        std::size_t off = pos & (cap - 1);
+        std::size_t first = std::min<std::size_t>(n, cap - off);
+        std::memcpy(data + off, src, first);
+        std::memcpy(data, src + first, n - first);
+    }
+    void get(std::uint64_t pos, char* dst, std::size_t n) const noexcept {
+        std::size_t off = pos & (cap - 1);
+        std::size_t first = std::min<std::size_t>(n, cap - off);
+        std::memcpy(dst, data + off, first);
+        std::memcpy(dst + first, data, n - first);
+    }
+    std::uint64_t used() const noexcept {
+        return ctl->tail.load(std::memory_order_acquire) - ctl->head.load(std::memory_order_acquire);
+    }
+};
+
+enum class WaitResult { ready, timeout, peer_gone };
+
+class ShmChannel final : public Channel {
+public:
+    ShmChannel(std::shared_ptr<Mapping> map, Dir in, Dir out, Fd sock)
+        : map_(std::move(map)), in_(std::move(in)), out_(std::move(out)), sock_(std::move(sock)) {}
+
+    void send(std::string_view head, std::string_view body) override;
+    bool recv(FrameSink& sink) override;
+    bool poll(const Deadline& deadline) override;
+    bool ready_now() override;
+    void arm(std::vector<pollfd>& fds) override;
+    void disarm() override;
+
+    void close() override {
+        closed_ = true;
+        in_ = Dir{};
+        out_ = Dir{};
+        sock_.reset();
+        map_.reset();
+    }
+    bool closed() const noexcept override { return closed_; }
+    bool readable() const noexcept override { return !closed_ && in_; }
+    bool writable() const noexcept override { return !closed_ && out_; }
+    int fileno() const noexcept override { return sock_.get(); }
+
+private:
+    Dir& in() {
+        check_open();
+        if (!in_) throw ValueError("connection is write-only");
+        return in_;
+    }
+    Dir& out() {
+        check_open();
+        if (!out_) throw ValueError("connection is read-only");
+        return out_;
+    }
+    void check_open() const {
+        if (closed_) throw ValueError("connection is closed");
+    }
+
+    // Checks the liveness socket without blocking.
+    bool peer_gone_now() {
+        if (peer_gone_) return true;
+        pollfd p{sock_.get(), POLLIN, 0};
+        if (::poll(&p, 1, 0) > 0) peer_gone_ = true;
+        return peer_gone_;
+    }
+
+    template <class Ready>
+    WaitResult wait_for(Ready ready, std::atomic<std::uint32_t>& sleepers, std::atomic<std::uint32_t>& rung,
+                        const Fd& efd, const Deadline& deadline);
+
+    void publish(std::uint64_t tail) {
+        RingCtl& c = *out_.ctl;
+        c.tail.store(tail, std::memory_order_seq_cst);
+        if (c.rsleepers.load(std::memory_order_seq_cst) != 0 && c.rrung.exchange(1) == 0) signal_efd(out_.data_efd);
+    }
+    void release(std::uint64_t head) {
+        RingCtl& c = *in_.ctl;
+        c.head.store(head, std::memory_order_seq_cst);
+        if (c.wsleepers.load(std::memory_order_seq_cst) != 0 && c.wrung.exchange(1) == 0) signal_efd(in_.space_efd);
+    }
+    void wait_space(std::uint64_t pos, std::uint64_t need);
+    WaitResult wait_data(std::uint64_t pos, std::uint64_t need, const Deadline& deadline) {
+        RingCtl& c = *in_.ctl;
+        return wait_for(
+            [&] { return c.tail.load(std::memory_order_acquire) - pos >= need || c.broken.load() != 0; },
+            c.rsleepers, c.rrung, in_.data_efd, deadline);
+    }
+    [[noreturn]] void throw_broken() const {
+        throw BrokenPipeError("connection is broken: a process died in the middle of a large message on it");
+    }
+
+    std::shared_ptr<Mapping> map_;
+    Dir in_, out_;
+    Fd sock_;
+    bool peer_gone_ = false;
+    bool closed_ = false;
+    unsigned sends_ = 0;
+};
+
+template <class Ready>
+WaitResult ShmChannel::wait_for(Ready ready, std::atomic<std::uint32_t>& sleepers, std::atomic<std::uint32_t>& rung,
+                                const Fd& efd, const Deadline& deadline) {
+    if (ready()) return WaitResult::ready;
+    auto now = Clock::now();
+    auto spin_end = now + kSpin;
+    if (deadline && *deadline < spin_end) spin_end = *deadline;
+    while (now < spin_end) {
+        for (int i = 0; i < 64; ++i) {
+            cpu_relax();
+            if (ready()) return WaitResult::ready;
+        }
+        now = Clock::now();
+    }
+    if (deadline && now >= *deadline) return ready() ? WaitResult::ready : WaitResult::timeout;
+
+    sleepers.fetch_add(1, std::memory_order_seq_cst);
+    struct Leave {
+        std::atomic<std::uint32_t>& s;
+        ~Leave() { s.fetch_sub(1, std::memory_order_seq_cst); }
+    } leave{sleepers};
+    for (;;) {
+        if (ready()) {
+            // Someone else may sleep on the ring we consumed: pass it on.
+            if (sleepers.load() > 1) signal_efd(efd);
+            return WaitResult::ready;
+        }
+        pollfd fds[2] = {{efd.get(), POLLIN, 0}, {sock_.get(), POLLIN, 0}};
+        int n = platform::poll_until(fds, 2, deadline);
+        if (n == 0) return ready() ? WaitResult::ready : WaitResult::timeout;
+        if (fds[1].revents != 0) {
+            peer_gone_ = true;
+            return ready() ? WaitResult::ready : WaitResult::peer_gone;
+        }
+        rung.store(0, std::memory_order_seq_cst);
+        drain_efd(efd);
+    }
+}
+
+void ShmChannel::wait_space(std::uint64_t pos, std::uint64_t need) {
+    RingCtl& c = *out_.ctl;
+    const std::uint64_t cap = out_.cap;
+    auto r = wait_for([&] { return cap - (pos - c.head.load(std::memory_order_acquire)) >= need; }, c.wsleepers,
+                      c.wrung, out_.space_efd, std::nullopt);
+    if (r == WaitResult::peer_gone) throw BrokenPipeError("the other end of the connection is closed");
+}
+
+void ShmChannel::send(std::string_view head, std::string_view body) {
+    Dir& d = out();
+    RingCtl& c = *d.ctl;
+    const std::uint64_t len = head.size() + body.size();
+    if (len > kMaxMessage) throw ValueError("message too large: " + std::to_string(len) + " bytes");
+    const std::uint64_t rec = align8(8 + len);
+
+    RobustGuard lock(&c.wlock);
+    if (lock.owner_died && c.wpartial.load() != 0) {
+        c.broken.store(1);
+        c.wpartial.store(0);
+        signal_efd(d.data_efd);
+    }
+    if (c.broken.load() != 0) throw_broken();
+    if ((++sends_ % kPeerCheckEvery == 0 || peer_gone_) && peer_gone_now())
+        throw BrokenPipeError("the other end of the connection is closed");
+
+    std::uint64_t tail = c.tail.load(std::memory_order_relaxed);
+    if (rec <= d.cap) {
+        wait_space(tail, rec);
+        d.put(tail, reinterpret_cast<const char*>(&len), 8);
+        d.put(tail + 8, head.data(), head.size());
+        d.put(tail + 8 + head.size(), body.data(), body.size());
+        publish(tail + rec);
+        return;
+    }
+    // Larger than the ring: stream it.
+    c.wpartial.store(1);
+    wait_space(tail, 8 + kStreamPrefix);
+    d.put(tail, reinterpret_cast<const char*>(&len), 8);
+    std::uint64_t pos = tail + 8;
+    for (std::string_view part : {head, body}) {
+        while (!part.empty()) {
+            std::uint64_t room = d.cap - (pos - c.head.load(std::memory_order_acquire));
+            if (room == 0) {
+                publish(pos);
+                wait_space(pos, std::min<std::uint64_t>(part.size(), d.cap / 4));
+                continue;
+            }
+            std::size_t n = std::min<std::uint64_t>(room, part.size());
+            d.put(pos, part.data(), n);
+            pos += n;
+            part.remove_prefix(n);
+        }
+    }
+    std::uint64_t end = align8(pos);
+    wait_space(pos, end - pos);
+    c.wpartial.store(0);
+    publish(end);
+}
+
+bool ShmChannel::recv(FrameSink& sink) {
+    Dir& d = in();
+    RingCtl& c = *d.ctl;
+    RobustGuard lock(&c.rlock);
+    if (lock.owner_died && c.rpartial.load() != 0) {
+        c.broken.store(1);
+        c.rpartial.store(0);
+    }
+    if (c.broken.load() != 0) throw_broken();
+
+    const std::uint64_t head = c.head.load(std::memory_order_relaxed);
+    if (wait_data(head, 8, std::nullopt) == WaitResult::peer_gone)
+        throw EOFError("the other end of the connection is closed and no message is left");
+    if (c.broken.load() != 0) throw_broken();
+
+    std::uint64_t len = 0;
+    d.get(head, reinterpret_cast<char*>(&len), 8);
+    const std::uint64_t rec = align8(8 + len);
+    if (len > kMaxMessage || (rec <= d.cap && c.tail.load(std::memory_order_acquire) - head < rec)) {
+        c.broken.store(1);
+        throw DecodeError("corrupt frame in shared memory (length " + std::to_string(len) + ")");
+    }
+    char prefix[8];
+    const std::size_t plen = std::min<std::uint64_t>(len, 8);
+    d.get(head + 8, prefix, plen);
+    char* dst = sink.reserve(len, std::string_view(prefix, plen));
+    if (dst == nullptr) return false;
+
+    std::uint64_t end = head + rec;
+    if (rec <= d.cap) {
+        d.get(head + 8, dst, len);
+    } else {
+        c.rpartial.store(1);
+        std::uint64_t pos = head + 8;
+        std::uint64_t left = len;
+        while (left > 0) {
+            std::uint64_t avail = c.tail.load(std::memory_order_acquire) - pos;
+            if (avail == 0) {
+                if (wait_data(pos, 1, std::nullopt) == WaitResult::peer_gone || c.broken.load() != 0) {
+                    c.broken.store(1);
+                    throw EOFError("the other end closed in the middle of a message (" +
+                                   std::to_string(len - left) + " of " + std::to_string(len) + " bytes received)");
+                }
+                continue;
+            }
+            std::size_t n = std::min(avail, left);
+            d.get(pos, dst, n);
+            dst += n;
+            pos += n;
+            left -= n;
+            release(pos);
+        }
+        if (wait_data(pos, end - pos, std::nullopt) == WaitResult::peer_gone) c.broken.store(1);
+        c.rpartial.store(0);
+    }
+    release(end);
+    if (c.tail.load() != end && c.rsleepers.load() != 0) signal_efd(d.data_efd);
+    return true;
+}
+
+bool ShmChannel::ready_now() {
+    Dir& d = in();
+    // After the peer is gone recv() does not block either: it returns what is left, then EOFError.
+    return d.used() != 0 || d.ctl->broken.load() != 0 || peer_gone_now();
+}
+
+bool ShmChannel::poll(const Deadline& deadline) {
+    Dir& d = in();
+    if (deadline && *deadline <= Clock::now()) return ready_now();
+    auto r = wait_data(d.ctl->head.load(std::memory_order_acquire), 8, deadline);
+    return r != WaitResult::timeout;
+}
+
+void ShmChannel::arm(std::vector<pollfd>& fds) {
+    Dir& d = in();
+    d.ctl->rsleepers.fetch_add(1, std::memory_order_seq_cst);
+    fds.push_back({d.data_efd.get(), POLLIN, 0});
+    fds.push_back({sock_.get(), POLLIN, 0});
+}
+
+void ShmChannel::disarm() {
+    RingCtl& c = *in_.ctl;
+    c.rsleepers.fetch_sub(1, std::memory_order_seq_cst);
+    c.rrung.store(0, std::memory_order_seq_cst);
+    drain_efd(in_.data_efd);
+    if (in_.used() != 0 && c.rsleepers.load() != 0) signal_efd(in_.data_efd);
+}
+
+std::uint64_t round_capacity(std::size_t want) {
+    std::uint64_t cap = 4096;
+    while (cap < want) cap <<= 1;
+    return cap;
+}
+
+}  // namespace
+
+std::pair<std::shared_ptr<Channel>, std::shared_ptr<Channel>> make_shm_pipe(bool duplex, std::size_t capacity) {
+    const std::uint64_t cap = round_capacity(capacity);
+    const int ndirs = duplex ? 2 : 1;
+    auto map = std::make_shared<Mapping>();
+    map->size = kHeaderBytes + cap * ndirs;
+    map->memfd = platform::make_memfd("mprocess-pipe", map->size);
+    map->base = platform::map_shared(map->memfd.get(), map->size);
+
+    Dir dirs[2];
+    for (int i = 0; i < ndirs; ++i) {
+        auto* ctl = new (static_cast<char*>(map->base) + i * sizeof(RingCtl)) RingCtl{};
+        ctl->capacity = cap;
+        init_robust_mutex(&ctl->wlock);
+        init_robust_mutex(&ctl->rlock);
+        dirs[i].ctl = ctl;
+        dirs[i].data = static_cast<char*>(map->base) + kHeaderBytes + i * cap;
+        dirs[i].cap = cap;
+        dirs[i].data_efd = make_eventfd();
+        dirs[i].space_efd = make_eventfd();
+    }
+    auto copy = [](const Dir& d) {
+        Dir c;
+        c.ctl = d.ctl;
+        c.data = d.data;
+        c.cap = d.cap;
+        c.data_efd = dup_fd(d.data_efd);
+        c.space_efd = dup_fd(d.space_efd);
+        return c;
+    };
+    auto [sa, sb] = platform::make_socketpair();
+    // End 1 sends on ring 0; end 2 receives on it. In a duplex pipe ring 1 runs the other way.
+    if (duplex) {
+        Dir ring0_for_2 = copy(dirs[0]);
+        Dir ring1_for_2 = copy(dirs[1]);
+        auto a = std::make_shared<ShmChannel>(map, std::move(dirs[1]), std::move(dirs[0]), std::move(sa));
+        auto b = std::make_shared<ShmChannel>(map, std::move(ring0_for_2), std::move(ring1_for_2), std::move(sb));
+        return {a, b};
+    }
+    Dir ring0_for_w = copy(dirs[0]);
+    auto r = std::make_shared<ShmChannel>(map, std::move(dirs[0]), Dir{}, std::move(sa));
+    auto w = std::make_shared<ShmChannel>(map, Dir{}, std::move(ring0_for_w), std::move(sb));
+    return {r, w};
+}
+
+}  // namespace mprocess::detail
