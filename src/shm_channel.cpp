@@ -222,10 +222,16 @@ WaitResult ShmChannel::wait_for(Ready ready, std::atomic<std::uint32_t>& sleeper
     if (deadline && now >= *deadline) return ready() ? WaitResult::ready : WaitResult::timeout;
 
     sleepers.fetch_add(1, std::memory_order_seq_cst);
+    // However we leave, clear `rung`: a ring we did not sleep through would otherwise stay
+    // marked as pending and silence every later one. Clearing only ever adds wake-ups.
     struct Leave {
         std::atomic<std::uint32_t>& s;
-        ~Leave() { s.fetch_sub(1, std::memory_order_seq_cst); }
-    } leave{sleepers};
+        std::atomic<std::uint32_t>& r;
+        ~Leave() {
+            s.fetch_sub(1, std::memory_order_seq_cst);
+            r.store(0, std::memory_order_seq_cst);
+        }
+    } leave{sleepers, rung};
     for (;;) {
         if (ready()) {
             // Someone else may sleep on the ring we consumed: pass it on.

@@ -46,8 +46,8 @@ namespace mprocess {
 
 // Python's keyword arguments of Process(...).
 struct ProcessOptions {
-    std::string name;              // default "<Class>-N" (Process-1, Process-2, ... ; Process-1:1 in a child)
-    std::optional<bool> daemon;    // default: the creating process's daemon flag (false in the main process)
+    std::string name{};            // default "<Class>-N" (Process-1, Process-2, ... ; Process-1:1 in a child)
+    std::optional<bool> daemon{};  // default: the creating process's daemon flag (false in the main process)
     bool die_with_parent = false;  // kill the child if this process dies
 };
 

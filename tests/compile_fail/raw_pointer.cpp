@@ -1,0 +1,7 @@
+#include <mprocess/serialize.hpp>
+
+int main() {
+    int x = 0;
+    auto bytes = mprocess::encode(&x);
+    (void)bytes;
+}

@@ -1,0 +1,339 @@
+#include <mprocess/connection.hpp>
+#include <mprocess/process.hpp>
+
+#include <signal.h>
+
+#include <array>
+#include <chrono>
+#include <map>
+#include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "helpers/children.hpp"
+
+using namespace std::chrono_literals;
+using testing_support::ChildrenTest;
+
+namespace {
+
+class ConnectionTest : public ChildrenTest {};
+
+struct Reading {
+    std::string sensor;
+    std::vector<double> values;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(sensor, values);
+    }
+    bool operator==(const Reading&) const = default;
+};
+
+std::string pattern(std::size_t n, unsigned seed) {
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed) & 0xff);
+    return s;
+}
+
+// A child that sends back every byte message until it gets "stop".
+mp::Process start_echo(mp::Connection child_end) {
+    mp::Process p(
+        [](mp::Connection c) {
+            for (;;) {
+                std::string m = c.recv_bytes();
+                if (m == "stop") return;
+                c.send_bytes(m);
+            }
+        },
+        child_end);
+    p.start();
+    child_end.close();
+    return p;
+}
+
+}  // namespace
+
+TEST_F(ConnectionTest, TypedObjectsCrossAProcessBoundary) {
+    auto [parent, child] = mp::Pipe();
+    mp::Process p(
+        [](mp::Connection c) {
+            auto r = c.recv<Reading>();
+            r.values.push_back(static_cast<double>(r.values.size()));
+            c.send(r);
+            auto m = c.recv<std::map<std::string, int>>();
+            c.send(m.size());
+        },
+        child);
+    p.start();
+    child.close();
+    parent.send(Reading{"t1", {1.5, 2.5}});
+    EXPECT_EQ(parent.recv<Reading>(), (Reading{"t1", {1.5, 2.5, 2.0}}));
+    parent.send(std::map<std::string, int>{{"a", 1}, {"b", 2}});
+    EXPECT_EQ(parent.recv<std::size_t>(), 2u);
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_F(ConnectionTest, MessagesAreNeverMergedOrSplitAndEmptyOnesCount) {
+    auto [a, b] = mp::Pipe();
+    a.send_bytes("ab");
+    a.send_bytes("");
+    a.send_bytes("cd");
+    a.send_bytes("");
+    EXPECT_EQ(b.recv_bytes(), "ab");
+    EXPECT_EQ(b.recv_bytes(), "");
+    EXPECT_EQ(b.recv_bytes(), "cd");
+    EXPECT_EQ(b.recv_bytes(), "");
+    EXPECT_FALSE(b.poll());
+}
+
+TEST_F(ConnectionTest, EverySizeAroundTheRingBoundariesArrivesIntact) {
+    auto [parent, child] = mp::Pipe(true, {.capacity = 4096});
+    auto p = start_echo(child);
+    for (std::size_t n : {0, 1, 7, 8, 9, 63, 64, 65, 4072, 4080, 4088, 4089, 4096, 4097, 8191, 3 * 4096 + 5, 100000}) {
+        std::string m = pattern(n, static_cast<unsigned>(n));
+        parent.send_bytes(m);
+        EXPECT_EQ(parent.recv_bytes(), m) << "size " << n;
+    }
+    parent.send_bytes("stop");
+    p.join();
+}
+
+TEST_F(ConnectionTest, AQuarterGigabyteMessageArrivesIntact) {
+    auto [parent, child] = mp::Pipe();
+    mp::Process p([](mp::Connection c) { c.send_bytes(pattern(std::size_t{256} << 20, 7)); }, child);
+    p.start();
+    child.close();
+    std::string got = parent.recv_bytes();
+    p.join();
+    ASSERT_EQ(got.size(), std::size_t{256} << 20);
+    EXPECT_TRUE(got == pattern(got.size(), 7));
+}
+
+TEST_F(ConnectionTest, AOneWayPipeUsedBackwardsThrows) {
+    auto [r, w] = mp::Pipe(false);
+    EXPECT_TRUE(r.readable());
+    EXPECT_FALSE(r.writable());
+    EXPECT_TRUE(w.writable());
+    EXPECT_FALSE(w.readable());
+    EXPECT_THROW(r.send(1), mp::ValueError);
+    EXPECT_THROW(w.recv<int>(), mp::ValueError);
+    w.send(5);
+    EXPECT_EQ(r.recv<int>(), 5);
+}
+
+TEST_F(ConnectionTest, RecvDrainsWhatWasSentThenThrowsEOFError) {
+    auto [parent, child] = mp::Pipe();
+    mp::Process p([](mp::Connection c) { c.send(1); c.send(2); }, child);
+    p.start();
+    child.close();
+    p.join();
+    EXPECT_TRUE(parent.poll());
+    EXPECT_EQ(parent.recv<int>(), 1);
+    EXPECT_EQ(parent.recv<int>(), 2);
+    EXPECT_TRUE(parent.poll());  // recv would not block: it throws
+    EXPECT_THROW(parent.recv<int>(), mp::EOFError);
+}
+
+TEST_F(ConnectionTest, AKilledPeerGivesEOFErrorNotAHang) {
+    auto [parent, child] = mp::Pipe();
+    mp::Process p([] { std::this_thread::sleep_for(1h); });
+    mp::Process holder([](mp::Connection) { std::this_thread::sleep_for(1h); }, child);
+    holder.start();
+    child.close();
+    holder.kill();
+    holder.join();
+    EXPECT_THROW(parent.recv<int>(), mp::EOFError);
+}
+
+TEST_F(ConnectionTest, SendingToAClosedPeerThrowsBrokenPipe) {
+    auto [a, b] = mp::Pipe(true, {.capacity = 4096});
+    b.close();
+    EXPECT_THROW(
+        for (int i = 0; i < 100000; ++i) a.send(i), mp::BrokenPipeError);
+}
+
+TEST_F(ConnectionTest, RecvBytesIntoFitsOrThrowsBufferTooShortWithTheMessage) {
+    auto [a, b] = mp::Pipe();
+    std::array<char, 8> buf{};
+    a.send_bytes("hello");
+    EXPECT_EQ(b.recv_bytes_into(buf), 5u);
+    EXPECT_EQ(std::string(buf.data(), 5), "hello");
+    a.send_bytes("xy");
+    EXPECT_EQ(b.recv_bytes_into(buf, 6), 2u);
+    EXPECT_EQ(std::string(buf.data() + 6, 2), "xy");
+    a.send_bytes("much too long");
+    try {
+        b.recv_bytes_into(buf);
+        FAIL() << "no BufferTooShort";
+    } catch (const mp::BufferTooShort& e) {
+        EXPECT_EQ(e.message(), "much too long");
+    }
+    EXPECT_THROW(b.recv_bytes_into(buf, 9), mp::ValueError);
+    EXPECT_FALSE(b.poll());
+}
+
+TEST_F(ConnectionTest, AMessageThatCannotBeReceivedAsAskedStaysUnread) {
+    auto [a, b] = mp::Pipe();
+    a.send(5);
+    EXPECT_THROW(b.recv<double>(), mp::TypeMismatch);
+    EXPECT_THROW(b.recv<std::string>(), mp::TypeMismatch);
+    EXPECT_EQ(b.recv<int>(), 5);
+    a.send_bytes("0123456789");
+    EXPECT_THROW(b.recv_bytes(4), mp::OSError);
+    EXPECT_EQ(b.recv_bytes(10), "0123456789");
+    a.send_bytes("raw");
+    EXPECT_THROW(b.recv<int>(), mp::TypeMismatch);
+    EXPECT_EQ(b.recv_bytes(), "raw");
+}
+
+TEST_F(ConnectionTest, SendBytesHonoursOffsetAndSize) {
+    auto [a, b] = mp::Pipe();
+    a.send_bytes("abcdef", 2, 3);
+    a.send_bytes("abcdef", 4);
+    EXPECT_EQ(b.recv_bytes(), "cde");
+    EXPECT_EQ(b.recv_bytes(), "ef");
+    EXPECT_THROW(a.send_bytes("abc", 4), mp::ValueError);
+    EXPECT_THROW(a.send_bytes("abc", 1, 5), mp::ValueError);
+}
+
+TEST_F(ConnectionTest, PollWaitsUpToItsTimeout) {
+    auto [a, b] = mp::Pipe();
+    EXPECT_FALSE(b.poll());
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_FALSE(b.poll(0.1));
+    auto waited = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(waited, 95ms);
+    EXPECT_LT(waited, 5s);
+    mp::Process p([](mp::Connection c) { std::this_thread::sleep_for(50ms); c.send(1); }, a);
+    p.start();
+    EXPECT_TRUE(b.poll(mp::forever));
+    EXPECT_EQ(b.recv<int>(), 1);
+    p.join();
+}
+
+TEST_F(ConnectionTest, CloseClosesEveryHandleAndLaterUseThrows) {
+    auto [a, b] = mp::Pipe();
+    mp::Connection copy = a;
+    EXPECT_EQ(copy, a);
+    EXPECT_GE(a.fileno(), 0);
+    a.close();
+    EXPECT_TRUE(a.closed());
+    EXPECT_TRUE(copy.closed());
+    EXPECT_THROW(copy.send(1), mp::ValueError);
+    EXPECT_THROW(a.recv<int>(), mp::ValueError);
+    EXPECT_THROW((void)a.fileno(), mp::ValueError);
+    a.close();
+    EXPECT_TRUE(mp::Connection().closed());
+    EXPECT_THROW(b.recv<int>(), mp::EOFError);
+}
+
+TEST_F(ConnectionTest, WaitReturnsExactlyTheReadyObjects) {
+    auto [a1, b1] = mp::Pipe();
+    auto [a2, b2] = mp::Pipe();
+    mp::Process p([](mp::Connection c) { c.send(std::string("second")); }, b2);
+    p.start();
+    b2.close();
+    auto ready = mp::wait({a1, a2}, 10.0);
+    ASSERT_EQ(ready.size(), 1u);
+    EXPECT_EQ(ready[0].connection(), a2);
+    EXPECT_EQ(a2.recv<std::string>(), "second");
+    p.join();
+
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_TRUE(mp::wait({a1}, 0.1).empty());
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, 95ms);
+
+    mp::Process q([] { std::this_thread::sleep_for(30ms); });
+    q.start();
+    auto done = mp::wait({a1, mp::Waitable(q)}, 10.0);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].fd(), q.sentinel());
+    q.join();
+}
+
+TEST_F(ConnectionTest, ManyProcessesCanSendOnOneEndWithoutMixingMessages) {
+    auto [r, w] = mp::Pipe(false, {.capacity = 8192});
+    constexpr int kWriters = 4, kEach = 10000;
+    std::vector<mp::Process> writers;
+    for (int id = 0; id < kWriters; ++id) {
+        writers.emplace_back(
+            [](mp::Connection c, int who) {
+                for (int i = 0; i < kEach; ++i) c.send(std::vector<int>{who, i, who * i});
+            },
+            w, id);
+        writers.back().start();
+    }
+    w.close();
+    std::vector<int> next(kWriters, 0);
+    for (int n = 0; n < kWriters * kEach; ++n) {
+        auto m = r.recv<std::vector<int>>();
+        ASSERT_EQ(m.size(), 3u);
+        ASSERT_EQ(m[1], next[m[0]]) << "writer " << m[0] << " out of order";
+        ASSERT_EQ(m[2], m[0] * m[1]);
+        ++next[m[0]];
+    }
+    for (auto& p : writers) p.join();
+    EXPECT_THROW(r.recv<std::vector<int>>(), mp::EOFError);
+}
+
+TEST_F(ConnectionTest, ThreadsCanShareAnEnd) {
+    auto [r, w] = mp::Pipe(false, {.capacity = 4096});
+    constexpr int kThreads = 4, kEach = 5000;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < kEach; ++i) w.send(std::array<int, 2>{t, i});
+        });
+    std::vector<int> next(kThreads, 0);
+    for (int n = 0; n < kThreads * kEach; ++n) {
+        auto m = r.recv<std::array<int, 2>>();
+        ASSERT_EQ(m[1], next[m[0]]++);
+    }
+    for (auto& t : threads) t.join();
+}
+
+TEST_F(ConnectionTest, AWriterKilledInsideALargeMessageBreaksThePipeCleanly) {
+    auto [r, w] = mp::Pipe(false, {.capacity = 4096});
+    mp::Process p(
+        [](mp::Connection c) {
+            c.send(std::string("whole"));
+            c.send_bytes(pattern(1 << 20, 1));  // blocks: nobody reads it all
+        },
+        w);
+    p.start();
+    w.close();
+    EXPECT_EQ(r.recv<std::string>(), "whole");
+    ASSERT_TRUE(r.poll(10.0));  // the large message has begun
+    p.kill();
+    p.join();
+    EXPECT_THROW(r.recv_bytes(), mp::EOFError);
+    EXPECT_THROW(r.recv_bytes(), mp::BrokenPipeError);
+}
+
+TEST_F(ConnectionTest, ConnectionsPassedToChildrenCarryTrafficBothWays) {
+    auto [parent, child] = mp::Pipe();
+    mp::Process p(
+        [](mp::Connection c) {
+            int total = 0;
+            for (;;) {
+                int v = c.recv<int>();
+                if (v < 0) break;
+                total += v;
+                c.send(total);
+            }
+        },
+        child);
+    p.start();
+    child.close();
+    int expect = 0;
+    for (int i = 1; i <= 1000; ++i) {
+        parent.send(i);
+        expect += i;
+        ASSERT_EQ(parent.recv<int>(), expect);
+    }
+    parent.send(-1);
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}

@@ -1,0 +1,354 @@
+#include <mprocess/process.hpp>
+
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "helpers/children.hpp"
+
+using namespace std::chrono_literals;
+using testing_support::ChildrenTest;
+
+namespace {
+
+class ProcessTest : public ChildrenTest {};
+
+void sleep_forever() { std::this_thread::sleep_for(1h); }
+
+// Waits for any process (not necessarily our child) to end, through a pidfd opened while it lives.
+class ExitWatch {
+public:
+    explicit ExitWatch(pid_t pid) : fd_(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))) {}
+    ~ExitWatch() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    bool wait(mp::Timeout timeout) const { return fd_ >= 0 && !mp::wait({fd_}, timeout).empty(); }
+
+private:
+    int fd_;
+};
+
+class Countdown : public mp::Process {
+public:
+    Countdown(int n, mp::Connection out) : n_(n), out_(std::move(out)) {}
+    void run() override {
+        for (int i = n_; i > 0; --i) out_.send(i);
+        out_.send(name());
+    }
+
+private:
+    int n_;
+    mp::Connection out_;
+};
+
+}  // namespace
+
+TEST_F(ProcessTest, AReturningTargetExitsWithZero) {
+    mp::Process p([] {});
+    EXPECT_EQ(p.pid(), 0);
+    EXPECT_FALSE(p.exitcode().has_value());
+    EXPECT_FALSE(p.is_alive());
+    p.start();
+    EXPECT_GT(p.pid(), 0);
+    EXPECT_NE(p.pid(), ::getpid());
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+    EXPECT_FALSE(p.is_alive());
+}
+
+TEST_F(ProcessTest, ArgumentsReachTheTarget) {
+    auto [r, w] = mp::Pipe(false);
+    mp::Process p([](mp::Connection c, std::string s, int n) { c.send(s + std::to_string(n)); }, w, std::string("bob"), 7);
+    p.start();
+    EXPECT_EQ(r.recv<std::string>(), "bob7");
+    p.join();
+}
+
+TEST_F(ProcessTest, MoveOnlyArgumentsAreAccepted) {
+    auto [r, w] = mp::Pipe(false);
+    mp::Process p([](std::unique_ptr<int>& v, mp::Connection c) { c.send(*v); }, std::make_unique<int>(5), w);
+    p.start();
+    EXPECT_EQ(r.recv<int>(), 5);
+    p.join();
+}
+
+TEST_F(ProcessTest, AThrowingTargetExitsWithOneAndReportsTheException) {
+    testing::internal::CaptureStderr();
+    mp::Process p([] { throw std::invalid_argument("bad input 42"); }, {.name = "thrower"});
+    p.start();
+    p.join();
+    std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(p.exitcode(), 1);
+    EXPECT_NE(err.find("Process thrower:"), std::string::npos) << err;
+    EXPECT_NE(err.find("std::invalid_argument: bad input 42"), std::string::npos) << err;
+}
+
+TEST_F(ProcessTest, ANonStandardExceptionAlsoExitsWithOne) {
+    testing::internal::CaptureStderr();
+    mp::Process p([] { throw 42; });
+    p.start();
+    p.join();
+    std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(p.exitcode(), 1);
+    EXPECT_NE(err.find("int"), std::string::npos) << err;
+}
+
+TEST_F(ProcessTest, ExitSetsTheExitCodeAfterUnwinding) {
+    auto [r, w] = mp::Pipe(false);
+    mp::Process p(
+        [](mp::Connection c) {
+            struct Sentry {
+                mp::Connection c;
+                ~Sentry() { c.send(std::string("unwound")); }
+            } sentry{c};
+            try {
+                mp::exit(7);
+            } catch (const std::exception&) {
+                c.send(std::string("SystemExit must not be a std::exception"));
+            }
+        },
+        w);
+    p.start();
+    w.close();
+    EXPECT_EQ(r.recv<std::string>(), "unwound");
+    p.join();
+    EXPECT_EQ(p.exitcode(), 7);
+}
+
+TEST_F(ProcessTest, KilledBySignalGivesMinusTheSignal) {
+    mp::Process t(sleep_forever);
+    mp::Process k(sleep_forever);
+    t.start();
+    k.start();
+    EXPECT_TRUE(t.is_alive());
+    t.terminate();
+    k.kill();
+    t.join();
+    k.join();
+    EXPECT_EQ(t.exitcode(), -SIGTERM);
+    EXPECT_EQ(k.exitcode(), -SIGKILL);
+    EXPECT_FALSE(t.is_alive());
+    t.terminate();  // on a finished process: nothing happens
+}
+
+TEST_F(ProcessTest, JoinWithTimeoutReturnsFalseWhileTheChildRuns) {
+    mp::Process p(sleep_forever);
+    p.start();
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_FALSE(p.join(0.1));
+    auto waited = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(waited, 95ms);
+    EXPECT_LT(waited, 5s);
+    EXPECT_FALSE(p.exitcode().has_value());
+    EXPECT_TRUE(p.is_alive());
+    p.terminate();
+    EXPECT_TRUE(p.join(mp::forever));
+    EXPECT_EQ(p.exitcode(), -SIGTERM);
+}
+
+TEST_F(ProcessTest, DefaultNamesCountUpAndCustomNamesStick) {
+    mp::Process a([] {});
+    mp::Process b([] {});
+    mp::Process c([] {}, {.name = "custom"});
+    EXPECT_EQ(a.name().rfind("Process-", 0), 0u) << a.name();
+    int na = std::stoi(a.name().substr(8));
+    EXPECT_EQ(b.name(), "Process-" + std::to_string(na + 1));
+    EXPECT_EQ(c.name(), "custom");
+    c.set_name("renamed");
+    EXPECT_EQ(c.name(), "renamed");
+}
+
+TEST_F(ProcessTest, ASubclassRunsItsOwnRunAndIsNamedAfterItsClass) {
+    auto [r, w] = mp::Pipe(false);
+    Countdown p(3, w);
+    EXPECT_EQ(p.name().rfind("Countdown-", 0), 0u) << p.name();
+    p.start();
+    w.close();
+    EXPECT_EQ(r.recv<int>(), 3);
+    EXPECT_EQ(r.recv<int>(), 2);
+    EXPECT_EQ(r.recv<int>(), 1);
+    EXPECT_EQ(r.recv<std::string>(), p.name());
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_F(ProcessTest, MisuseThrowsWithAMessage) {
+    mp::Process p([] {});
+    EXPECT_THROW(p.join(), mp::ProcessError);
+    EXPECT_THROW(p.terminate(), mp::ProcessError);
+    p.start();
+    EXPECT_THROW(p.start(), mp::ProcessError);
+    EXPECT_THROW(p.set_daemon(true), mp::ProcessError);
+    p.join();
+    p.close();
+    EXPECT_THROW(p.join(), mp::ValueError);
+    EXPECT_THROW(p.start(), mp::ValueError);
+    EXPECT_THROW((void)p.name(), mp::ValueError);
+    p.close();  // closing twice is harmless
+}
+
+TEST_F(ProcessTest, CloseWhileRunningThrows) {
+    mp::Process p(sleep_forever);
+    p.start();
+    EXPECT_THROW(p.close(), mp::ValueError);
+    p.kill();
+    p.join();
+    EXPECT_NO_THROW(p.close());
+}
+
+TEST_F(ProcessTest, CurrentAndParentProcessDescribeTheRightProcesses) {
+    EXPECT_EQ(mp::current_process().name(), "MainProcess");
+    EXPECT_EQ(mp::current_process().pid(), ::getpid());
+    EXPECT_FALSE(mp::parent_process().has_value());
+    auto [r, w] = mp::Pipe(false);
+    mp::Process p(
+        [](mp::Connection c) {
+            auto parent = mp::parent_process();
+            c.send(mp::current_process().name());
+            c.send(mp::current_process().pid());
+            c.send(parent ? parent->pid() : -1);
+            c.send(parent ? parent->name() : std::string());
+            c.send(parent && parent->is_alive());
+        },
+        {.name = "kid"}, w);
+    p.start();
+    EXPECT_EQ(r.recv<std::string>(), "kid");
+    EXPECT_EQ(r.recv<pid_t>(), p.pid());
+    EXPECT_EQ(r.recv<pid_t>(), ::getpid());
+    EXPECT_EQ(r.recv<std::string>(), "MainProcess");
+    EXPECT_TRUE(r.recv<bool>());
+    p.join();
+}
+
+TEST_F(ProcessTest, GrandchildrenAreNamedAfterTheirLineage) {
+    auto [r, w] = mp::Pipe(false);
+    mp::Process p(
+        [](mp::Connection c) {
+            mp::Process g([](mp::Connection c2) { c2.send(mp::current_process().name()); }, c);
+            g.start();
+            g.join();
+        },
+        w);
+    p.start();
+    EXPECT_EQ(r.recv<std::string>(), p.name() + ":1");
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_F(ProcessTest, ActiveChildrenListsRunningChildrenOnly) {
+    mp::Process done([] {});
+    done.start();
+    done.join();
+    mp::Process running(sleep_forever);
+    running.start();
+    auto kids = mp::active_children();
+    ASSERT_EQ(kids.size(), 1u);
+    EXPECT_EQ(kids[0].pid(), running.pid());
+    kids[0].terminate();
+    running.join();
+    EXPECT_TRUE(mp::active_children().empty());
+}
+
+TEST_F(ProcessTest, ADestroyedProcessObjectLeavesItsChildTracked) {
+    pid_t pid = 0;
+    {
+        mp::Process p(sleep_forever);
+        p.start();
+        pid = p.pid();
+    }
+    auto kids = mp::active_children();
+    ASSERT_EQ(kids.size(), 1u);
+    EXPECT_EQ(kids[0].pid(), pid);
+    kids[0].kill();
+    kids[0].join();
+    EXPECT_EQ(kids[0].exitcode(), -SIGKILL);
+}
+
+TEST_F(ProcessTest, DaemonicProcessesCannotHaveChildren) {
+    auto [r, w] = mp::Pipe(false);
+    mp::Process p(
+        [](mp::Connection c) {
+            try {
+                mp::Process g([] {});
+                g.start();
+                c.send(std::string("started"));
+            } catch (const mp::ProcessError& e) {
+                c.send(std::string(e.what()));
+            }
+        },
+        {.daemon = true}, w);
+    EXPECT_TRUE(p.daemon());
+    p.start();
+    EXPECT_NE(r.recv<std::string>().find("daemonic"), std::string::npos);
+    p.join();
+}
+
+TEST_F(ProcessTest, AtExitDaemonsAreTerminatedAndOthersJoined) {
+    // The helper program returns from main while both its children run.
+    int out[2];
+    ASSERT_EQ(::pipe(out), 0);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(out[1], 1);
+        ::close(out[0]);
+        ::execl(MPROCESS_TEST_EXIT_HELPER, MPROCESS_TEST_EXIT_HELPER, static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    std::string text;
+    char buf[256];
+    ssize_t n;
+    while ((n = ::read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+    ::close(out[0]);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
+    EXPECT_NE(text.find("worker done"), std::string::npos) << text;
+    int daemon_pid = 0;
+    ASSERT_EQ(std::sscanf(text.c_str(), "daemon %d", &daemon_pid), 1) << text;
+    // The helper reaped its daemon before exiting, so it no longer exists.
+    EXPECT_TRUE(::kill(daemon_pid, 0) != 0 && errno == ESRCH);
+}
+
+TEST_F(ProcessTest, AChildCanBeMadeToDieWithItsParent) {
+    auto [r, w] = mp::Pipe(false);
+    mp::Process parent(
+        [](mp::Connection c) {
+            mp::Process orphan(sleep_forever, {.die_with_parent = true});
+            orphan.start();
+            c.send(orphan.pid());
+            sleep_forever();
+        },
+        w);
+    parent.start();
+    w.close();
+    ExitWatch orphan(r.recv<pid_t>());
+    parent.kill();
+    parent.join();
+    EXPECT_TRUE(orphan.wait(10.0)) << "the child outlived its killed parent";
+}
+
+TEST_F(ProcessTest, SentinelBecomesReadableWhenTheChildEnds) {
+    mp::Process p(sleep_forever);
+    p.start();
+    int fd = p.sentinel();
+    EXPECT_GE(fd, 0);
+    EXPECT_TRUE(mp::wait({fd}, 0.0).empty());
+    p.kill();
+    auto ready = mp::wait({fd}, 10.0);
+    ASSERT_EQ(ready.size(), 1u);
+    EXPECT_EQ(ready[0].fd(), fd);
+    p.join();
+}
+
+TEST(ProcessInfoTest, CpuCountMatchesTheSystem) {
+    EXPECT_GE(mp::cpu_count(), 1);
+    EXPECT_EQ(mp::cpu_count(), static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)));
+}
