@@ -31,6 +31,7 @@ constexpr std::size_t kHeaderBytes = 4096;
 constexpr std::uint64_t kMaxMessage = std::uint64_t{1} << 46;
 constexpr std::uint64_t kStreamPrefix = 64;  // a streamed record starts with its header and this much payload
 constexpr auto kSpin = std::chrono::microseconds(20);
+constexpr auto kSpinBeforeYield = std::chrono::microseconds(2);
 constexpr unsigned kPeerCheckEvery = 256;  // sends between liveness checks of the peer
 
 struct RingCtl {
@@ -107,12 +108,14 @@ struct Dir {
     explicit operator bool() const noexcept { return ctl != nullptr; }
 
     void put(std::uint64_t pos, const char* src, std::size_t n) const noexcept {
+        if (n == 0) return;  // src may be null then
         std::size_t off = pos & (cap - 1);
         std::size_t first = std::min<std::size_t>(n, cap - off);
         std::memcpy(data + off, src, first);
         std::memcpy(data, src + first, n - first);
     }
     void get(std::uint64_t pos, char* dst, std::size_t n) const noexcept {
+        if (n == 0) return;
         std::size_t off = pos & (cap - 1);
         std::size_t first = std::min<std::size_t>(n, cap - off);
         std::memcpy(dst, data + off, first);
@@ -212,12 +215,15 @@ WaitResult ShmChannel::wait_for(Ready ready, std::atomic<std::uint32_t>& sleeper
     auto now = Clock::now();
     auto spin_end = now + kSpin;
     if (deadline && *deadline < spin_end) spin_end = *deadline;
+    const auto yield_after = now + kSpinBeforeYield;
     while (now < spin_end) {
         for (int i = 0; i < 64; ++i) {
             cpu_relax();
             if (ready()) return WaitResult::ready;
         }
         now = Clock::now();
+        // If the peer waits for our CPU (more runnable processes than CPUs), let it have it.
+        if (now > yield_after) platform::yield_cpu();
     }
     if (deadline && now >= *deadline) return ready() ? WaitResult::ready : WaitResult::timeout;
 
@@ -245,8 +251,10 @@ WaitResult ShmChannel::wait_for(Ready ready, std::atomic<std::uint32_t>& sleeper
             peer_gone_ = true;
             return ready() ? WaitResult::ready : WaitResult::peer_gone;
         }
-        rung.store(0, std::memory_order_seq_cst);
+        // Drain, then clear, then look again (loop top): a ring sent after the clear stays in
+        // the eventfd for the next poll; one sent before it is seen by the look.
         drain_efd(efd);
+        rung.store(0, std::memory_order_seq_cst);
     }
 }
 
@@ -392,8 +400,8 @@ void ShmChannel::arm(std::vector<pollfd>& fds) {
 void ShmChannel::disarm() {
     RingCtl& c = *in_.ctl;
     c.rsleepers.fetch_sub(1, std::memory_order_seq_cst);
-    c.rrung.store(0, std::memory_order_seq_cst);
     drain_efd(in_.data_efd);
+    c.rrung.store(0, std::memory_order_seq_cst);
     if (in_.used() != 0 && c.rsleepers.load() != 0) signal_efd(in_.data_efd);
 }
 

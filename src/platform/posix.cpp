@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -105,6 +106,8 @@ void drain_efd(const Fd& fd) noexcept {
     std::uint64_t v;
     [[maybe_unused]] auto r = ::read(fd.get(), &v, sizeof v);
 }
+
+void yield_cpu() noexcept { ::sched_yield(); }
 
 void flush_stdio() noexcept {
     try {

@@ -69,6 +69,9 @@ Fd make_eventfd();
 void signal_efd(const Fd& fd) noexcept;
 void drain_efd(const Fd& fd) noexcept;
 
+// Gives the CPU to another runnable thread, if any.
+void yield_cpu() noexcept;
+
 // Flushes C and C++ standard streams so that a fork does not duplicate buffered output.
 void flush_stdio() noexcept;
 

@@ -67,6 +67,7 @@ TEST_F(ProcessTest, ArgumentsReachTheTarget) {
     auto [r, w] = mp::Pipe(false);
     mp::Process p([](mp::Connection c, std::string s, int n) { c.send(s + std::to_string(n)); }, w, std::string("bob"), 7);
     p.start();
+    w.close();  // keep only our end, so a dead child means EOF, not a hang
     EXPECT_EQ(r.recv<std::string>(), "bob7");
     p.join();
 }
@@ -75,6 +76,7 @@ TEST_F(ProcessTest, MoveOnlyArgumentsAreAccepted) {
     auto [r, w] = mp::Pipe(false);
     mp::Process p([](std::unique_ptr<int>& v, mp::Connection c) { c.send(*v); }, std::make_unique<int>(5), w);
     p.start();
+    w.close();  // keep only our end, so a dead child means EOF, not a hang
     EXPECT_EQ(r.recv<int>(), 5);
     p.join();
 }
@@ -219,6 +221,7 @@ TEST_F(ProcessTest, CurrentAndParentProcessDescribeTheRightProcesses) {
         },
         {.name = "kid"}, w);
     p.start();
+    w.close();  // keep only our end, so a dead child means EOF, not a hang
     EXPECT_EQ(r.recv<std::string>(), "kid");
     EXPECT_EQ(r.recv<pid_t>(), p.pid());
     EXPECT_EQ(r.recv<pid_t>(), ::getpid());
@@ -237,6 +240,7 @@ TEST_F(ProcessTest, GrandchildrenAreNamedAfterTheirLineage) {
         },
         w);
     p.start();
+    w.close();  // keep only our end, so a dead child means EOF, not a hang
     EXPECT_EQ(r.recv<std::string>(), p.name() + ":1");
     p.join();
     EXPECT_EQ(p.exitcode(), 0);
@@ -286,6 +290,7 @@ TEST_F(ProcessTest, DaemonicProcessesCannotHaveChildren) {
         {.daemon = true}, w);
     EXPECT_TRUE(p.daemon());
     p.start();
+    w.close();  // keep only our end, so a dead child means EOF, not a hang
     EXPECT_NE(r.recv<std::string>().find("daemonic"), std::string::npos);
     p.join();
 }

@@ -22,7 +22,9 @@ namespace mprocess::detail {
 class OutArchive : public cereal::OutputArchive<OutArchive, cereal::AllowEmptyClassElision> {
 public:
     explicit OutArchive(std::string& out) : OutputArchive(this), out_(out) {}
-    void saveBinary(const void* data, std::size_t size) { out_.append(static_cast<const char*>(data), size); }
+    void saveBinary(const void* data, std::size_t size) {
+        if (size != 0) out_.append(static_cast<const char*>(data), size);
+    }
 
 private:
     std::string& out_;
@@ -36,6 +38,7 @@ public:
         if (size > remaining())
             throw DecodeError("truncated message: needed " + std::to_string(size) + " more bytes, only " +
                               std::to_string(remaining()) + " remain");
+        if (size == 0) return;  // data may be null (an empty container)
         std::memcpy(data, pos_, size);
         pos_ += size;
     }
@@ -52,7 +55,15 @@ std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_SAVE_FUNCTION_NAME(OutArchive& 
 }
 template <class T>
 std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(InArchive& ar, T& t) {
-    ar.loadBinary(std::addressof(t), sizeof(t));
+    if constexpr (std::is_same_v<T, bool>) {
+        // Any byte but 0 or 1 in a bool is undefined behaviour: reject it here.
+        unsigned char b = 0;
+        ar.loadBinary(&b, 1);
+        if (b > 1) throw DecodeError("corrupt message: a bool holds " + std::to_string(b));
+        t = b != 0;
+    } else {
+        ar.loadBinary(std::addressof(t), sizeof(t));
+    }
 }
 
 template <class Archive, class T>

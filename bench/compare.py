@@ -1,0 +1,428 @@
+#!/usr/bin/env python3
+"""mprocess against Python's multiprocessing, in one run on one machine.
+
+Runs each workload with Python's multiprocessing here, runs the C++ benchmarks
+(build/release/bench/bench_pipe by default) with --benchmark_format=json, and prints one table:
+
+    workload | mprocess | Python | ratio | raw limit | goal | met?
+
+Absolute figures drift between machines and runs, so only the ratios measured in the same run
+mean anything (see docs/benchmarks.md). Every multi-process timing starts once all processes
+are running, and every workload checks its own result. The script is a report: it exits 0 whether
+or not the goals are met, and says which are.
+
+    python3 bench/compare.py                      # everything, about half a minute
+    python3 bench/compare.py --only pipe-rtt      # rows whose key or workload contains a word
+    python3 bench/compare.py --markdown           # the table for docs/benchmarks.md
+    python3 bench/compare.py --list               # the rows and their keys
+
+To add a row (Queue, Lock, Pool, ...): write a Python workload returning seconds per operation
+("time" rows) or items per second ("rate" rows), add the C++ benchmark to a bench binary, and
+append a Row to ROWS. A row names the binary its benchmarks are in; binaries other than
+bench_pipe are looked for next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_BENCH = REPO / "build" / "release" / "bench" / "bench_pipe"
+
+# Messages per batch in the throughput workloads: the consumer answers once per batch. Keep equal
+# to kBatch in bench_pipe.cpp so the reply weighs the same on both sides.
+BATCH = 16384
+
+CTX = multiprocessing.get_context()  # the platform's default start method, as a user would get
+
+
+# ---------------------------------------------------------------------------------------------
+# Python workloads. Children are module-level functions so that every start method can run them.
+
+class WorkloadError(RuntimeError):
+    pass
+
+
+class Child:
+    """A child process on the other end of a Pipe, reaped whatever happens."""
+
+    def __init__(self, target, *args):
+        self.conn, child_conn = CTX.Pipe()
+        self.proc = CTX.Process(target=target, args=(child_conn, *args), daemon=True)
+        self.proc.start()
+        child_conn.close()  # so that the child's death shows here as EOFError
+
+    def __enter__(self):
+        return self
+
+    def finish(self, sentinel_bytes: Optional[bytes] = None, sentinel=None):
+        """Normal end: send the sentinel and insist on a clean exit."""
+        if sentinel_bytes is not None:
+            self.conn.send_bytes(sentinel_bytes)
+        else:
+            self.conn.send(sentinel)
+        self.proc.join(5)
+        if self.proc.exitcode != 0:
+            raise WorkloadError(f"child exited with {self.proc.exitcode}")
+
+    def __exit__(self, *exc):
+        self.conn.close()
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        return False
+
+
+def _echo_obj(conn):
+    while True:
+        v = conn.recv()
+        if v is None:
+            return
+        conn.send(v)
+
+
+def _echo_bytes(conn):
+    while True:
+        m = conn.recv_bytes()
+        if not m:
+            return
+        conn.send_bytes(m)
+
+
+def _count(conn, batch):
+    expected = count = total = out_of_order = 0
+    while True:
+        v = conn.recv()
+        if v is None:
+            return
+        if v != expected:
+            out_of_order += 1
+        expected = v + 1
+        count += 1
+        total += v
+        if count == batch:
+            conn.send((count, total, out_of_order))
+            count = total = out_of_order = 0
+
+
+def py_pipe_roundtrip_int(n: int = 5000) -> float:
+    """Seconds per round trip of a small int through Pipe, echoed by a running child."""
+    with Child(_echo_obj) as c:
+        c.conn.send(-1)
+        if c.conn.recv() != -1:  # the child is up and answering
+            raise WorkloadError("bad echo")
+        t0 = time.perf_counter()
+        for i in range(n):
+            c.conn.send(i)
+            if c.conn.recv() != i:
+                raise WorkloadError("echo returned another value")
+        dt = time.perf_counter() - t0
+        c.finish()
+    return dt / n
+
+
+def py_pipe_roundtrip_bytes(size: int = 65536, n: int = 2000) -> float:
+    """Seconds per round trip of a bytes object of `size` through Pipe.send_bytes/recv_bytes."""
+    payload = b"x" * size
+    with Child(_echo_bytes) as c:
+        c.conn.send_bytes(payload)
+        c.conn.recv_bytes()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            c.conn.send_bytes(payload)
+            if len(c.conn.recv_bytes()) != size:
+                raise WorkloadError("echo returned another size")
+        dt = time.perf_counter() - t0
+        c.finish(sentinel_bytes=b"")
+    return dt / n
+
+
+def py_pipe_throughput(batches: int = 8) -> float:
+    """Small ints per second, one way through Pipe; the child checks count, sum and order."""
+    with Child(_count, BATCH) as c:
+        seq = 0
+
+        def one_batch():
+            nonlocal seq
+            first = seq
+            send = c.conn.send
+            for v in range(first, first + BATCH):
+                send(v)
+            seq = first + BATCH
+            got = c.conn.recv()
+            want = (BATCH, BATCH * first + BATCH * (BATCH - 1) // 2, 0)
+            if tuple(got) != want:
+                raise WorkloadError(f"consumer saw {got}, expected {want}")
+
+        one_batch()  # untimed: the child is running and counting
+        t0 = time.perf_counter()
+        for _ in range(batches):
+            one_batch()
+        dt = time.perf_counter() - t0
+        c.finish()
+    return batches * BATCH / dt
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows
+
+@dataclass
+class Row:
+    key: str                 # short id for --only
+    workload: str            # as printed
+    kind: str                # "time": seconds per operation, lower is better; "rate": per second, higher is better
+    cpp: Optional[str]       # C++ benchmark (its name without /min_time:..., /real_time, ...)
+    python: Optional[Callable[[], float]]
+    raw: Optional[str] = None      # C++ benchmark of the machine's limit for this workload
+    goal: Optional[float] = None   # required ratio mprocess vs Python (Nx faster)
+    binary: str = "bench_pipe"     # the C++ binary holding cpp and raw
+    unit: str = ""                 # for rates: what is counted ("msgs")
+
+
+ROWS: list[Row] = [
+    Row("pipe-rtt-8", "Pipe round trip, 8-byte object (Python: small int)", "time",
+        cpp="BM_PipeRoundTrip/8", python=py_pipe_roundtrip_int,
+        raw="BM_RawKernelPipeRoundTrip", goal=10),
+    Row("pipe-rtt-64k", "Pipe round trip, 64 KiB bytes", "time",
+        cpp="BM_PipeRoundTrip/65536", python=py_pipe_roundtrip_bytes),
+    Row("pipe-throughput", "Pipe one-way, 8-byte objects (Python: small ints)", "rate",
+        cpp="BM_PipeThroughput", python=py_pipe_throughput,
+        raw="BM_RawKernelPipeThroughput", goal=50, unit="msgs"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# C++ side
+
+TIME_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def bench_key(run_name: str) -> str:
+    """BM_X/8/min_time:0.500/real_time -> BM_X/8: the name rows refer to."""
+    return "/".join(p for p in run_name.split("/") if ":" not in p and p != "real_time")
+
+
+@dataclass
+class CppResult:
+    seconds: Optional[float] = None       # real time per iteration
+    items_per_second: Optional[float] = None
+    error: Optional[str] = None
+
+
+def run_cpp(binary: Path, names: list[str], repetitions: int, timeout: float) -> dict[str, CppResult]:
+    """Runs one bench binary over the named benchmarks; returns medians by bench_key."""
+    results: dict[str, CppResult] = {}
+    if not binary.exists():
+        msg = f"{binary} not found (build it: cmake --build build --target {binary.name})"
+        return {n: CppResult(error=msg) for n in names}
+    pattern = "^(" + "|".join(names) + ")(/|$)"  # a regex; the names hold no special characters
+    cmd = [str(binary), "--benchmark_format=json", f"--benchmark_filter={pattern}"]
+    if repetitions > 1:
+        cmd += [f"--benchmark_repetitions={repetitions}", "--benchmark_report_aggregates_only=true"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {n: CppResult(error=f"{binary.name} took longer than {timeout:.0f} s") for n in names}
+    try:
+        data = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {n: CppResult(error=f"{binary.name} failed (exit {proc.returncode}): {tail}") for n in names}
+
+    for b in data.get("benchmarks", []):
+        key = bench_key(b.get("run_name", b["name"]))
+        if b.get("error_occurred"):
+            results[key] = CppResult(error=b.get("error_message", "error"))
+            continue
+        # With repetitions take the median aggregate; without, the single run.
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+            continue
+        if repetitions > 1 and b.get("run_type") != "aggregate":
+            continue
+        scale = TIME_UNITS[b.get("time_unit", "ns")]
+        results[key] = CppResult(seconds=b["real_time"] * scale, items_per_second=b.get("items_per_second"))
+    for n in names:
+        results.setdefault(n, CppResult(error=f"{binary.name} reported no result (exit {proc.returncode})"))
+    return results
+
+
+def cpp_value(row: Row, r: Optional[CppResult]) -> Optional[float]:
+    if r is None or r.error:
+        return None
+    return r.seconds if row.kind == "time" else r.items_per_second
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+def fmt_time(s: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if s >= scale or unit == "ns":
+            return f"{s / scale:.3g} {unit}"
+    return f"{s} s"
+
+
+def fmt_rate(r: float, unit: str) -> str:
+    for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3), ("", 1.0)):
+        if r >= scale or not prefix:
+            return f"{r / scale:.3g} {prefix} {unit}/s".replace("  ", " ")
+    return f"{r}/s"
+
+
+def fmt_value(row: Row, v: Optional[float]) -> str:
+    if v is None:
+        return "—"
+    return fmt_time(v) if row.kind == "time" else fmt_rate(v, row.unit)
+
+
+def speedup(row: Row, mine: Optional[float], theirs: Optional[float]) -> Optional[float]:
+    """How many times faster mprocess is than Python on this row."""
+    if not mine or not theirs:
+        return None
+    return theirs / mine if row.kind == "time" else mine / theirs
+
+
+def fmt_ratio(x: Optional[float]) -> str:
+    if x is None:
+        return "—"
+    if x >= 1:
+        return f"{x:.3g}x faster"
+    return f"{1 / x:.3g}x slower"
+
+
+def render(header: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    sep = "-+-".join("-" * w for w in widths)
+    out = [" | ".join(h.ljust(w) for h, w in zip(header, widths)), sep]
+    out += [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def measure_python(row: Row, repeat: int, verbose: bool) -> tuple[Optional[float], Optional[str]]:
+    samples = []
+    try:
+        for _ in range(repeat):
+            samples.append(row.python())
+    except Exception as e:  # a failing workload is reported in its row, the others still run
+        return None, f"{type(e).__name__}: {e}"
+    if verbose:
+        shown = ", ".join(fmt_value(row, s) for s in samples)
+        print(f"  python {row.key}: {shown}", file=sys.stderr)
+    return statistics.median(samples), None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bench", type=Path, default=DEFAULT_BENCH,
+                    help="path of bench_pipe (other bench binaries are looked for next to it); default %(default)s")
+    ap.add_argument("--only", action="append", default=[], metavar="WORD",
+                    help="only rows whose key or workload contains WORD (repeatable, or comma-separated)")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--list", action="store_true", help="list the rows and exit")
+    ap.add_argument("--repeat", type=int, default=5, help="runs of each Python workload; the median is shown")
+    ap.add_argument("--cpp-repetitions", type=int, default=3,
+                    help="--benchmark_repetitions for the C++ binary; the median is shown")
+    ap.add_argument("--timeout", type=float, default=180, help="seconds allowed for each C++ binary")
+    ap.add_argument("--no-python", action="store_true", help="skip the Python workloads")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every Python sample")
+    args = ap.parse_args()
+
+    if args.list:
+        for r in ROWS:
+            print(f"{r.key:20} {r.workload}")
+        return 0
+
+    words = [w.strip().lower() for arg in args.only for w in arg.split(",") if w.strip()]
+    rows = [r for r in ROWS if not words or any(w in r.key.lower() or w in r.workload.lower() for w in words)]
+    if not rows:
+        print(f"no row matches {words}; see --list", file=sys.stderr)
+        return 0
+
+    load_before = os.getloadavg()[0]
+    bench_dir = args.bench.parent
+    by_binary: dict[str, list[str]] = {}
+    for r in rows:
+        for name in (r.cpp, r.raw):
+            if name and name not in by_binary.setdefault(r.binary, []):
+                by_binary[r.binary].append(name)
+    cpp: dict[tuple[str, str], CppResult] = {}
+    for binary, names in by_binary.items():
+        path = args.bench if binary == args.bench.name or binary == "bench_pipe" else bench_dir / binary
+        print(f"running {path} ({len(names)} benchmarks x {args.cpp_repetitions}) ...", file=sys.stderr, flush=True)
+        for name, res in run_cpp(path, names, args.cpp_repetitions, args.timeout).items():
+            cpp[(binary, name)] = res
+
+    python: dict[str, tuple[Optional[float], Optional[str]]] = {}
+    if not args.no_python:
+        for r in rows:
+            if r.python:
+                print(f"running Python: {r.key} x {args.repeat} ...", file=sys.stderr, flush=True)
+                python[r.key] = measure_python(r, args.repeat, args.verbose)
+    load_after = os.getloadavg()[0]
+
+    header = ["workload", "mprocess", "Python", "ratio", "raw limit", "goal", "met?"]
+    table, notes, verdicts = [], [], []
+    for r in rows:
+        res = cpp.get((r.binary, r.cpp)) if r.cpp else None
+        mine = cpp_value(r, res)
+        if res and res.error:
+            notes.append(f"{r.key}: mprocess: {res.error}")
+        theirs, perr = python.get(r.key, (None, None))
+        if perr:
+            notes.append(f"{r.key}: Python: {perr}")
+        raw_res = cpp.get((r.binary, r.raw)) if r.raw else None
+        raw = cpp_value(r, raw_res)
+        if raw_res and raw_res.error:
+            notes.append(f"{r.key}: raw limit: {raw_res.error}")
+        x = speedup(r, mine, theirs)
+        if r.goal is None:
+            goal, met = "—", "—"
+        else:
+            goal = f"≥ {r.goal:g}x faster"
+            met = "n/a" if x is None else ("yes" if x >= r.goal else "NO")
+            verdicts.append((r, met, x))
+        table.append([r.workload, fmt_value(r, mine), fmt_value(r, theirs), fmt_ratio(x), fmt_value(r, raw), goal, met])
+
+    print(render(header, table, args.markdown))
+    print()
+    ncpu = os.cpu_count()
+    item = "- " if args.markdown else "  "
+    print(f"mprocess: median of {args.cpp_repetitions} benchmark repetition(s); Python {platform.python_version()} "
+          f"multiprocessing ({CTX.get_start_method()}): median of {args.repeat} run(s). "
+          f"{ncpu} CPUs, load average {load_before:.2f} before, {load_after:.2f} after.")
+    if load_before > 0.5 or load_after > 1.5:
+        print("The machine was busy while measuring: figures are noisy (spinning waiters suffer most).")
+    if notes:
+        print("Errors:")
+    for n in notes:
+        print(f"{item}{n}")
+    if verdicts:
+        met = sum(1 for _, m, _ in verdicts if m == "yes")
+        print(f"Goals met: {met} of {len(verdicts)}.")
+        for r, m, x in verdicts:
+            state = {"yes": "met", "NO": "NOT MET", "n/a": "not measured"}[m]
+            got = "" if x is None else f" (got {fmt_ratio(x)})"
+            print(f"{item}{state:13} {r.workload}: goal ≥ {r.goal:g}x faster than Python{got}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The project's one entry point.
+#   ./dev.sh demo    install what is missing, build, run the demo (the lecture examples in turn)
+#   ./dev.sh test    install what is missing, build, run the whole test suite: a normal build,
+#                    an ASan+UBSan build, and a consumer project against the installed package
+#   ./dev.sh bench   install what is missing, build, compare mprocess with Python's multiprocessing
+set -euo pipefail
+cd "$(dirname "$0")"
+jobs=$(nproc 2>/dev/null || echo 2)
+
+install_deps() {
+    local pkgs=(g++ cmake make pkg-config libcereal-dev libgtest-dev libgmock-dev libbenchmark-dev python3)
+    local missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    echo "== installing: ${missing[*]}"
+    local sudo=()
+    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# build DIR [cmake options...]
+build() {
+    local dir=$1
+    shift
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+    cmake --build "$dir" -j "$jobs"
+}
+
+run_tests() {
+    local dir=$1
+    ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 300
+}
+
+demo() {
+    build build/release
+    for ex in process1 perf1 mprocess1 pipe_exchange; do
+        echo
+        echo "======== $ex ========"
+        "build/release/examples/$ex"
+    done
+}
+
+consumer() {
+    echo "== consumer project against the installed package"
+    rm -rf build/install build/consumer
+    cmake --install build/release --prefix "$PWD/build/install" >/dev/null
+    cmake -S tests/consumer -B build/consumer -DCMAKE_PREFIX_PATH="$PWD/build/install" >/dev/null
+    cmake --build build/consumer -j "$jobs"
+    build/consumer/consumer
+    echo "== pkg-config"
+    local pc="$PWD/build/install/lib/pkgconfig"
+    [ -d "$pc" ] || pc="$(dirname "$(find "$PWD/build/install" -name mprocess.pc | head -n1)")"
+    # shellcheck disable=SC2046
+    g++ tests/consumer/main.cpp -o build/consumer/consumer_pc $(PKG_CONFIG_PATH="$pc" pkg-config --cflags --libs mprocess)
+    build/consumer/consumer_pc
+}
+
+tests() {
+    echo "== normal build"
+    build build/release
+    run_tests build/release
+    consumer
+    echo "== ASan+UBSan build"
+    build build/asan -DMPROCESS_SANITIZE="address;undefined" -DMPROCESS_BUILD_BENCH=OFF
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_tests build/asan
+    echo "== all test runs passed"
+}
+
+bench() {
+    build build/release
+    python3 bench/compare.py --bench build/release/bench/bench_pipe "$@"
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    demo) install_deps && demo ;;
+    test) install_deps && tests ;;
+    bench) install_deps && bench "$@" ;;
+    *) echo "usage: $0 demo|test|bench" >&2; exit 2 ;;
+esac
