@@ -8,13 +8,13 @@
 // (`*rung`). Store-then-load on both sides is sequentially consistent, so no wake-up is missed.
 // A sleeper that takes a ring meant for several passes it on if work remains.
 #include "shm_channel.hpp"
+#include "shm_lock.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 
-#include <pthread.h>
 
 namespace mprocess::detail {
 namespace {
@@ -45,51 +45,12 @@ struct RingCtl {
     std::atomic<std::uint32_t> wpartial;  // a streamed record is being written
     std::atomic<std::uint32_t> rpartial;  // a streamed record is being read
     std::uint64_t capacity;
-    alignas(64) pthread_mutex_t wlock;
-    alignas(64) pthread_mutex_t rlock;
+    alignas(64) ShmLock wlock;
+    alignas(64) ShmLock rlock;
 };
 static_assert(2 * sizeof(RingCtl) <= kHeaderBytes);
 
 constexpr std::uint64_t align8(std::uint64_t n) { return (n + 7) & ~std::uint64_t{7}; }
-
-void init_robust_mutex(pthread_mutex_t* m) {
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    int r = pthread_mutex_init(m, &a);
-    pthread_mutexattr_destroy(&a);
-    if (r != 0) platform::throw_os_error(r, "pthread_mutex_init");
-}
-
-// Holds a robust process-shared mutex; `owner_died` tells that its previous owner died holding it.
-class RobustGuard {
-public:
-    explicit RobustGuard(pthread_mutex_t* m) : m_(m) {
-        int r = pthread_mutex_lock(m);
-        if (r == EOWNERDEAD) {
-            owner_died = true;
-            pthread_mutex_consistent(m);
-        } else if (r != 0) {
-            platform::throw_os_error(r, "locking a connection");
-        }
-    }
-    ~RobustGuard() { pthread_mutex_unlock(m_); }
-    RobustGuard(const RobustGuard&) = delete;
-    RobustGuard& operator=(const RobustGuard&) = delete;
-    bool owner_died = false;
-
-private:
-    pthread_mutex_t* m_;
-};
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-}
 
 struct Mapping {
     Fd memfd;
@@ -203,9 +164,11 @@ private:
     std::shared_ptr<Mapping> map_;
     Dir in_, out_;
     Fd sock_;
-    bool peer_gone_ = false;
+    std::atomic<bool> peer_gone_{false};  // sticky; written by whichever thread notices
     bool closed_ = false;
     unsigned sends_ = 0;
+    std::uint64_t head_seen_ = 0;  // of the ring we send on
+    std::uint64_t tail_seen_ = 0;  // of the ring we receive on
 };
 
 template <class Ready>
@@ -218,7 +181,7 @@ WaitResult ShmChannel::wait_for(Ready ready, std::atomic<std::uint32_t>& sleeper
     const auto yield_after = now + kSpinBeforeYield;
     while (now < spin_end) {
         for (int i = 0; i < 64; ++i) {
-            cpu_relax();
+            platform::cpu_relax();
             if (ready()) return WaitResult::ready;
         }
         now = Clock::now();
@@ -273,7 +236,7 @@ void ShmChannel::send(std::string_view head, std::string_view body) {
     if (len > kMaxMessage) throw ValueError("message too large: " + std::to_string(len) + " bytes");
     const std::uint64_t rec = align8(8 + len);
 
-    RobustGuard lock(&c.wlock);
+    ShmLockGuard lock(c.wlock);
     if (lock.owner_died && c.wpartial.load() != 0) {
         c.broken.store(1);
         c.wpartial.store(0);
@@ -285,7 +248,13 @@ void ShmChannel::send(std::string_view head, std::string_view body) {
 
     std::uint64_t tail = c.tail.load(std::memory_order_relaxed);
     if (rec <= d.cap) {
-        wait_space(tail, rec);
+        // The head we saw last is a lower bound (it only grows): trust it while it shows room,
+        // and leave the receiver's cache line alone.
+        // (Other senders may have moved `tail` far past our stale view, so compare used space.)
+        if (tail - head_seen_ > d.cap - rec) {
+            wait_space(tail, rec);
+            head_seen_ = c.head.load(std::memory_order_acquire);
+        }
         d.put(tail, reinterpret_cast<const char*>(&len), 8);
         d.put(tail + 8, head.data(), head.size());
         d.put(tail + 8 + head.size(), body.data(), body.size());
@@ -320,7 +289,7 @@ void ShmChannel::send(std::string_view head, std::string_view body) {
 bool ShmChannel::recv(FrameSink& sink) {
     Dir& d = in();
     RingCtl& c = *d.ctl;
-    RobustGuard lock(&c.rlock);
+    ShmLockGuard lock(c.rlock);
     if (lock.owner_died && c.rpartial.load() != 0) {
         c.broken.store(1);
         c.rpartial.store(0);
@@ -328,14 +297,18 @@ bool ShmChannel::recv(FrameSink& sink) {
     if (c.broken.load() != 0) throw_broken();
 
     const std::uint64_t head = c.head.load(std::memory_order_relaxed);
-    if (wait_data(head, 8, std::nullopt) == WaitResult::peer_gone)
-        throw EOFError("the other end of the connection is closed and no message is left");
-    if (c.broken.load() != 0) throw_broken();
+    // Likewise the tail we saw last: everything before it is published.
+    if (tail_seen_ < head + 8) {
+        if (wait_data(head, 8, std::nullopt) == WaitResult::peer_gone)
+            throw EOFError("the other end of the connection is closed and no message is left");
+        if (c.broken.load() != 0) throw_broken();
+        tail_seen_ = c.tail.load(std::memory_order_acquire);
+    }
 
     std::uint64_t len = 0;
     d.get(head, reinterpret_cast<char*>(&len), 8);
     const std::uint64_t rec = align8(8 + len);
-    if (len > kMaxMessage || (rec <= d.cap && c.tail.load(std::memory_order_acquire) - head < rec)) {
+    if (len > kMaxMessage || (rec <= d.cap && tail_seen_ - head < rec)) {
         c.broken.store(1);
         throw DecodeError("corrupt frame in shared memory (length " + std::to_string(len) + ")");
     }
@@ -373,7 +346,8 @@ bool ShmChannel::recv(FrameSink& sink) {
         c.rpartial.store(0);
     }
     release(end);
-    if (c.tail.load() != end && c.rsleepers.load() != 0) signal_efd(d.data_efd);
+    // Sleepers first: that line is rarely written, while `tail` is the sender's hot line.
+    if (c.rsleepers.load() != 0 && c.tail.load() != end) signal_efd(d.data_efd);
     return true;
 }
 
@@ -425,8 +399,6 @@ std::pair<std::shared_ptr<Channel>, std::shared_ptr<Channel>> make_shm_pipe(bool
     for (int i = 0; i < ndirs; ++i) {
         auto* ctl = new (static_cast<char*>(map->base) + i * sizeof(RingCtl)) RingCtl{};
         ctl->capacity = cap;
-        init_robust_mutex(&ctl->wlock);
-        init_robust_mutex(&ctl->rlock);
         dirs[i].ctl = ctl;
         dirs[i].data = static_cast<char*>(map->base) + kHeaderBytes + i * cap;
         dirs[i].cap = cap;

@@ -32,7 +32,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <new>
 #include <optional>
 #include <span>
 #include <string>
@@ -70,11 +72,19 @@ template <class T>
 struct DecodeSink final : FrameSink {
     explicit DecodeSink(std::string& b) : buf(b) {}
     char* reserve(std::size_t length, std::string_view prefix) override {
-        check_frame(length, prefix, type_tag<T>, type_name<T>(), RawMessage<T> ? sizeof(T) : 0);
+        check_frame(length, prefix, type_tag<T>, type_name_v<T>, RawMessage<T> ? sizeof(T) : 0);
         buf.resize(length);
         return buf.data();
     }
     std::string& buf;
+};
+template <class T>
+struct RawSink final : FrameSink {
+    char* reserve(std::size_t length, std::string_view prefix) override {
+        check_frame(length, prefix, type_tag<T>, type_name_v<T>, sizeof(T));
+        return buf;
+    }
+    char buf[tag_size + sizeof(T)];
 };
 }  // namespace detail
 
@@ -106,6 +116,14 @@ public:
     template <class T>
     T recv() {
         detail::require_serializable<T>();
+        if constexpr (RawMessage<T> && sizeof(T) <= 256) {
+            // Small plain values: straight from the ring into a stack buffer, no allocation.
+            detail::RawSink<T> sink;
+            recv_frame(sink);
+            alignas(T) unsigned char obj[sizeof(T)];
+            std::memcpy(obj, sink.buf + tag_size, sizeof(T));
+            return *std::launder(reinterpret_cast<T*>(obj));
+        }
         auto& buf = detail::scratch();
         detail::DecodeSink<T> sink(buf);
         recv_frame(sink);

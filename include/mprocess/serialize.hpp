@@ -106,10 +106,10 @@ T decode(std::string_view bytes) {
     detail::require_serializable<T>();
     constexpr std::uint64_t tag = detail::type_tag<T>;
     if (bytes.size() < tag_size || detail::read_tag(bytes) != tag)
-        detail::throw_type_mismatch(detail::type_name<T>(), tag, bytes);
+        detail::throw_type_mismatch(detail::type_name_v<T>, tag, bytes);
     std::string_view payload = bytes.substr(tag_size);
     if constexpr (RawMessage<T>) {
-        if (payload.size() != sizeof(T)) detail::throw_bad_size(detail::type_name<T>(), sizeof(T), payload.size());
+        if (payload.size() != sizeof(T)) detail::throw_bad_size(detail::type_name_v<T>, sizeof(T), payload.size());
         // memcpy into storage starts the lifetime of a trivially copyable object (implicit
         // object creation), so T needs no default constructor.
         alignas(T) unsigned char storage[sizeof(T)];
@@ -121,11 +121,11 @@ T decode(std::string_view bytes) {
         try {
             ar(obj);
         } catch (const cereal::Exception& e) {
-            throw DecodeError(std::string("corrupt message for ") + std::string(detail::type_name<T>()) + ": " + e.what());
+            throw DecodeError(std::string("corrupt message for ") + std::string(detail::type_name_v<T>) + ": " + e.what());
         }
         if (ar.remaining() != 0)
             throw DecodeError(std::to_string(ar.remaining()) + " unexpected trailing bytes after a " +
-                              std::string(detail::type_name<T>()));
+                              std::string(detail::type_name_v<T>));
         return obj;
     }
 }

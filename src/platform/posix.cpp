@@ -4,7 +4,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
+#include <pthread.h>
+#include <linux/futex.h>
 
 #include <fcntl.h>
 #include <sched.h>
@@ -105,6 +108,37 @@ void signal_efd(const Fd& fd) noexcept {
 void drain_efd(const Fd& fd) noexcept {
     std::uint64_t v;
     [[maybe_unused]] auto r = ::read(fd.get(), &v, sizeof v);
+}
+
+namespace {
+thread_local std::uint32_t cached_tid = 0;
+// A forked child's only thread has a new id: forget the parent's.
+[[maybe_unused]] const int atfork_registered = ::pthread_atfork(nullptr, nullptr, [] { cached_tid = 0; });
+}  // namespace
+
+std::uint32_t current_tid() noexcept {
+    if (cached_tid == 0) cached_tid = static_cast<std::uint32_t>(::gettid());
+    return cached_tid;
+}
+
+bool thread_is_dead(std::uint32_t tid) noexcept {
+    std::ifstream stat("/proc/" + std::to_string(tid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return true;
+    auto paren = line.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= line.size()) return false;
+    char state = line[paren + 2];
+    return state == 'Z' || state == 'X';
+}
+
+bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, std::chrono::nanoseconds timeout) noexcept {
+    timespec ts{static_cast<time_t>(timeout.count() / 1000000000), static_cast<long>(timeout.count() % 1000000000)};
+    long r = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
+    return !(r != 0 && errno == ETIMEDOUT);
+}
+
+void futex_wake(std::atomic<std::uint32_t>* word, int n) noexcept {
+    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, n, nullptr, nullptr, 0);
 }
 
 void yield_cpu() noexcept { ::sched_yield(); }

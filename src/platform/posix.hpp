@@ -1,8 +1,10 @@
 // POSIX/Linux primitives used by the core. The only place with raw system calls.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -68,6 +70,24 @@ Fd dup_fd(const Fd& fd);
 Fd make_eventfd();
 void signal_efd(const Fd& fd) noexcept;
 void drain_efd(const Fd& fd) noexcept;
+
+// The calling thread's id, cached (and refreshed in a forked child).
+std::uint32_t current_tid() noexcept;
+// True if no thread with this id exists any more, or its process is a zombie.
+bool thread_is_dead(std::uint32_t tid) noexcept;
+
+// Futex on a word in (possibly shared) memory. futex_wait returns false on timeout.
+bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, std::chrono::nanoseconds timeout) noexcept;
+void futex_wake(std::atomic<std::uint32_t>* word, int n) noexcept;
+
+// A pause instruction for spin loops.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
 
 // Gives the CPU to another runnable thread, if any.
 void yield_cpu() noexcept;

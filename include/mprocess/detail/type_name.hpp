@@ -17,6 +17,10 @@ constexpr std::string_view type_name() noexcept {
     return f.substr(begin, end - begin);
 }
 
+// Computed once, at compile time (a plain call of type_name<T>() may run at run time).
+template <class T>
+inline constexpr std::string_view type_name_v = type_name<T>();
+
 constexpr std::uint64_t fnv1a(std::string_view s) noexcept {
     std::uint64_t h = 14695981039346656037ull;
     for (char c : s) {
@@ -29,6 +33,6 @@ constexpr std::uint64_t fnv1a(std::string_view s) noexcept {
 // Identifies a message's C++ type on the wire. Both ends are built from the same sources, so the
 // same type yields the same tag; a different type yields a different one with overwhelming odds.
 template <class T>
-inline constexpr std::uint64_t type_tag = fnv1a(type_name<T>()) ^ (std::uint64_t{sizeof(T)} << 56);
+inline constexpr std::uint64_t type_tag = fnv1a(type_name_v<T>) ^ (std::uint64_t{sizeof(T)} << 56);
 
 }  // namespace mprocess::detail
