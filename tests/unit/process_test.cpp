@@ -1,5 +1,6 @@
 #include <mprocess/process.hpp>
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -356,4 +357,52 @@ TEST_F(ProcessTest, SentinelBecomesReadableWhenTheChildEnds) {
 TEST(ProcessInfoTest, CpuCountMatchesTheSystem) {
     EXPECT_GE(mp::cpu_count(), 1);
     EXPECT_EQ(mp::cpu_count(), static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)));
+}
+
+namespace {
+int open_fds() {
+    int n = 0;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+        while (::readdir(d)) ++n;
+        ::closedir(d);
+    }
+    return n;
+}
+}  // namespace
+
+TEST_F(ProcessTest, ManyProcessesStartAndEndWithoutLeakingDescriptors) {
+    const int before = open_fds();
+    for (int round = 0; round < 2; ++round) {
+        std::vector<mp::Process> ps;
+        for (int i = 0; i < 50; ++i) ps.emplace_back(round == 0 ? [] {} : sleep_forever);
+        for (auto& p : ps) p.start();
+        if (round == 1)
+            for (auto& p : ps) p.terminate();
+        for (auto& p : ps) p.join();
+        for (auto& p : ps) EXPECT_EQ(p.exitcode(), round == 0 ? 0 : -SIGTERM);
+    }
+    for (int i = 0; i < 50; ++i) {
+        auto [a, b] = mp::Pipe();
+        a.send(i);
+        EXPECT_EQ(b.recv<int>(), i);
+    }
+    EXPECT_EQ(open_fds(), before);
+}
+
+TEST_F(ProcessTest, TheParentLetsGoOfTheTargetAndArgumentsAfterStart) {
+    auto token = std::make_shared<int>(1);
+    mp::Process p([](std::shared_ptr<int>) {}, token);
+    EXPECT_EQ(token.use_count(), 2);
+    p.start();
+    EXPECT_EQ(token.use_count(), 1);
+    p.join();
+}
+
+TEST_F(ProcessTest, ExitCodesAreTheLowEightBitsAsOnPosix) {
+    for (int code : {0, 1, 8, 255, 256 + 3}) {
+        mp::Process p([](int c) { mp::exit(c); }, code);
+        p.start();
+        p.join();
+        EXPECT_EQ(p.exitcode(), code & 0xff) << code;
+    }
 }
