@@ -8,6 +8,7 @@
 #include <poll.h>
 
 #include "mprocess/connection.hpp"
+#include "mprocess/detail/spawn.hpp"
 #include "platform/posix.hpp"
 
 namespace mprocess::detail {
@@ -32,6 +33,9 @@ public:
     virtual bool readable() const noexcept = 0;
     virtual bool writable() const noexcept = 0;
     virtual int fileno() const noexcept = 0;
+
+    // Describes this end for a child started by spawn or forkserver: descriptors go into `args`.
+    virtual std::string export_to(SpawnArgs& args) const = 0;
 };
 
 }  // namespace mprocess::detail

@@ -130,6 +130,14 @@ std::pair<Connection, Connection> Pipe(bool duplex, PipeOptions options) {
     return {Connection(a), Connection(b)};
 }
 
+std::string detail::SpawnArg<Connection>::write(SpawnArgs& args, const Connection& c) {
+    return c.channel().export_to(args);
+}
+
+Connection detail::SpawnArg<Connection>::read(const SpawnArgs& args, const std::string& blob) {
+    return Connection(detail::import_shm_channel(args, blob));
+}
+
 Waitable::Waitable(const Process& p) : fd_(p.sentinel()) {}
 
 std::vector<Waitable> wait(const std::vector<Waitable>& objects, Timeout timeout) {

@@ -13,7 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "mprocess/context.hpp"
 #include "platform/posix.hpp"
+#include "process_internal.hpp"
 
 namespace mprocess {
 
@@ -25,6 +27,7 @@ struct ProcessState {
     std::vector<int> identity;
     bool daemon = false;
     bool die_with_parent = false;
+    std::string start_method;
     bool started = false;
     bool closed = false;
     pid_t pid = 0;
@@ -152,6 +155,52 @@ void report_exception(const std::string& name) {
 }
 
 }  // namespace
+
+ChildIdentity identity_of(const ProcessState& st) {
+    ChildIdentity who;
+    who.name = st.name;
+    who.identity = st.identity;
+    who.daemon = st.daemon;
+    who.die_with_parent = st.die_with_parent;
+    who.parent_pid = st.parent_pid;
+    who.parent_name = self().name;
+    return who;
+}
+
+void become_child_and_run(const ChildIdentity& who, const std::function<void()>& body) {
+    if (who.die_with_parent) {
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != who.parent_pid) ::_exit(1);  // the parent died before prctl took effect
+    }
+    // A fresh registry: the parent's children are not ours, and its locks may be held by threads
+    // that do not exist here. The old one is leaked on purpose; its descriptors are closed.
+    auto* old = self_ptr;
+    for (auto& c : old->children) c->pidfd.reset();
+    auto* fresh = new Self;
+    fresh->name = who.name;
+    fresh->identity = who.identity;
+    fresh->daemon = who.daemon;
+    fresh->is_child = true;
+    fresh->parent_pid = who.parent_pid;
+    fresh->parent_name = who.parent_name;
+    self_ptr = fresh;
+
+    int code = 0;
+    try {
+        body();
+    } catch (const SystemExit& e) {
+        code = e.code;
+    } catch (...) {
+        report_exception(who.name);
+        code = 1;
+    }
+    try {
+        finalize_children();
+    } catch (...) {
+    }
+    platform::flush_stdio();
+    ::_exit(code);
+}
 }  // namespace detail
 
 using detail::ProcessState;
@@ -177,6 +226,7 @@ Process::Process(ProcessOptions options) : st_(std::make_shared<ProcessState>())
     st_->name = std::move(options.name);
     st_->daemon = options.daemon.value_or(s.daemon);
     st_->die_with_parent = options.die_with_parent;
+    st_->start_method = std::move(options.start_method);
     st_->parent_pid = ::getpid();
 }
 
@@ -234,8 +284,11 @@ void Process::start() {
     auto& st = state();
     if (st.started) throw ProcessError("cannot start a process twice");
     if (st.parent_pid != ::getpid()) throw ProcessError("can only start a process object created by this process");
+    detail::refuse_if_unguarded();
     auto& s = detail::self();
     if (s.daemon) throw ProcessError("daemonic processes are not allowed to have children");
+    const std::string method = st.start_method.empty() ? get_start_method() : st.start_method;
+    detail::check_start_method(method);
     detail::reap_finished();
     name();  // fix the default name now, while *this is the complete object
 
@@ -246,11 +299,36 @@ void Process::start() {
             s.exit_hook = true;
         }
     }
-    platform::flush_stdio();
-    pid_t pid = ::fork();
-    if (pid < 0) platform::throw_errno("fork");
-    if (pid == 0) child_main();
+    pid_t pid;
+    if (method == "fork") {
+        platform::flush_stdio();
+        pid = ::fork();
+        if (pid < 0) platform::throw_errno("fork");
+        if (pid == 0) child_main();
+    } else {
+        pid = start_spawned(st, method);
+    }
+    adopt_child(pid);
+}
 
+pid_t Process::start_spawned(detail::ProcessState& st, const std::string& method) {
+    detail::SpawnTarget target;
+    const char* why = nullptr;
+    if (typeid(*this) != typeid(Process)) {
+        why = "it is a subclass of Process: its run() cannot be found again in a fresh program image";
+    } else if (!target_) {
+        why = "it has no target";
+    } else {
+        why = target_->to_spawn(target);
+    }
+    if (why) throw ProcessError("cannot start " + st.name + " with the " + method + " start method: " + why +
+                                ". Use a plain function (or a lambda without captures) with serializable "
+                                "arguments, or the fork start method.");
+    return detail::popen_spawn(detail::identity_of(st), target);
+}
+
+void Process::adopt_child(pid_t pid) {
+    auto& st = *st_;
     platform::Fd pidfd;
     try {
         pidfd = platform::pidfd_open(pid);
@@ -266,6 +344,7 @@ void Process::start() {
         st.started = true;
     }
     {
+        auto& s = detail::self();
         std::lock_guard lock(s.m);
         s.children.push_back(st_);
     }
@@ -274,41 +353,7 @@ void Process::start() {
     target_.reset();
 }
 
-void Process::child_main() {
-    auto& st = *st_;
-    if (st.die_with_parent) {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != st.parent_pid) ::_exit(1);  // the parent died before prctl took effect
-    }
-    // A fresh registry: the parent's children are not ours, and its locks may be held by threads
-    // that do not exist here. The old one is leaked on purpose; its descriptors are closed.
-    auto* old = detail::self_ptr;
-    for (auto& c : old->children) c->pidfd.reset();
-    auto* fresh = new detail::Self;
-    fresh->name = st.name;
-    fresh->identity = st.identity;
-    fresh->daemon = st.daemon;
-    fresh->is_child = true;
-    fresh->parent_pid = st.parent_pid;
-    fresh->parent_name = old->name;
-    detail::self_ptr = fresh;
-
-    int code = 0;
-    try {
-        run();
-    } catch (const SystemExit& e) {
-        code = e.code;
-    } catch (...) {
-        detail::report_exception(st.name);
-        code = 1;
-    }
-    try {
-        detail::finalize_children();
-    } catch (...) {
-    }
-    platform::flush_stdio();
-    ::_exit(code);
-}
+void Process::child_main() { detail::become_child_and_run(detail::identity_of(*st_), [this] { run(); }); }
 
 void Process::join() { join(Timeout::never()); }
 

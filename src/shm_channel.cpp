@@ -11,6 +11,8 @@
 #include "shm_lock.hpp"
 
 #include <algorithm>
+#include <array>
+#include <tuple>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -112,6 +114,7 @@ public:
     bool readable() const noexcept override { return !closed_ && in_; }
     bool writable() const noexcept override { return !closed_ && out_; }
     int fileno() const noexcept override { return sock_.get(); }
+    std::string export_to(SpawnArgs& args) const override;
 
 private:
     Dir& in() {
@@ -379,6 +382,20 @@ void ShmChannel::disarm() {
     if (in_.used() != 0 && c.rsleepers.load() != 0) signal_efd(in_.data_efd);
 }
 
+// What an exported end carries: the mapping's shape, which ring it reads and writes, and the
+// indices of its descriptors in SpawnArgs::fds (-1 for none).
+using ExportedEnd = std::tuple<std::uint64_t, std::uint64_t, int, int, std::array<int, 6>>;
+
+std::string ShmChannel::export_to(SpawnArgs& args) const {
+    check_open();
+    auto* base = static_cast<RingCtl*>(map_->base);
+    auto index = [&](const Dir& d) { return d ? static_cast<int>(d.ctl - base) : -1; };
+    auto fd = [&](const Fd& f) { return f.valid() ? args.add_fd(f.get()) : -1; };
+    std::array<int, 6> fds{fd(map_->memfd), fd(sock_),           fd(in_.data_efd),
+                           fd(in_.space_efd), fd(out_.data_efd), fd(out_.space_efd)};
+    return encode(ExportedEnd{map_->size, in_ ? in_.cap : out_.cap, index(in_), index(out_), fds});
+}
+
 std::uint64_t round_capacity(std::size_t want) {
     std::uint64_t cap = 4096;
     while (cap < want) cap <<= 1;
@@ -386,6 +403,39 @@ std::uint64_t round_capacity(std::size_t want) {
 }
 
 }  // namespace
+
+std::shared_ptr<Channel> import_shm_channel(const SpawnArgs& args, const std::string& blob) {
+    auto [size, cap, in_idx, out_idx, fds] = decode<ExportedEnd>(blob);
+    auto take = [&](int i) {
+        if (i < 0) return Fd();
+        if (static_cast<std::size_t>(i) >= args.fds.size()) throw DecodeError("exported connection: bad descriptor index");
+        Fd borrowed(args.fds[i]);
+        Fd own = dup_fd(borrowed);
+        borrowed.release();
+        return own;
+    };
+    const bool shape_ok = in_idx >= -1 && in_idx <= 1 && out_idx >= -1 && out_idx <= 1 && in_idx + out_idx > -2 &&
+                          cap >= 4096 && (cap & (cap - 1)) == 0 &&
+                          size >= kHeaderBytes + cap * static_cast<std::uint64_t>(std::max(in_idx, out_idx) + 1);
+    if (!shape_ok) throw DecodeError("exported connection: inconsistent shape");
+    auto map = std::make_shared<Mapping>();
+    map->size = size;
+    map->memfd = take(fds[0]);
+    map->base = platform::map_shared(map->memfd.get(), size);
+    auto dir = [&](int idx, int data_fd, int space_fd) {
+        Dir d;
+        if (idx < 0) return d;
+        d.ctl = static_cast<RingCtl*>(map->base) + idx;
+        d.data = static_cast<char*>(map->base) + kHeaderBytes + idx * cap;
+        d.cap = cap;
+        d.data_efd = take(data_fd);
+        d.space_efd = take(space_fd);
+        return d;
+    };
+    Dir in = dir(in_idx, fds[2], fds[3]);
+    Dir out = dir(out_idx, fds[4], fds[5]);
+    return std::make_shared<ShmChannel>(std::move(map), std::move(in), std::move(out), take(fds[1]));
+}
 
 std::pair<std::shared_ptr<Channel>, std::shared_ptr<Channel>> make_shm_pipe(bool duplex, std::size_t capacity) {
     const std::uint64_t cap = round_capacity(capacity);

@@ -42,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "mprocess/detail/spawn.hpp"
 #include "mprocess/error.hpp"
 #include "mprocess/serialize.hpp"
 #include "mprocess/timeout.hpp"
@@ -157,6 +158,7 @@ public:
 
 private:
     friend std::pair<Connection, Connection> Pipe(bool, PipeOptions);
+    friend struct detail::SpawnArg<Connection>;
     friend std::vector<Waitable> wait(const std::vector<Waitable>&, Timeout);
     explicit Connection(std::shared_ptr<detail::Channel> ch) : ch_(std::move(ch)) {}
     void send_parts(std::string_view head, std::string_view body);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "mprocess/connection.hpp"
+#include "mprocess/context.hpp"
 #include "mprocess/error.hpp"
 #include "mprocess/process.hpp"
 #include "mprocess/serialize.hpp"

@@ -39,6 +39,7 @@
 
 #include <sys/types.h>
 
+#include "mprocess/detail/spawn.hpp"
 #include "mprocess/error.hpp"
 #include "mprocess/timeout.hpp"
 
@@ -49,6 +50,7 @@ struct ProcessOptions {
     std::string name{};            // default "<Class>-N" (Process-1, Process-2, ... ; Process-1:1 in a child)
     std::optional<bool> daemon{};  // default: the creating process's daemon flag (false in the main process)
     bool die_with_parent = false;  // kill the child if this process dies
+    std::string start_method{};    // "fork", "spawn" or "forkserver"; default: get_start_method()
 };
 
 // A description of a process that is not a child of ours: current_process(), parent_process().
@@ -72,6 +74,8 @@ struct ProcessState;
 struct Target {
     virtual ~Target() = default;
     virtual void invoke() = 0;
+    // Fills `out` for a start in a fresh program image; otherwise returns why it cannot be done.
+    virtual const char* to_spawn(SpawnTarget& out) const = 0;
 };
 
 template <class F, class... Args>
@@ -80,6 +84,21 @@ struct BoundTarget final : Target {
     explicit BoundTarget(G&& g, A&&... a) : f(std::forward<G>(g)), args(std::forward<A>(a)...) {}
     void invoke() override {
         std::apply([this](auto&... a) { std::invoke(f, a...); }, args);
+    }
+    const char* to_spawn(SpawnTarget& out) const override {
+        using Fp = function_pointer_t<F>;
+        if constexpr (std::is_void_v<Fp>) {
+            return "its target is not a plain function or a lambda without captures";
+        } else if constexpr (!(SpawnArg<Args>::supported && ...)) {
+            return "an argument is neither serializable nor a Connection";
+        } else {
+            Fp fp = f;
+            out.entry = &spawn_entry<Fp, Args...>;
+            out.fn = reinterpret_cast<void*>(fp);
+            std::apply([&out](const Args&... a) { (out.args.blobs.push_back(SpawnArg<Args>::write(out.args, a)), ...); },
+                       args);
+            return nullptr;
+        }
     }
     F f;
     std::tuple<Args...> args;
@@ -144,6 +163,8 @@ private:
     detail::ProcessState& state() const;     // throws ValueError once closed
     detail::ProcessState& started() const;   // also requires start() and that we are the parent
     [[noreturn]] void child_main();
+    pid_t start_spawned(detail::ProcessState& st, const std::string& method);
+    void adopt_child(pid_t pid);
 
     std::shared_ptr<detail::ProcessState> st_;
     std::unique_ptr<detail::Target> target_;

@@ -48,7 +48,7 @@ concept RawMessage = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
 
 // Sent through cereal.
 template <class T>
-concept ArchiveMessage = !RawMessage<T> && std::is_default_constructible_v<T> &&
+concept ArchiveMessage = !RawMessage<T> && !std::is_pointer_v<T> && std::is_default_constructible_v<T> &&
                          cereal::traits::is_output_serializable<T, detail::OutArchive>::value &&
                          cereal::traits::is_input_serializable<T, detail::InArchive>::value;
 

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <mprocess/mprocess.hpp>
@@ -48,5 +49,18 @@ protected:
         EXPECT_EQ(zombie_children(), 0) << "a child was left unreaped";
     }
 };
+
+// A test that runs once per start method: create processes with ctx().Process(...).
+class MethodTest : public ChildrenTest, public ::testing::WithParamInterface<std::string> {
+protected:
+    mp::Context ctx() const { return mp::get_context(GetParam()); }
+};
+
+inline std::vector<std::string> start_methods() {
+    std::vector<std::string> out;
+    for (auto& m : mp::get_all_start_methods())
+        if (m != "forkserver") out.push_back(m);  // TODO(forkserver): include it once implemented
+    return out;
+}
 
 }  // namespace testing_support

@@ -19,6 +19,7 @@ using testing_support::ChildrenTest;
 namespace {
 
 class ConnectionTest : public ChildrenTest {};
+class ConnectionMethods : public testing_support::MethodTest {};
 
 struct Reading {
     std::string sensor;
@@ -37,8 +38,8 @@ std::string pattern(std::size_t n, unsigned seed) {
 }
 
 // A child that sends back every byte message until it gets "stop".
-mp::Process start_echo(mp::Connection child_end) {
-    mp::Process p(
+mp::Process start_echo(const mp::Context& ctx, mp::Connection child_end) {
+    auto p = ctx.Process(
         [](mp::Connection c) {
             for (;;) {
                 std::string m = c.recv_bytes();
@@ -54,9 +55,9 @@ mp::Process start_echo(mp::Connection child_end) {
 
 }  // namespace
 
-TEST_F(ConnectionTest, TypedObjectsCrossAProcessBoundary) {
+TEST_P(ConnectionMethods, TypedObjectsCrossAProcessBoundary) {
     auto [parent, child] = mp::Pipe();
-    mp::Process p(
+    auto p = ctx().Process(
         [](mp::Connection c) {
             auto r = c.recv<Reading>();
             r.values.push_back(static_cast<double>(r.values.size()));
@@ -88,9 +89,9 @@ TEST_F(ConnectionTest, MessagesAreNeverMergedOrSplitAndEmptyOnesCount) {
     EXPECT_FALSE(b.poll());
 }
 
-TEST_F(ConnectionTest, EverySizeAroundTheRingBoundariesArrivesIntact) {
+TEST_P(ConnectionMethods, EverySizeAroundTheRingBoundariesArrivesIntact) {
     auto [parent, child] = mp::Pipe(true, {.capacity = 4096});
-    auto p = start_echo(child);
+    auto p = start_echo(ctx(), child);
     for (std::size_t n : {0, 1, 7, 8, 9, 63, 64, 65, 4072, 4080, 4088, 4089, 4096, 4097, 8191, 3 * 4096 + 5, 100000}) {
         std::string m = pattern(n, static_cast<unsigned>(n));
         parent.send_bytes(m);
@@ -100,9 +101,9 @@ TEST_F(ConnectionTest, EverySizeAroundTheRingBoundariesArrivesIntact) {
     p.join();
 }
 
-TEST_F(ConnectionTest, AQuarterGigabyteMessageArrivesIntact) {
+TEST_P(ConnectionMethods, AQuarterGigabyteMessageArrivesIntact) {
     auto [parent, child] = mp::Pipe();
-    mp::Process p([](mp::Connection c) { c.send_bytes(pattern(std::size_t{256} << 20, 7)); }, child);
+    auto p = ctx().Process([](mp::Connection c) { c.send_bytes(pattern(std::size_t{256} << 20, 7)); }, child);
     p.start();
     child.close();
     std::string got = parent.recv_bytes();
@@ -123,9 +124,9 @@ TEST_F(ConnectionTest, AOneWayPipeUsedBackwardsThrows) {
     EXPECT_EQ(r.recv<int>(), 5);
 }
 
-TEST_F(ConnectionTest, RecvDrainsWhatWasSentThenThrowsEOFError) {
+TEST_P(ConnectionMethods, RecvDrainsWhatWasSentThenThrowsEOFError) {
     auto [parent, child] = mp::Pipe();
-    mp::Process p([](mp::Connection c) { c.send(1); c.send(2); }, child);
+    auto p = ctx().Process([](mp::Connection c) { c.send(1); c.send(2); }, child);
     p.start();
     child.close();
     p.join();
@@ -136,10 +137,10 @@ TEST_F(ConnectionTest, RecvDrainsWhatWasSentThenThrowsEOFError) {
     EXPECT_THROW(parent.recv<int>(), mp::EOFError);
 }
 
-TEST_F(ConnectionTest, AKilledPeerGivesEOFErrorNotAHang) {
+TEST_P(ConnectionMethods, AKilledPeerGivesEOFErrorNotAHang) {
     auto [parent, child] = mp::Pipe();
-    mp::Process p([] { std::this_thread::sleep_for(1h); });
-    mp::Process holder([](mp::Connection) { std::this_thread::sleep_for(1h); }, child);
+    auto p = ctx().Process([] { std::this_thread::sleep_for(1h); });
+    auto holder = ctx().Process([](mp::Connection) { std::this_thread::sleep_for(1h); }, child);
     holder.start();
     child.close();
     holder.kill();
@@ -198,7 +199,7 @@ TEST_F(ConnectionTest, SendBytesHonoursOffsetAndSize) {
     EXPECT_THROW(a.send_bytes("abc", 1, 5), mp::ValueError);
 }
 
-TEST_F(ConnectionTest, PollWaitsUpToItsTimeout) {
+TEST_P(ConnectionMethods, PollWaitsUpToItsTimeout) {
     auto [a, b] = mp::Pipe();
     EXPECT_FALSE(b.poll());
     auto t0 = std::chrono::steady_clock::now();
@@ -206,7 +207,7 @@ TEST_F(ConnectionTest, PollWaitsUpToItsTimeout) {
     auto waited = std::chrono::steady_clock::now() - t0;
     EXPECT_GE(waited, 95ms);
     EXPECT_LT(waited, 5s);
-    mp::Process p([](mp::Connection c) { std::this_thread::sleep_for(50ms); c.send(1); }, a);
+    auto p = ctx().Process([](mp::Connection c) { std::this_thread::sleep_for(50ms); c.send(1); }, a);
     p.start();
     EXPECT_TRUE(b.poll(mp::forever));
     EXPECT_EQ(b.recv<int>(), 1);
@@ -229,10 +230,10 @@ TEST_F(ConnectionTest, CloseClosesEveryHandleAndLaterUseThrows) {
     EXPECT_THROW(b.recv<int>(), mp::EOFError);
 }
 
-TEST_F(ConnectionTest, WaitReturnsExactlyTheReadyObjects) {
+TEST_P(ConnectionMethods, WaitReturnsExactlyTheReadyObjects) {
     auto [a1, b1] = mp::Pipe();
     auto [a2, b2] = mp::Pipe();
-    mp::Process p([](mp::Connection c) { c.send(std::string("second")); }, b2);
+    auto p = ctx().Process([](mp::Connection c) { c.send(std::string("second")); }, b2);
     p.start();
     b2.close();
     auto ready = mp::wait({a1, a2}, 10.0);
@@ -245,7 +246,7 @@ TEST_F(ConnectionTest, WaitReturnsExactlyTheReadyObjects) {
     EXPECT_TRUE(mp::wait({a1}, 0.1).empty());
     EXPECT_GE(std::chrono::steady_clock::now() - t0, 95ms);
 
-    mp::Process q([] { std::this_thread::sleep_for(30ms); });
+    auto q = ctx().Process([] { std::this_thread::sleep_for(30ms); });
     q.start();
     auto done = mp::wait({a1, mp::Waitable(q)}, 10.0);
     ASSERT_EQ(done.size(), 1u);
@@ -253,16 +254,16 @@ TEST_F(ConnectionTest, WaitReturnsExactlyTheReadyObjects) {
     q.join();
 }
 
-TEST_F(ConnectionTest, ManyProcessesCanSendOnOneEndWithoutMixingMessages) {
+TEST_P(ConnectionMethods, ManyProcessesCanSendOnOneEndWithoutMixingMessages) {
     auto [r, w] = mp::Pipe(false, {.capacity = 8192});
     constexpr int kWriters = 4, kEach = 10000;
     std::vector<mp::Process> writers;
     for (int id = 0; id < kWriters; ++id) {
-        writers.emplace_back(
+        writers.push_back(ctx().Process(
             [](mp::Connection c, int who) {
                 for (int i = 0; i < kEach; ++i) c.send(std::vector<int>{who, i, who * i});
             },
-            w, id);
+            w, id));
         writers.back().start();
     }
     w.close();
@@ -294,9 +295,9 @@ TEST_F(ConnectionTest, ThreadsCanShareAnEnd) {
     for (auto& t : threads) t.join();
 }
 
-TEST_F(ConnectionTest, AWriterKilledInsideALargeMessageBreaksThePipeCleanly) {
+TEST_P(ConnectionMethods, AWriterKilledInsideALargeMessageBreaksThePipeCleanly) {
     auto [r, w] = mp::Pipe(false, {.capacity = 4096});
-    mp::Process p(
+    auto p = ctx().Process(
         [](mp::Connection c) {
             c.send(std::string("whole"));
             c.send_bytes(pattern(1 << 20, 1));  // blocks: nobody reads it all
@@ -312,9 +313,9 @@ TEST_F(ConnectionTest, AWriterKilledInsideALargeMessageBreaksThePipeCleanly) {
     EXPECT_THROW(r.recv_bytes(), mp::BrokenPipeError);
 }
 
-TEST_F(ConnectionTest, ConnectionsPassedToChildrenCarryTrafficBothWays) {
+TEST_P(ConnectionMethods, ConnectionsPassedToChildrenCarryTrafficBothWays) {
     auto [parent, child] = mp::Pipe();
-    mp::Process p(
+    auto p = ctx().Process(
         [](mp::Connection c) {
             int total = 0;
             for (;;) {
@@ -337,3 +338,6 @@ TEST_F(ConnectionTest, ConnectionsPassedToChildrenCarryTrafficBothWays) {
     p.join();
     EXPECT_EQ(p.exitcode(), 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(EveryStartMethod, ConnectionMethods, ::testing::ValuesIn(testing_support::start_methods()),
+                         [](const auto& info) { return info.param; });

@@ -20,6 +20,7 @@ using testing_support::ChildrenTest;
 namespace {
 
 class ProcessTest : public ChildrenTest {};
+class ProcessMethods : public testing_support::MethodTest {};
 
 void sleep_forever() { std::this_thread::sleep_for(1h); }
 
@@ -51,8 +52,8 @@ private:
 
 }  // namespace
 
-TEST_F(ProcessTest, AReturningTargetExitsWithZero) {
-    mp::Process p([] {});
+TEST_P(ProcessMethods, AReturningTargetExitsWithZero) {
+    auto p = ctx().Process([] {});
     EXPECT_EQ(p.pid(), 0);
     EXPECT_FALSE(p.exitcode().has_value());
     EXPECT_FALSE(p.is_alive());
@@ -64,9 +65,9 @@ TEST_F(ProcessTest, AReturningTargetExitsWithZero) {
     EXPECT_FALSE(p.is_alive());
 }
 
-TEST_F(ProcessTest, ArgumentsReachTheTarget) {
+TEST_P(ProcessMethods, ArgumentsReachTheTarget) {
     auto [r, w] = mp::Pipe(false);
-    mp::Process p([](mp::Connection c, std::string s, int n) { c.send(s + std::to_string(n)); }, w, std::string("bob"), 7);
+    auto p = ctx().Process([](mp::Connection c, std::string s, int n) { c.send(s + std::to_string(n)); }, w, std::string("bob"), 7);
     p.start();
     w.close();  // keep only our end, so a dead child means EOF, not a hang
     EXPECT_EQ(r.recv<std::string>(), "bob7");
@@ -82,9 +83,9 @@ TEST_F(ProcessTest, MoveOnlyArgumentsAreAccepted) {
     p.join();
 }
 
-TEST_F(ProcessTest, AThrowingTargetExitsWithOneAndReportsTheException) {
+TEST_P(ProcessMethods, AThrowingTargetExitsWithOneAndReportsTheException) {
     testing::internal::CaptureStderr();
-    mp::Process p([] { throw std::invalid_argument("bad input 42"); }, {.name = "thrower"});
+    auto p = ctx().Process([] { throw std::invalid_argument("bad input 42"); }, {.name = "thrower"});
     p.start();
     p.join();
     std::string err = testing::internal::GetCapturedStderr();
@@ -93,9 +94,9 @@ TEST_F(ProcessTest, AThrowingTargetExitsWithOneAndReportsTheException) {
     EXPECT_NE(err.find("std::invalid_argument: bad input 42"), std::string::npos) << err;
 }
 
-TEST_F(ProcessTest, ANonStandardExceptionAlsoExitsWithOne) {
+TEST_P(ProcessMethods, ANonStandardExceptionAlsoExitsWithOne) {
     testing::internal::CaptureStderr();
-    mp::Process p([] { throw 42; });
+    auto p = ctx().Process([] { throw 42; });
     p.start();
     p.join();
     std::string err = testing::internal::GetCapturedStderr();
@@ -103,9 +104,9 @@ TEST_F(ProcessTest, ANonStandardExceptionAlsoExitsWithOne) {
     EXPECT_NE(err.find("int"), std::string::npos) << err;
 }
 
-TEST_F(ProcessTest, ExitSetsTheExitCodeAfterUnwinding) {
+TEST_P(ProcessMethods, ExitSetsTheExitCodeAfterUnwinding) {
     auto [r, w] = mp::Pipe(false);
-    mp::Process p(
+    auto p = ctx().Process(
         [](mp::Connection c) {
             struct Sentry {
                 mp::Connection c;
@@ -125,9 +126,9 @@ TEST_F(ProcessTest, ExitSetsTheExitCodeAfterUnwinding) {
     EXPECT_EQ(p.exitcode(), 7);
 }
 
-TEST_F(ProcessTest, KilledBySignalGivesMinusTheSignal) {
-    mp::Process t(sleep_forever);
-    mp::Process k(sleep_forever);
+TEST_P(ProcessMethods, KilledBySignalGivesMinusTheSignal) {
+    auto t = ctx().Process(sleep_forever);
+    auto k = ctx().Process(sleep_forever);
     t.start();
     k.start();
     EXPECT_TRUE(t.is_alive());
@@ -141,8 +142,8 @@ TEST_F(ProcessTest, KilledBySignalGivesMinusTheSignal) {
     t.terminate();  // on a finished process: nothing happens
 }
 
-TEST_F(ProcessTest, JoinWithTimeoutReturnsFalseWhileTheChildRuns) {
-    mp::Process p(sleep_forever);
+TEST_P(ProcessMethods, JoinWithTimeoutReturnsFalseWhileTheChildRuns) {
+    auto p = ctx().Process(sleep_forever);
     p.start();
     auto t0 = std::chrono::steady_clock::now();
     EXPECT_FALSE(p.join(0.1));
@@ -182,8 +183,8 @@ TEST_F(ProcessTest, ASubclassRunsItsOwnRunAndIsNamedAfterItsClass) {
     EXPECT_EQ(p.exitcode(), 0);
 }
 
-TEST_F(ProcessTest, MisuseThrowsWithAMessage) {
-    mp::Process p([] {});
+TEST_P(ProcessMethods, MisuseThrowsWithAMessage) {
+    auto p = ctx().Process([] {});
     EXPECT_THROW(p.join(), mp::ProcessError);
     EXPECT_THROW(p.terminate(), mp::ProcessError);
     p.start();
@@ -197,8 +198,8 @@ TEST_F(ProcessTest, MisuseThrowsWithAMessage) {
     p.close();  // closing twice is harmless
 }
 
-TEST_F(ProcessTest, CloseWhileRunningThrows) {
-    mp::Process p(sleep_forever);
+TEST_P(ProcessMethods, CloseWhileRunningThrows) {
+    auto p = ctx().Process(sleep_forever);
     p.start();
     EXPECT_THROW(p.close(), mp::ValueError);
     p.kill();
@@ -206,12 +207,12 @@ TEST_F(ProcessTest, CloseWhileRunningThrows) {
     EXPECT_NO_THROW(p.close());
 }
 
-TEST_F(ProcessTest, CurrentAndParentProcessDescribeTheRightProcesses) {
+TEST_P(ProcessMethods, CurrentAndParentProcessDescribeTheRightProcesses) {
     EXPECT_EQ(mp::current_process().name(), "MainProcess");
     EXPECT_EQ(mp::current_process().pid(), ::getpid());
     EXPECT_FALSE(mp::parent_process().has_value());
     auto [r, w] = mp::Pipe(false);
-    mp::Process p(
+    auto p = ctx().Process(
         [](mp::Connection c) {
             auto parent = mp::parent_process();
             c.send(mp::current_process().name());
@@ -231,11 +232,11 @@ TEST_F(ProcessTest, CurrentAndParentProcessDescribeTheRightProcesses) {
     p.join();
 }
 
-TEST_F(ProcessTest, GrandchildrenAreNamedAfterTheirLineage) {
+TEST_P(ProcessMethods, GrandchildrenAreNamedAfterTheirLineage) {
     auto [r, w] = mp::Pipe(false);
-    mp::Process p(
+    auto p = ctx().Process(
         [](mp::Connection c) {
-            mp::Process g([](mp::Connection c2) { c2.send(mp::current_process().name()); }, c);
+            auto g = ctx().Process([](mp::Connection c2) { c2.send(mp::current_process().name()); }, c);
             g.start();
             g.join();
         },
@@ -247,11 +248,11 @@ TEST_F(ProcessTest, GrandchildrenAreNamedAfterTheirLineage) {
     EXPECT_EQ(p.exitcode(), 0);
 }
 
-TEST_F(ProcessTest, ActiveChildrenListsRunningChildrenOnly) {
-    mp::Process done([] {});
+TEST_P(ProcessMethods, ActiveChildrenListsRunningChildrenOnly) {
+    auto done = ctx().Process([] {});
     done.start();
     done.join();
-    mp::Process running(sleep_forever);
+    auto running = ctx().Process(sleep_forever);
     running.start();
     auto kids = mp::active_children();
     ASSERT_EQ(kids.size(), 1u);
@@ -261,10 +262,10 @@ TEST_F(ProcessTest, ActiveChildrenListsRunningChildrenOnly) {
     EXPECT_TRUE(mp::active_children().empty());
 }
 
-TEST_F(ProcessTest, ADestroyedProcessObjectLeavesItsChildTracked) {
+TEST_P(ProcessMethods, ADestroyedProcessObjectLeavesItsChildTracked) {
     pid_t pid = 0;
     {
-        mp::Process p(sleep_forever);
+        auto p = ctx().Process(sleep_forever);
         p.start();
         pid = p.pid();
     }
@@ -276,12 +277,12 @@ TEST_F(ProcessTest, ADestroyedProcessObjectLeavesItsChildTracked) {
     EXPECT_EQ(kids[0].exitcode(), -SIGKILL);
 }
 
-TEST_F(ProcessTest, DaemonicProcessesCannotHaveChildren) {
+TEST_P(ProcessMethods, DaemonicProcessesCannotHaveChildren) {
     auto [r, w] = mp::Pipe(false);
-    mp::Process p(
+    auto p = ctx().Process(
         [](mp::Connection c) {
             try {
-                mp::Process g([] {});
+                auto g = ctx().Process([] {});
                 g.start();
                 c.send(std::string("started"));
             } catch (const mp::ProcessError& e) {
@@ -323,11 +324,11 @@ TEST_F(ProcessTest, AtExitDaemonsAreTerminatedAndOthersJoined) {
     EXPECT_TRUE(::kill(daemon_pid, 0) != 0 && errno == ESRCH);
 }
 
-TEST_F(ProcessTest, AChildCanBeMadeToDieWithItsParent) {
+TEST_P(ProcessMethods, AChildCanBeMadeToDieWithItsParent) {
     auto [r, w] = mp::Pipe(false);
-    mp::Process parent(
+    auto parent = ctx().Process(
         [](mp::Connection c) {
-            mp::Process orphan(sleep_forever, {.die_with_parent = true});
+            auto orphan = ctx().Process(sleep_forever, {.die_with_parent = true});
             orphan.start();
             c.send(orphan.pid());
             sleep_forever();
@@ -341,8 +342,8 @@ TEST_F(ProcessTest, AChildCanBeMadeToDieWithItsParent) {
     EXPECT_TRUE(orphan.wait(10.0)) << "the child outlived its killed parent";
 }
 
-TEST_F(ProcessTest, SentinelBecomesReadableWhenTheChildEnds) {
-    mp::Process p(sleep_forever);
+TEST_P(ProcessMethods, SentinelBecomesReadableWhenTheChildEnds) {
+    auto p = ctx().Process(sleep_forever);
     p.start();
     int fd = p.sentinel();
     EXPECT_GE(fd, 0);
@@ -370,11 +371,11 @@ int open_fds() {
 }
 }  // namespace
 
-TEST_F(ProcessTest, ManyProcessesStartAndEndWithoutLeakingDescriptors) {
+TEST_P(ProcessMethods, ManyProcessesStartAndEndWithoutLeakingDescriptors) {
     const int before = open_fds();
     for (int round = 0; round < 2; ++round) {
         std::vector<mp::Process> ps;
-        for (int i = 0; i < 50; ++i) ps.emplace_back(round == 0 ? [] {} : sleep_forever);
+        for (int i = 0; i < 50; ++i) ps.push_back(ctx().Process(round == 0 ? +[] {} : sleep_forever));
         for (auto& p : ps) p.start();
         if (round == 1)
             for (auto& p : ps) p.terminate();
@@ -398,11 +399,14 @@ TEST_F(ProcessTest, TheParentLetsGoOfTheTargetAndArgumentsAfterStart) {
     p.join();
 }
 
-TEST_F(ProcessTest, ExitCodesAreTheLowEightBitsAsOnPosix) {
+TEST_P(ProcessMethods, ExitCodesAreTheLowEightBitsAsOnPosix) {
     for (int code : {0, 1, 8, 255, 256 + 3}) {
-        mp::Process p([](int c) { mp::exit(c); }, code);
+        auto p = ctx().Process([](int c) { mp::exit(c); }, code);
         p.start();
         p.join();
         EXPECT_EQ(p.exitcode(), code & 0xff) << code;
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(EveryStartMethod, ProcessMethods, ::testing::ValuesIn(testing_support::start_methods()),
+                         [](const auto& info) { return info.param; });

@@ -1,0 +1,250 @@
+// subprocess: run other programs, as Python's subprocess module.
+//
+//     namespace sp = mprocess::subprocess;
+//     sp::Popen p({"sort"}, {.stdin_ = sp::PIPE, .stdout_ = sp::PIPE});
+//     auto [out, err] = p.communicate("b\na\n");          // out == "a\nb\n"
+//
+//     auto r = sp::run({"ls", "-l"}, {.capture_output = true, .check = true});
+//     std::string version = sp::check_output({"uname", "-r"});
+//
+// Names. stdin, stdout and stderr may be macros in C, so options and fields carry a trailing
+// underscore (stdin_, stdout_, stderr_), and Python's None for a stream is an empty string.
+//
+// Starting. Popen forks and executes the program with the given argv (no shell). Every
+// descriptor of ours is close-on-exec and the child marks everything above 2 close-on-exec too,
+// so the program inherits its stdin, stdout and stderr and nothing else. If the program cannot be
+// run (not found, not executable, bad cwd) the constructor throws ExecError with the child's
+// errno, as Python raises FileNotFoundError or PermissionError; no child is left behind.
+//
+// Lifetime. Every child is reaped. Destroying a Popen whose child still runs does what leaving a
+// Python `with Popen(...) as p:` block does: close our ends of its pipes (it sees end of file on
+// stdin, and SIGPIPE or EPIPE if it writes to us), then wait for it to exit. So a child that
+// ignores both runs on and the destructor waits for it: kill() it first if you do not want to
+// wait. run() kills the child when communicate() throws (a timeout included), as Python does.
+//
+// Threads. A Popen is used by one thread at a time, like a Python file object. Starting children
+// from several threads at once is safe: between fork and exec the child makes only
+// async-signal-safe calls.
+//
+// Writing to a child that has closed its stdin throws BrokenPipeError; the process never
+// receives SIGPIPE for it.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "mprocess/error.hpp"
+#include "mprocess/timeout.hpp"
+
+namespace mprocess::subprocess {
+
+// Where a child's stdin, stdout or stderr goes. The default inherits ours.
+class Redirect {
+public:
+    enum class Kind { inherit, pipe, devnull, stdout_, file, fd };
+
+    constexpr Redirect() noexcept = default;
+    constexpr explicit Redirect(Kind kind) noexcept : kind_(kind) {}
+
+    // The file at `path`: opened for reading as stdin, created or truncated as stdout or stderr.
+    static Redirect file(const std::filesystem::path& path) {
+        Redirect r(Kind::file);
+        r.path_ = path.string();
+        return r;
+    }
+    // Our open descriptor `fd` (the child gets a copy; ours stays open).
+    static constexpr Redirect fd(int fd) noexcept {
+        Redirect r(Kind::fd);
+        r.fd_ = fd;
+        return r;
+    }
+
+    constexpr Kind kind() const noexcept { return kind_; }
+    constexpr int fileno() const noexcept { return fd_; }
+    const std::string& path() const noexcept { return path_; }
+
+private:
+    Kind kind_ = Kind::inherit;
+    int fd_ = -1;
+    std::string path_;
+};
+
+// A new pipe; our end is used through Popen's write/read/communicate.
+inline constexpr Redirect PIPE{Redirect::Kind::pipe};
+// /dev/null.
+inline constexpr Redirect DEVNULL{Redirect::Kind::devnull};
+// stderr only: wherever the child's stdout goes.
+inline constexpr Redirect STDOUT{Redirect::Kind::stdout_};
+
+// A complete environment; `env` replaces ours entirely, as in Python.
+using Environment = std::map<std::string, std::string>;
+
+// Python's keyword arguments of Popen(...).
+struct PopenOptions {
+    Redirect stdin_{};
+    Redirect stdout_{};
+    Redirect stderr_{};
+    std::optional<std::filesystem::path> cwd{};  // the child's working directory; relative programs start there
+    std::optional<Environment> env{};            // default: inherit ours
+    bool path_search{true};  // look a program without '/' up in PATH (env's PATH when env is given)
+};
+
+// The two outputs of communicate(); empty for a stream that is not a pipe.
+struct Output {
+    std::string stdout_;
+    std::string stderr_;
+};
+
+// Base of the errors about a finished command (Python's SubprocessError). TimeoutExpired derives
+// from mprocess::TimeoutError instead, so it is not a SubprocessError here.
+class SubprocessError : public Error {
+public:
+    using Error::Error;
+};
+
+// The child could not run the program (or set itself up for it). error_code() is the child's
+// errno: ENOENT for a missing program or cwd, EACCES for a file that is not executable, ...
+// filename() is the program, or the cwd when changing to it failed.
+class ExecError : public OSError {
+public:
+    ExecError(int err, const std::string& what, std::string filename);
+    const std::string& filename() const noexcept { return filename_; }
+
+private:
+    std::string filename_;
+};
+
+// wait() or communicate() ran out of time. The child still runs. After communicate(), the output
+// read so far is here, and calling communicate() again continues without losing any of it.
+class TimeoutExpired : public TimeoutError {
+public:
+    TimeoutExpired(std::vector<std::string> cmd, Timeout timeout, std::string stdout_data = {},
+                   std::string stderr_data = {});
+    const std::vector<std::string>& cmd() const noexcept { return cmd_; }
+    Timeout timeout() const noexcept { return timeout_; }
+    const std::string& output() const noexcept { return out_; }  // Python's alias of stdout
+    const std::string& stdout_() const noexcept { return out_; }
+    const std::string& stderr_() const noexcept { return err_; }
+
+private:
+    std::vector<std::string> cmd_;
+    Timeout timeout_;
+    std::string out_;
+    std::string err_;
+};
+
+// run(..., {.check = true}) or check_output() saw a non-zero return code.
+class CalledProcessError : public SubprocessError {
+public:
+    CalledProcessError(int returncode, std::vector<std::string> cmd, std::string stdout_data = {},
+                       std::string stderr_data = {});
+    int returncode() const noexcept { return returncode_; }
+    const std::vector<std::string>& cmd() const noexcept { return cmd_; }
+    const std::string& output() const noexcept { return out_; }
+    const std::string& stdout_() const noexcept { return out_; }
+    const std::string& stderr_() const noexcept { return err_; }
+
+private:
+    int returncode_;
+    std::vector<std::string> cmd_;
+    std::string out_;
+    std::string err_;
+};
+
+// A running (or finished) child program. Move-only; a moved-from Popen throws ValueError.
+class Popen {
+public:
+    // Starts args[0] with arguments args. Throws ExecError if it cannot run, ValueError for
+    // unusable options (empty args, STDOUT for stdin or stdout), OSError if a redirect file or
+    // descriptor cannot be opened.
+    explicit Popen(std::vector<std::string> args, PopenOptions options = {});
+    Popen(Popen&&) noexcept;
+    Popen& operator=(Popen&&) noexcept;  // the replaced child is finished as by the destructor
+    ~Popen();
+
+    const std::vector<std::string>& args() const;
+    pid_t pid() const;
+
+    // Exit status, or -N after signal N; empty until the child has been waited for.
+    std::optional<int> returncode() const;
+    // The return code if the child has ended (it is reaped then), without blocking.
+    std::optional<int> poll();
+    // Waits for the child to end and returns its return code; TimeoutExpired if it does not in time.
+    int wait(Timeout timeout = forever);
+
+    // Signals go through a pidfd, so they never reach a recycled pid; after the child has been
+    // reaped they do nothing.
+    void send_signal(int sig);
+    void terminate();  // SIGTERM
+    void kill();       // SIGKILL
+
+    // stdin_ = PIPE: writes everything (blocking while the pipe is full); BrokenPipeError if the
+    // child has closed its end.
+    void write(std::string_view data);
+    // Closes our end: the child reads end of file.
+    void close_stdin();
+
+    // stdout_ = PIPE: everything until end of file; at most n bytes (fewer only at end of file);
+    // one line with its '\n' (without one at end of file, empty once nothing is left).
+    std::string read();
+    std::string read(std::size_t n);
+    std::string readline();
+    // The same for stderr_ = PIPE.
+    std::string read_stderr();
+    std::string read_stderr(std::size_t n);
+    std::string readline_stderr();
+
+    // Sends `input` to stdin (which is then closed; with no input it is closed at once), reads
+    // stdout and stderr until end of file, and waits for the child to end. All pipes are served
+    // together as they become ready, so large data in every direction cannot deadlock. A child
+    // that closes stdin early just gets no more input. TimeoutExpired carries the output so far;
+    // call communicate() again (without input) to continue.
+    Output communicate(std::optional<std::string> input = std::nullopt, Timeout timeout = forever);
+
+private:
+    struct State;
+    State& state() const;
+    void finish() noexcept;
+
+    std::unique_ptr<State> st_;
+};
+
+// Python's keyword arguments of run(): its own, then Popen's.
+struct RunOptions {
+    std::optional<std::string> input{};  // sent to stdin (implies stdin_ = PIPE)
+    bool capture_output{false};          // stdout_ = stderr_ = PIPE
+    Timeout timeout{forever};            // on expiry the child is killed and TimeoutExpired thrown
+    bool check{false};                   // a non-zero return code throws CalledProcessError
+    Redirect stdin_{};
+    Redirect stdout_{};
+    Redirect stderr_{};
+    std::optional<std::filesystem::path> cwd{};
+    std::optional<Environment> env{};
+    bool path_search{true};
+};
+
+struct CompletedProcess {
+    std::vector<std::string> args;
+    int returncode = 0;
+    std::string stdout_;  // empty unless captured
+    std::string stderr_;
+
+    // Throws CalledProcessError if returncode is not 0.
+    void check_returncode() const;
+};
+
+// Runs the command to its end: Popen + communicate(input, timeout).
+CompletedProcess run(std::vector<std::string> args, RunOptions options = {});
+
+// run() with stdout captured and check on; returns stdout.
+std::string check_output(std::vector<std::string> args, RunOptions options = {});
+
+}  // namespace mprocess::subprocess

@@ -1,0 +1,75 @@
+// System calls behind mprocess::subprocess: pipes for a child's stdio, and fork + exec of another program.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "platform/posix.hpp"
+
+namespace mprocess::platform {
+
+// A pipe, {read end, write end}, both close-on-exec and numbered above 2, so that installing one
+// end as a child's stdio can never overwrite another descriptor the child still needs.
+std::pair<Fd, Fd> make_pipe();
+
+// A close-on-exec duplicate of any open descriptor (the caller's stdin included), numbered above 2.
+Fd dup_above_stdio(int fd);
+
+// open() with O_CLOEXEC; the result is numbered above 2.
+Fd open_above_stdio(const std::string& path, int flags);
+
+void set_nonblocking(const Fd& fd);
+
+// One read()/write() retried on EINTR: the byte count, 0 at end of file, or -1 with errno set
+// (EAGAIN when a non-blocking descriptor is not ready). write_some() never raises SIGPIPE: a
+// reader that has gone away gives -1 with errno EPIPE, whatever the process's SIGPIPE disposition.
+long read_some(int fd, char* buf, std::size_t n) noexcept;
+long write_some(int fd, const char* buf, std::size_t n) noexcept;
+
+// Blocks until fd is ready for `events` (POLLIN or POLLOUT), or the deadline passes (false).
+bool wait_ready(int fd, short events, const Deadline& deadline);
+
+// What the child does between fork and exec.
+struct ExecPlan {
+    std::vector<std::string> argv;
+    // Files to try with execve(), in order (one, or one per PATH entry).
+    std::vector<std::string> candidates;
+    // The complete environment as "NAME=value"; nullopt inherits ours.
+    std::optional<std::vector<std::string>> env;
+    std::optional<std::string> cwd;
+    // Descriptors (above 2) to install as the child's 0, 1 and 2; -1 leaves the inherited one.
+    int stdio[3] = {-1, -1, -1};
+    bool stderr_to_stdout = false;
+};
+
+// The step of the child's setup that failed, and its errno.
+struct ExecFailure {
+    enum Step : int { redirect, chdir, exec } step;
+    int error;
+};
+
+// The files to try for `program`: itself if it names a path (has a '/') or if search is off,
+// otherwise one per entry of `path_var` (the PATH value; nullopt means the system default).
+std::vector<std::string> exec_candidates(const std::string& program, bool search, const std::optional<std::string>& path_var);
+
+// Forks a child that sets itself up as the plan says, marks every descriptor above 2 close-on-exec
+// and executes the program. Returns once the program runs (its pid) or the child has failed (the
+// failure; that child is already reaped). Between fork and exec the child makes only
+// async-signal-safe calls, so this is safe in a multithreaded process.
+struct ExecResult {
+    pid_t pid = 0;
+    std::optional<ExecFailure> failure;
+};
+ExecResult fork_exec(const ExecPlan& plan);
+
+// waitpid(): the Python-style return code (exit status, or -N after signal N) once the child has
+// ended, nullopt while it runs (only when !block). A child that someone else reaped (SIGCHLD
+// ignored) counts as 0, as in Python.
+std::optional<int> reap(pid_t pid, bool block);
+
+}  // namespace mprocess::platform
