@@ -61,9 +61,9 @@ public:
         return r;
     }
     // Our open descriptor `fd` (the child gets a copy; ours stays open).
-    static constexpr Redirect fd(int fd) noexcept {
+    static constexpr Redirect fd(int descriptor) noexcept {
         Redirect r(Kind::fd);
-        r.fd_ = fd;
+        r.fd_ = descriptor;
         return r;
     }
 

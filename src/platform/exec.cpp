@@ -255,8 +255,17 @@ ExecResult fork_exec(const ExecPlan& plan) {
         reap(pid, true);
         throw;
     }
-    if (failure) reap(pid, true);
-    return {pid, failure};
+    if (failure) {
+        reap(pid, true);
+        return {0, Fd(), failure};
+    }
+    try {
+        return {pid, pidfd_open(pid), std::nullopt};
+    } catch (...) {
+        ::kill(pid, SIGKILL);
+        reap(pid, true);
+        throw;
+    }
 }
 
 std::optional<int> reap(pid_t pid, bool block) {

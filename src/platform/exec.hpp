@@ -58,11 +58,12 @@ struct ExecFailure {
 std::vector<std::string> exec_candidates(const std::string& program, bool search, const std::optional<std::string>& path_var);
 
 // Forks a child that sets itself up as the plan says, marks every descriptor above 2 close-on-exec
-// and executes the program. Returns once the program runs (its pid) or the child has failed (the
-// failure; that child is already reaped). Between fork and exec the child makes only
+// and executes the program. Returns once the program runs (its pid and a pidfd) or the child has
+// failed (the failure; that child is already reaped). Between fork and exec the child makes only
 // async-signal-safe calls, so this is safe in a multithreaded process.
 struct ExecResult {
     pid_t pid = 0;
+    Fd pidfd;
     std::optional<ExecFailure> failure;
 };
 ExecResult fork_exec(const ExecPlan& plan);

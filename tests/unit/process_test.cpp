@@ -236,7 +236,7 @@ TEST_P(ProcessMethods, GrandchildrenAreNamedAfterTheirLineage) {
     auto [r, w] = mp::Pipe(false);
     auto p = ctx().Process(
         [](mp::Connection c) {
-            auto g = ctx().Process([](mp::Connection c2) { c2.send(mp::current_process().name()); }, c);
+            mp::Process g([](mp::Connection c2) { c2.send(mp::current_process().name()); }, c);
             g.start();
             g.join();
         },
@@ -282,7 +282,7 @@ TEST_P(ProcessMethods, DaemonicProcessesCannotHaveChildren) {
     auto p = ctx().Process(
         [](mp::Connection c) {
             try {
-                auto g = ctx().Process([] {});
+                mp::Process g([] {});
                 g.start();
                 c.send(std::string("started"));
             } catch (const mp::ProcessError& e) {
@@ -328,7 +328,7 @@ TEST_P(ProcessMethods, AChildCanBeMadeToDieWithItsParent) {
     auto [r, w] = mp::Pipe(false);
     auto parent = ctx().Process(
         [](mp::Connection c) {
-            auto orphan = ctx().Process(sleep_forever, {.die_with_parent = true});
+            mp::Process orphan(sleep_forever, {.die_with_parent = true});
             orphan.start();
             c.send(orphan.pid());
             sleep_forever();
