@@ -270,10 +270,14 @@ pid_t popen_spawn(const ChildIdentity& who, SpawnTarget& target) {
     const auto deadline = platform::Clock::now() + kGuardTimeout;
     try {
         const std::uint64_t nfds = target.args.fds.size(), len = bytes.size();
-        write_all(parent_end.get(), &nfds, sizeof nfds, deadline);
-        write_all(parent_end.get(), target.args.fds.data(), nfds * sizeof(int), deadline);
-        write_all(parent_end.get(), &len, sizeof len, deadline);
-        write_all(parent_end.get(), bytes.data(), bytes.size(), deadline);
+        try {
+            write_all(parent_end.get(), &nfds, sizeof nfds, deadline);
+            write_all(parent_end.get(), target.args.fds.data(), nfds * sizeof(int), deadline);
+            write_all(parent_end.get(), &len, sizeof len, deadline);
+            write_all(parent_end.get(), bytes.data(), bytes.size(), deadline);
+        } catch (const Error&) {
+            // The child stopped reading: its answer below says why.
+        }
 
         pollfd pfd{parent_end.get(), POLLIN, 0};
         if (platform::poll_until(&pfd, 1, deadline) == 0)

@@ -6,4 +6,5 @@
 #include "mprocess/error.hpp"
 #include "mprocess/process.hpp"
 #include "mprocess/serialize.hpp"
+#include "mprocess/subprocess.hpp"
 #include "mprocess/timeout.hpp"

@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,7 +41,8 @@ private:
 
 class Countdown : public mp::Process {
 public:
-    Countdown(int n, mp::Connection out) : n_(n), out_(std::move(out)) {}
+    Countdown(int n, mp::Connection out, mp::ProcessOptions options = {})
+        : mp::Process(std::move(options)), n_(n), out_(std::move(out)) {}
     void run() override {
         for (int i = n_; i > 0; --i) out_.send(i);
         out_.send(name());
@@ -297,15 +300,23 @@ TEST_P(ProcessMethods, DaemonicProcessesCannotHaveChildren) {
     p.join();
 }
 
-TEST_F(ProcessTest, AtExitDaemonsAreTerminatedAndOthersJoined) {
-    // The helper program returns from main while both its children run.
+namespace {
+struct RunResult {
+    int status;
+    std::string output;
+    std::chrono::steady_clock::duration took;
+};
+
+// Runs a helper program to completion, collecting its standard output.
+RunResult run_helper(const char* path, const char* arg = nullptr) {
+    auto t0 = std::chrono::steady_clock::now();
     int out[2];
-    ASSERT_EQ(::pipe(out), 0);
+    if (::pipe(out) != 0) return {-1, "pipe failed", {}};
     pid_t pid = ::fork();
     if (pid == 0) {
         ::dup2(out[1], 1);
         ::close(out[0]);
-        ::execl(MPROCESS_TEST_EXIT_HELPER, MPROCESS_TEST_EXIT_HELPER, static_cast<char*>(nullptr));
+        ::execl(path, path, arg, static_cast<char*>(nullptr));
         ::_exit(127);
     }
     ::close(out[1]);
@@ -315,13 +326,79 @@ TEST_F(ProcessTest, AtExitDaemonsAreTerminatedAndOthersJoined) {
     while ((n = ::read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
     ::close(out[0]);
     int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
-    EXPECT_NE(text.find("worker done"), std::string::npos) << text;
+    ::waitpid(pid, &status, 0);
+    return {status, text, std::chrono::steady_clock::now() - t0};
+}
+}  // namespace
+
+TEST_F(ProcessTest, AtExitDaemonsAreTerminatedAndOthersJoined) {
+    // The helper program returns from main while both its children run.
+    auto r = run_helper(MPROCESS_TEST_EXIT_HELPER);
+    EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.output;
+    EXPECT_NE(r.output.find("worker done"), std::string::npos) << r.output;
     int daemon_pid = 0;
-    ASSERT_EQ(std::sscanf(text.c_str(), "daemon %d", &daemon_pid), 1) << text;
+    ASSERT_EQ(std::sscanf(r.output.c_str(), "daemon %d", &daemon_pid), 1) << r.output;
     // The helper reaped its daemon before exiting, so it no longer exists.
     EXPECT_TRUE(::kill(daemon_pid, 0) != 0 && errno == ESRCH);
+}
+
+TEST_F(ProcessTest, SpawnWithoutTheEntryGuardFailsFastNamingTheFix) {
+    for (const char* mode : {"start", "idle"}) {
+        auto r = run_helper(MPROCESS_TEST_UNGUARDED_HELPER, mode);
+        EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << mode << ": " << r.output;
+        EXPECT_NE(r.output.find("freeze_support(argc, argv)"), std::string::npos) << r.output;
+        EXPECT_LT(r.took, std::chrono::seconds(20)) << mode;
+    }
+}
+
+namespace {
+// True if any open descriptor of this process is the memfd with this name.
+bool sees_memfd(const std::string& name) {
+    DIR* d = ::opendir("/proc/self/fd");
+    bool found = false;
+    while (dirent* e = d ? ::readdir(d) : nullptr) {
+        char target[256] = {};
+        std::string link = std::string("/proc/self/fd/") + e->d_name;
+        if (::readlink(link.c_str(), target, sizeof target - 1) > 0 && std::string(target).find(name) != std::string::npos)
+            found = true;
+    }
+    if (d) ::closedir(d);
+    return found;
+}
+}  // namespace
+
+TEST_F(ProcessTest, ASpawnedChildInheritsOnlyTheDescriptorsItIsGiven) {
+    int extra = ::memfd_create("mprocess-test-leak", 0);  // inheritable: no close-on-exec
+    ASSERT_GE(extra, 0);
+    ASSERT_TRUE(sees_memfd("mprocess-test-leak"));
+    auto [r, w] = mp::Pipe(false);
+    auto p = mp::get_context("spawn").Process([](mp::Connection c) { c.send(sees_memfd("mprocess-test-leak")); }, w);
+    p.start();
+    w.close();
+    EXPECT_FALSE(r.recv<bool>()) << "the spawned child holds the parent's descriptor";
+    p.join();
+    ::close(extra);
+}
+
+TEST_F(ProcessTest, SpawnRefusesTargetsItCannotRebuildWithAClearError) {
+    int local = 0;
+    auto ctx = mp::get_context("spawn");
+    auto capturing = ctx.Process([&local] { ++local; });
+    auto move_only = ctx.Process([](std::unique_ptr<int>&) {}, std::make_unique<int>(1));
+    auto [r, w] = mp::Pipe(false);
+    Countdown subclass(1, w, {.start_method = "spawn"});
+    try {
+        capturing.start();
+        FAIL() << "a capturing lambda was spawned";
+    } catch (const mp::ProcessError& e) {
+        EXPECT_NE(std::string(e.what()).find("lambda without captures"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(move_only.start(), mp::ProcessError);
+    EXPECT_THROW(subclass.start(), mp::ProcessError);
+    mp::Process plain([] {}, {.start_method = "spawn"});
+    EXPECT_NO_THROW(plain.start());
+    plain.join();
+    EXPECT_EQ(plain.exitcode(), 0);
 }
 
 TEST_P(ProcessMethods, AChildCanBeMadeToDieWithItsParent) {
@@ -410,3 +487,19 @@ TEST_P(ProcessMethods, ExitCodesAreTheLowEightBitsAsOnPosix) {
 
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, ProcessMethods, ::testing::ValuesIn(testing_support::start_methods()),
                          [](const auto& info) { return info.param; });
+
+TEST(ContextTest, TheStartMethodIsSetOnceUnlessForced) {
+    EXPECT_EQ(mp::get_start_method(), "fork");
+    EXPECT_EQ(mp::get_all_start_methods(), (std::vector<std::string>{"fork", "spawn", "forkserver"}));
+    mp::set_start_method("spawn");
+    EXPECT_EQ(mp::get_start_method(), "spawn");
+    EXPECT_EQ(mp::get_context().get_start_method(), "spawn");
+    EXPECT_THROW(mp::set_start_method("fork"), mp::ProcessError);
+    mp::set_start_method("forkserver", true);
+    EXPECT_EQ(mp::get_start_method(), "forkserver");
+    mp::set_start_method("", true);  // back to the default, as Python's set_start_method(None, force=True)
+    EXPECT_EQ(mp::get_start_method(), "fork");
+    EXPECT_THROW(mp::get_context("threads"), mp::ValueError);
+    EXPECT_THROW(mp::set_start_method("bogus", true), mp::ValueError);
+    EXPECT_EQ(mp::get_context("spawn").get_start_method(), "spawn");
+}
