@@ -15,6 +15,7 @@
 
 #include "mprocess/context.hpp"
 #include "platform/posix.hpp"
+#include "popen_internal.hpp"
 #include "process_internal.hpp"
 
 namespace mprocess {
@@ -33,18 +34,34 @@ struct ProcessState {
     pid_t pid = 0;
     pid_t parent_pid = 0;
     platform::Fd pidfd;
+    platform::Fd status_fd;  // forkserver children: yields the wait status (we are not their parent)
     std::optional<int> exitcode;
+
+    static int decode_status(int status) { return WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status); }
+
+    // The descriptor that becomes readable when the child has ended.
+    int end_fd() const { return status_fd.valid() ? status_fd.get() : pidfd.get(); }
 
     // Non-blocking reap; true once the exit code is known. Caller holds m.
     bool try_reap_locked() {
         if (exitcode) return true;
+        if (status_fd.valid()) {
+            pollfd p{status_fd.get(), POLLIN, 0};
+            if (::poll(&p, 1, 0) <= 0) return false;
+            int status = 0;
+            // No status at all: the forkserver died first; report it as killed.
+            exitcode = platform::read_exact(status_fd.get(), &status, sizeof status) ? decode_status(status) : -SIGKILL;
+            status_fd.reset();
+            pidfd.reset();
+            return true;
+        }
         int status = 0;
         pid_t r;
         do r = ::waitpid(pid, &status, WNOHANG);
         while (r < 0 && errno == EINTR);
         if (r == 0) return false;
         if (r < 0) platform::throw_errno("waitpid");
-        exitcode = WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
+        exitcode = decode_status(status);
         pidfd.reset();
         return true;
     }
@@ -92,8 +109,8 @@ bool wait_exit(ProcessState& st, const platform::Deadline& deadline) {
     pollfd pfd{};
     {
         std::lock_guard lock(st.m);
-        if (!st.pidfd.valid()) return st.try_reap_locked();
-        pfd.fd = st.pidfd.get();
+        if (st.end_fd() < 0) return st.try_reap_locked();
+        pfd.fd = st.end_fd();
     }
     pfd.events = POLLIN;
     while (platform::poll_until(&pfd, 1, deadline) > 0) {
@@ -120,6 +137,7 @@ void at_exit() noexcept {
         finalize_children();
     } catch (...) {
     }
+    forkserver_stop();
 }
 
 std::string demangle(const char* name) {
@@ -155,6 +173,16 @@ void report_exception(const std::string& name) {
 }
 
 }  // namespace
+
+// A pidfd for a child we just forked; if none can be had, the child is killed and reaped.
+int pidfd_or_discard(pid_t pid) {
+    try {
+        return platform::pidfd_open(pid).release();
+    } catch (...) {
+        discard_child(pid);
+        throw;
+    }
+}
 
 ChildIdentity identity_of(const ProcessState& st) {
     ChildIdentity who;
@@ -277,7 +305,7 @@ pid_t Process::pid() const { return state().pid; }
 int Process::sentinel() const {
     auto& st = started();
     std::lock_guard lock(st.m);
-    return st.pidfd.get();
+    return st.end_fd();
 }
 
 void Process::start() {
@@ -299,19 +327,30 @@ void Process::start() {
             s.exit_hook = true;
         }
     }
-    pid_t pid;
     if (method == "fork") {
         platform::flush_stdio();
-        pid = ::fork();
+        pid_t pid = ::fork();
         if (pid < 0) platform::throw_errno("fork");
         if (pid == 0) child_main();
-    } else {
-        pid = start_spawned(st, method);
+        adopt_child(pid, detail::pidfd_or_discard(pid), -1);
+        return;
     }
-    adopt_child(pid);
+    detail::SpawnTarget target = spawn_target(method);
+    if (method == "spawn") {
+        pid_t pid = detail::popen_spawn(detail::identity_of(st), target);
+        adopt_child(pid, detail::pidfd_or_discard(pid), -1);
+        return;
+    }
+    if (st.die_with_parent)
+        throw ProcessError("die_with_parent is not available with the forkserver start method (the server, not this "
+                           "process, is the child's parent): use fork or spawn");
+    platform::Fd pidfd, status_fd;
+    pid_t pid = detail::forkserver_start(detail::make_payload(detail::identity_of(st), target), target.args.fds, pidfd,
+                                         status_fd);
+    adopt_child(pid, pidfd.release(), status_fd.release());
 }
 
-pid_t Process::start_spawned(detail::ProcessState& st, const std::string& method) {
+detail::SpawnTarget Process::spawn_target(const std::string& method) const {
     detail::SpawnTarget target;
     const char* why = nullptr;
     if (typeid(*this) != typeid(Process)) {
@@ -321,26 +360,19 @@ pid_t Process::start_spawned(detail::ProcessState& st, const std::string& method
     } else {
         why = target_->to_spawn(target);
     }
-    if (why) throw ProcessError("cannot start " + st.name + " with the " + method + " start method: " + why +
+    if (why) throw ProcessError("cannot start " + st_->name + " with the " + method + " start method: " + why +
                                 ". Use a plain function (or a lambda without captures) with serializable "
                                 "arguments, or the fork start method.");
-    return detail::popen_spawn(detail::identity_of(st), target);
+    return target;
 }
 
-void Process::adopt_child(pid_t pid) {
+void Process::adopt_child(pid_t pid, int pidfd, int status_fd) {
     auto& st = *st_;
-    platform::Fd pidfd;
-    try {
-        pidfd = platform::pidfd_open(pid);
-    } catch (...) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, nullptr, 0);
-        throw;
-    }
     {
         std::lock_guard lock(st.m);
         st.pid = pid;
-        st.pidfd = std::move(pidfd);
+        st.pidfd = platform::Fd(pidfd);
+        st.status_fd = platform::Fd(status_fd);
         st.started = true;
     }
     {

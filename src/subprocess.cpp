@@ -256,33 +256,37 @@ struct Popen::State {
     // Serves stdin, stdout and stderr as they become ready until all are closed; false if the
     // deadline passed first.
     bool pump(const platform::Deadline& deadline) {
+        enum Stream { to_stdin, from_stdout, from_stderr };
         for (;;) {
             pollfd fds[3];
-            void (State::*serve[3])();
+            Stream streams[3];
             std::size_t n = 0;
             if (in.valid()) {
                 fds[n] = {in.get(), POLLOUT, 0};
-                serve[n++] = &State::send_input;
+                streams[n++] = to_stdin;
             }
             if (out.open()) {
                 fds[n] = {out.fd.get(), POLLIN, 0};
-                serve[n++] = &State::read_stdout;
+                streams[n++] = from_stdout;
             }
             if (err.open()) {
                 fds[n] = {err.fd.get(), POLLIN, 0};
-                serve[n++] = &State::read_stderr;
+                streams[n++] = from_stderr;
             }
             if (n == 0) return true;
             if (platform::poll_until(fds, n, deadline) == 0) return false;
             for (std::size_t i = 0; i < n; ++i) {
-                if (fds[i].revents != 0) (this->*serve[i])();
+                if (fds[i].revents == 0) continue;
+                switch (streams[i]) {
+                case to_stdin: send_input(); break;
+                case from_stdout: out.read_available(); break;
+                case from_stderr: err.read_available(); break;
+                }
             }
             // A child that keeps writing must not keep us past the deadline.
             if (deadline && platform::Clock::now() > *deadline) return !in.valid() && !out.open() && !err.open();
         }
     }
-    void read_stdout() { out.read_available(); }
-    void read_stderr() { err.read_available(); }
 };
 
 Popen::Popen(std::vector<std::string> args, PopenOptions options) : st_(std::make_unique<State>()) {

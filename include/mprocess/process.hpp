@@ -163,8 +163,9 @@ private:
     detail::ProcessState& state() const;     // throws ValueError once closed
     detail::ProcessState& started() const;   // also requires start() and that we are the parent
     [[noreturn]] void child_main();
-    pid_t start_spawned(detail::ProcessState& st, const std::string& method);
-    void adopt_child(pid_t pid);
+    detail::SpawnTarget spawn_target(const std::string& method) const;
+    // Takes ownership of the descriptors (-1 for none).
+    void adopt_child(pid_t pid, int pidfd, int status_fd);
 
     std::shared_ptr<detail::ProcessState> st_;
     std::unique_ptr<detail::Target> target_;

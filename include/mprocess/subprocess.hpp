@@ -11,8 +11,9 @@
 // underscore (stdin_, stdout_, stderr_), and Python's None for a stream is an empty string.
 //
 // Starting. Popen forks and executes the program with the given argv (no shell). Every
-// descriptor of ours is close-on-exec and the child marks everything above 2 close-on-exec too,
-// so the program inherits its stdin, stdout and stderr and nothing else. If the program cannot be
+// descriptor Popen opens is close-on-exec, and the child marks all its descriptors above 2
+// close-on-exec too (inheritable ones of yours included), so the program inherits its stdin,
+// stdout and stderr and nothing else. If the program cannot be
 // run (not found, not executable, bad cwd) the constructor throws ExecError with the child's
 // errno, as Python raises FileNotFoundError or PermissionError; no child is left behind.
 //
@@ -55,6 +56,7 @@ public:
     constexpr explicit Redirect(Kind kind) noexcept : kind_(kind) {}
 
     // The file at `path`: opened for reading as stdin, created or truncated as stdout or stderr.
+    // We open it, before the child starts, so a relative path is relative to our cwd, not the child's.
     static Redirect file(const std::filesystem::path& path) {
         Redirect r(Kind::file);
         r.path_ = path.string();

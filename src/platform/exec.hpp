@@ -55,7 +55,8 @@ struct ExecFailure {
 
 // The files to try for `program`: itself if it names a path (has a '/') or if search is off,
 // otherwise one per entry of `path_var` (the PATH value; nullopt means the system default).
-std::vector<std::string> exec_candidates(const std::string& program, bool search, const std::optional<std::string>& path_var);
+std::vector<std::string> exec_candidates(const std::string& program, bool search,
+                                         const std::optional<std::string>& path_var);
 
 // Forks a child that sets itself up as the plan says, marks every descriptor above 2 close-on-exec
 // and executes the program. Returns once the program runs (its pid and a pidfd) or the child has

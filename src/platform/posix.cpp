@@ -143,6 +143,20 @@ void futex_wake(std::atomic<std::uint32_t>* word, int n) noexcept {
 
 void yield_cpu() noexcept { ::sched_yield(); }
 
+bool read_exact(int fd, void* data, std::size_t n) noexcept {
+    auto* p = static_cast<char*>(data);
+    while (n > 0) {
+        ssize_t r = ::read(fd, p, n);
+        if (r > 0) {
+            p += r;
+            n -= static_cast<std::size_t>(r);
+        } else if (r == 0 || errno != EINTR) {
+            return false;
+        }
+    }
+    return true;
+}
+
 void flush_stdio() noexcept {
     try {
         std::cout.flush();

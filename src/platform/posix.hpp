@@ -92,6 +92,9 @@ inline void cpu_relax() noexcept {
 // Gives the CPU to another runnable thread, if any.
 void yield_cpu() noexcept;
 
+// Reads exactly n bytes; false on EOF or error.
+bool read_exact(int fd, void* data, std::size_t n) noexcept;
+
 // Flushes C and C++ standard streams so that a fork does not duplicate buffered output.
 void flush_stdio() noexcept;
 

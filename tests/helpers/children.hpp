@@ -56,11 +56,6 @@ protected:
     mp::Context ctx() const { return mp::get_context(GetParam()); }
 };
 
-inline std::vector<std::string> start_methods() {
-    std::vector<std::string> out;
-    for (auto& m : mp::get_all_start_methods())
-        if (m != "forkserver") out.push_back(m);  // TODO(forkserver): include it once implemented
-    return out;
-}
+inline std::vector<std::string> start_methods() { return mp::get_all_start_methods(); }
 
 }  // namespace testing_support

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "helpers/children.hpp"
+#include "popen_internal.hpp"
 
 using namespace std::chrono_literals;
 using testing_support::ChildrenTest;
@@ -449,6 +450,9 @@ int open_fds() {
 }  // namespace
 
 TEST_P(ProcessMethods, ManyProcessesStartAndEndWithoutLeakingDescriptors) {
+    auto warm_up = ctx().Process([] {});  // a forkserver keeps one socket to its server
+    warm_up.start();
+    warm_up.join();
     const int before = open_fds();
     for (int round = 0; round < 2; ++round) {
         std::vector<mp::Process> ps;
@@ -502,4 +506,25 @@ TEST(ContextTest, TheStartMethodIsSetOnceUnlessForced) {
     EXPECT_THROW(mp::get_context("threads"), mp::ValueError);
     EXPECT_THROW(mp::set_start_method("bogus", true), mp::ValueError);
     EXPECT_EQ(mp::get_context("spawn").get_start_method(), "spawn");
+}
+
+TEST_F(ProcessTest, AKilledForkserverIsReplacedOnTheNextStart) {
+    auto ctx = mp::get_context("forkserver");
+    auto first = ctx.Process([] {});
+    first.start();
+    first.join();
+    const pid_t server = mp::detail::forkserver_pid();
+    ASSERT_GT(server, 0);
+    ASSERT_EQ(::kill(server, SIGKILL), 0);
+    auto second = ctx.Process([](int code) { mp::exit(code); }, 5);
+    second.start();
+    second.join();
+    EXPECT_EQ(second.exitcode(), 5);
+    EXPECT_GT(mp::detail::forkserver_pid(), 0);
+    EXPECT_NE(mp::detail::forkserver_pid(), server);
+}
+
+TEST_F(ProcessTest, ForkserverRefusesDieWithParent) {
+    auto p = mp::get_context("forkserver").Process([] {}, {.die_with_parent = true});
+    EXPECT_THROW(p.start(), mp::ProcessError);
 }

@@ -91,8 +91,9 @@ void close_spawn_fds(SpawnArgs& args) noexcept;
 template <class Fn, class... Args>
 void spawn_entry(SpawnArgs& in, void* fn) {
     if (in.blobs.size() != sizeof...(Args)) throw DecodeError("spawned target: wrong number of arguments");
-    std::size_t i = 0;
-    std::tuple<Args...> args{SpawnArg<Args>::read(in, in.blobs[i++])...};
+    auto args = [&in]<std::size_t... I>(std::index_sequence<I...>) {
+        return std::tuple<Args...>{SpawnArg<Args>::read(in, in.blobs[I])...};
+    }(std::index_sequence_for<Args...>{});
     close_spawn_fds(in);
     std::apply([fn](Args&... a) { reinterpret_cast<Fn>(fn)(a...); }, args);
 }

@@ -1,0 +1,272 @@
+// The forkserver start method.
+//
+// The server is a fresh image of this program (started like a spawned child, so it never holds
+// the parent's threads or locks) that waits in freeze_support(). For each child the parent sends
+// the payload and the arguments' descriptors over a private socket pair (SCM_RIGHTS): a socket
+// pair is reachable by nobody else, so it needs no authkey. The server forks, the child runs the
+// payload; the server replies with the child's pid and a pidfd (for race-free signals), and
+// writes the child's wait status into a pipe the parent handed over, once the child has ended.
+// If the server dies, the next start notices and starts a new one.
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <fcntl.h>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "popen_internal.hpp"
+
+namespace mprocess::detail {
+namespace {
+
+using platform::Fd;
+
+constexpr std::size_t kMaxFds = 250;  // SCM_RIGHTS carries at most 253 descriptors
+
+struct Client {
+    std::mutex m;
+    pid_t owner = 0;   // the process that started the server: a forked child needs its own
+    pid_t server = 0;
+    Fd control;
+};
+
+Client& client() {
+    static Client* c = new Client;  // never destroyed: used by the exit hook
+    return *c;
+}
+
+void send_with_fds(int sock, const void* data, std::size_t n, const std::vector<int>& fds) {
+    msghdr msg{};
+    iovec iov{const_cast<void*>(data), n};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+    if (!fds.empty()) {
+        msg.msg_control = control.data();
+        msg.msg_controllen = control.size();
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    for (;;) {
+        if (::sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(n)) return;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+            pollfd p{sock, POLLOUT, 0};
+            platform::poll_until(&p, 1, std::nullopt);
+            continue;
+        }
+        throw BrokenPipeError("the forkserver is gone");
+    }
+}
+
+// Receives exactly n bytes (blocking until then) and any descriptors sent with them.
+bool recv_with_fds(int sock, void* data, std::size_t n, std::vector<int>& fds) {
+    msghdr msg{};
+    iovec iov{data, n};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * (kMaxFds + 1)));
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    ssize_t r;
+    for (;;) {
+        r = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        if (r >= 0 || errno == EINTR) {
+            if (r >= 0) break;
+            continue;
+        }
+        if (errno != EAGAIN) return false;
+        pollfd p{sock, POLLIN, 0};
+        platform::poll_until(&p, 1, std::nullopt);
+    }
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            const auto* p = reinterpret_cast<const int*>(CMSG_DATA(c));
+            fds.insert(fds.end(), p, p + k);
+        }
+    if (r == 0) return false;
+    return static_cast<std::size_t>(r) == n || read_all(sock, static_cast<char*>(data) + r, n - r);
+}
+
+void stop_server_locked(Client& c) noexcept {
+    c.control.reset();
+    if (c.server > 0) {
+        while (::waitpid(c.server, nullptr, 0) < 0 && errno == EINTR) {
+        }
+    }
+    c.server = 0;
+}
+
+void ensure_server(Client& c) {
+    if (c.owner != ::getpid()) {  // inherited through fork: that server belongs to our parent
+        c.control.reset();
+        c.server = 0;
+        c.owner = ::getpid();
+    }
+    if (c.server > 0) {
+        int status;
+        if (::waitpid(c.server, &status, WNOHANG) == 0) return;  // still running
+        c.server = 0;
+        c.control.reset();
+    }
+    auto [parent_end, child_end] = platform::make_socketpair();
+    pid_t pid = launch_self("MPROCESS_FORKSERVER_FD", child_end, {}, false);
+    try {
+        if (await_answer(parent_end.get(), platform::Clock::now() + kGuardTimeout) != 'S')
+            throw ProcessError("the forkserver answered something unexpected");
+    } catch (...) {
+        discard_child(pid);
+        throw;
+    }
+    c.server = pid;
+    c.control = std::move(parent_end);
+}
+
+pid_t request(Client& c, const std::string& bytes, const std::vector<int>& fds, Fd& pidfd, Fd& status_fd) {
+    int status_pipe[2];
+    if (::pipe2(status_pipe, O_CLOEXEC) != 0) platform::throw_errno("pipe2");
+    status_fd = Fd(status_pipe[0]);
+    Fd status_write(status_pipe[1]);
+    std::vector<int> send_fds{status_write.get()};
+    send_fds.insert(send_fds.end(), fds.begin(), fds.end());
+    const std::uint64_t len = bytes.size();
+    send_with_fds(c.control.get(), &len, sizeof len, send_fds);
+    write_all(c.control.get(), bytes.data(), bytes.size(), std::nullopt);
+    status_write.reset();
+
+    std::int32_t pid = 0;
+    std::vector<int> got;
+    if (!recv_with_fds(c.control.get(), &pid, sizeof pid, got)) {
+        for (int fd : got) ::close(fd);
+        throw BrokenPipeError("the forkserver is gone");
+    }
+    if (pid <= 0 || got.size() != 1) {
+        for (int fd : got) ::close(fd);
+        platform::throw_os_error(pid < 0 ? -pid : EPROTO, "the forkserver could not start the child");
+    }
+    pidfd = Fd(got[0]);
+    return pid;
+}
+
+}  // namespace
+
+pid_t forkserver_start(const Payload& payload, const std::vector<int>& fds, Fd& pidfd, Fd& status_fd) {
+    if (fds.size() > kMaxFds) throw ValueError("too many descriptors for one forkserver child");
+    const std::string bytes = encode(payload);
+    auto& c = client();
+    std::lock_guard lock(c.m);
+    for (int attempt = 0;; ++attempt) {
+        ensure_server(c);
+        try {
+            return request(c, bytes, fds, pidfd, status_fd);
+        } catch (const BrokenPipeError&) {
+            // The server died: start a new one, once.
+            ::kill(c.server, SIGKILL);
+            stop_server_locked(c);
+            if (attempt > 0) throw;
+        }
+    }
+}
+
+pid_t forkserver_pid() {
+    auto& c = client();
+    std::lock_guard lock(c.m);
+    return c.owner == ::getpid() ? c.server : 0;
+}
+
+void forkserver_stop() noexcept {
+    auto& c = client();
+    std::lock_guard lock(c.m);
+    if (c.owner == ::getpid()) stop_server_locked(c);
+}
+
+void forkserver_main(int control_fd) {
+    [[maybe_unused]] auto r = ::write(control_fd, "S", 1);
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigset_t old_mask;
+    ::sigprocmask(SIG_BLOCK, &chld, &old_mask);
+    const int sigfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    std::map<pid_t, Fd> children;  // pid -> where its wait status goes
+    bool client_gone = false;
+
+    for (;;) {
+        if (client_gone && children.empty()) ::_exit(0);
+        pollfd fds[2] = {{sigfd, POLLIN, 0}, {client_gone ? -1 : control_fd, POLLIN, 0}};
+        if (::poll(fds, 2, -1) < 0) continue;
+        if (fds[0].revents) {
+            signalfd_siginfo info;
+            while (::read(sigfd, &info, sizeof info) > 0) {
+            }
+            int status;
+            pid_t pid;
+            while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+                auto it = children.find(pid);
+                if (it == children.end()) continue;
+                [[maybe_unused]] auto w = ::write(it->second.get(), &status, sizeof status);
+                children.erase(it);
+            }
+        }
+        if (!fds[1].revents) continue;
+        std::uint64_t len = 0;
+        std::vector<int> got;
+        std::string bytes;
+        bool ok = recv_with_fds(control_fd, &len, sizeof len, got) && len <= (1ull << 40);
+        if (ok) {
+            bytes.resize(len);
+            ok = read_all(control_fd, bytes.data(), len);
+        }
+        if (!ok || got.empty()) {
+            for (int fd : got) ::close(fd);
+            client_gone = true;
+            continue;
+        }
+        Fd status_write(got[0]);
+        std::vector<int> arg_fds(got.begin() + 1, got.end());
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            ::close(control_fd);
+            ::close(sigfd);
+            status_write.reset();
+            for (auto& [p, fd] : children) fd.reset();
+            ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+            try {
+                Payload payload = decode<Payload>(bytes);
+                run_payload(payload, std::move(arg_fds));
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "forkserver child: %s\n", e.what());
+                ::_exit(1);
+            }
+        }
+        for (int fd : arg_fds) ::close(fd);
+        std::int32_t reply = pid > 0 ? pid : -errno;
+        std::vector<int> reply_fds;
+        Fd pidfd;
+        if (pid > 0) {
+            try {
+                pidfd = platform::pidfd_open(pid);
+                reply_fds.push_back(pidfd.get());
+                children.emplace(pid, std::move(status_write));
+            } catch (const std::exception&) {
+                reply = -ESRCH;
+            }
+        }
+        try {
+            send_with_fds(control_fd, &reply, sizeof reply, reply_fds);
+        } catch (const std::exception&) {
+            client_gone = true;
+        }
+    }
+}
+
+}  // namespace mprocess::detail

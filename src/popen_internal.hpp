@@ -1,0 +1,68 @@
+// Shared by the spawn and forkserver start methods.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "mprocess/detail/spawn.hpp"
+#include "platform/posix.hpp"
+#include "process_internal.hpp"
+
+namespace mprocess::detail {
+
+// A code address as (object, build-id, offset): valid in every process that maps the object.
+struct Symbol {
+    std::string object;
+    std::string build_id;
+    std::uint64_t offset = 0;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(object, build_id, offset);
+    }
+};
+
+// Everything a fresh image needs to run a target, but the descriptors.
+struct Payload {
+    ChildIdentity who;
+    Symbol entry;
+    Symbol fn;
+    std::vector<std::string> blobs;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(who, entry, fn, blobs);
+    }
+};
+
+Payload make_payload(const ChildIdentity& who, const SpawnTarget& target);
+
+// Runs the payload's target as this (new) process, with `fds` as the arguments' descriptors.
+[[noreturn]] void run_payload(Payload& payload, std::vector<int> fds);
+
+// Forks and executes this program's binary with `env_var`=<child_end> in its environment, the
+// child inheriting only `keep` and child_end. Throws OSError with the child's errno if exec fails.
+pid_t launch_self(const char* env_var, platform::Fd& child_end, const std::vector<int>& keep, bool die_with_parent);
+
+// Waits for a one-byte answer from a fresh image (up to the guard's timeout); an 'E' answer, a
+// silent or dead child become ProcessError naming the entry guard.
+char await_answer(int fd, const platform::Deadline& deadline);
+
+void write_all(int fd, const void* data, std::size_t n, const platform::Deadline& deadline);
+bool read_all(int fd, void* data, std::size_t n);
+void discard_child(pid_t pid) noexcept;
+
+extern const std::chrono::seconds kGuardTimeout;
+
+// forkserver: starts `payload` in a child of the server; returns its pid, and in `pidfd` and
+// `status_fd` a pidfd for signals and a descriptor that yields the wait status once it ends.
+pid_t forkserver_start(const Payload& payload, const std::vector<int>& fds, platform::Fd& pidfd,
+                       platform::Fd& status_fd);
+// The server's pid, 0 if none runs (for tests).
+pid_t forkserver_pid();
+// At exit: lets the server go and reaps it.
+void forkserver_stop() noexcept;
+// In an image started as the server: serves until the client goes, then exits. Never returns.
+[[noreturn]] void forkserver_main(int control_fd);
+
+}  // namespace mprocess::detail
