@@ -37,7 +37,7 @@ run_tests() {
 
 demo() {
     build build/release
-    for ex in process1 perf1 mprocess1 pipe_exchange; do
+    for ex in process1 perf1 mprocess1 pipe_exchange subprocess2 spawn_methods; do
         echo
         echo "======== $ex ========"
         "build/release/examples/$ex"
