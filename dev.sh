@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's one entry point.
 #   ./dev.sh demo    install what is missing, build, run the demo (the lecture examples in turn)
-#   ./dev.sh test    install what is missing, build, run the whole test suite: a normal build,
-#                    an ASan+UBSan build, and a consumer project against the installed package
+#   ./dev.sh test    install what is missing, build, run the whole test suite: a normal build, a
+#                    consumer project against the installed package, an ASan+UBSan build, and a
+#                    TSan build of the tests where threads share connections and locks
 #   ./dev.sh bench   install what is missing, build, compare mprocess with Python's multiprocessing
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -67,6 +68,12 @@ tests() {
     echo "== ASan+UBSan build"
     build build/asan -DMPROCESS_SANITIZE="address;undefined" -DMPROCESS_BUILD_BENCH=OFF
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_tests build/asan
+    echo "== TSan build: the tests that share connections and locks between threads and processes"
+    cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPROCESS_SANITIZE=thread \
+        -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_EXAMPLES=OFF >/dev/null
+    cmake --build build/tsan -j "$jobs" --target connection_test shm_lock_test
+    TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -j "$jobs" --timeout 300 \
+        -R '^(ConnectionTest|ShmLockTest|EveryStartMethod/ConnectionMethods)\.'
     echo "== all test runs passed"
 }
 

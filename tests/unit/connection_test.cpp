@@ -7,6 +7,7 @@
 #include <chrono>
 #include <map>
 #include <numeric>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -341,3 +342,43 @@ TEST_P(ConnectionMethods, ConnectionsPassedToChildrenCarryTrafficBothWays) {
 
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, ConnectionMethods, ::testing::ValuesIn(testing_support::start_methods()),
                          [](const auto& info) { return info.param; });
+
+TEST_F(ConnectionTest, WritersKilledAtRandomMomentsNeverCorruptTheStream) {
+    auto [r, w] = mp::Pipe(false, {.capacity = 4096});
+    constexpr int kWriters = 4;
+    std::vector<mp::Process> writers;
+    for (int id = 0; id < kWriters; ++id) {
+        writers.emplace_back(
+            [](mp::Connection c, int who) {
+                for (int i = 0;; ++i) c.send(std::vector<int>{who, i, who * 1000 + i});
+            },
+            w, id);
+        writers.back().start();
+    }
+    w.close();
+    std::mt19937 rng(std::random_device{}());
+    std::vector<int> next(kWriters, 0);
+    auto read_checked = [&](int n) {
+        for (int k = 0; k < n; ++k) {
+            auto m = r.recv<std::vector<int>>();  // a torn message would throw or fail below
+            ASSERT_EQ(m.size(), 3u);
+            ASSERT_TRUE(m[0] >= 0 && m[0] < kWriters);
+            ASSERT_EQ(m[1], next[m[0]]) << "writer " << m[0] << ": a message was lost or repeated";
+            ASSERT_EQ(m[2], m[0] * 1000 + m[1]);
+            ++next[m[0]];
+        }
+    };
+    for (int victim = 0; victim < kWriters; ++victim) {
+        read_checked(100 + static_cast<int>(rng() % 3000));
+        writers[victim].kill();  // at whatever point of send() it happens to be
+        writers[victim].join();
+    }
+    for (;;) {  // what the dead writers published before dying, then EOF
+        try {
+            read_checked(1);
+        } catch (const mp::EOFError&) {
+            break;
+        }
+    }
+    EXPECT_GE(std::accumulate(next.begin(), next.end(), 0), 400);
+}
