@@ -34,9 +34,9 @@ namespace {
 // Messages per timed iteration of the throughput benchmarks. compare.py uses the same batch for
 // Python, so that the one reply per batch weighs the same on both sides.
 constexpr std::int64_t kBatch = 16384;
-constexpr std::int64_t kStop = -1;  // sentinel: no benchmark sends a negative number otherwise
-constexpr double kMinTime = 0.5;    // seconds per benchmark: keeps the whole binary well under 30 s
-constexpr double kReapGrace = 5.0;  // seconds a child gets to end by itself before SIGKILL
+constexpr std::int64_t kStop = -1;         // sentinel: no benchmark sends a negative number otherwise
+constexpr double kMinTime = 0.5;           // seconds per benchmark: keeps the whole binary well under 30 s
+constexpr double kReapGrace = 5.0;         // seconds a child gets to end by itself before SIGKILL
 constexpr unsigned kWatchdogSeconds = 20;  // one run takes about a second; far longer means a hang
 
 // What a throughput consumer saw in one batch; the parent compares it with what it sent.
@@ -46,7 +46,9 @@ struct Tally {
     std::int64_t out_of_order = 0;  // items that were not the next sequence number
 };
 
-constexpr std::int64_t sequence_sum(std::int64_t first, std::int64_t n) { return n * first + n * (n - 1) / 2; }
+constexpr std::int64_t sequence_sum(std::int64_t first, std::int64_t n) {
+    return n * first + n * (n - 1) / 2;
+}
 
 // Counts one item of a throughput stream; sends the tally back after every kBatch items.
 template <class Reply>

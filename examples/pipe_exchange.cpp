@@ -32,7 +32,9 @@ struct Student {
 using Message = std::variant<std::monostate, int, std::string, std::vector<int>, std::map<std::string, int>, Student>;
 
 // Transformations the child applies: numbers are squared, text is upper-cased.
-int transform(int x) { return x * x; }
+int transform(int x) {
+    return x * x;
+}
 std::string transform(std::string s) {
     std::ranges::transform(s, s.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
     return s;
@@ -45,13 +47,23 @@ std::map<std::string, int> transform(std::map<std::string, int> m) {
     for (auto& [key, value] : m) value = transform(value);
     return m;
 }
-Student transform(Student s) { return {transform(s.name), transform(s.score)}; }
-std::monostate transform(std::monostate s) { return s; }
+Student transform(Student s) {
+    return {transform(s.name), transform(s.score)};
+}
+std::monostate transform(std::monostate s) {
+    return s;
+}
 
 // Printing in Python's repr style, so the output reads like the Python exercise's.
-void print(std::ostream& os, std::monostate) { os << "None"; }
-void print(std::ostream& os, int x) { os << x; }
-void print(std::ostream& os, const std::string& s) { os << '\'' << s << '\''; }
+void print(std::ostream& os, std::monostate) {
+    os << "None";
+}
+void print(std::ostream& os, int x) {
+    os << x;
+}
+void print(std::ostream& os, const std::string& s) {
+    os << '\'' << s << '\'';
+}
 void print(std::ostream& os, const std::vector<int>& v) {
     os << '[';
     for (std::size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
@@ -63,7 +75,9 @@ void print(std::ostream& os, const std::map<std::string, int>& m) {
     for (const auto& [key, value] : m) os << std::exchange(sep, ", ") << '\'' << key << "': " << value;
     os << '}';
 }
-void print(std::ostream& os, const Student& s) { os << "Student(name='" << s.name << "', score=" << s.score << ')'; }
+void print(std::ostream& os, const Student& s) {
+    os << "Student(name='" << s.name << "', score=" << s.score << ')';
+}
 
 std::string repr(const Message& m) {
     std::ostringstream os;

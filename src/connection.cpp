@@ -23,8 +23,8 @@ void throw_type_mismatch(std::string_view expected, std::uint64_t expected_tag, 
     if (bytes.size() < tag_size) {
         std::snprintf(buf, sizeof buf, "a message of %zu bytes is too short to carry a type tag", bytes.size());
     } else {
-        std::snprintf(buf, sizeof buf, "the message carries type tag %016" PRIx64 ", not %016" PRIx64,
-                      read_tag(bytes), expected_tag);
+        std::snprintf(buf, sizeof buf, "the message carries type tag %016" PRIx64 ", not %016" PRIx64, read_tag(bytes),
+                      expected_tag);
     }
     throw TypeMismatch("cannot receive a " + std::string(expected) + ": " + buf +
                        " (it was sent as another type, or with send_bytes)");
@@ -59,11 +59,17 @@ detail::Channel& Connection::channel() const {
     return *ch_;
 }
 
-void Connection::send_parts(std::string_view head, std::string_view body) { channel().send(head, body); }
+void Connection::send_parts(std::string_view head, std::string_view body) {
+    channel().send(head, body);
+}
 
-void Connection::recv_frame(detail::FrameSink& sink) { channel().recv(sink); }
+void Connection::recv_frame(detail::FrameSink& sink) {
+    channel().recv(sink);
+}
 
-void Connection::send_bytes(std::string_view data) { channel().send(data, {}); }
+void Connection::send_bytes(std::string_view data) {
+    channel().send(data, {});
+}
 
 void Connection::send_bytes(std::string_view data, std::size_t offset, std::optional<std::size_t> size) {
     if (offset > data.size()) throw ValueError("offset is larger than the buffer");
@@ -114,16 +120,26 @@ std::size_t Connection::recv_bytes_into(std::span<std::byte> buffer, std::size_t
     return recv_bytes_into(std::span<char>(reinterpret_cast<char*>(buffer.data()), buffer.size()), offset);
 }
 
-bool Connection::poll(Timeout timeout) { return channel().poll(timeout.deadline()); }
+bool Connection::poll(Timeout timeout) {
+    return channel().poll(timeout.deadline());
+}
 
 void Connection::close() {
     if (ch_) ch_->close();
 }
 
-bool Connection::closed() const noexcept { return !ch_ || ch_->closed(); }
-bool Connection::readable() const { return channel().readable(); }
-bool Connection::writable() const { return channel().writable(); }
-int Connection::fileno() const { return channel().fileno(); }
+bool Connection::closed() const noexcept {
+    return !ch_ || ch_->closed();
+}
+bool Connection::readable() const {
+    return channel().readable();
+}
+bool Connection::writable() const {
+    return channel().writable();
+}
+int Connection::fileno() const {
+    return channel().fileno();
+}
 
 std::pair<Connection, Connection> Pipe(bool duplex, PipeOptions options) {
     auto [a, b] = detail::make_shm_pipe(duplex, options.capacity);
@@ -148,8 +164,10 @@ std::vector<Waitable> wait(const std::vector<Waitable>& objects, Timeout timeout
         // Look at everything without blocking.
         fds.clear();
         for (const auto& o : objects) {
-            if (!o.is_connection()) fds.push_back({o.fd(), POLLIN, 0});
-            else if (o.connection().channel().ready_now()) ready.push_back(o);
+            if (!o.is_connection())
+                fds.push_back({o.fd(), POLLIN, 0});
+            else if (o.connection().channel().ready_now())
+                ready.push_back(o);
         }
         if (!fds.empty() && platform::poll_until(fds.data(), fds.size(), platform::Clock::now()) > 0) {
             std::size_t i = 0;

@@ -30,7 +30,9 @@ std::string get_start_method() {
     return default_method.empty() ? "fork" : default_method;
 }
 
-std::vector<std::string> get_all_start_methods() { return {"fork", "spawn", "forkserver"}; }
+std::vector<std::string> get_all_start_methods() {
+    return {"fork", "spawn", "forkserver"};
+}
 
 Context get_context(std::string_view method) {
     if (method.empty()) return Context(get_start_method());

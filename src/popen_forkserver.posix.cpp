@@ -30,7 +30,7 @@ constexpr std::size_t kMaxFds = 250;  // SCM_RIGHTS carries at most 253 descript
 
 struct Client {
     std::mutex m;
-    pid_t owner = 0;   // the process that started the server: a forked child needs its own
+    pid_t owner = 0;  // the process that started the server: a forked child needs its own
     pid_t server = 0;
     Fd control;
 };

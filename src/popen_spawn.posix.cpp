@@ -163,7 +163,9 @@ void write_all(int fd, const void* data, std::size_t n, const platform::Deadline
     }
 }
 
-bool read_all(int fd, void* data, std::size_t n) { return platform::read_exact(fd, data, n); }
+bool read_all(int fd, void* data, std::size_t n) {
+    return platform::read_exact(fd, data, n);
+}
 
 void discard_child(pid_t pid) noexcept {
     ::kill(pid, SIGKILL);

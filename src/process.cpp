@@ -89,7 +89,9 @@ struct Self {
 
 // Never destroyed: the exit hook may run after static destructors.
 Self* self_ptr = new Self;
-Self& self() { return *self_ptr; }
+Self& self() {
+    return *self_ptr;
+}
 
 // Reaps finished children and forgets them.
 void reap_finished() {
@@ -292,7 +294,9 @@ void Process::set_name(std::string name) {
     st.name = std::move(name);
 }
 
-bool Process::daemon() const { return state().daemon; }
+bool Process::daemon() const {
+    return state().daemon;
+}
 
 void Process::set_daemon(bool daemon) {
     auto& st = state();
@@ -300,7 +304,9 @@ void Process::set_daemon(bool daemon) {
     st.daemon = daemon;
 }
 
-pid_t Process::pid() const { return state().pid; }
+pid_t Process::pid() const {
+    return state().pid;
+}
 
 int Process::sentinel() const {
     auto& st = started();
@@ -342,8 +348,9 @@ void Process::start() {
         return;
     }
     if (st.die_with_parent)
-        throw ProcessError("die_with_parent is not available with the forkserver start method (the server, not this "
-                           "process, is the child's parent): use fork or spawn");
+        throw ProcessError(
+            "die_with_parent is not available with the forkserver start method (the server, not this "
+            "process, is the child's parent): use fork or spawn");
     platform::Fd pidfd, status_fd;
     pid_t pid = detail::forkserver_start(detail::make_payload(detail::identity_of(st), target), target.args.fds, pidfd,
                                          status_fd);
@@ -360,9 +367,10 @@ detail::SpawnTarget Process::spawn_target(const std::string& method) const {
     } else {
         why = target_->to_spawn(target);
     }
-    if (why) throw ProcessError("cannot start " + st_->name + " with the " + method + " start method: " + why +
-                                ". Use a plain function (or a lambda without captures) with serializable "
-                                "arguments, or the fork start method.");
+    if (why)
+        throw ProcessError("cannot start " + st_->name + " with the " + method + " start method: " + why +
+                           ". Use a plain function (or a lambda without captures) with serializable "
+                           "arguments, or the fork start method.");
     return target;
 }
 
@@ -385,9 +393,13 @@ void Process::adopt_child(pid_t pid, int pidfd, int status_fd) {
     target_.reset();
 }
 
-void Process::child_main() { detail::become_child_and_run(detail::identity_of(*st_), [this] { run(); }); }
+void Process::child_main() {
+    detail::become_child_and_run(detail::identity_of(*st_), [this] { run(); });
+}
 
-void Process::join() { join(Timeout::never()); }
+void Process::join() {
+    join(Timeout::never());
+}
 
 bool Process::join(Timeout timeout) {
     auto& st = started();

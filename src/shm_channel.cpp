@@ -17,15 +17,14 @@
 #include <cerrno>
 #include <cstring>
 
-
 namespace mprocess::detail {
 namespace {
 
 using platform::Clock;
 using platform::Deadline;
-using platform::Fd;
 using platform::drain_efd;
 using platform::dup_fd;
+using platform::Fd;
 using platform::make_eventfd;
 using platform::signal_efd;
 
@@ -52,7 +51,9 @@ struct RingCtl {
 };
 static_assert(2 * sizeof(RingCtl) <= kHeaderBytes);
 
-constexpr std::uint64_t align8(std::uint64_t n) { return (n + 7) & ~std::uint64_t{7}; }
+constexpr std::uint64_t align8(std::uint64_t n) {
+    return (n + 7) & ~std::uint64_t{7};
+}
 
 struct Mapping {
     Fd memfd;
@@ -156,9 +157,8 @@ private:
     void wait_space(std::uint64_t pos, std::uint64_t need);
     WaitResult wait_data(std::uint64_t pos, std::uint64_t need, const Deadline& deadline) {
         RingCtl& c = *in_.ctl;
-        return wait_for(
-            [&] { return c.tail.load(std::memory_order_acquire) - pos >= need || c.broken.load() != 0; },
-            c.rsleepers, c.rrung, in_.data_efd, deadline);
+        return wait_for([&] { return c.tail.load(std::memory_order_acquire) - pos >= need || c.broken.load() != 0; },
+                        c.rsleepers, c.rrung, in_.data_efd, deadline);
     }
     [[noreturn]] void throw_broken() const {
         throw BrokenPipeError("connection is broken: a process died in the middle of a large message on it");
@@ -333,8 +333,8 @@ bool ShmChannel::recv(FrameSink& sink) {
             if (avail == 0) {
                 if (wait_data(pos, 1, std::nullopt) == WaitResult::peer_gone || c.broken.load() != 0) {
                     c.broken.store(1);
-                    throw EOFError("the other end closed in the middle of a message (" +
-                                   std::to_string(len - left) + " of " + std::to_string(len) + " bytes received)");
+                    throw EOFError("the other end closed in the middle of a message (" + std::to_string(len - left) +
+                                   " of " + std::to_string(len) + " bytes received)");
                 }
                 continue;
             }
@@ -391,7 +391,7 @@ std::string ShmChannel::export_to(SpawnArgs& args) const {
     auto* base = static_cast<RingCtl*>(map_->base);
     auto index = [&](const Dir& d) { return d ? static_cast<int>(d.ctl - base) : -1; };
     auto fd = [&](const Fd& f) { return f.valid() ? args.add_fd(f.get()) : -1; };
-    std::array<int, 6> fds{fd(map_->memfd), fd(sock_),           fd(in_.data_efd),
+    std::array<int, 6> fds{fd(map_->memfd),   fd(sock_),         fd(in_.data_efd),
                            fd(in_.space_efd), fd(out_.data_efd), fd(out_.space_efd)};
     return encode(ExportedEnd{map_->size, in_ ? in_.cap : out_.cap, index(in_), index(out_), fds});
 }
@@ -408,7 +408,8 @@ std::shared_ptr<Channel> import_shm_channel(const SpawnArgs& args, const std::st
     auto [size, cap, in_idx, out_idx, fds] = decode<ExportedEnd>(blob);
     auto take = [&](int i) {
         if (i < 0) return Fd();
-        if (static_cast<std::size_t>(i) >= args.fds.size()) throw DecodeError("exported connection: bad descriptor index");
+        if (static_cast<std::size_t>(i) >= args.fds.size())
+            throw DecodeError("exported connection: bad descriptor index");
         Fd borrowed(args.fds[i]);
         Fd own = dup_fd(borrowed);
         borrowed.release();

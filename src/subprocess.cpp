@@ -118,16 +118,16 @@ std::optional<std::string> search_path(const PopenOptions& options) {
 ExecError exec_error(const platform::ExecFailure& failure, const std::string& program, const PopenOptions& options) {
     const std::string reason = std::strerror(failure.error);
     switch (failure.step) {
-    case platform::ExecFailure::chdir: {
-        const std::string dir = options.cwd ? options.cwd->string() : std::string();
-        return ExecError(failure.error, "cannot change to directory '" + dir + "' to run '" + program + "': " + reason,
-                         dir);
-    }
-    case platform::ExecFailure::redirect:
-        return ExecError(failure.error, "cannot set up stdin, stdout and stderr to run '" + program + "': " + reason,
-                         program);
-    case platform::ExecFailure::exec:
-        break;
+        case platform::ExecFailure::chdir: {
+            const std::string dir = options.cwd ? options.cwd->string() : std::string();
+            return ExecError(failure.error,
+                             "cannot change to directory '" + dir + "' to run '" + program + "': " + reason, dir);
+        }
+        case platform::ExecFailure::redirect:
+            return ExecError(failure.error,
+                             "cannot set up stdin, stdout and stderr to run '" + program + "': " + reason, program);
+        case platform::ExecFailure::exec:
+            break;
     }
     return ExecError(failure.error, "cannot run '" + program + "': " + reason, program);
 }
@@ -188,17 +188,17 @@ struct Popen::State {
     // The child's end of its stream `target` (0, 1, 2) as `r` says; ours, for a pipe, is kept here.
     platform::Fd child_end(const Redirect& r, int target) {
         switch (r.kind()) {
-        case Redirect::Kind::inherit:
-        case Redirect::Kind::stdout_:
-            return {};
-        case Redirect::Kind::devnull:
-            return platform::open_above_stdio("/dev/null", target == 0 ? O_RDONLY : O_WRONLY);
-        case Redirect::Kind::file:
-            return platform::open_above_stdio(r.path(), target == 0 ? O_RDONLY : O_WRONLY | O_CREAT | O_TRUNC);
-        case Redirect::Kind::fd:
-            return platform::dup_above_stdio(r.fileno());
-        case Redirect::Kind::pipe:
-            break;
+            case Redirect::Kind::inherit:
+            case Redirect::Kind::stdout_:
+                return {};
+            case Redirect::Kind::devnull:
+                return platform::open_above_stdio("/dev/null", target == 0 ? O_RDONLY : O_WRONLY);
+            case Redirect::Kind::file:
+                return platform::open_above_stdio(r.path(), target == 0 ? O_RDONLY : O_WRONLY | O_CREAT | O_TRUNC);
+            case Redirect::Kind::fd:
+                return platform::dup_above_stdio(r.fileno());
+            case Redirect::Kind::pipe:
+                break;
         }
         auto [read_end, write_end] = platform::make_pipe();
         if (target == 0) {
@@ -233,8 +233,10 @@ struct Popen::State {
         }
         if (data && !data->empty() && !in_piped) throw ValueError("input needs stdin_ = PIPE");
         communicating = true;
-        if (data && !data->empty()) input = std::move(*data);
-        else in.reset();
+        if (data && !data->empty())
+            input = std::move(*data);
+        else
+            in.reset();
     }
 
     void end_input() {
@@ -278,9 +280,15 @@ struct Popen::State {
             for (std::size_t i = 0; i < n; ++i) {
                 if (fds[i].revents == 0) continue;
                 switch (streams[i]) {
-                case to_stdin: send_input(); break;
-                case from_stdout: out.read_available(); break;
-                case from_stderr: err.read_available(); break;
+                    case to_stdin:
+                        send_input();
+                        break;
+                    case from_stdout:
+                        out.read_available();
+                        break;
+                    case from_stderr:
+                        err.read_available();
+                        break;
                 }
             }
             // A child that keeps writing must not keep us past the deadline.
@@ -326,7 +334,9 @@ Popen& Popen::operator=(Popen&& other) noexcept {
     return *this;
 }
 
-Popen::~Popen() { finish(); }
+Popen::~Popen() {
+    finish();
+}
 
 void Popen::finish() noexcept {
     if (!st_) return;
@@ -350,9 +360,15 @@ Popen::State& Popen::state() const {
     return *st_;
 }
 
-const std::vector<std::string>& Popen::args() const { return state().args; }
-pid_t Popen::pid() const { return state().pid; }
-std::optional<int> Popen::returncode() const { return state().returncode; }
+const std::vector<std::string>& Popen::args() const {
+    return state().args;
+}
+pid_t Popen::pid() const {
+    return state().pid;
+}
+std::optional<int> Popen::returncode() const {
+    return state().returncode;
+}
 
 std::optional<int> Popen::poll() {
     auto& st = state();
@@ -372,8 +388,12 @@ void Popen::send_signal(int sig) {
     platform::pidfd_signal(st.pidfd.get(), sig);
 }
 
-void Popen::terminate() { send_signal(SIGTERM); }
-void Popen::kill() { send_signal(SIGKILL); }
+void Popen::terminate() {
+    send_signal(SIGTERM);
+}
+void Popen::kill() {
+    send_signal(SIGKILL);
+}
 
 void Popen::write(std::string_view data) {
     const int fd = state().stdin_fd();
@@ -397,12 +417,24 @@ void Popen::close_stdin() {
     st.in.reset();
 }
 
-std::string Popen::read() { return state().source(st_->out).read_all(); }
-std::string Popen::read(std::size_t n) { return state().source(st_->out).read(n); }
-std::string Popen::readline() { return state().source(st_->out).readline(); }
-std::string Popen::read_stderr() { return state().source(st_->err).read_all(); }
-std::string Popen::read_stderr(std::size_t n) { return state().source(st_->err).read(n); }
-std::string Popen::readline_stderr() { return state().source(st_->err).readline(); }
+std::string Popen::read() {
+    return state().source(st_->out).read_all();
+}
+std::string Popen::read(std::size_t n) {
+    return state().source(st_->out).read(n);
+}
+std::string Popen::readline() {
+    return state().source(st_->out).readline();
+}
+std::string Popen::read_stderr() {
+    return state().source(st_->err).read_all();
+}
+std::string Popen::read_stderr(std::size_t n) {
+    return state().source(st_->err).read(n);
+}
+std::string Popen::readline_stderr() {
+    return state().source(st_->err).readline();
+}
 
 Output Popen::communicate(std::optional<std::string> input, Timeout timeout) {
     auto& st = state();

@@ -46,14 +46,14 @@ public:
     const std::string& get_start_method() const noexcept { return method_; }
 
     template <class F, class... Args>
-        requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
-    mprocess::Process Process(F&& target, Args&&... args) const {
+    requires std::invocable < std::decay_t<F>
+    &, std::decay_t<Args>&... > mprocess::Process Process(F&& target, Args&&... args) const {
         return mprocess::Process(std::forward<F>(target), ProcessOptions{.start_method = method_},
                                  std::forward<Args>(args)...);
     }
     template <class F, class... Args>
-        requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
-    mprocess::Process Process(F&& target, ProcessOptions options, Args&&... args) const {
+    requires std::invocable < std::decay_t<F>
+    &, std::decay_t<Args>&... > mprocess::Process Process(F&& target, ProcessOptions options, Args&&... args) const {
         options.start_method = method_;
         return mprocess::Process(std::forward<F>(target), std::move(options), std::forward<Args>(args)...);
     }

@@ -95,8 +95,9 @@ struct BoundTarget final : Target {
             Fp fp = f;
             out.entry = &spawn_entry<Fp, Args...>;
             out.fn = reinterpret_cast<void*>(fp);
-            std::apply([&out](const Args&... a) { (out.args.blobs.push_back(SpawnArg<Args>::write(out.args, a)), ...); },
-                       args);
+            std::apply(
+                [&out](const Args&... a) { (out.args.blobs.push_back(SpawnArg<Args>::write(out.args, a)), ...); },
+                args);
             return nullptr;
         }
     }
@@ -109,14 +110,15 @@ class Process {
 public:
     // Runs target(args...) in the child. Arguments are copied (or moved) into the Process.
     template <class F, class... Args>
-        requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
-    explicit Process(F&& target, Args&&... args) : Process(ProcessOptions{}) {
+    requires std::invocable < std::decay_t<F>
+    &, std::decay_t<Args>&... > explicit Process(F&& target, Args&&... args) : Process(ProcessOptions{}) {
         set_target(std::forward<F>(target), std::forward<Args>(args)...);
     }
 
     template <class F, class... Args>
-        requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
-    Process(F&& target, ProcessOptions options, Args&&... args) : Process(std::move(options)) {
+    requires std::invocable < std::decay_t<F>
+    &, std::decay_t<Args>&... > Process(F&& target, ProcessOptions options, Args&&... args)
+        : Process(std::move(options)) {
         set_target(std::forward<F>(target), std::forward<Args>(args)...);
     }
 
@@ -160,8 +162,8 @@ private:
         target_ = std::make_unique<detail::BoundTarget<std::decay_t<F>, std::decay_t<Args>...>>(
             std::forward<F>(f), std::forward<Args>(args)...);
     }
-    detail::ProcessState& state() const;     // throws ValueError once closed
-    detail::ProcessState& started() const;   // also requires start() and that we are the parent
+    detail::ProcessState& state() const;    // throws ValueError once closed
+    detail::ProcessState& started() const;  // also requires start() and that we are the parent
     [[noreturn]] void child_main();
     detail::SpawnTarget spawn_target(const std::string& method) const;
     // Takes ownership of the descriptors (-1 for none).

@@ -43,8 +43,8 @@ namespace mprocess {
 
 // Sent as its own bytes. Pointers are excluded: an address means nothing in another process.
 template <class T>
-concept RawMessage = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
-                     !std::is_reference_v<T>;
+concept RawMessage =
+    std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> && !std::is_reference_v<T>;
 
 // Sent through cereal.
 template <class T>
@@ -61,7 +61,8 @@ namespace detail {
 
 template <class T>
 constexpr void require_serializable() {
-    static_assert(!std::is_pointer_v<T>, "mprocess: a raw pointer cannot travel as a message; send the object it points to");
+    static_assert(!std::is_pointer_v<T>,
+                  "mprocess: a raw pointer cannot travel as a message; send the object it points to");
     static_assert(Serializable<T>,
                   "mprocess: this type cannot travel as a message (see the type in 'with T = ...' below). "
                   "Make it trivially copyable, or give it a default constructor and a member "
@@ -121,7 +122,8 @@ T decode(std::string_view bytes) {
         try {
             ar(obj);
         } catch (const cereal::Exception& e) {
-            throw DecodeError(std::string("corrupt message for ") + std::string(detail::type_name_v<T>) + ": " + e.what());
+            throw DecodeError(std::string("corrupt message for ") + std::string(detail::type_name_v<T>) + ": " +
+                              e.what());
         }
         if (ar.remaining() != 0)
             throw DecodeError(std::to_string(ar.remaining()) + " unexpected trailing bytes after a " +

@@ -96,7 +96,7 @@ struct PopenOptions {
     Redirect stderr_{};
     std::optional<std::filesystem::path> cwd{};  // the child's working directory; relative programs start there
     std::optional<Environment> env{};            // default: inherit ours
-    bool path_search{true};  // look a program without '/' up in PATH (env's PATH when env is given)
+    bool path_search{true};                      // look a program without '/' up in PATH (env's PATH when env is given)
 };
 
 // The two outputs of communicate(); empty for a stream that is not a pipe.

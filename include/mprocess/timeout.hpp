@@ -17,8 +17,7 @@ public:
         : ns_(std::chrono::nanoseconds(seconds > 0 ? static_cast<long long>(seconds * 1e9) : 0)) {}
     template <class Rep, class Period>
     constexpr Timeout(std::chrono::duration<Rep, Period> d) noexcept
-        : ns_(d.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(d)
-                            : std::chrono::nanoseconds(0)) {}
+        : ns_(d.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(d) : std::chrono::nanoseconds(0)) {}
 
     static constexpr Timeout never() noexcept { return Timeout(std::nullopt); }
 

@@ -26,7 +26,9 @@ void throw_os_error(int err, const std::string& what) {
     throw OSError(err, what + ": " + std::strerror(err));
 }
 
-void throw_errno(const std::string& what) { throw_os_error(errno, what); }
+void throw_errno(const std::string& what) {
+    throw_os_error(errno, what);
+}
 
 void Fd::reset() noexcept {
     if (fd_ >= 0) ::close(fd_);
@@ -141,7 +143,9 @@ void futex_wake(std::atomic<std::uint32_t>* word, int n) noexcept {
     ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, n, nullptr, nullptr, 0);
 }
 
-void yield_cpu() noexcept { ::sched_yield(); }
+void yield_cpu() noexcept {
+    ::sched_yield();
+}
 
 bool read_exact(int fd, void* data, std::size_t n) noexcept {
     auto* p = static_cast<char*>(data);

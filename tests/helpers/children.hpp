@@ -56,6 +56,8 @@ protected:
     mp::Context ctx() const { return mp::get_context(GetParam()); }
 };
 
-inline std::vector<std::string> start_methods() { return mp::get_all_start_methods(); }
+inline std::vector<std::string> start_methods() {
+    return mp::get_all_start_methods();
+}
 
 }  // namespace testing_support

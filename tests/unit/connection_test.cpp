@@ -127,7 +127,12 @@ TEST_F(ConnectionTest, AOneWayPipeUsedBackwardsThrows) {
 
 TEST_P(ConnectionMethods, RecvDrainsWhatWasSentThenThrowsEOFError) {
     auto [parent, child] = mp::Pipe();
-    auto p = ctx().Process([](mp::Connection c) { c.send(1); c.send(2); }, child);
+    auto p = ctx().Process(
+        [](mp::Connection c) {
+            c.send(1);
+            c.send(2);
+        },
+        child);
     p.start();
     child.close();
     p.join();
@@ -152,8 +157,7 @@ TEST_P(ConnectionMethods, AKilledPeerGivesEOFErrorNotAHang) {
 TEST_F(ConnectionTest, SendingToAClosedPeerThrowsBrokenPipe) {
     auto [a, b] = mp::Pipe(true, {.capacity = 4096});
     b.close();
-    EXPECT_THROW(
-        for (int i = 0; i < 100000; ++i) a.send(i), mp::BrokenPipeError);
+    EXPECT_THROW(for (int i = 0; i < 100000; ++i) a.send(i), mp::BrokenPipeError);
 }
 
 TEST_F(ConnectionTest, RecvBytesIntoFitsOrThrowsBufferTooShortWithTheMessage) {
@@ -208,7 +212,12 @@ TEST_P(ConnectionMethods, PollWaitsUpToItsTimeout) {
     auto waited = std::chrono::steady_clock::now() - t0;
     EXPECT_GE(waited, 95ms);
     EXPECT_LT(waited, 5s);
-    auto p = ctx().Process([](mp::Connection c) { std::this_thread::sleep_for(50ms); c.send(1); }, a);
+    auto p = ctx().Process(
+        [](mp::Connection c) {
+            std::this_thread::sleep_for(50ms);
+            c.send(1);
+        },
+        a);
     p.start();
     EXPECT_TRUE(b.poll(mp::forever));
     EXPECT_EQ(b.recv<int>(), 1);

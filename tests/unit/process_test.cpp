@@ -25,7 +25,9 @@ namespace {
 class ProcessTest : public ChildrenTest {};
 class ProcessMethods : public testing_support::MethodTest {};
 
-void sleep_forever() { std::this_thread::sleep_for(1h); }
+void sleep_forever() {
+    std::this_thread::sleep_for(1h);
+}
 
 // Waits for any process (not necessarily our child) to end, through a pidfd opened while it lives.
 class ExitWatch {
@@ -71,7 +73,8 @@ TEST_P(ProcessMethods, AReturningTargetExitsWithZero) {
 
 TEST_P(ProcessMethods, ArgumentsReachTheTarget) {
     auto [r, w] = mp::Pipe(false);
-    auto p = ctx().Process([](mp::Connection c, std::string s, int n) { c.send(s + std::to_string(n)); }, w, std::string("bob"), 7);
+    auto p = ctx().Process([](mp::Connection c, std::string s, int n) { c.send(s + std::to_string(n)); }, w,
+                           std::string("bob"), 7);
     p.start();
     w.close();  // keep only our end, so a dead child means EOF, not a hang
     EXPECT_EQ(r.recv<std::string>(), "bob7");
@@ -360,7 +363,8 @@ bool sees_memfd(const std::string& name) {
     while (dirent* e = d ? ::readdir(d) : nullptr) {
         char target[256] = {};
         std::string link = std::string("/proc/self/fd/") + e->d_name;
-        if (::readlink(link.c_str(), target, sizeof target - 1) > 0 && std::string(target).find(name) != std::string::npos)
+        if (::readlink(link.c_str(), target, sizeof target - 1) > 0 &&
+            std::string(target).find(name) != std::string::npos)
             found = true;
     }
     if (d) ::closedir(d);

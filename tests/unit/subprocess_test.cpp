@@ -136,9 +136,9 @@ TEST_F(SubprocessTest, FilesCanBeStdinStdoutAndStderr) {
     const auto in = dir() / "in.txt", out = dir() / "out.txt", err = dir() / "err.txt";
     std::ofstream(in) << "from a file\n";
     std::ofstream(out) << "old content that must be truncated away\n";
-    sp::Popen p({"/bin/sh", "-c", "cat; echo oops >&2"},
-                {.stdin_ = sp::Redirect::file(in), .stdout_ = sp::Redirect::file(out),
-                 .stderr_ = sp::Redirect::file(err)});
+    sp::Popen p(
+        {"/bin/sh", "-c", "cat; echo oops >&2"},
+        {.stdin_ = sp::Redirect::file(in), .stdout_ = sp::Redirect::file(out), .stderr_ = sp::Redirect::file(err)});
     EXPECT_EQ(p.wait(), 0);
     EXPECT_EQ(slurp(out), "from a file\n");
     EXPECT_EQ(slurp(err), "oops\n");

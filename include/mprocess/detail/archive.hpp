@@ -100,8 +100,9 @@ void CEREAL_LOAD_FUNCTION_NAME(InArchive& ar, cereal::BinaryData<T>& bd) {
 // also when nested inside containers. Types cereal already knows (std::array, std::optional, ...)
 // keep cereal's functions: asking cereal's own binary archive tells which those are.
 template <class T>
-inline constexpr bool raw_class_v = std::is_class_v<T> && std::is_trivially_copyable_v<T> && !std::is_empty_v<T> &&
-                                    cereal::traits::detail::count_output_serializers<T, cereal::BinaryOutputArchive>::value == 0;
+inline constexpr bool raw_class_v =
+    std::is_class_v<T>&& std::is_trivially_copyable_v<T> && !std::is_empty_v<T> &&
+    cereal::traits::detail::count_output_serializers<T, cereal::BinaryOutputArchive>::value == 0;
 
 template <class T>
 std::enable_if_t<raw_class_v<T>> CEREAL_SAVE_FUNCTION_NAME(OutArchive& ar, const T& t) {

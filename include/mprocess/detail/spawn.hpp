@@ -93,7 +93,8 @@ void spawn_entry(SpawnArgs& in, void* fn) {
     if (in.blobs.size() != sizeof...(Args)) throw DecodeError("spawned target: wrong number of arguments");
     auto args = [&in]<std::size_t... I>(std::index_sequence<I...>) {
         return std::tuple<Args...>{SpawnArg<Args>::read(in, in.blobs[I])...};
-    }(std::index_sequence_for<Args...>{});
+    }
+    (std::index_sequence_for<Args...>{});
     close_spawn_fds(in);
     std::apply([fn](Args&... a) { reinterpret_cast<Fn>(fn)(a...); }, args);
 }
