@@ -191,6 +191,9 @@ void forkserver_stop() noexcept {
 
 void forkserver_main(int control_fd) {
     [[maybe_unused]] auto r = ::write(control_fd, "S", 1);
+    // Inherited SIG_IGN would make the kernel reap our children before we learn their status.
+    ::signal(SIGCHLD, SIG_DFL);
+    ::signal(SIGPIPE, SIG_IGN);  // a parent gone before its child's status is written is no reason to die
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
@@ -239,6 +242,7 @@ void forkserver_main(int control_fd) {
             ::close(sigfd);
             status_write.reset();
             for (auto& [p, fd] : children) fd.reset();
+            ::signal(SIGPIPE, SIG_DFL);
             ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
             try {
                 Payload payload = decode<Payload>(bytes);

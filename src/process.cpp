@@ -51,19 +51,18 @@ struct ProcessState {
             int status = 0;
             // No status at all: the forkserver died first; report it as killed.
             exitcode = platform::read_exact(status_fd.get(), &status, sizeof status) ? decode_status(status) : -SIGKILL;
-            status_fd.reset();
-            pidfd.reset();
-            return true;
+            return true;  // the descriptors stay open: they are the sentinel until close()
         }
         int status = 0;
         pid_t r;
         do r = ::waitpid(pid, &status, WNOHANG);
         while (r < 0 && errno == EINTR);
         if (r == 0) return false;
-        if (r < 0) platform::throw_errno("waitpid");
-        exitcode = decode_status(status);
-        pidfd.reset();
-        return true;
+        if (r < 0 && errno != ECHILD) platform::throw_errno("waitpid");
+        // ECHILD: someone else reaped it (a SIGCHLD handler, SIGCHLD ignored). It has ended, with a
+        // status we cannot know; report 0, as Python's subprocess does.
+        exitcode = r < 0 ? 0 : decode_status(status);
+        return true;  // the pidfd stays open: it is the sentinel until close()
     }
     bool try_reap() {
         std::lock_guard lock(m);
@@ -97,7 +96,20 @@ Self& self() {
 void reap_finished() {
     auto& s = self();
     std::lock_guard lock(s.m);
-    std::erase_if(s.children, [](const std::shared_ptr<ProcessState>& c) { return c->try_reap(); });
+    std::erase_if(s.children, [](const std::shared_ptr<ProcessState>& c) {
+        try {
+            return c->try_reap();
+        } catch (...) {  // never throw out of erase_if: it would leave moved-from entries behind
+            return false;
+        }
+    });
+}
+
+// Drops a reaped child from the registry, so that its descriptors live only as long as its Process.
+void forget(const ProcessState* st) {
+    auto& s = self();
+    std::lock_guard lock(s.m);
+    std::erase_if(s.children, [st](const std::shared_ptr<ProcessState>& c) { return c.get() == st; });
 }
 
 std::vector<std::shared_ptr<ProcessState>> live_children() {
@@ -403,7 +415,9 @@ void Process::join() {
 
 bool Process::join(Timeout timeout) {
     auto& st = started();
-    return detail::wait_exit(st, timeout.deadline());
+    if (!detail::wait_exit(st, timeout.deadline())) return false;
+    detail::forget(&st);
+    return true;
 }
 
 bool Process::is_alive() {
@@ -439,6 +453,7 @@ void Process::close() {
         throw ValueError("cannot close a process while it is still running: call join() or terminate() first");
     std::lock_guard lock(st.m);
     st.pidfd.reset();
+    st.status_fd.reset();
     st.closed = true;
 }
 

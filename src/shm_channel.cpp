@@ -33,6 +33,7 @@ constexpr std::uint64_t kMaxMessage = std::uint64_t{1} << 46;
 constexpr std::uint64_t kStreamPrefix = 64;  // a streamed record starts with its header and this much payload
 constexpr auto kSpin = std::chrono::microseconds(20);
 constexpr auto kSpinBeforeYield = std::chrono::microseconds(2);
+constexpr auto kRecheck = std::chrono::milliseconds(200);
 constexpr unsigned kPeerCheckEvery = 256;  // sends between liveness checks of the peer
 
 struct RingCtl {
@@ -86,7 +87,7 @@ struct Dir {
         std::memcpy(dst + first, data, n - first);
     }
     std::uint64_t used() const noexcept {
-        return ctl->tail.load(std::memory_order_acquire) - ctl->head.load(std::memory_order_acquire);
+        return ctl->tail.load(std::memory_order_seq_cst) - ctl->head.load(std::memory_order_seq_cst);
     }
 };
 
@@ -104,12 +105,14 @@ public:
     void arm(std::vector<pollfd>& fds) override;
     void disarm() override;
 
+    // Other threads may be inside a call on this end: the mapping and the eventfds stay until the
+    // last handle goes; the liveness socket is dropped now (the peer sees EOF if no other process
+    // holds this end), and sleepers are woken to find the end closed.
     void close() override {
-        closed_ = true;
-        in_ = Dir{};
-        out_ = Dir{};
-        sock_.reset();
-        map_.reset();
+        if (closed_.exchange(true)) return;
+        if (in_) signal_efd(in_.data_efd);
+        if (out_) signal_efd(out_.space_efd);
+        platform::retire_fd(sock_.get());
     }
     bool closed() const noexcept override { return closed_; }
     bool readable() const noexcept override { return !closed_ && in_; }
@@ -157,7 +160,7 @@ private:
     void wait_space(std::uint64_t pos, std::uint64_t need);
     WaitResult wait_data(std::uint64_t pos, std::uint64_t need, const Deadline& deadline) {
         RingCtl& c = *in_.ctl;
-        return wait_for([&] { return c.tail.load(std::memory_order_acquire) - pos >= need || c.broken.load() != 0; },
+        return wait_for([&] { return c.tail.load(std::memory_order_seq_cst) - pos >= need || c.broken.load() != 0; },
                         c.rsleepers, c.rrung, in_.data_efd, deadline);
     }
     [[noreturn]] void throw_broken() const {
@@ -168,7 +171,7 @@ private:
     Dir in_, out_;
     Fd sock_;
     std::atomic<bool> peer_gone_{false};  // sticky; written by whichever thread notices
-    bool closed_ = false;
+    std::atomic<bool> closed_{false};
     unsigned sends_ = 0;
     std::uint64_t head_seen_ = 0;  // of the ring we send on
     std::uint64_t tail_seen_ = 0;  // of the ring we receive on
@@ -205,14 +208,24 @@ WaitResult ShmChannel::wait_for(Ready ready, std::atomic<std::uint32_t>& sleeper
         }
     } leave{sleepers, rung};
     for (;;) {
+        if (closed_.load()) throw ValueError("connection was closed while waiting on it");
         if (ready()) {
             // Someone else may sleep on the ring we consumed: pass it on.
             if (sleepers.load() > 1) signal_efd(efd);
             return WaitResult::ready;
         }
         pollfd fds[2] = {{efd.get(), POLLIN, 0}, {sock_.get(), POLLIN, 0}};
-        int n = platform::poll_until(fds, 2, deadline);
+        // Look again at least every kRecheck: a process killed between setting `rung` and
+        // ringing would otherwise leave every later sleeper waiting for a ring that never comes.
+        auto until = Clock::now() + kRecheck;
+        const bool bounded = !deadline || until < *deadline;
+        int n = platform::poll_until(fds, 2, bounded ? Deadline(until) : deadline);
+        if (n == 0 && bounded) {
+            rung.store(0, std::memory_order_seq_cst);
+            continue;
+        }
         if (n == 0) return ready() ? WaitResult::ready : WaitResult::timeout;
+        if (closed_.load()) throw ValueError("connection was closed while waiting on it");
         if (fds[1].revents != 0) {
             peer_gone_ = true;
             return ready() ? WaitResult::ready : WaitResult::peer_gone;
@@ -227,8 +240,10 @@ WaitResult ShmChannel::wait_for(Ready ready, std::atomic<std::uint32_t>& sleeper
 void ShmChannel::wait_space(std::uint64_t pos, std::uint64_t need) {
     RingCtl& c = *out_.ctl;
     const std::uint64_t cap = out_.cap;
-    auto r = wait_for([&] { return cap - (pos - c.head.load(std::memory_order_acquire)) >= need; }, c.wsleepers,
-                      c.wrung, out_.space_efd, std::nullopt);
+    auto r =
+        wait_for([&] { return cap - (pos - c.head.load(std::memory_order_seq_cst)) >= need || c.broken.load() != 0; },
+                 c.wsleepers, c.wrung, out_.space_efd, std::nullopt);
+    if (c.broken.load() != 0) throw_broken();
     if (r == WaitResult::peer_gone) throw BrokenPipeError("the other end of the connection is closed");
 }
 
@@ -285,8 +300,8 @@ void ShmChannel::send(std::string_view head, std::string_view body) {
     }
     std::uint64_t end = align8(pos);
     wait_space(pos, end - pos);
+    publish(end);  // then clear: a death in between must still read as "died mid-message"
     c.wpartial.store(0);
-    publish(end);
 }
 
 bool ShmChannel::recv(FrameSink& sink) {
@@ -296,6 +311,7 @@ bool ShmChannel::recv(FrameSink& sink) {
     if (lock.owner_died && c.rpartial.load() != 0) {
         c.broken.store(1);
         c.rpartial.store(0);
+        signal_efd(d.space_efd);  // a sender may sleep waiting for room the dead reader never made
     }
     if (c.broken.load() != 0) throw_broken();
 
@@ -324,6 +340,7 @@ bool ShmChannel::recv(FrameSink& sink) {
     std::uint64_t end = head + rec;
     if (rec <= d.cap) {
         d.get(head + 8, dst, len);
+        release(end);
     } else {
         c.rpartial.store(1);
         std::uint64_t pos = head + 8;
@@ -346,9 +363,9 @@ bool ShmChannel::recv(FrameSink& sink) {
             release(pos);
         }
         if (wait_data(pos, end - pos, std::nullopt) == WaitResult::peer_gone) c.broken.store(1);
+        release(end);  // then clear, as in send()
         c.rpartial.store(0);
     }
-    release(end);
     // Sleepers first: that line is rarely written, while `tail` is the sender's hot line.
     if (c.rsleepers.load() != 0 && c.tail.load() != end) signal_efd(d.data_efd);
     return true;

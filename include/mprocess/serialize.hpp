@@ -14,7 +14,9 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <new>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -41,16 +43,30 @@
 
 namespace mprocess {
 
-// Sent as its own bytes. Pointers are excluded: an address means nothing in another process.
+namespace detail {
+// Trivially copyable, but only an address into the sender's memory.
 template <class T>
-concept RawMessage =
-    std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> && !std::is_reference_v<T>;
+inline constexpr bool is_view_v = false;
+template <class C, class Tr>
+inline constexpr bool is_view_v<std::basic_string_view<C, Tr>> = true;
+template <class T, std::size_t N>
+inline constexpr bool is_view_v<std::span<T, N>> = true;
+template <class T>
+inline constexpr bool is_view_v<std::reference_wrapper<T>> = true;
+}  // namespace detail
+
+// Sent as its own bytes. Pointers and views are excluded: an address means nothing in another
+// process. (A struct with pointer members cannot be told apart: do not send one.)
+template <class T>
+concept RawMessage = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
+                     !std::is_reference_v<T> && !detail::is_view_v<T>;
 
 // Sent through cereal.
 template <class T>
-concept ArchiveMessage = !RawMessage<T> && !std::is_pointer_v<T> && std::is_default_constructible_v<T> &&
-                         cereal::traits::is_output_serializable<T, detail::OutArchive>::value &&
-                         cereal::traits::is_input_serializable<T, detail::InArchive>::value;
+concept ArchiveMessage =
+    !RawMessage<T> && !std::is_pointer_v<T> && !detail::is_view_v<T> && std::is_default_constructible_v<T> &&
+    cereal::traits::is_output_serializable<T, detail::OutArchive>::value &&
+    cereal::traits::is_input_serializable<T, detail::InArchive>::value;
 
 template <class T>
 concept Serializable = RawMessage<T> || ArchiveMessage<T>;

@@ -124,13 +124,29 @@ std::uint32_t current_tid() noexcept {
 }
 
 bool thread_is_dead(std::uint32_t tid) noexcept {
-    std::ifstream stat("/proc/" + std::to_string(tid) + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) return true;
-    auto paren = line.rfind(')');
-    if (paren == std::string::npos || paren + 2 >= line.size()) return false;
-    char state = line[paren + 2];
-    return state == 'Z' || state == 'X';
+    // Only a definite "no such thread" or a zombie counts: failing to look (no free descriptor,
+    // no memory, no /proc) must never hand a live owner's lock to someone else.
+    char path[40];
+    std::snprintf(path, sizeof path, "/proc/%u/stat", tid);
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT || errno == ESRCH;
+    char buf[512];
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return n == 0 || errno == ESRCH;
+    buf[n] = '\0';
+    const char* paren = std::strrchr(buf, ')');
+    if (!paren || paren[1] == '\0' || paren[2] == '\0') return false;
+    return paren[2] == 'Z' || paren[2] == 'X';
+}
+
+// Makes `fd` refer to /dev/null: our reference to what it was is dropped at once, while the
+// number stays valid for a poll() that another thread may be about to start on it.
+void retire_fd(int fd) noexcept {
+    int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null < 0) return;
+    ::dup3(null, fd, O_CLOEXEC);
+    ::close(null);
 }
 
 bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, std::chrono::nanoseconds timeout) noexcept {

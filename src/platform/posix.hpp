@@ -76,6 +76,9 @@ std::uint32_t current_tid() noexcept;
 // True if no thread with this id exists any more, or its process is a zombie.
 bool thread_is_dead(std::uint32_t tid) noexcept;
 
+// Points fd at /dev/null, dropping what it referred to while keeping the number valid.
+void retire_fd(int fd) noexcept;
+
 // Futex on a word in (possibly shared) memory. futex_wait returns false on timeout.
 bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, std::chrono::nanoseconds timeout) noexcept;
 void futex_wake(std::atomic<std::uint32_t>* word, int n) noexcept;

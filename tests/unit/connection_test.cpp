@@ -8,6 +8,8 @@
 #include <map>
 #include <numeric>
 #include <random>
+#include <span>
+#include <string_view>
 #include <string>
 #include <thread>
 #include <vector>
@@ -390,4 +392,19 @@ TEST_F(ConnectionTest, WritersKilledAtRandomMomentsNeverCorruptTheStream) {
         }
     }
     EXPECT_GE(std::accumulate(next.begin(), next.end(), 0), 400);
+}
+
+TEST_F(ConnectionTest, CloseWakesAThreadBlockedOnTheSameEnd) {
+    auto [a, b] = mp::Pipe();
+    std::thread blocked([conn = a]() mutable { EXPECT_THROW(conn.recv<int>(), mp::ValueError); });
+    a.close();  // whether the thread is already asleep or not yet inside recv(), it must not hang
+    blocked.join();
+    EXPECT_THROW(b.recv<int>(), mp::EOFError);  // and the peer sees the end go
+}
+
+TEST_F(ConnectionTest, ViewsArePointersAndCannotBeMessages) {
+    static_assert(!mp::Serializable<std::string_view>);
+    static_assert(!mp::Serializable<std::span<int>>);
+    static_assert(!mp::Serializable<int*>);
+    static_assert(mp::Serializable<std::string>);
 }

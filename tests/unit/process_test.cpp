@@ -532,3 +532,45 @@ TEST_F(ProcessTest, ForkserverRefusesDieWithParent) {
     auto p = mp::get_context("forkserver").Process([] {}, {.die_with_parent = true});
     EXPECT_THROW(p.start(), mp::ProcessError);
 }
+
+TEST_F(ProcessTest, ASentinelStaysValidAfterTheChildIsReaped) {
+    mp::Process first([] {});
+    first.start();
+    first.join();
+    const int s1 = first.sentinel();
+    mp::Process second(sleep_forever);
+    second.start();  // reaps finished children on the way; must not close or reuse s1
+    auto ready = mp::wait({s1, second.sentinel()}, 10.0);
+    ASSERT_EQ(ready.size(), 1u);
+    EXPECT_EQ(ready[0].fd(), s1);
+    second.kill();
+    second.join();
+}
+
+TEST_P(ProcessMethods, ChildrenReapedBySomeoneElseDoNotBreakTheRegistry) {
+    ::signal(SIGCHLD, SIG_IGN);  // the kernel reaps children itself: waitpid() says ECHILD
+    auto p = ctx().Process([] {});
+    p.start();
+    EXPECT_TRUE(p.join(30.0));
+    EXPECT_TRUE(p.exitcode().has_value());
+    EXPECT_TRUE(mp::active_children().empty());
+    auto q = ctx().Process([] {});
+    EXPECT_NO_THROW(q.start());
+    EXPECT_TRUE(q.join(30.0));
+    ::signal(SIGCHLD, SIG_DFL);
+}
+
+namespace {
+void noexcept_target(mp::Connection c, int v) noexcept {
+    c.send(v * 2);
+}
+}  // namespace
+
+TEST_P(ProcessMethods, NoexceptFunctionsAreTargetsToo) {
+    auto [r, w] = mp::Pipe(false);
+    auto p = ctx().Process(noexcept_target, w, 21);
+    p.start();
+    w.close();
+    EXPECT_EQ(r.recv<int>(), 42);
+    p.join();
+}

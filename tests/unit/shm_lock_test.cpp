@@ -3,6 +3,7 @@
 #include "shm_lock.hpp"
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include <thread>
 
@@ -106,5 +107,25 @@ TEST_F(ShmLockTest, AWaiterSleepsUntilTheOwnerReleases) {
     EXPECT_EQ(shared->counter, 42);
     shared->lock.unlock();
     release.join();
+    p.join();
+}
+
+TEST_F(ShmLockTest, AWaiterThatCannotLookAtTheOwnerDoesNotTakeTheLock) {
+    auto [r, w] = mp::Pipe();
+    shared->lock.lock();  // held by this (live) process throughout
+    mp::Process p(
+        [](Shared* s, mp::Connection c) {
+            rlimit few{3, 3};  // no descriptor left to open /proc/<tid>/stat with
+            ::setrlimit(RLIMIT_NOFILE, &few);
+            bool died = s->lock.lock();
+            c.send(died ? 2 : 1);
+            s->lock.unlock();
+        },
+        shared, w);
+    p.start();
+    // Several take-over checks (every 50 ms) pass while we still hold the lock.
+    EXPECT_FALSE(r.poll(0.4)) << "the waiter took a lock whose owner is alive";
+    shared->lock.unlock();
+    EXPECT_EQ(r.recv<int>(), 1);
     p.join();
 }

@@ -62,6 +62,14 @@ template <class R, class... P>
 struct function_pointer<R(P...)> {
     using type = R (*)(P...);
 };
+template <class R, class... P>
+struct function_pointer<R (*)(P...) noexcept> {
+    using type = R (*)(P...) noexcept;
+};
+template <class R, class... P>
+struct function_pointer<R(P...) noexcept> {
+    using type = R (*)(P...) noexcept;
+};
 template <class M>
 struct member_call {  // mutable lambdas and other call operators: not a plain function
     using type = void;
