@@ -115,14 +115,18 @@ TEST_F(ShmLockTest, AWaiterThatCannotLookAtTheOwnerDoesNotTakeTheLock) {
     shared->lock.lock();  // held by this (live) process throughout
     mp::Process p(
         [](Shared* s, mp::Connection c) {
-            rlimit few{3, 3};  // no descriptor left to open /proc/<tid>/stat with
+            rlimit old{};
+            ::getrlimit(RLIMIT_NOFILE, &old);
+            rlimit few{3, old.rlim_max};  // no descriptor left to open /proc/<tid>/stat with
             ::setrlimit(RLIMIT_NOFILE, &few);
             bool died = s->lock.lock();
+            ::setrlimit(RLIMIT_NOFILE, &old);  // sanitizer runtimes need descriptors too
             c.send(died ? 2 : 1);
             s->lock.unlock();
         },
         shared, w);
     p.start();
+    w.close();  // a dead child must mean EOF here, not a hang
     // Several take-over checks (every 50 ms) pass while we still hold the lock.
     EXPECT_FALSE(r.poll(0.4)) << "the waiter took a lock whose owner is alive";
     shared->lock.unlock();
