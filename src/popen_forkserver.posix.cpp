@@ -147,7 +147,9 @@ pid_t request(Client& c, const std::string& bytes, const std::vector<int>& fds, 
     std::vector<int> got;
     if (!recv_with_fds(c.control.get(), &pid, sizeof pid, got)) {
         for (int fd : got) ::close(fd);
-        throw BrokenPipeError("the forkserver is gone");
+        // Not a BrokenPipeError: the request went through, so the child may be running, and
+        // starting it again would run the target twice.
+        throw ProcessError("the forkserver died while starting the child (the child may have started)");
     }
     if (pid <= 0 || got.size() != 1) {
         for (int fd : got) ::close(fd);
@@ -169,7 +171,7 @@ pid_t forkserver_start(const Payload& payload, const std::vector<int>& fds, Fd& 
         try {
             return request(c, bytes, fds, pidfd, status_fd);
         } catch (const BrokenPipeError&) {
-            // The server died: start a new one, once.
+            // The server died before it had the request: start a new one and ask again, once.
             ::kill(c.server, SIGKILL);
             stop_server_locked(c);
             if (attempt > 0) throw;

@@ -519,7 +519,9 @@ TEST_F(ProcessTest, AKilledForkserverIsReplacedOnTheNextStart) {
     first.join();
     const pid_t server = mp::detail::forkserver_pid();
     ASSERT_GT(server, 0);
+    ExitWatch dead(server);
     ASSERT_EQ(::kill(server, SIGKILL), 0);
+    ASSERT_TRUE(dead.wait(10.0));  // a server that dies while it starts a child is an error instead
     auto second = ctx.Process([](int code) { mp::exit(code); }, 5);
     second.start();
     second.join();
