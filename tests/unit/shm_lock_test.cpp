@@ -20,6 +20,12 @@ struct Shared {
     long counter;  // deliberately not atomic: only the lock protects it
 };
 
+void hold_until_killed(Shared* s, mp::Connection c) {
+    s->lock.lock();
+    c.send(1);
+    std::this_thread::sleep_for(1h);
+}
+
 class ShmLockTest : public ChildrenTest {
 protected:
     void SetUp() override {
@@ -31,14 +37,17 @@ protected:
         ChildrenTest::TearDown();
         ::munmap(shared, sizeof(Shared));
     }
+    // A child that holds the lock until it is killed; returns once it holds it.
+    mp::Process start_holder() {
+        auto [r, w] = mp::Pipe(false);
+        mp::Process p(hold_until_killed, shared, w);
+        p.start();
+        w.close();
+        EXPECT_EQ(r.recv<int>(), 1);
+        return p;
+    }
     Shared* shared = nullptr;
 };
-
-void hold_until_killed(Shared* s, mp::Connection c) {
-    s->lock.lock();
-    c.send(1);
-    std::this_thread::sleep_for(1h);
-}
 
 }  // namespace
 
@@ -60,11 +69,7 @@ TEST_F(ShmLockTest, ProcessesIncrementingUnderTheLockLoseNothing) {
 }
 
 TEST_F(ShmLockTest, AnOwnerKilledWhileHoldingItIsReportedAndTheLockTakenOver) {
-    auto [r, w] = mp::Pipe(false);
-    mp::Process p(hold_until_killed, shared, w);
-    p.start();
-    w.close();
-    ASSERT_EQ(r.recv<int>(), 1);
+    auto p = start_holder();
     p.kill();
     p.join();  // reaped: its thread no longer exists
     EXPECT_TRUE(shared->lock.lock());
@@ -74,11 +79,7 @@ TEST_F(ShmLockTest, AnOwnerKilledWhileHoldingItIsReportedAndTheLockTakenOver) {
 }
 
 TEST_F(ShmLockTest, AZombieOwnerCountsAsDead) {
-    auto [r, w] = mp::Pipe(false);
-    mp::Process p(hold_until_killed, shared, w);
-    p.start();
-    w.close();
-    ASSERT_EQ(r.recv<int>(), 1);
+    auto p = start_holder();
     p.kill();
     ASSERT_FALSE(mp::wait({p.sentinel()}, 10.0).empty());  // dead, but not reaped yet
     EXPECT_TRUE(shared->lock.lock());
