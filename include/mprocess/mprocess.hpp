@@ -5,6 +5,7 @@
 #include "mprocess/context.hpp"
 #include "mprocess/error.hpp"
 #include "mprocess/process.hpp"
+#include "mprocess/queue.hpp"
 #include "mprocess/serialize.hpp"
 #include "mprocess/subprocess.hpp"
 #include "mprocess/timeout.hpp"

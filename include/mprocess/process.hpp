@@ -90,7 +90,7 @@ struct BoundTarget final : Target {
         if constexpr (std::is_void_v<Fp>) {
             return "its target is not a plain function or a lambda without captures";
         } else if constexpr (!(SpawnArg<Args>::supported && ...)) {
-            return "an argument is neither serializable nor a Connection";
+            return "an argument is neither serializable nor a Connection or queue";
         } else {
             Fp fp = f;
             out.entry = &spawn_entry<Fp, Args...>;

@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -78,6 +79,29 @@ void* map_shared(int fd, std::size_t size) {
     void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) throw_errno("mmap of shared memory");
     return p;
+}
+
+void* try_map_sparse(int fd, std::size_t size) noexcept {
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    return p == MAP_FAILED ? nullptr : p;
+}
+
+void punch_hole(int fd, std::uint64_t offset, std::uint64_t length) noexcept {
+    if (length != 0)
+        ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                    static_cast<off_t>(length));
+}
+
+std::uint64_t file_size(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw_errno("fstat");
+    return static_cast<std::uint64_t>(st.st_size);
+}
+
+std::uint64_t allocated_bytes(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw_errno("fstat");
+    return static_cast<std::uint64_t>(st.st_blocks) * 512;
 }
 
 void unmap(void* addr, std::size_t size) noexcept {

@@ -58,6 +58,14 @@ int poll_until(pollfd* fds, std::size_t n, const Deadline& deadline);
 // whatever way the processes holding it end.
 Fd make_memfd(const char* name, std::size_t size);
 void* map_shared(int fd, std::size_t size);
+// A mapping of a large, mostly unused (sparse) area: no swap reserved; nullptr if the address
+// space is short (a tight RLIMIT_AS), so the caller can ask for less.
+void* try_map_sparse(int fd, std::size_t size) noexcept;
+// Gives the pages of [offset, offset + length) back to the system; they read as zeros again.
+void punch_hole(int fd, std::uint64_t offset, std::uint64_t length) noexcept;
+// The file's size, and the bytes of memory its pages take.
+std::uint64_t file_size(int fd);
+std::uint64_t allocated_bytes(int fd);
 void unmap(void* addr, std::size_t size) noexcept;
 
 // A connected, non-blocking, close-on-exec stream socket pair.

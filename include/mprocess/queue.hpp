@@ -1,0 +1,292 @@
+// Queue, JoinableQueue and SimpleQueue: typed message queues between processes, as
+// multiprocessing.Queue and friends.
+//
+//     mp::Queue<std::vector<int>> q;
+//     mp::Process p([](mp::Queue<std::vector<int>> q) { q.put({1, 2, 3}); }, q);
+//     p.start();
+//     auto v = q.get();                       // {1, 2, 3}
+//
+// Transport. A queue is one piece of anonymous shared memory: a ring for the usual traffic and a
+// large, sparse overflow area for a backlog or a large item. Each item is one record, published
+// by a single store, so put() returns only once the item is in the queue, and there is no feeder
+// thread. Waiting spins for a few microseconds, then sleeps on a futex. See docs/architecture.md.
+//
+// Semantics, as Python's: FIFO per producer, any number of producers and consumers in any
+// processes, put/get with block and timeout, Empty and Full, maxsize in items, qsize/empty/full,
+// close() for this process, JoinableQueue's task_done()/join().
+// Better than Python's:
+//  - put() never hands the item to a background thread: an error (an item too large) comes from
+//    put() itself, a process may exit right after put() and lose nothing, and empty()/qsize()
+//    count the item as soon as put() returns;
+//  - an unbounded queue's put() never waits for a consumer; the memory a backlog took is given
+//    back to the system as consumers drain it;
+//  - typed: a Queue<T> carries T only, checked when the queue reaches another program image;
+//  - a process killed inside put() or get() does not wedge the queue: its lock is taken over.
+//    A put() killed before it returned may or may not have delivered its item; a get() killed
+//    before it returned leaves the item in the queue for the next consumer, unless the consumer
+//    was killed after taking the item and before get() returned, in which case that one item is
+//    lost. Nothing else is lost or duplicated.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <string_view>
+
+#include "mprocess/connection.hpp"
+#include "mprocess/detail/spawn.hpp"
+#include "mprocess/error.hpp"
+#include "mprocess/serialize.hpp"
+#include "mprocess/timeout.hpp"
+
+namespace mprocess {
+
+// Python's queue.Empty: get() found no item (at once, or within its timeout).
+class Empty : public Error {
+public:
+    using Error::Error;
+};
+
+// Python's queue.Full: put() found a bounded queue full (at once, or within its timeout).
+class Full : public Error {
+public:
+    using Error::Error;
+};
+
+struct QueueOptions {
+    std::size_t maxsize = 0;               // items; 0 = unbounded
+    std::size_t ring_bytes = 256 * 1024;   // the ring for the usual traffic; a backlog overflows it
+};
+
+namespace detail {
+class QueueCore;
+
+// Gets the bytes of one item, in one piece or two (when it wraps around the ring).
+struct QueueReader {
+    virtual void read(std::string_view first, std::string_view second) = 0;
+
+protected:
+    ~QueueReader() = default;
+};
+
+// The untyped queue every typed front shares.
+class QueueHandle {
+public:
+    QueueHandle() = default;
+    QueueHandle(std::uint64_t type_tag, std::string_view type_name, const QueueOptions& options, bool joinable);
+
+    void put(std::string_view item, bool block, const Timeout& timeout);
+    void get(QueueReader& reader, bool block, const Timeout& timeout);
+    std::size_t qsize() const;
+    std::size_t maxsize() const;
+    void close() noexcept;
+    bool closed() const noexcept;
+    void join_thread() const;
+    void task_done();
+    bool join(const Timeout& timeout);
+
+    std::string export_to(SpawnArgs& args) const;
+    static QueueHandle import(const SpawnArgs& args, const std::string& blob, std::uint64_t type_tag,
+                              std::string_view type_name, bool joinable);
+
+    QueueCore& core() const;  // for tests of the internals
+    friend bool operator==(const QueueHandle&, const QueueHandle&) = default;
+
+private:
+    explicit QueueHandle(std::shared_ptr<QueueCore> c) : core_(std::move(c)) {}
+    std::shared_ptr<QueueCore> core_;
+};
+
+template <class T>
+struct ItemReader final : QueueReader {
+    void read(std::string_view first, std::string_view second) override {
+        if constexpr (RawMessage<T>) {
+            if (first.size() + second.size() != sizeof(T))
+                throw_bad_size(type_name_v<T>, sizeof(T), first.size() + second.size());
+            std::memcpy(storage, first.data(), first.size());
+            std::memcpy(storage + first.size(), second.data(), second.size());
+        } else if (second.empty()) {
+            value = decode_payload(first);
+        } else {
+            auto& buf = scratch();
+            buf.assign(first);
+            buf.append(second);
+            value = decode_payload(buf);
+            release_scratch(buf);
+        }
+    }
+    static T decode_payload(std::string_view payload) {
+        T obj{};
+        InArchive ar(payload.data(), payload.size());
+        try {
+            ar(obj);
+        } catch (const cereal::Exception& e) {
+            throw DecodeError(std::string("corrupt queue item for ") + std::string(type_name_v<T>) + ": " + e.what());
+        }
+        if (ar.remaining() != 0)
+            throw DecodeError(std::to_string(ar.remaining()) + " unexpected trailing bytes after a " +
+                              std::string(type_name_v<T>));
+        return obj;
+    }
+    T take() {
+        if constexpr (RawMessage<T>) {
+            return *std::launder(reinterpret_cast<T*>(storage));
+        } else {
+            return std::move(value);
+        }
+    }
+    struct Empty {};
+    alignas(T) unsigned char storage[RawMessage<T> ? sizeof(T) : 1];
+    [[no_unique_address]] std::conditional_t<RawMessage<T>, Empty, T> value;
+};
+
+// What Queue, JoinableQueue and SimpleQueue share: a typed view of a QueueHandle.
+template <class Q, class T>
+struct QueueSpawnArg;
+
+template <class T>
+class TypedQueue {
+    static_assert(Serializable<T>,
+                  "mprocess: a queue's item type must be serializable (see mprocess/serialize.hpp)");
+
+public:
+    std::size_t qsize() const { return h_.qsize(); }
+    bool empty() const { return qsize() == 0; }
+    void close() noexcept { h_.close(); }
+    bool closed() const noexcept { return h_.closed(); }
+
+    friend bool operator==(const TypedQueue&, const TypedQueue&) = default;
+
+protected:
+    TypedQueue(const QueueOptions& options, bool joinable)
+        : h_(type_tag<T>, type_name_v<T>, options, joinable) {}
+    explicit TypedQueue(QueueHandle h) : h_(std::move(h)) {}
+
+    void do_put(const T& obj, bool block, const Timeout& timeout) {
+        if constexpr (RawMessage<T>) {
+            h_.put({reinterpret_cast<const char*>(std::addressof(obj)), sizeof(T)}, block, timeout);
+        } else {
+            auto& buf = scratch();
+            buf.clear();
+            OutArchive ar(buf);
+            ar(obj);
+            h_.put(buf, block, timeout);
+            release_scratch(buf);
+        }
+    }
+    T do_get(bool block, const Timeout& timeout) {
+        ItemReader<T> reader;
+        h_.get(reader, block, timeout);
+        return reader.take();
+    }
+
+    template <class, class>
+    friend struct QueueSpawnArg;
+    template <class U>
+    friend const QueueHandle& queue_handle(const TypedQueue<U>& q) noexcept;
+    QueueHandle h_;
+};
+
+template <class T>
+const QueueHandle& queue_handle(const TypedQueue<T>& q) noexcept {
+    return q.h_;
+}
+
+template <class Q, class T>
+struct QueueSpawnArg {
+    static constexpr bool supported = true;
+    static std::string write(SpawnArgs& args, const Q& q) { return q.h_.export_to(args); }
+    static Q read(const SpawnArgs& args, const std::string& blob) {
+        return Q(QueueHandle::import(args, blob, type_tag<T>, type_name_v<T>, Q::joinable));
+    }
+};
+
+}  // namespace detail
+
+// Python's multiprocessing.Queue. A handle: copies are the same queue; pass it to a child as a
+// Process argument (under every start method).
+template <class T>
+class Queue : public detail::TypedQueue<T> {
+    using Base = detail::TypedQueue<T>;
+
+public:
+    explicit Queue(std::size_t maxsize = 0) : Queue(QueueOptions{.maxsize = maxsize}) {}
+    explicit Queue(const QueueOptions& options) : Base(options, false) {}
+
+    // Waits while a bounded queue is full (up to `timeout`), then Full; block = false: Full at once.
+    void put(const T& obj, bool block = true, Timeout timeout = forever) { this->do_put(obj, block, timeout); }
+    void put_nowait(const T& obj) { this->do_put(obj, false, forever); }
+    // Waits for an item (up to `timeout`), then Empty; block = false: Empty at once.
+    T get(bool block = true, Timeout timeout = forever) { return this->do_get(block, timeout); }
+    T get_nowait() { return this->do_get(false, forever); }
+
+    // q.get(0.5) would silently mean block = true: spell it q.get(true, 0.5).
+    template <class B>
+    requires(!std::same_as<B, bool>) T get(B) = delete;
+    template <class B>
+    requires(!std::same_as<B, bool>) void put(const T&, B) = delete;
+
+    std::size_t maxsize() const { return this->h_.maxsize(); }
+    bool full() const { return maxsize() != 0 && this->qsize() >= maxsize(); }
+    // There is no feeder thread to wait for or to cancel: kept so Python code reads the same.
+    void join_thread() const { this->h_.join_thread(); }
+    void cancel_join_thread() const noexcept {}
+
+protected:
+    static constexpr bool joinable = false;
+    Queue(detail::QueueHandle h) : Base(std::move(h)) {}
+    Queue(const QueueOptions& options, bool is_joinable) : Base(options, is_joinable) {}
+    friend struct detail::QueueSpawnArg<Queue, T>;
+};
+
+// Python's multiprocessing.JoinableQueue: every put() adds an unfinished task, task_done() ends
+// one, join() waits until none is left.
+template <class T>
+class JoinableQueue : public Queue<T> {
+public:
+    explicit JoinableQueue(std::size_t maxsize = 0) : JoinableQueue(QueueOptions{.maxsize = maxsize}) {}
+    explicit JoinableQueue(const QueueOptions& options) : Queue<T>(options, true) {}
+
+    // ValueError if called more times than there were items put.
+    void task_done() { this->h_.task_done(); }
+    void join() { this->h_.join(forever); }
+    // Not in Python: false if tasks are still unfinished when the timeout passes.
+    bool join(Timeout timeout) { return this->h_.join(timeout); }
+
+private:
+    static constexpr bool joinable = true;
+    JoinableQueue(detail::QueueHandle h) : Queue<T>(std::move(h)) {}
+    friend struct detail::QueueSpawnArg<JoinableQueue, T>;
+};
+
+// Python's multiprocessing.SimpleQueue: put, get, empty, close.
+template <class T>
+class SimpleQueue : public detail::TypedQueue<T> {
+    using Base = detail::TypedQueue<T>;
+
+public:
+    SimpleQueue() : Base(QueueOptions{}, false) {}
+
+    void put(const T& obj) { this->do_put(obj, true, forever); }
+    T get() { return this->do_get(true, forever); }
+
+private:
+    static constexpr bool joinable = false;
+    SimpleQueue(detail::QueueHandle h) : Base(std::move(h)) {}
+    friend struct detail::QueueSpawnArg<SimpleQueue, T>;
+};
+
+namespace detail {
+template <class T>
+struct SpawnArg<Queue<T>> : QueueSpawnArg<Queue<T>, T> {};
+template <class T>
+struct SpawnArg<JoinableQueue<T>> : QueueSpawnArg<JoinableQueue<T>, T> {};
+template <class T>
+struct SpawnArg<SimpleQueue<T>> : QueueSpawnArg<SimpleQueue<T>, T> {};
+}  // namespace detail
+
+}  // namespace mprocess

@@ -1,0 +1,538 @@
+// The shared-memory queue behind Queue, JoinableQueue and SimpleQueue.
+//
+// Memory: one memfd = [control page][ring][overflow]. The ring (hot, a few hundred KiB) carries
+// the usual traffic and stays resident. The overflow (cold) is a much larger sparse area, written
+// only when the ring is full or an item is large; consumers punch the pages they have drained, so
+// a backlog's memory goes back to the system. Positions only grow and are taken modulo the area's
+// size.
+//
+// Records: [u64 header][payload][pad to 8]. The header holds the payload length (40 bits) and a
+// stamp derived from the item's sequence number (never 0). The slot after every record is zeroed
+// before the record's header is stored, so a consumer recognises a published record by its stamp
+// alone: one release store publishes, and no stale bytes can pass for a record. A jump record
+// (length all ones, then the target) sends the reader to the other area or to the start of the
+// next lap; producers keep room for one at the end of every area.
+//
+// Locks: one for producers, one for consumers (ShmLock: a dead owner's lock is taken over). State
+// changes are ordered so that whoever takes over a dead owner's lock can finish or undo its step
+// by looking at the record at its position (repair_producer, repair_consumer).
+//
+// Waiting: spin briefly, then sleep on a futex word (a sequence number plus a sleeper count).
+// A waker stores, fences, and rings only if someone sleeps; a sleeper announces itself, fences,
+// and looks again before it sleeps, so no wake-up is missed. Sleepers look again at least every
+// 200 ms in case a waker was killed between its store and its ring.
+#include "queue_core.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <tuple>
+
+namespace mprocess::detail {
+namespace {
+
+using platform::Clock;
+using platform::Deadline;
+
+constexpr std::uint64_t kMagic = 0x3175657551706d;  // "mpQueu1"
+constexpr std::uint64_t kCtlBytes = 4096;
+constexpr std::uint64_t kLenMask = (std::uint64_t{1} << 40) - 1;
+constexpr std::uint64_t kJump = kLenMask;
+constexpr std::uint64_t kJumpBytes = 16;
+constexpr std::uint64_t kReserve = kJumpBytes + 8;  // a jump record and the zeroed slot after it
+constexpr std::uint64_t kColdBit = std::uint64_t{1} << 63;
+constexpr std::uint64_t kPage = 4096;
+constexpr std::uint64_t kPunchChunk = std::uint64_t{1} << 20;
+constexpr std::uint64_t kColdMax = std::uint64_t{32} << 30;
+constexpr std::uint64_t kColdMin = std::uint64_t{64} << 20;
+constexpr auto kSpin = std::chrono::microseconds(20);
+constexpr auto kSpinBeforeYield = std::chrono::microseconds(2);
+constexpr auto kRecheck = std::chrono::milliseconds(200);
+
+constexpr std::uint64_t align8(std::uint64_t n) {
+    return (n + 7) & ~std::uint64_t{7};
+}
+constexpr std::uint64_t record_bytes(std::uint64_t len) {
+    return 8 + align8(len);
+}
+constexpr std::uint64_t stamp(std::uint64_t seq) {
+    return 1 + seq % 0xFFFFFF;
+}
+constexpr std::uint64_t header(std::uint64_t seq, std::uint64_t len) {
+    return stamp(seq) << 40 | len;
+}
+constexpr std::uint64_t stamp_of(std::uint64_t h) {
+    return h >> 40;
+}
+constexpr std::uint64_t length_of(std::uint64_t h) {
+    return h & kLenMask;
+}
+
+std::uint64_t pow2_at_least(std::uint64_t want, std::uint64_t floor) {
+    std::uint64_t v = floor;
+    while (v < want) v <<= 1;
+    return v;
+}
+
+}  // namespace
+
+// ---- waiting ------------------------------------------------------------------------------------
+
+template <class Ready>
+bool QueueCore::wait_on(WaitWord& w, Ready ready, const Deadline& deadline) {
+    if (ready()) return true;
+    auto now = Clock::now();
+    auto spin_end = now + kSpin;
+    if (deadline && *deadline < spin_end) spin_end = *deadline;
+    const auto yield_after = now + kSpinBeforeYield;
+    while (now < spin_end) {
+        for (int i = 0; i < 64; ++i) {
+            platform::cpu_relax();
+            if (ready()) return true;
+        }
+        now = Clock::now();
+        if (now > yield_after) platform::yield_cpu();
+    }
+    if (deadline && now >= *deadline) return ready();
+
+    w.sleepers.fetch_add(1, std::memory_order_seq_cst);
+    struct Leave {
+        WaitWord& w;
+        ~Leave() { w.sleepers.fetch_sub(1, std::memory_order_seq_cst); }
+    } leave{w};
+    for (;;) {
+        const std::uint32_t seq = w.seq.load(std::memory_order_seq_cst);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (ready()) return true;
+        check_open(" while waiting on it");
+        auto until = Clock::now() + kRecheck;
+        if (deadline && *deadline < until) until = *deadline;
+        auto left = until - Clock::now();
+        if (left <= std::chrono::nanoseconds::zero()) {
+            if (deadline && Clock::now() >= *deadline) return ready();
+            continue;
+        }
+        platform::futex_wait(&w.seq, seq, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+        if (deadline && Clock::now() >= *deadline) return ready();
+    }
+}
+
+void QueueCore::wake(WaitWord& w, int n) noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (w.sleepers.load(std::memory_order_relaxed) == 0) return;
+    w.seq.fetch_add(1, std::memory_order_seq_cst);
+    platform::futex_wake(&w.seq, n);
+}
+
+// ---- records ------------------------------------------------------------------------------------
+
+void QueueCore::copy_in(int r, std::uint64_t pos, std::string_view src) noexcept {
+    if (src.empty()) return;
+    const std::uint64_t off = pos & mask_[r];
+    const std::size_t first = std::min<std::uint64_t>(src.size(), size_[r] - off);
+    std::memcpy(area_[r] + off, src.data(), first);
+    std::memcpy(area_[r], src.data() + first, src.size() - first);
+}
+
+// Writes a record at (r, pos) and publishes it: payload, zeroed next slot, then the header.
+void QueueCore::write_record(int r, std::uint64_t pos, std::uint64_t seq, std::string_view item) noexcept {
+    copy_in(r, pos + 8, item);
+    slot(r, pos + record_bytes(item.size())).store(0, std::memory_order_relaxed);
+    slot(r, pos).store(header(seq, item.size()), std::memory_order_release);
+}
+
+void QueueCore::write_jump(int r, std::uint64_t pos, std::uint64_t seq, int to, std::uint64_t target) noexcept {
+    slot(r, pos + 8).store(target | (to == kCold ? kColdBit : 0), std::memory_order_relaxed);
+    slot(r, pos + kJumpBytes).store(0, std::memory_order_relaxed);
+    slot(r, pos).store(header(seq, kJump), std::memory_order_release);
+}
+
+// ---- put ----------------------------------------------------------------------------------------
+
+// Where an item of `rec` bytes would go in the overflow, if it has room now.
+std::optional<std::uint64_t> QueueCore::cold_target(std::uint64_t rec) {
+    Ctl& c = *ctl_;
+    const std::uint64_t tail = c.tail[kCold].load(std::memory_order_relaxed);
+    const std::uint64_t off = tail & mask_[kCold];
+    // Keep a record in one piece: skip to the next lap if it would wrap.
+    const std::uint64_t target = off + rec + kReserve > size_[kCold] ? tail + (size_[kCold] - off) : tail;
+    auto fits = [&] { return target + rec + kReserve <= punched_seen_ + size_[kCold]; };
+    if (!fits()) punched_seen_ = c.punched.load(std::memory_order_acquire);
+    if (fits()) return target;
+    return std::nullopt;
+}
+
+bool QueueCore::hot_fits(std::uint64_t rec) {
+    Ctl& c = *ctl_;
+    const std::uint64_t tail = c.tail[kHot].load(std::memory_order_relaxed);
+    if (rec > size_[kHot] / 4) return false;
+    auto fits = [&] { return tail - hot_head_seen_ + rec + kReserve <= size_[kHot]; };
+    if (!fits()) hot_head_seen_ = c.head[kHot].load(std::memory_order_acquire);
+    return fits();
+}
+
+bool QueueCore::place(std::string_view item) {
+    Ctl& c = *ctl_;
+    const std::uint64_t rec = record_bytes(item.size());
+    const std::uint64_t seq = c.nput.load(std::memory_order_relaxed) + 1;
+    const int r = static_cast<int>(c.pregion.load(std::memory_order_relaxed));
+    const std::uint64_t tail = c.tail[r].load(std::memory_order_relaxed);
+
+    // The ring when it has room; back to it from the overflow once consumers have followed us
+    // there (the ring is then empty).
+    const bool to_hot = (r == kHot || c.cregion.load(std::memory_order_acquire) == kCold) && hot_fits(rec);
+    if (to_hot && r == kHot) {
+        write_record(kHot, tail, seq, item);
+        c.nput.store(seq, std::memory_order_release);
+        c.tail[kHot].store(tail + rec, std::memory_order_relaxed);
+        return true;
+    }
+    int to = kHot;
+    std::uint64_t target = c.tail[kHot].load(std::memory_order_relaxed);
+    if (!to_hot) {
+        to = kCold;
+        const auto where = cold_target(rec);
+        if (!where) return false;
+        target = *where;
+        if (r == kCold && target == tail) {
+            write_record(kCold, tail, seq, item);
+            c.nput.store(seq, std::memory_order_release);
+            c.tail[kCold].store(tail + rec, std::memory_order_relaxed);
+            return true;
+        }
+    }
+    // The item first, then the jump that leads to it: until the jump is published, neither is seen.
+    write_record(to, target, seq, item);
+    write_jump(r, tail, seq, to, target);
+    c.nput.store(seq, std::memory_order_release);
+    c.pregion.store(static_cast<std::uint32_t>(to), std::memory_order_relaxed);
+    if (to != r) c.tail[r].store(tail + kJumpBytes, std::memory_order_relaxed);
+    c.tail[to].store(target + rec, std::memory_order_relaxed);
+    return true;
+}
+
+// A producer died holding the lock. Its record, if its header was stored, is in the queue; finish
+// the bookkeeping it did not get to. (The slot at the tail is zero unless it wrote there.)
+void QueueCore::repair_producer() {
+    Ctl& c = *ctl_;
+    for (;;) {
+        const int r = static_cast<int>(c.pregion.load(std::memory_order_relaxed));
+        const std::uint64_t tail = c.tail[r].load(std::memory_order_relaxed);
+        const std::uint64_t h = slot(r, tail).load(std::memory_order_acquire);
+        const std::uint64_t n = c.nput.load(std::memory_order_relaxed);
+        const bool counted = n != 0 && stamp_of(h) == stamp(n);
+        if (!counted && stamp_of(h) != stamp(n + 1)) return;
+        if (length_of(h) == kJump) {
+            const std::uint64_t t = slot(r, tail + 8).load(std::memory_order_relaxed);
+            const int to = (t & kColdBit) != 0 ? kCold : kHot;
+            c.pregion.store(static_cast<std::uint32_t>(to), std::memory_order_relaxed);
+            if (to != r) c.tail[r].store(tail + kJumpBytes, std::memory_order_relaxed);
+            c.tail[to].store(t & ~kColdBit, std::memory_order_relaxed);
+            continue;
+        }
+        if (!counted) c.nput.store(n + 1, std::memory_order_release);
+        c.tail[r].store(tail + record_bytes(length_of(h)), std::memory_order_relaxed);
+    }
+}
+
+void QueueCore::put(std::string_view item, bool block, const Timeout& timeout) {
+    check_open();
+    const std::uint64_t rec = record_bytes(item.size());
+    if (item.size() >= kJump || rec + 2 * kReserve > size_[kCold])
+        throw ValueError("queue item of " + std::to_string(item.size()) + " bytes is larger than this queue can hold (" +
+                         std::to_string(size_[kCold] - 2 * kReserve - 8) + " bytes)");
+    Ctl& c = *ctl_;
+    const auto deadline = timeout.deadline();
+    for (;;) {
+        bool full = false;
+        std::uint64_t nget = 0, punched = 0;
+        {
+            ShmLockGuard lock(c.plock);
+            if (lock.owner_died) repair_producer();
+            if (c.maxsize != 0 && c.nput.load(std::memory_order_relaxed) - nget_seen_ >= c.maxsize) {
+                nget_seen_ = c.nget.load(std::memory_order_acquire);
+                full = c.nput.load(std::memory_order_relaxed) - nget_seen_ >= c.maxsize;
+            }
+            if (!full && place(item)) break;
+            nget = c.nget.load(std::memory_order_acquire);
+            punched = c.punched.load(std::memory_order_acquire);
+        }
+        if (!block) throw Full(full ? "queue is full" : "queue's overflow area is full");
+        // Wait for a consumer to make progress, then look again.
+        auto moved = [&] {
+            return c.nget.load(std::memory_order_acquire) != nget || c.punched.load(std::memory_order_acquire) != punched;
+        };
+        if (!wait_on(c.space, moved, deadline)) throw Full("queue is full (timed out)");
+    }
+    wake(c.data, 1);
+}
+
+// ---- get ----------------------------------------------------------------------------------------
+
+// True if a record (or a jump) awaits the next consumer. Read without the lock: a hint.
+bool QueueCore::peek() const noexcept {
+    const Ctl& c = *ctl_;
+    const int r = c.cregion.load(std::memory_order_acquire) == kCold ? kCold : kHot;
+    const std::uint64_t pos = c.head[r].load(std::memory_order_acquire);
+    const std::uint64_t n = c.nget.load(std::memory_order_acquire);
+    return stamp_of(slot(r, pos).load(std::memory_order_acquire)) == stamp(n + 1);
+}
+
+// Returns drained overflow pages to the system: up to `upto` (rounded down to a page).
+void QueueCore::punch(std::uint64_t upto) noexcept {
+    Ctl& c = *ctl_;
+    const std::uint64_t from = c.punched.load(std::memory_order_relaxed);
+    upto &= ~(kPage - 1);
+    if (upto <= from) return;
+    std::uint64_t pos = from;
+    while (pos < upto) {
+        const std::uint64_t off = pos & mask_[kCold];
+        const std::uint64_t n = std::min(upto - pos, size_[kCold] - off);
+        platform::punch_hole(memfd_.get(), kCtlBytes + size_[kHot] + off, n);
+        pos += n;
+    }
+    c.punched.store(upto, std::memory_order_release);
+}
+
+// A consumer died holding the lock. If it had counted its item but not moved past it, move on.
+void QueueCore::repair_consumer() {
+    Ctl& c = *ctl_;
+    const int r = static_cast<int>(c.cregion.load(std::memory_order_relaxed));
+    const std::uint64_t pos = c.head[r].load(std::memory_order_relaxed);
+    const std::uint64_t h = slot(r, pos).load(std::memory_order_acquire);
+    const std::uint64_t n = c.nget.load(std::memory_order_relaxed);
+    if (n != 0 && stamp_of(h) == stamp(n) && length_of(h) != kJump)
+        c.head[r].store(pos + record_bytes(length_of(h)), std::memory_order_release);
+}
+
+[[noreturn]] void QueueCore::corrupt(std::uint64_t h) const {
+    throw DecodeError("corrupt record in queue shared memory (header " + std::to_string(h) + ")");
+}
+
+bool QueueCore::try_take(QueueReader& reader) {
+    Ctl& c = *ctl_;
+    std::exception_ptr error;
+    {
+        ShmLockGuard lock(c.clock);
+        if (lock.owner_died) repair_consumer();
+        const std::uint64_t seq = c.nget.load(std::memory_order_relaxed) + 1;
+        int r;
+        std::uint64_t pos, h;
+        for (;;) {
+            r = c.cregion.load(std::memory_order_relaxed) == kCold ? kCold : kHot;
+            pos = c.head[r].load(std::memory_order_relaxed);
+            h = slot(r, pos).load(std::memory_order_acquire);
+            if (stamp_of(h) != stamp(seq)) {
+                if (r == kCold) punch(pos);  // drained for now: give the pages back
+                return false;
+            }
+            if (length_of(h) != kJump) break;
+            const std::uint64_t t = slot(r, pos + 8).load(std::memory_order_relaxed);
+            const int to = (t & kColdBit) != 0 ? kCold : kHot;
+            const std::uint64_t target = t & ~kColdBit;
+            if (target < pos && to == r) corrupt(h);
+            // Target first, then the switch, then the old area's head: a death at any point leaves
+            // the reader on a path to the record (repair_consumer needs nothing here).
+            c.head[to].store(target, std::memory_order_release);
+            c.cregion.store(static_cast<std::uint32_t>(to), std::memory_order_release);
+            if (to != r) c.head[r].store(pos + kJumpBytes, std::memory_order_release);
+            if (r == kCold) punch(to == r ? target : pos + kJumpBytes);
+        }
+        const std::uint64_t len = length_of(h);
+        const std::uint64_t rec = record_bytes(len);
+        if (rec + kReserve > size_[r]) corrupt(h);
+        const std::uint64_t off = (pos + 8) & mask_[r];
+        const std::uint64_t first = std::min(len, size_[r] - off);
+        try {
+            reader.read({area_[r] + off, first}, {area_[r], len - first});
+        } catch (const std::bad_alloc&) {
+            throw;  // not taken: the item stays for a consumer with memory to spare
+        } catch (...) {
+            error = std::current_exception();  // an item that does not decode is taken all the same
+        }
+        c.nget.store(seq, std::memory_order_release);
+        c.head[r].store(pos + rec, std::memory_order_release);
+        if (r == kCold && ((pos + rec) & ~(kPunchChunk - 1)) > c.punched.load(std::memory_order_relaxed))
+            punch((pos + rec) & ~(kPunchChunk - 1));
+    }
+    // Producers wait for space only in a bounded queue; one waiting for the overflow to drain
+    // (tens of GiB of backlog) looks again on its own within 200 ms.
+    if (c.maxsize != 0) wake(c.space, 1);
+    if (error) std::rethrow_exception(error);
+    return true;
+}
+
+void QueueCore::get(QueueReader& reader, bool block, const Timeout& timeout) {
+    check_open();
+    const auto deadline = timeout.deadline();
+    for (;;) {
+        if (try_take(reader)) return;
+        if (!block) throw Empty("queue is empty");
+        if (!wait_on(ctl_->data, [this] { return peek(); }, deadline)) throw Empty("queue is empty (timed out)");
+    }
+}
+
+// ---- counts and tasks ---------------------------------------------------------------------------
+
+std::size_t QueueCore::qsize() const noexcept {
+    const std::uint64_t got = ctl_->nget.load(std::memory_order_acquire);
+    const std::uint64_t put = ctl_->nput.load(std::memory_order_acquire);
+    return put > got ? static_cast<std::size_t>(put - got) : 0;
+}
+
+void QueueCore::task_done() {
+    Ctl& c = *ctl_;
+    if (!c.joinable) throw ValueError("task_done() on a queue that is not a JoinableQueue");
+    std::uint64_t done = c.ndone.load(std::memory_order_acquire);
+    for (;;) {
+        // A get() may return before its producer counted the item: either count will do.
+        const std::uint64_t limit =
+            std::max(c.nput.load(std::memory_order_acquire), c.nget.load(std::memory_order_acquire));
+        if (done >= limit) throw ValueError("task_done() called too many times");
+        if (c.ndone.compare_exchange_weak(done, done + 1, std::memory_order_acq_rel)) break;
+    }
+    if (done + 1 >= c.nput.load(std::memory_order_acquire)) wake(c.join, INT32_MAX);
+}
+
+bool QueueCore::join(const Timeout& timeout) {
+    Ctl& c = *ctl_;
+    if (!c.joinable) throw ValueError("join() on a queue that is not a JoinableQueue");
+    check_open();
+    auto all_done = [&] {
+        return c.ndone.load(std::memory_order_acquire) >= c.nput.load(std::memory_order_acquire);
+    };
+    return wait_on(c.join, all_done, timeout.deadline());
+}
+
+void QueueCore::close() noexcept {
+    if (closed_.exchange(true)) return;
+    // Let this process's sleepers see it (others wake, look, and sleep again).
+    for (WaitWord* w : {&ctl_->data, &ctl_->space, &ctl_->join}) {
+        w->seq.fetch_add(1, std::memory_order_seq_cst);
+        platform::futex_wake(&w->seq, INT32_MAX);
+    }
+}
+
+void QueueCore::check_open(const char* when) const {
+    if (closed_.load(std::memory_order_relaxed)) throw ValueError(std::string("queue is closed") + when);
+}
+
+// ---- creation and transfer ----------------------------------------------------------------------
+
+QueueCore::QueueCore(platform::Fd memfd, void* base, std::uint64_t map_size)
+    : memfd_(std::move(memfd)), base_(base), map_size_(map_size), ctl_(static_cast<Ctl*>(base)) {
+    size_[kHot] = ctl_->hot_size;
+    size_[kCold] = ctl_->cold_size;
+    area_[kHot] = static_cast<char*>(base) + kCtlBytes;
+    area_[kCold] = area_[kHot] + size_[kHot];
+    for (int r : {kHot, kCold}) mask_[r] = size_[r] - 1;
+}
+
+QueueCore::~QueueCore() {
+    platform::unmap(base_, map_size_);
+}
+
+std::shared_ptr<QueueCore> QueueCore::create(std::uint64_t type_tag, const QueueOptions& options, bool joinable) {
+    static_assert(sizeof(Ctl) <= kCtlBytes);
+    const std::uint64_t hot = pow2_at_least(std::max<std::uint64_t>(options.ring_bytes, 4096), 4096);
+    auto memfd = platform::make_memfd("mprocess-queue", 0);
+    // As much overflow as the address space allows, within reason; pages cost only when used.
+    for (std::uint64_t cold = kColdMax; cold >= kColdMin; cold >>= 1) {
+        const std::uint64_t size = kCtlBytes + hot + cold;
+        if (::ftruncate(memfd.get(), static_cast<off_t>(size)) != 0) platform::throw_errno("ftruncate of a queue");
+        void* base = platform::try_map_sparse(memfd.get(), size);
+        if (base == nullptr) continue;
+        auto* c = new (base) Ctl{};
+        c->magic = kMagic;
+        c->type_tag = type_tag;
+        c->maxsize = options.maxsize;
+        c->hot_size = hot;
+        c->cold_size = cold;
+        c->joinable = joinable ? 1 : 0;
+        return std::shared_ptr<QueueCore>(new QueueCore(std::move(memfd), base, size));
+    }
+    throw OSError(ENOMEM, "no address space left to map a queue");
+}
+
+using ExportedQueue = std::tuple<std::uint64_t, int>;  // mapping size, descriptor index
+
+std::string QueueCore::export_to(SpawnArgs& args) const {
+    check_open();
+    return encode(ExportedQueue{map_size_, args.add_fd(memfd_.get())});
+}
+
+std::shared_ptr<QueueCore> QueueCore::import(const SpawnArgs& args, const std::string& blob, std::uint64_t type_tag,
+                                             std::string_view type_name, bool joinable) {
+    auto [size, index] = decode<ExportedQueue>(blob);
+    if (index < 0 || static_cast<std::size_t>(index) >= args.fds.size())
+        throw DecodeError("exported queue: bad descriptor index");
+    platform::Fd borrowed(args.fds[index]);
+    platform::Fd memfd = platform::dup_fd(borrowed);
+    borrowed.release();
+    if (size < kCtlBytes || size != platform::file_size(memfd.get()))
+        throw DecodeError("exported queue: size does not match its memory");
+    void* base = platform::try_map_sparse(memfd.get(), size);
+    if (base == nullptr) throw OSError(ENOMEM, "no address space left to map a queue");
+    auto core = std::shared_ptr<QueueCore>(new QueueCore(std::move(memfd), base, size));
+    const Ctl& c = *core->ctl_;
+    const bool shape_ok = c.magic == kMagic && c.hot_size >= 4096 && (c.hot_size & (c.hot_size - 1)) == 0 &&
+                          c.cold_size >= kColdMin && (c.cold_size & (c.cold_size - 1)) == 0 &&
+                          kCtlBytes + c.hot_size + c.cold_size == size;
+    if (!shape_ok) throw DecodeError("exported queue: inconsistent shape");
+    if (c.type_tag != type_tag)
+        throw TypeMismatch("a queue of another item type was passed where a queue of " + std::string(type_name) +
+                           " was expected");
+    if (joinable && c.joinable == 0) throw TypeMismatch("a Queue was passed where a JoinableQueue was expected");
+    return core;
+}
+
+std::uint64_t QueueCore::resident_bytes() const {
+    return platform::allocated_bytes(memfd_.get());
+}
+
+// ---- the handle ---------------------------------------------------------------------------------
+
+QueueHandle::QueueHandle(std::uint64_t type_tag, std::string_view, const QueueOptions& options, bool joinable)
+    : core_(QueueCore::create(type_tag, options, joinable)) {}
+
+QueueCore& QueueHandle::core() const {
+    if (!core_) throw ValueError("queue handle is empty");
+    return *core_;
+}
+
+void QueueHandle::put(std::string_view item, bool block, const Timeout& timeout) {
+    core().put(item, block, timeout);
+}
+void QueueHandle::get(QueueReader& reader, bool block, const Timeout& timeout) {
+    core().get(reader, block, timeout);
+}
+std::size_t QueueHandle::qsize() const {
+    return core().qsize();
+}
+std::size_t QueueHandle::maxsize() const {
+    return core().maxsize();
+}
+void QueueHandle::close() noexcept {
+    if (core_) core_->close();
+}
+bool QueueHandle::closed() const noexcept {
+    return !core_ || core_->closed();
+}
+void QueueHandle::join_thread() const {
+    if (!closed()) throw ValueError("join_thread() before close()");
+}
+void QueueHandle::task_done() {
+    core().task_done();
+}
+bool QueueHandle::join(const Timeout& timeout) {
+    return core().join(timeout);
+}
+std::string QueueHandle::export_to(SpawnArgs& args) const {
+    return core().export_to(args);
+}
+QueueHandle QueueHandle::import(const SpawnArgs& args, const std::string& blob, std::uint64_t type_tag,
+                                std::string_view type_name, bool joinable) {
+    return QueueHandle(QueueCore::import(args, blob, type_tag, type_name, joinable));
+}
+
+}  // namespace mprocess::detail
