@@ -207,3 +207,234 @@ TEST_F(QueueTest, AQueueOfAnotherItemTypeIsRefusedWhenItArrives) {
     q.put(42);
     EXPECT_EQ(same.get(), 42);
 }
+
+// ---- across processes, under every start method ----------------------------------------------------
+
+TEST_P(QueueMethods, ItemsPutBeforeTheChildStartsAndByTheChildAllArriveInOrder) {
+    mp::Queue<int> to_child;
+    mp::Queue<std::string> from_child;
+    for (int i = 0; i < 1000; ++i) to_child.put(i);
+    auto p = ctx().Process(
+        [](mp::Queue<int> in, mp::Queue<std::string> out) {
+            for (int i = 0; i < 1000; ++i)
+                if (in.get() != i) out.put("out of order at " + std::to_string(i));
+            for (int i = 0; i < 1000; ++i) out.put(std::to_string(i));
+        },
+        to_child, from_child);
+    p.start();
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(from_child.get(), std::to_string(i));
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+    EXPECT_TRUE(from_child.empty());
+}
+
+TEST_P(QueueMethods, AGetBlockedInOneProcessIsWokenByAPutInAnother) {
+    mp::Queue<int> q;
+    mp::Queue<int> go;
+    auto p = ctx().Process(
+        [](mp::Queue<int> q, mp::Queue<int> go) {
+            go.get();
+            q.put(7);
+        },
+        q, go);
+    p.start();
+    go.put(1);
+    EXPECT_EQ(q.get(true, 60.0), 7);
+    p.join();
+}
+
+TEST_P(QueueMethods, ManyProducersAndConsumersDeliverEveryItemExactlyOnceInProducerOrder) {
+    constexpr int producers = 4, consumers = 4, per_producer = 100'000;
+    mp::Queue<Item> q;
+    mp::Queue<std::vector<int>> report;  // per consumer: how many items of each producer, or -1 on disorder
+    std::vector<mp::Process> procs;
+    for (int c = 0; c < consumers; ++c)
+        procs.push_back(ctx().Process(
+            [](mp::Queue<Item> q, mp::Queue<std::vector<int>> report) {
+                std::vector<int> next(4, 0), count(4, 0);
+                bool ordered = true;
+                for (;;) {
+                    auto [producer, seq] = q.get();
+                    if (producer < 0) break;
+                    // Each consumer sees a producer's items in increasing order.
+                    if (seq < next[producer]) ordered = false;
+                    next[producer] = seq + 1;
+                    ++count[producer];
+                }
+                if (!ordered) count.assign(4, -1);
+                report.put(count);
+            },
+            q, report));
+    for (int id = 0; id < producers; ++id)
+        procs.push_back(ctx().Process(
+            [](mp::Queue<Item> q, int id) {
+                for (int i = 0; i < 100'000; ++i) q.put({id, i});
+            },
+            q, id));
+    for (auto& p : procs) p.start();
+    for (int i = consumers; i < consumers + producers; ++i) procs[i].join();
+    for (int c = 0; c < consumers; ++c) q.put({-1, 0});
+    std::vector<long> total(producers, 0);
+    for (int c = 0; c < consumers; ++c) {
+        auto counts = report.get(true, 120.0);
+        for (int id = 0; id < producers; ++id) {
+            ASSERT_GE(counts[id], 0) << "a consumer saw a producer's items out of order";
+            total[id] += counts[id];
+        }
+    }
+    for (int id = 0; id < producers; ++id) EXPECT_EQ(total[id], per_producer) << "producer " << id;
+    for (auto& p : procs) p.join();
+    EXPECT_TRUE(q.empty());
+}
+
+TEST_P(QueueMethods, AProcessThatExitsRightAfterPutLosesNothing) {
+    mp::Queue<std::string> q;
+    auto p = ctx().Process(
+        [](mp::Queue<std::string> q) {
+            for (int i = 0; i < 100; ++i) q.put(std::to_string(i));
+            q.put(pattern(std::size_t{8} << 20, 3));
+            ::_exit(0);  // no atexit, no flush: put() has already done all there is to do
+        },
+        q);
+    p.start();
+    p.join();
+    EXPECT_EQ(q.qsize(), 101u);
+    for (int i = 0; i < 100; ++i) EXPECT_EQ(q.get(), std::to_string(i));
+    EXPECT_TRUE(q.get() == pattern(std::size_t{8} << 20, 3));
+}
+
+TEST_P(QueueMethods, AQuarterGigabyteItemArrivesIntactAndItsMemoryIsGivenBack) {
+    mp::Queue<std::string> q;
+    auto p = ctx().Process([](mp::Queue<std::string> q) { q.put(pattern(std::size_t{256} << 20, 9)); }, q);
+    p.start();
+    std::string got = q.get();
+    p.join();
+    ASSERT_EQ(got.size(), std::size_t{256} << 20);
+    EXPECT_TRUE(got == pattern(got.size(), 9));
+    auto& core = mp::detail::queue_handle(q).core();
+    EXPECT_LT(core.resident_bytes(), std::uint64_t{4} << 20);
+}
+
+TEST_P(QueueMethods, AConsumerKilledMidStreamCostsAtMostTheItemItHeld) {
+    constexpr int n = 200'000;
+    mp::Queue<int> q;
+    mp::Queue<int> seen_by_victim;  // what the victim got, sent on after each get
+    mp::Queue<std::vector<int>> survivor_report;
+    auto victim = ctx().Process(
+        [](mp::Queue<int> q, mp::Queue<int> seen) {
+            for (;;) seen.put(q.get());
+        },
+        q, seen_by_victim);
+    auto survivor = ctx().Process(
+        [](mp::Queue<int> q, mp::Queue<std::vector<int>> report) {
+            std::vector<int> got;
+            for (;;) {
+                int v = q.get();
+                if (v < 0) break;
+                got.push_back(v);
+            }
+            report.put(got);
+        },
+        q, survivor_report);
+    victim.start();
+    survivor.start();
+    for (int i = 0; i < n / 2; ++i) q.put(i);
+    // Kill the victim while it is consuming: once it has reported some items.
+    std::vector<int> victim_got;
+    for (int i = 0; i < 100; ++i) victim_got.push_back(seen_by_victim.get(true, 60.0));
+    victim.kill();
+    for (int i = n / 2; i < n; ++i) q.put(i);
+    victim.join();
+    q.put(-1);
+    auto survivor_got = survivor_report.get(true, 120.0);
+    survivor.join();
+    while (!seen_by_victim.empty()) victim_got.push_back(seen_by_victim.get());
+
+    std::vector<int> times(n, 0);
+    for (int v : victim_got) ++times[v];
+    for (int v : survivor_got) ++times[v];
+    int missing = 0;
+    for (int i = 0; i < n; ++i) {
+        ASSERT_LE(times[i], 1) << "item " << i << " delivered twice";
+        missing += times[i] == 0;
+    }
+    EXPECT_LE(missing, 1) << "more than the victim's own item was lost";
+    EXPECT_GE(survivor_got.size(), std::size_t{n / 2});
+}
+
+TEST_P(QueueMethods, ProcessesKilledAtRandomMomentsInsidePutAndGetNeverWedgeTheQueue) {
+    mp::Queue<std::string> q({.ring_bytes = 4096});
+    std::mt19937 rng(12345);
+    for (int round = 0; round < 12; ++round) {
+        auto busy = ctx().Process(
+            [](mp::Queue<std::string> q) {
+                for (unsigned i = 0;; ++i) {
+                    q.put(std::string(i % 3 == 0 ? 10000 : 10, 'x'));
+                    q.get();
+                }
+            },
+            q);
+        busy.start();
+        // Let it run for a random while (any moment is a fair moment to die), then kill it.
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 20000));
+        busy.kill();
+        busy.join();
+        // The survivors keep working: a put and a get of our own go through.
+        q.put("mine");
+        std::string got;
+        do got = q.get(true, 10.0);
+        while (got != "mine");
+        EXPECT_TRUE(q.empty());
+    }
+}
+
+TEST_P(QueueMethods, JoinableQueueJoinWaitsForAConsumerInAnotherProcess) {
+    mp::JoinableQueue<int> q;
+    mp::Queue<long> sums;
+    auto consumer = ctx().Process(
+        [](mp::JoinableQueue<int> q, mp::Queue<long> sums) {
+            long sum = 0;
+            for (;;) {
+                sum += q.get();
+                sums.put(sum);
+                q.task_done();
+            }
+        },
+        mp::ProcessOptions{.daemon = true}, q, sums);
+    consumer.start();
+    for (int i = 1; i <= 50; ++i) q.put(i);
+    q.join();
+    // Every task was done, so the consumer has reported all 50 running sums.
+    EXPECT_EQ(sums.qsize(), 50u);
+    long last = 0;
+    while (!sums.empty()) last = sums.get();
+    EXPECT_EQ(last, 50 * 51 / 2);
+    consumer.terminate();
+    consumer.join();
+}
+
+TEST_P(QueueMethods, ABoundedPutInOneProcessWaitsForAGetInAnother) {
+    mp::Queue<int> q(3);
+    auto p = ctx().Process(
+        [](mp::Queue<int> q) {
+            for (int i = 0; i < 1000; ++i) q.put(i);
+        },
+        q);
+    p.start();
+    for (int i = 0; i < 1000; ++i) {
+        ASSERT_EQ(q.get(true, 60.0), i);
+        EXPECT_LE(q.qsize(), 3u);
+    }
+    p.join();
+}
+
+TEST_P(QueueMethods, SimpleQueueCrossesAProcessBoundary) {
+    mp::SimpleQueue<Reading> q;
+    auto p = ctx().Process([](mp::SimpleQueue<Reading> q) { q.put({"s", {1.0, 2.0}}); }, q);
+    p.start();
+    EXPECT_EQ(q.get(), (Reading{"s", {1.0, 2.0}}));
+    p.join();
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStartMethod, QueueMethods, testing::ValuesIn(testing_support::start_methods()),
+                         [](const auto& info) { return info.param; });
