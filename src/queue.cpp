@@ -36,15 +36,17 @@ using platform::Deadline;
 
 constexpr std::uint64_t kMagic = 0x3175657551706d;  // "mpQueu1"
 constexpr std::uint64_t kCtlBytes = 4096;
-constexpr std::uint64_t kLenMask = (std::uint64_t{1} << 40) - 1;
+constexpr std::uint64_t kLenBits = 39;
+constexpr std::uint64_t kLenMask = (std::uint64_t{1} << kLenBits) - 1;
 constexpr std::uint64_t kJump = kLenMask;
 constexpr std::uint64_t kJumpBytes = 16;
 constexpr std::uint64_t kReserve = kJumpBytes + 8;  // a jump record and the zeroed slot after it
-constexpr std::uint64_t kColdBit = std::uint64_t{1} << 63;
+constexpr int kAreaShift = 62;  // a jump's target: area in the top two bits, position below
 constexpr std::uint64_t kPage = 4096;
 constexpr std::uint64_t kPunchChunk = std::uint64_t{1} << 20;
+constexpr std::uint64_t kWarmSize = std::uint64_t{512} << 20;
 constexpr std::uint64_t kColdMax = std::uint64_t{32} << 30;
-constexpr std::uint64_t kColdMin = std::uint64_t{64} << 20;
+constexpr std::uint64_t kColdMin = std::uint64_t{1} << 30;
 constexpr auto kSpin = std::chrono::microseconds(20);
 constexpr auto kSpinBeforeYield = std::chrono::microseconds(2);
 constexpr auto kRecheck = std::chrono::milliseconds(200);
@@ -55,17 +57,23 @@ constexpr std::uint64_t align8(std::uint64_t n) {
 constexpr std::uint64_t record_bytes(std::uint64_t len) {
     return 8 + align8(len);
 }
+// The low 24 bits of the sequence number and a bit that is always set: never 0.
 constexpr std::uint64_t stamp(std::uint64_t seq) {
-    return 1 + seq % 0xFFFFFF;
+    return (seq & 0xFFFFFF) | 0x1000000;
 }
 constexpr std::uint64_t header(std::uint64_t seq, std::uint64_t len) {
-    return stamp(seq) << 40 | len;
+    return stamp(seq) << kLenBits | len;
 }
 constexpr std::uint64_t stamp_of(std::uint64_t h) {
-    return h >> 40;
+    return h >> kLenBits;
 }
 constexpr std::uint64_t length_of(std::uint64_t h) {
     return h & kLenMask;
+}
+
+// A jump's target: (area, position).
+std::pair<int, std::uint64_t> jump_target(std::uint64_t t) {
+    return {static_cast<int>(t >> kAreaShift), t & ((std::uint64_t{1} << kAreaShift) - 1)};
 }
 
 std::uint64_t pow2_at_least(std::uint64_t want, std::uint64_t floor) {
@@ -78,8 +86,8 @@ std::uint64_t pow2_at_least(std::uint64_t want, std::uint64_t floor) {
 
 // ---- waiting ------------------------------------------------------------------------------------
 
-template <class Ready>
-bool QueueCore::wait_on(WaitWord& w, Ready ready, const Deadline& deadline) {
+template <class Ready, class Idle>
+bool QueueCore::wait_on(WaitWord& w, Ready ready, const Deadline& deadline, Idle idle) {
     if (ready()) return true;
     auto now = Clock::now();
     auto spin_end = now + kSpin;
@@ -112,13 +120,13 @@ bool QueueCore::wait_on(WaitWord& w, Ready ready, const Deadline& deadline) {
             if (deadline && Clock::now() >= *deadline) return ready();
             continue;
         }
-        platform::futex_wait(&w.seq, seq, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+        if (!platform::futex_wait(&w.seq, seq, std::chrono::duration_cast<std::chrono::nanoseconds>(left))) idle();
         if (deadline && Clock::now() >= *deadline) return ready();
     }
 }
 
 void QueueCore::wake(WaitWord& w, int n) noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    platform::fence_after_locked_op();  // the caller's unlock was one
     if (w.sleepers.load(std::memory_order_relaxed) == 0) return;
     w.seq.fetch_add(1, std::memory_order_seq_cst);
     platform::futex_wake(&w.seq, n);
@@ -135,71 +143,83 @@ void QueueCore::copy_in(int r, std::uint64_t pos, std::string_view src) noexcept
 }
 
 // Writes a record at (r, pos) and publishes it: payload, zeroed next slot, then the header.
-void QueueCore::write_record(int r, std::uint64_t pos, std::uint64_t seq, std::string_view item) noexcept {
-    copy_in(r, pos + 8, item);
+void QueueCore::write_record(int r, std::uint64_t pos, std::uint64_t seq, const Item& item) noexcept {
+    copy_in(r, pos + 8, item.head);
+    copy_in(r, pos + 8 + item.head.size(), item.body);
     slot(r, pos + record_bytes(item.size())).store(0, std::memory_order_relaxed);
     slot(r, pos).store(header(seq, item.size()), std::memory_order_release);
 }
 
 void QueueCore::write_jump(int r, std::uint64_t pos, std::uint64_t seq, int to, std::uint64_t target) noexcept {
-    slot(r, pos + 8).store(target | (to == kCold ? kColdBit : 0), std::memory_order_relaxed);
+    slot(r, pos + 8).store(target | static_cast<std::uint64_t>(to) << kAreaShift, std::memory_order_relaxed);
     slot(r, pos + kJumpBytes).store(0, std::memory_order_relaxed);
     slot(r, pos).store(header(seq, kJump), std::memory_order_release);
 }
 
 // ---- put ----------------------------------------------------------------------------------------
 
-// Where an item of `rec` bytes would go in the overflow, if it has room now.
-std::optional<std::uint64_t> QueueCore::cold_target(std::uint64_t rec) {
+// How far the area's positions may go: consumers' position plus the size for the rings, the
+// given-back mark plus the size for the overflow. `fresh` rereads the consumers' line.
+std::uint64_t QueueCore::limit(int x, bool fresh) {
     Ctl& c = *ctl_;
-    const std::uint64_t tail = c.tail[kCold].load(std::memory_order_relaxed);
-    const std::uint64_t off = tail & mask_[kCold];
-    // Keep a record in one piece: skip to the next lap if it would wrap.
-    const std::uint64_t target = off + rec + kReserve > size_[kCold] ? tail + (size_[kCold] - off) : tail;
-    auto fits = [&] { return target + rec + kReserve <= punched_seen_ + size_[kCold]; };
-    if (!fits()) punched_seen_ = c.punched.load(std::memory_order_acquire);
-    if (fits()) return target;
+    if (fresh) seen_[x] = (x == kCold ? c.punched : c.head[x]).load(std::memory_order_acquire);
+    return seen_[x] + size_[x];
+}
+
+// Where a record of `rec` bytes would go in area x, if it has room now. The hot ring lets a
+// record wrap around its end; the others keep a record in one piece, skipping to the next lap.
+std::optional<std::uint64_t> QueueCore::target_in(int x, std::uint64_t rec) {
+    const std::uint64_t tail = ctl_->tail[x].load(std::memory_order_relaxed);
+    const std::uint64_t off = tail & mask_[x];
+    const std::uint64_t lap = tail + (size_[x] - off);
+    auto fits = [&](std::uint64_t at) {
+        return at + rec + kReserve <= limit(x, false) || at + rec + kReserve <= limit(x, true);
+    };
+    // The warm ring starts again at its beginning as soon as consumers are far enough into the
+    // lap: the pages in use stay few and warm instead of creeping around the whole ring.
+    if (x == kWarm && off != 0 && fits(lap)) return lap;
+    const std::uint64_t at = (x != kHot && off + rec + kReserve > size_[x]) ? lap : tail;
+    if (fits(at)) return at;
     return std::nullopt;
 }
 
-bool QueueCore::hot_fits(std::uint64_t rec) {
-    Ctl& c = *ctl_;
-    const std::uint64_t tail = c.tail[kHot].load(std::memory_order_relaxed);
-    if (rec > size_[kHot] / 4) return false;
-    auto fits = [&] { return tail - hot_head_seen_ + rec + kReserve <= size_[kHot]; };
-    if (!fits()) hot_head_seen_ = c.head[kHot].load(std::memory_order_acquire);
-    return fits();
-}
-
-bool QueueCore::place(std::string_view item) {
+// Producers prefer the hot ring for small items and the warm ring for medium ones; the overflow
+// takes what they cannot. Once away from a ring, they return only when it is at most half full,
+// so that a full ring does not make every other record a jump.
+bool QueueCore::place(const Item& item) {
     Ctl& c = *ctl_;
     const std::uint64_t rec = record_bytes(item.size());
     const std::uint64_t seq = c.nput.load(std::memory_order_relaxed) + 1;
     const int r = static_cast<int>(c.pregion.load(std::memory_order_relaxed));
     const std::uint64_t tail = c.tail[r].load(std::memory_order_relaxed);
-
-    // The ring when it has room; back to it from the overflow once consumers have followed us
-    // there (the ring is then empty).
-    const bool to_hot = (r == kHot || c.cregion.load(std::memory_order_acquire) == kCold) && hot_fits(rec);
-    if (to_hot && r == kHot) {
+    if (r == kHot && rec + kReserve <= size_[kHot] / 4 && tail + rec + kReserve <= seen_[kHot] + size_[kHot]) {
+        // The usual case, kept short: a small item, and room in the hot ring as last seen.
         write_record(kHot, tail, seq, item);
         c.nput.store(seq, std::memory_order_release);
         c.tail[kHot].store(tail + rec, std::memory_order_relaxed);
         return true;
     }
-    int to = kHot;
-    std::uint64_t target = c.tail[kHot].load(std::memory_order_relaxed);
-    if (!to_hot) {
-        to = kCold;
-        const auto where = cold_target(rec);
-        if (!where) return false;
-        target = *where;
-        if (r == kCold && target == tail) {
-            write_record(kCold, tail, seq, item);
-            c.nput.store(seq, std::memory_order_release);
-            c.tail[kCold].store(tail + rec, std::memory_order_relaxed);
-            return true;
+
+    int to = -1;
+    std::uint64_t target = 0;
+    for (int x = rec + kReserve <= size_[kHot] / 4 ? kHot : rec + kReserve <= size_[kWarm] / 2 ? kWarm : kCold;
+         x <= kCold && to < 0; ++x) {
+        if (x != r && x != kCold) {
+            const std::uint64_t used = c.tail[x].load(std::memory_order_relaxed) + size_[x] - limit(x, true);
+            if (used > size_[x] / 2) continue;
         }
+        if (auto at = target_in(x, rec)) {
+            to = x;
+            target = *at;
+        }
+    }
+    if (to < 0) return false;
+    if (to == kWarm) c.warm_used.store(1, std::memory_order_relaxed);
+    if (to == r && target == tail) {
+        write_record(r, tail, seq, item);
+        c.nput.store(seq, std::memory_order_release);
+        c.tail[r].store(tail + rec, std::memory_order_relaxed);
+        return true;
     }
     // The item first, then the jump that leads to it: until the jump is published, neither is seen.
     write_record(to, target, seq, item);
@@ -223,11 +243,10 @@ void QueueCore::repair_producer() {
         const bool counted = n != 0 && stamp_of(h) == stamp(n);
         if (!counted && stamp_of(h) != stamp(n + 1)) return;
         if (length_of(h) == kJump) {
-            const std::uint64_t t = slot(r, tail + 8).load(std::memory_order_relaxed);
-            const int to = (t & kColdBit) != 0 ? kCold : kHot;
+            const auto [to, target] = jump_target(slot(r, tail + 8).load(std::memory_order_relaxed));
             c.pregion.store(static_cast<std::uint32_t>(to), std::memory_order_relaxed);
             if (to != r) c.tail[r].store(tail + kJumpBytes, std::memory_order_relaxed);
-            c.tail[to].store(t & ~kColdBit, std::memory_order_relaxed);
+            c.tail[to].store(target, std::memory_order_relaxed);
             continue;
         }
         if (!counted) c.nput.store(n + 1, std::memory_order_release);
@@ -235,7 +254,7 @@ void QueueCore::repair_producer() {
     }
 }
 
-void QueueCore::put(std::string_view item, bool block, const Timeout& timeout) {
+void QueueCore::put(const Item& item, bool block, const Timeout& timeout) {
     check_open();
     const std::uint64_t rec = record_bytes(item.size());
     if (item.size() >= kJump || rec + 2 * kReserve > size_[kCold])
@@ -245,7 +264,7 @@ void QueueCore::put(std::string_view item, bool block, const Timeout& timeout) {
     const auto deadline = timeout.deadline();
     for (;;) {
         bool full = false;
-        std::uint64_t nget = 0, punched = 0;
+        std::uint64_t nget = 0, punched = 0, warm = 0, hot = 0;
         {
             ShmLockGuard lock(c.plock);
             if (lock.owner_died) repair_producer();
@@ -256,13 +275,18 @@ void QueueCore::put(std::string_view item, bool block, const Timeout& timeout) {
             if (!full && place(item)) break;
             nget = c.nget.load(std::memory_order_acquire);
             punched = c.punched.load(std::memory_order_acquire);
+            hot = c.head[kHot].load(std::memory_order_acquire);
+            warm = c.head[kWarm].load(std::memory_order_acquire);
         }
         if (!block) throw Full(full ? "queue is full" : "queue's overflow area is full");
         // Wait for a consumer to make progress, then look again.
         auto moved = [&] {
-            return c.nget.load(std::memory_order_acquire) != nget || c.punched.load(std::memory_order_acquire) != punched;
+            return c.nget.load(std::memory_order_acquire) != nget ||
+                   c.punched.load(std::memory_order_acquire) != punched ||
+                   c.head[kHot].load(std::memory_order_acquire) != hot ||
+                   c.head[kWarm].load(std::memory_order_acquire) != warm;
         };
-        if (!wait_on(c.space, moved, deadline)) throw Full("queue is full (timed out)");
+        if (!wait_on(c.space, moved, deadline, [] {})) throw Full("queue is full (timed out)");
     }
     wake(c.data, 1);
 }
@@ -272,26 +296,40 @@ void QueueCore::put(std::string_view item, bool block, const Timeout& timeout) {
 // True if a record (or a jump) awaits the next consumer. Read without the lock: a hint.
 bool QueueCore::peek() const noexcept {
     const Ctl& c = *ctl_;
-    const int r = c.cregion.load(std::memory_order_acquire) == kCold ? kCold : kHot;
+    const int r = std::min<int>(static_cast<int>(c.cregion.load(std::memory_order_acquire)), kCold);
     const std::uint64_t pos = c.head[r].load(std::memory_order_acquire);
     const std::uint64_t n = c.nget.load(std::memory_order_acquire);
     return stamp_of(slot(r, pos).load(std::memory_order_acquire)) == stamp(n + 1);
 }
 
-// Returns drained overflow pages to the system: up to `upto` (rounded down to a page).
+// Returns drained overflow pages to the system, up to `upto` (rounded down to a page).
 void QueueCore::punch(std::uint64_t upto) noexcept {
     Ctl& c = *ctl_;
     const std::uint64_t from = c.punched.load(std::memory_order_relaxed);
     upto &= ~(kPage - 1);
     if (upto <= from) return;
-    std::uint64_t pos = from;
-    while (pos < upto) {
+    for (std::uint64_t pos = from; pos < upto;) {
         const std::uint64_t off = pos & mask_[kCold];
         const std::uint64_t n = std::min(upto - pos, size_[kCold] - off);
-        platform::punch_hole(memfd_.get(), kCtlBytes + size_[kHot] + off, n);
+        platform::punch_hole(memfd_.get(), offset_[kCold] + off, n);
         pos += n;
     }
     c.punched.store(upto, std::memory_order_release);
+}
+
+// The warm ring keeps its pages while items flow, since filling fresh shared pages costs several
+// times a memcpy. A consumer that finds the queue empty and not about to be fed (get_nowait, or
+// a get that has waited 200 ms) gives them back if the ring is empty.
+void QueueCore::release_idle_memory() noexcept {
+    Ctl& c = *ctl_;
+    if (c.warm_used.load(std::memory_order_relaxed) == 0) return;
+    ShmLockGuard consumers(c.clock);
+    if (consumers.owner_died) repair_consumer();
+    ShmLockGuard producers(c.plock);  // always in this order: producers never take clock
+    if (producers.owner_died) repair_producer();
+    if (c.head[kWarm].load(std::memory_order_relaxed) != c.tail[kWarm].load(std::memory_order_relaxed)) return;
+    platform::punch_hole(memfd_.get(), offset_[kWarm], size_[kWarm]);
+    c.warm_used.store(0, std::memory_order_relaxed);
 }
 
 // A consumer died holding the lock. If it had counted its item but not moved past it, move on.
@@ -309,9 +347,10 @@ void QueueCore::repair_consumer() {
     throw DecodeError("corrupt record in queue shared memory (header " + std::to_string(h) + ")");
 }
 
-bool QueueCore::try_take(QueueReader& reader) {
+bool QueueCore::try_take(QueueReader& reader, int patience) {
     Ctl& c = *ctl_;
     std::exception_ptr error;
+    bool room = false;
     {
         ShmLockGuard lock(c.clock);
         if (lock.owner_died) repair_consumer();
@@ -319,18 +358,22 @@ bool QueueCore::try_take(QueueReader& reader) {
         int r;
         std::uint64_t pos, h;
         for (;;) {
-            r = c.cregion.load(std::memory_order_relaxed) == kCold ? kCold : kHot;
+            r = std::min<int>(static_cast<int>(c.cregion.load(std::memory_order_relaxed)), kCold);
             pos = c.head[r].load(std::memory_order_relaxed);
             h = slot(r, pos).load(std::memory_order_acquire);
+            // A consumer that keeps up finds the next record about to be published: look again
+            // for a moment before letting the lock go and preparing to sleep.
+            for (int i = 0; i < patience && stamp_of(h) != stamp(seq); ++i) {
+                platform::cpu_relax();
+                h = slot(r, pos).load(std::memory_order_acquire);
+            }
             if (stamp_of(h) != stamp(seq)) {
                 if (r == kCold) punch(pos);  // drained for now: give the pages back
                 return false;
             }
             if (length_of(h) != kJump) break;
-            const std::uint64_t t = slot(r, pos + 8).load(std::memory_order_relaxed);
-            const int to = (t & kColdBit) != 0 ? kCold : kHot;
-            const std::uint64_t target = t & ~kColdBit;
-            if (target < pos && to == r) corrupt(h);
+            const auto [to, target] = jump_target(slot(r, pos + 8).load(std::memory_order_relaxed));
+            if (to > kCold || (target < pos && to == r)) corrupt(h);
             // Target first, then the switch, then the old area's head: a death at any point leaves
             // the reader on a path to the record (repair_consumer needs nothing here).
             c.head[to].store(target, std::memory_order_release);
@@ -354,10 +397,10 @@ bool QueueCore::try_take(QueueReader& reader) {
         c.head[r].store(pos + rec, std::memory_order_release);
         if (r == kCold && ((pos + rec) & ~(kPunchChunk - 1)) > c.punched.load(std::memory_order_relaxed))
             punch((pos + rec) & ~(kPunchChunk - 1));
+        // Producers wait for room in a bounded queue, or in a ring or overflow that is full.
+        room = c.maxsize != 0 || r != kHot;
     }
-    // Producers wait for space only in a bounded queue; one waiting for the overflow to drain
-    // (tens of GiB of backlog) looks again on its own within 200 ms.
-    if (c.maxsize != 0) wake(c.space, 1);
+    if (room) wake(c.space, 1);
     if (error) std::rethrow_exception(error);
     return true;
 }
@@ -366,9 +409,13 @@ void QueueCore::get(QueueReader& reader, bool block, const Timeout& timeout) {
     check_open();
     const auto deadline = timeout.deadline();
     for (;;) {
-        if (try_take(reader)) return;
-        if (!block) throw Empty("queue is empty");
-        if (!wait_on(ctl_->data, [this] { return peek(); }, deadline)) throw Empty("queue is empty (timed out)");
+        if (try_take(reader, block ? 128 : 0)) return;
+        if (!block) {
+            release_idle_memory();
+            throw Empty("queue is empty");
+        }
+        if (!wait_on(ctl_->data, [this] { return peek(); }, deadline, [this] { release_idle_memory(); }))
+            throw Empty("queue is empty (timed out)");
     }
 }
 
@@ -401,7 +448,7 @@ bool QueueCore::join(const Timeout& timeout) {
     auto all_done = [&] {
         return c.ndone.load(std::memory_order_acquire) >= c.nput.load(std::memory_order_acquire);
     };
-    return wait_on(c.join, all_done, timeout.deadline());
+    return wait_on(c.join, all_done, timeout.deadline(), [] {});
 }
 
 void QueueCore::close() noexcept {
@@ -422,10 +469,15 @@ void QueueCore::check_open(const char* when) const {
 QueueCore::QueueCore(platform::Fd memfd, void* base, std::uint64_t map_size)
     : memfd_(std::move(memfd)), base_(base), map_size_(map_size), ctl_(static_cast<Ctl*>(base)) {
     size_[kHot] = ctl_->hot_size;
+    size_[kWarm] = kWarmSize;
     size_[kCold] = ctl_->cold_size;
-    area_[kHot] = static_cast<char*>(base) + kCtlBytes;
-    area_[kCold] = area_[kHot] + size_[kHot];
-    for (int r : {kHot, kCold}) mask_[r] = size_[r] - 1;
+    std::uint64_t off = kCtlBytes;
+    for (int x : {kHot, kWarm, kCold}) {
+        offset_[x] = off;
+        area_[x] = static_cast<char*>(base) + off;
+        mask_[x] = size_[x] - 1;
+        off += size_[x];
+    }
 }
 
 QueueCore::~QueueCore() {
@@ -438,7 +490,7 @@ std::shared_ptr<QueueCore> QueueCore::create(std::uint64_t type_tag, const Queue
     auto memfd = platform::make_memfd("mprocess-queue", 0);
     // As much overflow as the address space allows, within reason; pages cost only when used.
     for (std::uint64_t cold = kColdMax; cold >= kColdMin; cold >>= 1) {
-        const std::uint64_t size = kCtlBytes + hot + cold;
+        const std::uint64_t size = kCtlBytes + hot + kWarmSize + cold;
         if (::ftruncate(memfd.get(), static_cast<off_t>(size)) != 0) platform::throw_errno("ftruncate of a queue");
         void* base = platform::try_map_sparse(memfd.get(), size);
         if (base == nullptr) continue;
@@ -477,7 +529,7 @@ std::shared_ptr<QueueCore> QueueCore::import(const SpawnArgs& args, const std::s
     const Ctl& c = *core->ctl_;
     const bool shape_ok = c.magic == kMagic && c.hot_size >= 4096 && (c.hot_size & (c.hot_size - 1)) == 0 &&
                           c.cold_size >= kColdMin && (c.cold_size & (c.cold_size - 1)) == 0 &&
-                          kCtlBytes + c.hot_size + c.cold_size == size;
+                          kCtlBytes + c.hot_size + kWarmSize + c.cold_size == size;
     if (!shape_ok) throw DecodeError("exported queue: inconsistent shape");
     if (c.type_tag != type_tag)
         throw TypeMismatch("a queue of another item type was passed where a queue of " + std::string(type_name) +
@@ -500,8 +552,12 @@ QueueCore& QueueHandle::core() const {
     return *core_;
 }
 
-void QueueHandle::put(std::string_view item, bool block, const Timeout& timeout) {
-    core().put(item, block, timeout);
+void QueueHandle::put(std::string_view head, std::string_view body, bool block, const Timeout& timeout) {
+    core().put({head, body}, block, timeout);
+}
+
+void advise_large_buffer(void* data, std::size_t bytes) noexcept {
+    platform::advise_huge_pages(data, bytes);
 }
 void QueueHandle::get(QueueReader& reader, bool block, const Timeout& timeout) {
     core().get(reader, block, timeout);

@@ -23,7 +23,13 @@ public:
     QueueCore(const QueueCore&) = delete;
     QueueCore& operator=(const QueueCore&) = delete;
 
-    void put(std::string_view item, bool block, const Timeout& timeout);
+    // An item in two parts (a size and the bytes, say), stored as one.
+    struct Item {
+        std::string_view head, body;
+        std::uint64_t size() const noexcept { return head.size() + body.size(); }
+    };
+
+    void put(const Item& item, bool block, const Timeout& timeout);
     void get(QueueReader& reader, bool block, const Timeout& timeout);
     std::size_t qsize() const noexcept;
     std::size_t maxsize() const noexcept { return ctl_->maxsize; }
@@ -33,12 +39,12 @@ public:
     bool closed() const noexcept { return closed_.load(); }
     std::string export_to(SpawnArgs& args) const;
 
-    // Memory the queue's pages take now (control page, ring, undrained overflow).
+    // Memory the queue's pages take now (control page, rings, undrained overflow).
     std::uint64_t resident_bytes() const;
     std::uint64_t ring_bytes() const noexcept { return size_[kHot]; }
 
 private:
-    enum : int { kHot = 0, kCold = 1 };
+    enum : int { kHot = 0, kWarm = 1, kCold = 2 };
 
     struct alignas(64) WaitWord {
         std::atomic<std::uint32_t> seq;
@@ -56,12 +62,13 @@ private:
         // Producers' line: changed under plock.
         alignas(64) ShmLock plock;
         std::atomic<std::uint32_t> pregion;  // where the last record went
-        std::atomic<std::uint64_t> tail[2];
-        std::atomic<std::uint64_t> nput;  // items published
+        std::atomic<std::uint64_t> tail[3];
+        std::atomic<std::uint64_t> nput;       // items published
+        std::atomic<std::uint32_t> warm_used;  // the warm ring has pages to give back
         // Consumers' line: changed under clock.
         alignas(64) ShmLock clock;
         std::atomic<std::uint32_t> cregion;  // where the next record is read
-        std::atomic<std::uint64_t> head[2];
+        std::atomic<std::uint64_t> head[3];
         std::atomic<std::uint64_t> nget;     // items taken
         std::atomic<std::uint64_t> punched;  // overflow positions below this are given back
         alignas(64) std::atomic<std::uint64_t> ndone;  // task_done() calls
@@ -76,22 +83,24 @@ private:
         return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(area_[r] + (pos & mask_[r])));
     }
     void copy_in(int r, std::uint64_t pos, std::string_view src) noexcept;
-    void write_record(int r, std::uint64_t pos, std::uint64_t seq, std::string_view item) noexcept;
+    void write_record(int r, std::uint64_t pos, std::uint64_t seq, const Item& item) noexcept;
     void write_jump(int r, std::uint64_t pos, std::uint64_t seq, int to, std::uint64_t target) noexcept;
 
-    bool place(std::string_view item);
-    bool hot_fits(std::uint64_t rec);
-    std::optional<std::uint64_t> cold_target(std::uint64_t rec);
+    bool place(const Item& item);
+    std::uint64_t limit(int x, bool fresh);
+    std::optional<std::uint64_t> target_in(int x, std::uint64_t rec);
     void repair_producer();
 
-    bool try_take(QueueReader& reader);
+    bool try_take(QueueReader& reader, int patience);
     bool peek() const noexcept;
     void punch(std::uint64_t upto) noexcept;
+    void release_idle_memory() noexcept;
     void repair_consumer();
     [[noreturn]] void corrupt(std::uint64_t header) const;
 
-    template <class Ready>
-    bool wait_on(WaitWord& w, Ready ready, const platform::Deadline& deadline);
+    // Waits until ready() (true) or the deadline (false); idle() runs after each 200 ms asleep.
+    template <class Ready, class Idle>
+    bool wait_on(WaitWord& w, Ready ready, const platform::Deadline& deadline, Idle idle);
     static void wake(WaitWord& w, int n) noexcept;
     void check_open(const char* when = "") const;
 
@@ -99,14 +108,15 @@ private:
     void* base_;
     std::uint64_t map_size_;
     Ctl* ctl_;
-    char* area_[2];
-    std::uint64_t size_[2];
-    std::uint64_t mask_[2];
+    // The areas: hot ring, warm ring, overflow.
+    char* area_[3];
+    std::uint64_t offset_[3];  // in the memfd
+    std::uint64_t size_[3];
+    std::uint64_t mask_[3];
     std::atomic<bool> closed_{false};
     // Lower bounds of the consumers' positions, kept by producers (under plock) to leave the
     // consumers' cache line alone while there is room.
-    std::uint64_t hot_head_seen_ = 0;
-    std::uint64_t punched_seen_ = 0;
+    std::uint64_t seen_[3] = {};  // head of the rings, given-back mark of the overflow
     std::uint64_t nget_seen_ = 0;
 };
 

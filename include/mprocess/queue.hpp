@@ -36,6 +36,8 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <vector>
 
 #include "mprocess/connection.hpp"
 #include "mprocess/detail/spawn.hpp"
@@ -79,7 +81,8 @@ public:
     QueueHandle() = default;
     QueueHandle(std::uint64_t type_tag, std::string_view type_name, const QueueOptions& options, bool joinable);
 
-    void put(std::string_view item, bool block, const Timeout& timeout);
+    // One item given in two parts (its bytes are head then body).
+    void put(std::string_view head, std::string_view body, bool block, const Timeout& timeout);
     void get(QueueReader& reader, bool block, const Timeout& timeout);
     std::size_t qsize() const;
     std::size_t maxsize() const;
@@ -101,12 +104,56 @@ private:
     std::shared_ptr<QueueCore> core_;
 };
 
+// Strings and vectors of numbers: one size and one run of bytes on the wire (as cereal writes
+// them), so large ones are copied straight between the object and the queue.
+template <class T>
+struct Blob : std::false_type {};
+template <class C, class Tr, class A>
+struct Blob<std::basic_string<C, Tr, A>> : std::bool_constant<std::is_arithmetic_v<C>> {};
+template <class E, class A>
+struct Blob<std::vector<E, A>> : std::bool_constant<std::is_arithmetic_v<E> && !std::is_same_v<E, bool>> {};
+
+// Asks for huge pages for a large buffer about to be filled (page faults dominate otherwise).
+void advise_large_buffer(void* data, std::size_t bytes) noexcept;
+
+template <class T>
+T read_blob(std::string_view bytes) {
+    using E = typename T::value_type;
+    std::uint64_t n = 0;
+    if (bytes.size() < sizeof n) throw DecodeError("truncated queue item: no size");
+    std::memcpy(&n, bytes.data(), sizeof n);
+    bytes.remove_prefix(sizeof n);
+    if (n != bytes.size() / sizeof(E) || bytes.size() % sizeof(E) != 0)
+        throw DecodeError("corrupt queue item: a " + std::string(type_name_v<T>) + " of " + std::to_string(n) +
+                          " elements in " + std::to_string(bytes.size()) + " bytes");
+    T obj;
+    obj.reserve(n);
+    if (bytes.size() >= (std::size_t{4} << 20)) advise_large_buffer(obj.data(), obj.capacity() * sizeof(E));
+    obj.resize(n);
+    if (n != 0) std::memcpy(obj.data(), bytes.data(), bytes.size());
+    return obj;
+}
+
 template <class T>
 struct ItemReader final : QueueReader {
     void read(std::string_view first, std::string_view second) override {
-        if constexpr (RawMessage<T>) {
+        if constexpr (Blob<T>::value) {
+            if (second.empty()) {
+                value = read_blob<T>(first);
+            } else {
+                auto& buf = scratch();
+                buf.assign(first);
+                buf.append(second);
+                value = read_blob<T>(buf);
+                release_scratch(buf);
+            }
+        } else if constexpr (RawMessage<T>) {
             if (first.size() + second.size() != sizeof(T))
                 throw_bad_size(type_name_v<T>, sizeof(T), first.size() + second.size());
+            if (second.empty()) {
+                std::memcpy(storage, first.data(), sizeof(T));
+                return;
+            }
             std::memcpy(storage, first.data(), first.size());
             std::memcpy(storage + first.size(), second.data(), second.size());
         } else if (second.empty()) {
@@ -167,14 +214,18 @@ protected:
     explicit TypedQueue(QueueHandle h) : h_(std::move(h)) {}
 
     void do_put(const T& obj, bool block, const Timeout& timeout) {
-        if constexpr (RawMessage<T>) {
-            h_.put({reinterpret_cast<const char*>(std::addressof(obj)), sizeof(T)}, block, timeout);
+        if constexpr (Blob<T>::value) {
+            const std::uint64_t n = obj.size();
+            h_.put({reinterpret_cast<const char*>(&n), sizeof n},
+                   {reinterpret_cast<const char*>(obj.data()), n * sizeof(typename T::value_type)}, block, timeout);
+        } else if constexpr (RawMessage<T>) {
+            h_.put({reinterpret_cast<const char*>(std::addressof(obj)), sizeof(T)}, {}, block, timeout);
         } else {
             auto& buf = scratch();
             buf.clear();
             OutArchive ar(buf);
             ar(obj);
-            h_.put(buf, block, timeout);
+            h_.put(buf, {}, block, timeout);
             release_scratch(buf);
         }
     }

@@ -86,6 +86,13 @@ void* try_map_sparse(int fd, std::size_t size) noexcept {
     return p == MAP_FAILED ? nullptr : p;
 }
 
+void advise_huge_pages(void* data, std::size_t bytes) noexcept {
+    constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
+    const auto begin = (reinterpret_cast<std::uintptr_t>(data) + huge - 1) & ~(huge - 1);
+    const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(huge - 1);
+    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
 void punch_hole(int fd, std::uint64_t offset, std::uint64_t length) noexcept {
     if (length != 0)
         ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
@@ -137,7 +144,8 @@ void drain_efd(const Fd& fd) noexcept {
 }
 
 namespace {
-thread_local std::uint32_t cached_tid = 0;
+// initial-exec: read on every lock, and the general TLS model costs a call each time.
+__attribute__((tls_model("initial-exec"))) thread_local std::uint32_t cached_tid = 0;
 // A forked child's only thread has a new id: forget the parent's.
 [[maybe_unused]] const int atfork_registered = ::pthread_atfork(nullptr, nullptr, [] { cached_tid = 0; });
 }  // namespace

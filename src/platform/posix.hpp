@@ -61,6 +61,9 @@ void* map_shared(int fd, std::size_t size);
 // A mapping of a large, mostly unused (sparse) area: no swap reserved; nullptr if the address
 // space is short (a tight RLIMIT_AS), so the caller can ask for less.
 void* try_map_sparse(int fd, std::size_t size) noexcept;
+// Asks for transparent huge pages for the whole 2 MiB pages inside [data, data + bytes) of private
+// memory not yet touched, so that filling a large buffer costs far fewer page faults.
+void advise_huge_pages(void* data, std::size_t bytes) noexcept;
 // Gives the pages of [offset, offset + length) back to the system; they read as zeros again.
 void punch_hole(int fd, std::uint64_t offset, std::uint64_t length) noexcept;
 // The file's size, and the bytes of memory its pages take.
@@ -97,6 +100,16 @@ inline void cpu_relax() noexcept {
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
     asm volatile("yield");
+#endif
+}
+
+// A full fence where a locked read-modify-write (such as a lock's release by exchange) came just
+// before: on x86 that instruction already was one, so only the compiler needs holding back.
+inline void fence_after_locked_op() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+#else
+    std::atomic_thread_fence(std::memory_order_seq_cst);
 #endif
 }
 

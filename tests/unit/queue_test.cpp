@@ -197,6 +197,23 @@ TEST_F(QueueTest, PutNeverWaitsForAConsumerAndADrainedBacklogGivesItsMemoryBack)
     EXPECT_LE(core.resident_bytes(), std::max(idle, core.ring_bytes()) + 2 * 4096 + 4096);
 }
 
+TEST_F(QueueTest, MediumItemsReuseTheirMemoryWhileFlowingAndGiveItBackWhenDrained) {
+    mp::Queue<std::string> q;
+    auto& core = mp::detail::queue_handle(q).core();
+    const std::uint64_t idle = core.resident_bytes();
+    for (int round = 0; round < 20; ++round) {
+        q.put(pattern(std::size_t{8} << 20, static_cast<unsigned>(round)));
+        q.put(pattern(std::size_t{8} << 20, static_cast<unsigned>(round + 100)));
+        ASSERT_TRUE(q.get() == pattern(std::size_t{8} << 20, static_cast<unsigned>(round)));
+        ASSERT_TRUE(q.get() == pattern(std::size_t{8} << 20, static_cast<unsigned>(round + 100)));
+        // 320 MiB went through; the memory in use stays near what two items need.
+        ASSERT_LT(core.resident_bytes(), idle + (std::uint64_t{64} << 20));
+    }
+    EXPECT_GT(core.resident_bytes(), idle + (std::uint64_t{16} << 20));  // kept for the next ones
+    EXPECT_THROW(q.get_nowait(), mp::Empty);  // drained, and nothing is coming: give it back
+    EXPECT_LE(core.resident_bytes(), idle + core.ring_bytes() + 4096);
+}
+
 TEST_F(QueueTest, AQueueOfAnotherItemTypeIsRefusedWhenItArrives) {
     mp::Queue<int> q;
     mp::detail::SpawnArgs args;
