@@ -170,20 +170,22 @@ void BM_QueueBigItems(benchmark::State& state) {
 }
 
 // Two producers and two consumers, all children; this process only starts and checks each round.
-void mpmc_producer(mp::Queue<std::int64_t> q, mp::Queue<std::int64_t> go, mp::Queue<int> done) {
+// The same protocol as the Python workload in compare.py.
+void mpmc_producer(mp::Queue<std::int64_t> q, mp::Queue<std::int64_t> go) {
     for (;;) {
         const std::int64_t first = go.get();
         if (first < 0) return;
         for (std::int64_t v = first; v < first + kMpmcPerProducer; ++v) q.put(v);
-        done.put(1);
+        q.put(kStop);  // after its items, which are all in the queue already
     }
 }
 
 void mpmc_consumer(mp::Queue<std::int64_t> q, mp::Queue<int> go, mp::Queue<Tally> replies) {
     for (;;) {
         if (go.get() < 0) return;
-        // Per round: count until a stop. A consumer that has its stop waits for the next round,
-        // so the second stop reaches the other consumer.
+        // Per round: count until a stop. Each producer's stop follows its items, and a consumer
+        // that has a stop waits for the next round, so the other stop reaches the other consumer
+        // after every item.
         Tally t;
         for (;;) {
             const std::int64_t v = q.get();
@@ -198,11 +200,11 @@ void mpmc_consumer(mp::Queue<std::int64_t> q, mp::Queue<int> go, mp::Queue<Tally
 void BM_QueueMpmc(benchmark::State& state) {
     guarded(state, "BM_QueueMpmc", [&] {
         mp::Queue<std::int64_t> q, pgo;
-        mp::Queue<int> cgo, pdone;
+        mp::Queue<int> cgo;
         mp::Queue<Tally> replies;
         std::optional<Child> kids[4];
-        kids[0].emplace(&mpmc_producer, q, pgo, pdone);
-        kids[1].emplace(&mpmc_producer, q, pgo, pdone);
+        kids[0].emplace(&mpmc_producer, q, pgo);
+        kids[1].emplace(&mpmc_producer, q, pgo);
         kids[2].emplace(&mpmc_consumer, q, cgo, replies);
         kids[3].emplace(&mpmc_consumer, q, cgo, replies);
         std::int64_t first = 0;
@@ -211,10 +213,6 @@ void BM_QueueMpmc(benchmark::State& state) {
             cgo.put(1);
             pgo.put(first);
             pgo.put(first + kMpmcPerProducer);
-            pdone.get(true, 60.0);
-            pdone.get(true, 60.0);
-            q.put(kStop);
-            q.put(kStop);
             Tally a = replies.get(true, 60.0), b = replies.get(true, 60.0);
             Tally total{a.count + b.count, a.sum + b.sum, 0};
             if (auto err = check(total, first, 2 * kMpmcPerProducer); !err.empty()) {
