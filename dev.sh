@@ -38,7 +38,7 @@ run_tests() {
 
 demo() {
     build build/release
-    for ex in process1 perf1 mprocess1 pipe_exchange subprocess2 spawn_methods; do
+    for ex in process1 perf1 mprocess1 pipe_exchange subprocess2 spawn_methods mprocessQueue3 powerof; do
         echo
         echo "======== $ex ========"
         "build/release/examples/$ex"
@@ -71,9 +71,9 @@ tests() {
     echo "== TSan build: the tests that share connections and locks between threads and processes"
     cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPROCESS_SANITIZE=thread \
         -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_EXAMPLES=OFF >/dev/null
-    cmake --build build/tsan -j "$jobs" --target connection_test shm_lock_test
+    cmake --build build/tsan -j "$jobs" --target connection_test shm_lock_test queue_test
     TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -j "$jobs" --timeout 300 \
-        -R '^(ConnectionTest|ShmLockTest|EveryStartMethod/ConnectionMethods)\.'
+        -R '^(ConnectionTest|ShmLockTest|QueueTest|EveryStartMethod/(ConnectionMethods|QueueMethods))\.'
     echo "== all test runs passed"
 }
 

@@ -273,10 +273,15 @@ void QueueCore::put(const Item& item, bool block, const Timeout& timeout) {
                 full = c.nput.load(std::memory_order_relaxed) - nget_seen_ >= c.maxsize;
             }
             if (!full && place(item)) break;
+            // No room. Note how far consumers are, then decide again from there: progress made
+            // before this point is seen by the second try, any later progress ends the wait.
             nget = c.nget.load(std::memory_order_acquire);
             punched = c.punched.load(std::memory_order_acquire);
             hot = c.head[kHot].load(std::memory_order_acquire);
             warm = c.head[kWarm].load(std::memory_order_acquire);
+            nget_seen_ = nget;
+            full = c.maxsize != 0 && c.nput.load(std::memory_order_relaxed) - nget >= c.maxsize;
+            if (!full && place(item)) break;
         }
         if (!block) throw Full(full ? "queue is full" : "queue's overflow area is full");
         // Wait for a consumer to make progress, then look again.

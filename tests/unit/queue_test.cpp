@@ -445,6 +445,76 @@ TEST_P(QueueMethods, ABoundedPutInOneProcessWaitsForAGetInAnother) {
     p.join();
 }
 
+TEST_P(QueueMethods, TimeoutsFullEmptyAndCloseBehaveTheSameInAChild) {
+    mp::Queue<int> q(1);
+    mp::Queue<std::string> report;
+    auto p = ctx().Process(
+        [](mp::Queue<int> q, mp::Queue<std::string> report) {
+            auto t0 = std::chrono::steady_clock::now();
+            try {
+                q.get(true, 0.1);
+                report.put("get on an empty queue returned");
+            } catch (const mp::Empty&) {
+                const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                report.put(waited >= 0.1 ? "empty after the timeout" : "empty too early");
+            }
+            q.put(1);
+            try {
+                q.put_nowait(2);
+                report.put("put on a full queue returned");
+            } catch (const mp::Full&) {
+                report.put("full");
+            }
+            q.close();  // this process is done with it; the parent is not
+            try {
+                q.get_nowait();
+                report.put("get after close returned");
+            } catch (const mp::ValueError&) {
+                report.put("closed");
+            }
+        },
+        q, report);
+    p.start();
+    EXPECT_EQ(report.get(true, 60.0), "empty after the timeout");
+    EXPECT_EQ(report.get(true, 60.0), "full");
+    EXPECT_EQ(report.get(true, 60.0), "closed");
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+    EXPECT_TRUE(q.full());
+    EXPECT_EQ(q.get_nowait(), 1);
+    q.put(3);
+    EXPECT_EQ(q.get(), 3);
+}
+
+TEST_P(QueueMethods, ABoundedQueueWithManyProducersAndConsumersNeverStalls) {
+    // maxsize 1 makes every put and get wait for the other side: a lost wake-up would hang here.
+    mp::Queue<int> q(1);
+    mp::Queue<long> sums;
+    std::vector<mp::Process> procs;
+    for (int c = 0; c < 2; ++c)
+        procs.push_back(ctx().Process(
+            [](mp::Queue<int> q, mp::Queue<long> sums) {
+                long sum = 0;
+                for (int v; (v = q.get(true, 60.0)) >= 0;) sum += v;
+                sums.put(sum);
+            },
+            q, sums));
+    for (int p = 0; p < 2; ++p)
+        procs.push_back(ctx().Process(
+            [](mp::Queue<int> q) {
+                for (int i = 1; i <= 20000; ++i) q.put(i, true, 60.0);
+            },
+            q));
+    for (auto& p : procs) p.start();
+    procs[2].join();
+    procs[3].join();
+    q.put(-1);
+    q.put(-1);
+    const long total = sums.get(true, 60.0) + sums.get(true, 60.0);
+    EXPECT_EQ(total, 2L * 20000 * 20001 / 2);
+    for (auto& p : procs) p.join();
+}
+
 TEST_P(QueueMethods, SimpleQueueCrossesAProcessBoundary) {
     mp::SimpleQueue<Reading> q;
     auto p = ctx().Process([](mp::SimpleQueue<Reading> q) { q.put({"s", {1.0, 2.0}}); }, q);
