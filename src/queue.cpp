@@ -94,8 +94,8 @@ bool QueueCore::wait_on(WaitWord& w, Ready ready, const Deadline& deadline, Idle
     if (deadline && *deadline < spin_end) spin_end = *deadline;
     const auto yield_after = now + kSpinBeforeYield;
     while (now < spin_end) {
-        for (int i = 0; i < 64; ++i) {
-            platform::cpu_relax();
+        for (int i = 0; i < 8; ++i) {
+            for (int k = 0; k < 8; ++k) platform::cpu_relax();  // see try_take: look rarely
             if (ready()) return true;
         }
         now = Clock::now();
@@ -369,7 +369,8 @@ bool QueueCore::try_take(QueueReader& reader, int patience) {
             // A consumer that keeps up finds the next record about to be published: look again
             // for a moment before letting the lock go and preparing to sleep.
             for (int i = 0; i < patience && stamp_of(h) != stamp(seq); ++i) {
-                platform::cpu_relax();
+                // Look rarely: each look pulls the line the producer is writing away from it.
+                for (int k = 0; k < 16; ++k) platform::cpu_relax();
                 h = slot(r, pos).load(std::memory_order_acquire);
             }
             if (stamp_of(h) != stamp(seq)) {
@@ -414,7 +415,7 @@ void QueueCore::get(QueueReader& reader, bool block, const Timeout& timeout) {
     check_open();
     const auto deadline = timeout.deadline();
     for (;;) {
-        if (try_take(reader, block ? 128 : 0)) return;
+        if (try_take(reader, block ? 32 : 0)) return;
         if (!block) {
             release_idle_memory();
             throw Empty("queue is empty");
