@@ -23,6 +23,11 @@ struct Symbol {
     }
 };
 
+// The symbol of a code address in this process, and the address of a symbol here (ProcessError
+// if its object is not loaded or is another build).
+Symbol code_symbol(void* addr);
+void* code_address(const Symbol& s);
+
 // Everything a fresh image needs to run a target, but the descriptors.
 struct Payload {
     ChildIdentity who;

@@ -147,6 +147,14 @@ void answer_parent(int fd, const std::string& reply) {
 
 }  // namespace
 
+Symbol code_symbol(void* addr) {
+    return symbol_of(addr);
+}
+
+void* code_address(const Symbol& s) {
+    return address_of(s);
+}
+
 void write_all(int fd, const void* data, std::size_t n, const platform::Deadline& deadline) {
     auto* p = static_cast<const char*>(data);
     while (n > 0) {

@@ -8,4 +8,5 @@
 #include "mprocess/queue.hpp"
 #include "mprocess/serialize.hpp"
 #include "mprocess/subprocess.hpp"
+#include "mprocess/synchronize.hpp"
 #include "mprocess/timeout.hpp"

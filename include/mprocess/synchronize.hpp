@@ -1,0 +1,305 @@
+// Process-shared synchronization, as multiprocessing.synchronize: Lock, RLock, Semaphore,
+// BoundedSemaphore, Condition, Event, Barrier.
+//
+//     mp::Lock lock;
+//     mp::Process p([](mp::Lock l) { std::lock_guard g(l); /* ... */ }, lock);
+//
+// Each object is a handle on a small piece of anonymous shared memory: copies are the same lock,
+// and it passes to a child as a Process argument under every start method. Every wait takes a
+// timeout (seconds, a std::chrono duration, or mp::forever). Lock, RLock and the others meet the
+// standard Lockable requirements (lock/try_lock/unlock, try_lock_for), so std::lock_guard,
+// std::unique_lock and std::scoped_lock work.
+//
+// Better than Python's: a process that dies holding a Lock or RLock (also the one inside a
+// Condition, a Value or an Array) does not block the others forever. The next acquirer gets the
+// lock within about 50 ms, and owner_died() tells it that the data the lock guarded may be half
+// updated; mark_consistent() clears the mark once it has checked or repaired them. (Semaphores
+// have no owner, as in Python: a process that dies between acquire and release takes its unit
+// with it.)
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "mprocess/detail/spawn.hpp"
+#include "mprocess/error.hpp"
+#include "mprocess/timeout.hpp"
+
+namespace mprocess {
+
+// Python's AssertionError where multiprocessing uses assertions: releasing an RLock this thread
+// does not own, notifying or waiting on a Condition without holding its lock.
+class AssertionError : public Error {
+public:
+    using Error::Error;
+};
+
+// threading.BrokenBarrierError: the barrier was aborted, reset, or a wait timed out.
+class BrokenBarrierError : public Error {
+public:
+    using Error::Error;
+};
+
+namespace detail {
+class SyncSegment;
+
+// The shared state of one synchronization object, and how it crosses to a spawned child.
+class SyncHandle {
+public:
+    SyncHandle() = default;
+    explicit SyncHandle(std::size_t bytes);
+    void* state() const noexcept { return state_; }
+    std::string export_to(SpawnArgs& args) const;
+    static SyncHandle import(const SpawnArgs& args, const std::string& blob, std::size_t bytes);
+    friend bool operator==(const SyncHandle& a, const SyncHandle& b) noexcept { return a.state_ == b.state_; }
+
+private:
+    std::shared_ptr<SyncSegment> seg_;
+    void* state_ = nullptr;
+};
+
+template <class T>
+struct SyncSpawnArg {
+    static constexpr bool supported = true;
+    static std::string write(SpawnArgs& args, const T& v) { return v.h_.export_to(args); }
+    static T read(const SpawnArgs& args, const std::string& blob) {
+        return T(SyncHandle::import(args, blob, T::state_bytes()));
+    }
+};
+}  // namespace detail
+
+// A non-recursive lock. As in Python, any process or thread may release it, and releasing it
+// when it is not held throws ValueError.
+class Lock {
+public:
+    Lock();
+
+    // Python's acquire(block=True, timeout=None): true once held, false on timeout.
+    bool acquire(bool block = true, Timeout timeout = forever);
+    void release();
+
+    void lock() { acquire(); }
+    bool try_lock() { return acquire(false); }
+    template <class Rep, class Period>
+    bool try_lock_for(std::chrono::duration<Rep, Period> d) {
+        return acquire(true, d);
+    }
+    void unlock() { release(); }
+
+    // True from an acquire that took the lock over from a dead owner until mark_consistent().
+    bool owner_died() const noexcept;
+    void mark_consistent() noexcept;
+
+    friend bool operator==(const Lock&, const Lock&) = default;
+    static std::size_t state_bytes() noexcept;
+
+private:
+    template <class>
+    friend struct detail::SyncSpawnArg;
+    friend class Condition;
+    explicit Lock(detail::SyncHandle h) : h_(std::move(h)) {}
+    detail::SyncHandle h_;
+};
+
+// A recursive lock: the thread that holds it may acquire it again, and must release it as many
+// times. Releasing it from another thread, or when not held, throws AssertionError.
+class RLock {
+public:
+    RLock();
+
+    bool acquire(bool block = true, Timeout timeout = forever);
+    void release();
+
+    void lock() { acquire(); }
+    bool try_lock() { return acquire(false); }
+    template <class Rep, class Period>
+    bool try_lock_for(std::chrono::duration<Rep, Period> d) {
+        return acquire(true, d);
+    }
+    void unlock() { release(); }
+
+    bool owner_died() const noexcept;
+    void mark_consistent() noexcept;
+    // Not in Python's API: whether the calling thread holds it, and how many times.
+    bool is_owned() const noexcept;
+    unsigned count() const noexcept;
+
+    friend bool operator==(const RLock&, const RLock&) = default;
+    static std::size_t state_bytes() noexcept;
+
+private:
+    template <class>
+    friend struct detail::SyncSpawnArg;
+    friend class Condition;
+    explicit RLock(detail::SyncHandle h) : h_(std::move(h)) {}
+    detail::SyncHandle h_;
+};
+
+// A counting semaphore; release() may raise the value above its initial value.
+class Semaphore {
+public:
+    explicit Semaphore(unsigned value = 1);
+
+    bool acquire(bool block = true, Timeout timeout = forever);
+    void release();
+    unsigned get_value() const noexcept;
+
+    void lock() { acquire(); }
+    bool try_lock() { return acquire(false); }
+    void unlock() { release(); }
+
+    friend bool operator==(const Semaphore&, const Semaphore&) = default;
+    static std::size_t state_bytes() noexcept;
+
+protected:
+    Semaphore(unsigned value, unsigned maxvalue);
+    explicit Semaphore(detail::SyncHandle h) : h_(std::move(h)) {}
+
+private:
+    template <class>
+    friend struct detail::SyncSpawnArg;
+    detail::SyncHandle h_;
+};
+
+// A semaphore whose release() may not raise the value above its initial value (ValueError).
+class BoundedSemaphore : public Semaphore {
+public:
+    explicit BoundedSemaphore(unsigned value = 1) : Semaphore(value, value) {}
+
+private:
+    template <class>
+    friend struct detail::SyncSpawnArg;
+    explicit BoundedSemaphore(detail::SyncHandle h) : Semaphore(std::move(h)) {}
+};
+
+// A condition variable over a Lock or an RLock (by default a new RLock, as in Python).
+class Condition {
+public:
+    Condition();
+    explicit Condition(Lock lock);
+    explicit Condition(RLock lock);
+
+    bool acquire(bool block = true, Timeout timeout = forever);
+    void release();
+    void lock() { acquire(); }
+    bool try_lock() { return acquire(false); }
+    void unlock() { release(); }
+
+    // Releases the lock, waits for a notify (or the timeout: false), and takes the lock again.
+    // The lock must be held (AssertionError); an RLock held several times is released fully and
+    // restored.
+    bool wait(Timeout timeout = forever);
+    // Waits until pred() holds, re-checking after every notify; returns pred()'s last value.
+    template <class Pred>
+    bool wait_for(Pred pred, Timeout timeout = forever) {
+        const auto deadline = timeout.deadline();
+        bool result = pred();
+        while (!result) {
+            if (deadline) {
+                auto left = *deadline - std::chrono::steady_clock::now();
+                if (left <= std::chrono::steady_clock::duration::zero()) break;
+                wait(left);
+            } else {
+                wait();
+            }
+            result = pred();
+        }
+        return result;
+    }
+    // Wakes up to n waiters (that started waiting before this call). The lock must be held.
+    void notify(unsigned n = 1);
+    void notify_all();
+
+    friend bool operator==(const Condition& a, const Condition& b) noexcept { return a.h_ == b.h_; }
+    static std::size_t state_bytes() noexcept;
+
+private:
+    friend struct detail::SpawnArg<Condition>;
+    Condition(detail::SyncHandle h, std::variant<Lock, RLock> lock) : h_(std::move(h)), lock_(std::move(lock)) {}
+    void check_owned(const char* what) const;
+
+    detail::SyncHandle h_;
+    std::variant<Lock, RLock> lock_;
+};
+
+// A flag that processes can wait for.
+class Event {
+public:
+    Event();
+    bool is_set() const noexcept;
+    void set();
+    void clear();
+    // Returns the flag: true once set, false if the timeout passed first.
+    bool wait(Timeout timeout = forever);
+
+    friend bool operator==(const Event&, const Event&) = default;
+    static std::size_t state_bytes() noexcept;
+
+private:
+    template <class>
+    friend struct detail::SyncSpawnArg;
+    explicit Event(detail::SyncHandle h) : h_(std::move(h)) {}
+    detail::SyncHandle h_;
+};
+
+// threading.Barrier across processes: `parties` waits release each other. wait() returns a
+// different index in [0, parties) to each of them (the first to arrive gets 0); the last to
+// arrive runs `action` first. A timed-out wait, abort() and reset() break the waits in progress
+// with BrokenBarrierError. The action must be a plain function (it is found again in spawned
+// children, like a Process target).
+class Barrier {
+public:
+    using Action = void (*)();
+    explicit Barrier(unsigned parties, Action action = nullptr, Timeout timeout = forever);
+
+    unsigned wait(Timeout timeout);
+    unsigned wait() { return wait(default_timeout_); }
+    void reset();
+    void abort();
+    unsigned parties() const noexcept;
+    unsigned n_waiting() const noexcept;
+    bool broken() const noexcept;
+
+    friend bool operator==(const Barrier& a, const Barrier& b) noexcept { return a.h_ == b.h_; }
+    static std::size_t state_bytes() noexcept;
+
+private:
+    friend struct detail::SpawnArg<Barrier>;
+    Barrier(detail::SyncHandle h, Action action, Timeout timeout)
+        : h_(std::move(h)), action_(action), default_timeout_(timeout) {}
+
+    detail::SyncHandle h_;
+    Action action_;
+    Timeout default_timeout_;
+};
+
+namespace detail {
+template <>
+struct SpawnArg<Lock> : SyncSpawnArg<Lock> {};
+template <>
+struct SpawnArg<RLock> : SyncSpawnArg<RLock> {};
+template <>
+struct SpawnArg<Semaphore> : SyncSpawnArg<Semaphore> {};
+template <>
+struct SpawnArg<BoundedSemaphore> : SyncSpawnArg<BoundedSemaphore> {};
+template <>
+struct SpawnArg<Event> : SyncSpawnArg<Event> {};
+template <>
+struct SpawnArg<Condition> {
+    static constexpr bool supported = true;
+    static std::string write(SpawnArgs& args, const Condition& c);
+    static Condition read(const SpawnArgs& args, const std::string& blob);
+};
+template <>
+struct SpawnArg<Barrier> {
+    static constexpr bool supported = true;
+    static std::string write(SpawnArgs& args, const Barrier& b);
+    static Barrier read(const SpawnArgs& args, const std::string& blob);
+};
+}  // namespace detail
+
+}  // namespace mprocess
