@@ -38,10 +38,12 @@ constexpr std::uint64_t kMagic = 0x3175657551706d;  // "mpQueu1"
 constexpr std::uint64_t kCtlBytes = 4096;
 constexpr std::uint64_t kLenBits = 39;
 constexpr std::uint64_t kLenMask = (std::uint64_t{1} << kLenBits) - 1;
+// A jump's length field names the area it leads to: kJump - area (areas 0..2); the target
+// position, a full 64 bits, follows.
 constexpr std::uint64_t kJump = kLenMask;
+constexpr std::uint64_t kMaxItem = kJump - 3;
 constexpr std::uint64_t kJumpBytes = 16;
 constexpr std::uint64_t kReserve = kJumpBytes + 8;  // a jump record and the zeroed slot after it
-constexpr int kAreaShift = 62;  // a jump's target: area in the top two bits, position below
 constexpr std::uint64_t kPage = 4096;
 constexpr std::uint64_t kPunchChunk = std::uint64_t{1} << 20;
 constexpr std::uint64_t kWarmSize = std::uint64_t{512} << 20;
@@ -71,9 +73,11 @@ constexpr std::uint64_t length_of(std::uint64_t h) {
     return h & kLenMask;
 }
 
-// A jump's target: (area, position).
-std::pair<int, std::uint64_t> jump_target(std::uint64_t t) {
-    return {static_cast<int>(t >> kAreaShift), t & ((std::uint64_t{1} << kAreaShift) - 1)};
+constexpr bool is_jump(std::uint64_t h) {
+    return (h & kLenMask) > kMaxItem;
+}
+constexpr int jump_area(std::uint64_t h) {
+    return static_cast<int>(kJump - (h & kLenMask));
 }
 
 std::uint64_t pow2_at_least(std::uint64_t want, std::uint64_t floor) {
@@ -88,7 +92,7 @@ std::uint64_t pow2_at_least(std::uint64_t want, std::uint64_t floor) {
 
 template <class Ready, class Idle>
 bool QueueCore::wait_on(WaitWord& w, Ready ready, const Deadline& deadline, Idle idle) {
-    if (ready()) return true;
+    if (ready(false)) return true;
     auto now = Clock::now();
     auto spin_end = now + kSpin;
     if (deadline && *deadline < spin_end) spin_end = *deadline;
@@ -96,12 +100,12 @@ bool QueueCore::wait_on(WaitWord& w, Ready ready, const Deadline& deadline, Idle
     while (now < spin_end) {
         for (int i = 0; i < 8; ++i) {
             for (int k = 0; k < 8; ++k) platform::cpu_relax();  // see try_take: look rarely
-            if (ready()) return true;
+            if (ready(false)) return true;
         }
         now = Clock::now();
         if (now > yield_after) platform::yield_cpu();
     }
-    if (deadline && now >= *deadline) return ready();
+    if (deadline && now >= *deadline) return ready(true);
 
     w.sleepers.fetch_add(1, std::memory_order_seq_cst);
     struct Leave {
@@ -111,17 +115,20 @@ bool QueueCore::wait_on(WaitWord& w, Ready ready, const Deadline& deadline, Idle
     for (;;) {
         const std::uint32_t seq = w.seq.load(std::memory_order_seq_cst);
         std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (ready()) return true;
+        if (ready(true)) return true;
         check_open(" while waiting on it");
         auto until = Clock::now() + kRecheck;
         if (deadline && *deadline < until) until = *deadline;
         auto left = until - Clock::now();
         if (left <= std::chrono::nanoseconds::zero()) {
-            if (deadline && Clock::now() >= *deadline) return ready();
+            if (deadline && Clock::now() >= *deadline) return ready(true);
             continue;
         }
-        if (!platform::futex_wait(&w.seq, seq, std::chrono::duration_cast<std::chrono::nanoseconds>(left))) idle();
-        if (deadline && Clock::now() >= *deadline) return ready();
+        const bool full_period = !deadline || until < *deadline;
+        if (!platform::futex_wait(&w.seq, seq, std::chrono::duration_cast<std::chrono::nanoseconds>(left)) &&
+            full_period)
+            idle();
+        if (deadline && Clock::now() >= *deadline) return ready(true);
     }
 }
 
@@ -151,9 +158,9 @@ void QueueCore::write_record(int r, std::uint64_t pos, std::uint64_t seq, const 
 }
 
 void QueueCore::write_jump(int r, std::uint64_t pos, std::uint64_t seq, int to, std::uint64_t target) noexcept {
-    slot(r, pos + 8).store(target | static_cast<std::uint64_t>(to) << kAreaShift, std::memory_order_relaxed);
+    slot(r, pos + 8).store(target, std::memory_order_relaxed);
     slot(r, pos + kJumpBytes).store(0, std::memory_order_relaxed);
-    slot(r, pos).store(header(seq, kJump), std::memory_order_release);
+    slot(r, pos).store(header(seq, kJump - static_cast<std::uint64_t>(to)), std::memory_order_release);
 }
 
 // ---- put ----------------------------------------------------------------------------------------
@@ -224,7 +231,10 @@ bool QueueCore::place(const Item& item) {
     // The item first, then the jump that leads to it: until the jump is published, neither is seen.
     write_record(to, target, seq, item);
     write_jump(r, tail, seq, to, target);
+    // Each store leaves a state repair_producer() can finish: the new area's tail at the item
+    // before the switch, the old area's tail past the jump after it.
     c.nput.store(seq, std::memory_order_release);
+    c.tail[to].store(target, std::memory_order_relaxed);
     c.pregion.store(static_cast<std::uint32_t>(to), std::memory_order_relaxed);
     if (to != r) c.tail[r].store(tail + kJumpBytes, std::memory_order_relaxed);
     c.tail[to].store(target + rec, std::memory_order_relaxed);
@@ -235,6 +245,14 @@ bool QueueCore::place(const Item& item) {
 // the bookkeeping it did not get to. (The slot at the tail is zero unless it wrote there.)
 void QueueCore::repair_producer() {
     Ctl& c = *ctl_;
+    // Died after switching areas but before moving past the jump it left in the old one: that
+    // area's tail slot holds a jump, which in a consistent state it never does.
+    const int now_in = static_cast<int>(c.pregion.load(std::memory_order_relaxed));
+    for (int x : {kHot, kWarm, kCold}) {
+        const std::uint64_t tail = c.tail[x].load(std::memory_order_relaxed);
+        if (x != now_in && is_jump(slot(x, tail).load(std::memory_order_acquire)))
+            c.tail[x].store(tail + kJumpBytes, std::memory_order_relaxed);
+    }
     for (;;) {
         const int r = static_cast<int>(c.pregion.load(std::memory_order_relaxed));
         const std::uint64_t tail = c.tail[r].load(std::memory_order_relaxed);
@@ -242,11 +260,12 @@ void QueueCore::repair_producer() {
         const std::uint64_t n = c.nput.load(std::memory_order_relaxed);
         const bool counted = n != 0 && stamp_of(h) == stamp(n);
         if (!counted && stamp_of(h) != stamp(n + 1)) return;
-        if (length_of(h) == kJump) {
-            const auto [to, target] = jump_target(slot(r, tail + 8).load(std::memory_order_relaxed));
+        if (is_jump(h)) {
+            const int to = jump_area(h);
+            const std::uint64_t target = slot(r, tail + 8).load(std::memory_order_relaxed);
+            c.tail[to].store(target, std::memory_order_relaxed);
             c.pregion.store(static_cast<std::uint32_t>(to), std::memory_order_relaxed);
             if (to != r) c.tail[r].store(tail + kJumpBytes, std::memory_order_relaxed);
-            c.tail[to].store(target, std::memory_order_relaxed);
             continue;
         }
         if (!counted) c.nput.store(n + 1, std::memory_order_release);
@@ -257,9 +276,10 @@ void QueueCore::repair_producer() {
 void QueueCore::put(const Item& item, bool block, const Timeout& timeout) {
     check_open();
     const std::uint64_t rec = record_bytes(item.size());
-    if (item.size() >= kJump || rec + 2 * kReserve > size_[kCold])
+    // An overflow record sits whole within one lap, wherever the lap happens to be: at most half.
+    if (item.size() > kMaxItem || rec + kReserve > size_[kCold] / 2)
         throw ValueError("queue item of " + std::to_string(item.size()) + " bytes is larger than this queue can hold (" +
-                         std::to_string(size_[kCold] - 2 * kReserve - 8) + " bytes)");
+                         std::to_string(size_[kCold] / 2 - kReserve - 8) + " bytes)");
     Ctl& c = *ctl_;
     const auto deadline = timeout.deadline();
     for (;;) {
@@ -285,7 +305,7 @@ void QueueCore::put(const Item& item, bool block, const Timeout& timeout) {
         }
         if (!block) throw Full(full ? "queue is full" : "queue's overflow area is full");
         // Wait for a consumer to make progress, then look again.
-        auto moved = [&] {
+        auto moved = [&](bool) {
             return c.nget.load(std::memory_order_acquire) != nget ||
                    c.punched.load(std::memory_order_acquire) != punched ||
                    c.head[kHot].load(std::memory_order_acquire) != hot ||
@@ -299,12 +319,15 @@ void QueueCore::put(const Item& item, bool block, const Timeout& timeout) {
 // ---- get ----------------------------------------------------------------------------------------
 
 // True if a record (or a jump) awaits the next consumer. Read without the lock: a hint.
-bool QueueCore::peek() const noexcept {
+bool QueueCore::peek(bool before_sleep) const noexcept {
     const Ctl& c = *ctl_;
     const int r = std::min<int>(static_cast<int>(c.cregion.load(std::memory_order_acquire)), kCold);
     const std::uint64_t pos = c.head[r].load(std::memory_order_acquire);
     const std::uint64_t n = c.nget.load(std::memory_order_acquire);
-    return stamp_of(slot(r, pos).load(std::memory_order_acquire)) == stamp(n + 1);
+    if (stamp_of(slot(r, pos).load(std::memory_order_acquire)) == stamp(n + 1)) return true;
+    // The position and count just read may be torn by a consumer taking an item right now: before
+    // sleeping, trust the counts too (the producers' line, so not while spinning).
+    return before_sleep && c.nput.load(std::memory_order_acquire) > n;
 }
 
 // Returns drained overflow pages to the system, up to `upto` (rounded down to a page).
@@ -344,7 +367,7 @@ void QueueCore::repair_consumer() {
     const std::uint64_t pos = c.head[r].load(std::memory_order_relaxed);
     const std::uint64_t h = slot(r, pos).load(std::memory_order_acquire);
     const std::uint64_t n = c.nget.load(std::memory_order_relaxed);
-    if (n != 0 && stamp_of(h) == stamp(n) && length_of(h) != kJump)
+    if (n != 0 && stamp_of(h) == stamp(n) && !is_jump(h))
         c.head[r].store(pos + record_bytes(length_of(h)), std::memory_order_release);
 }
 
@@ -355,7 +378,6 @@ void QueueCore::repair_consumer() {
 bool QueueCore::try_take(QueueReader& reader, int patience) {
     Ctl& c = *ctl_;
     std::exception_ptr error;
-    bool room = false;
     {
         ShmLockGuard lock(c.clock);
         if (lock.owner_died) repair_consumer();
@@ -377,8 +399,9 @@ bool QueueCore::try_take(QueueReader& reader, int patience) {
                 if (r == kCold) punch(pos);  // drained for now: give the pages back
                 return false;
             }
-            if (length_of(h) != kJump) break;
-            const auto [to, target] = jump_target(slot(r, pos + 8).load(std::memory_order_relaxed));
+            if (!is_jump(h)) break;
+            const int to = jump_area(h);
+            const std::uint64_t target = slot(r, pos + 8).load(std::memory_order_relaxed);
             if (to > kCold || (target < pos && to == r)) corrupt(h);
             // Target first, then the switch, then the old area's head: a death at any point leaves
             // the reader on a path to the record (repair_consumer needs nothing here).
@@ -403,10 +426,10 @@ bool QueueCore::try_take(QueueReader& reader, int patience) {
         c.head[r].store(pos + rec, std::memory_order_release);
         if (r == kCold && ((pos + rec) & ~(kPunchChunk - 1)) > c.punched.load(std::memory_order_relaxed))
             punch((pos + rec) & ~(kPunchChunk - 1));
-        // Producers wait for room in a bounded queue, or in a ring or overflow that is full.
-        room = c.maxsize != 0 || r != kHot;
     }
-    if (room) wake(c.space, 1);
+    // Producers wait for room in a bounded queue (any of them fits: wake one), or for a ring or
+    // the overflow to drain (whose item fits depends on its size: wake them all).
+    wake(c.space, c.maxsize != 0 ? 1 : INT32_MAX);
     if (error) std::rethrow_exception(error);
     return true;
 }
@@ -420,7 +443,8 @@ void QueueCore::get(QueueReader& reader, bool block, const Timeout& timeout) {
             release_idle_memory();
             throw Empty("queue is empty");
         }
-        if (!wait_on(ctl_->data, [this] { return peek(); }, deadline, [this] { release_idle_memory(); }))
+        if (!wait_on(ctl_->data, [this](bool before_sleep) { return peek(before_sleep); }, deadline,
+                     [this] { release_idle_memory(); }))
             throw Empty("queue is empty (timed out)");
     }
 }
@@ -451,7 +475,7 @@ bool QueueCore::join(const Timeout& timeout) {
     Ctl& c = *ctl_;
     if (!c.joinable) throw ValueError("join() on a queue that is not a JoinableQueue");
     check_open();
-    auto all_done = [&] {
+    auto all_done = [&](bool) {
         return c.ndone.load(std::memory_order_acquire) >= c.nput.load(std::memory_order_acquire);
     };
     return wait_on(c.join, all_done, timeout.deadline(), [] {});

@@ -92,13 +92,14 @@ private:
     void repair_producer();
 
     bool try_take(QueueReader& reader, int patience);
-    bool peek() const noexcept;
+    bool peek(bool before_sleep) const noexcept;
     void punch(std::uint64_t upto) noexcept;
     void release_idle_memory() noexcept;
     void repair_consumer();
     [[noreturn]] void corrupt(std::uint64_t header) const;
 
-    // Waits until ready() (true) or the deadline (false); idle() runs after each 200 ms asleep.
+    // Waits until ready(before_sleep) (true) or the deadline (false); idle() runs after each
+    // 200 ms asleep. ready(false) is asked while spinning, ready(true) before sleeping.
     template <class Ready, class Idle>
     bool wait_on(WaitWord& w, Ready ready, const platform::Deadline& deadline, Idle idle);
     static void wake(WaitWord& w, int n) noexcept;
