@@ -38,7 +38,8 @@ run_tests() {
 
 demo() {
     build build/release
-    for ex in process1 perf1 mprocess1 pipe_exchange subprocess2 spawn_methods mprocessQueue3 powerof; do
+    for ex in process1 perf1 mprocess1 pipe_exchange subprocess2 spawn_methods mprocessQueue3 powerof \
+        mprocessShared1 mprocessShared2 value_race counter_lock; do
         echo
         echo "======== $ex ========"
         "build/release/examples/$ex"

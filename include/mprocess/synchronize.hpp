@@ -33,6 +33,11 @@ namespace mprocess {
 
 // Python's AssertionError where multiprocessing uses assertions: releasing an RLock this thread
 // does not own, notifying or waiting on a Condition without holding its lock.
+template <class>
+class Value;
+template <class>
+class Array;
+
 class AssertionError : public Error {
 public:
     using Error::Error;
@@ -135,6 +140,10 @@ private:
     template <class>
     friend struct detail::SyncSpawnArg;
     friend class Condition;
+    template <class>
+    friend class Value;
+    template <class>
+    friend class Array;
     explicit RLock(detail::SyncHandle h) : h_(std::move(h)) {}
     detail::SyncHandle h_;
 };
