@@ -69,12 +69,12 @@ tests() {
     echo "== ASan+UBSan build"
     build build/asan -DMPROCESS_SANITIZE="address;undefined" -DMPROCESS_BUILD_BENCH=OFF
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_tests build/asan
-    echo "== TSan build: the tests that share connections and locks between threads and processes"
+    echo "== TSan build: the tests that share connections, queues and locks between threads and processes"
     cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPROCESS_SANITIZE=thread \
         -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_EXAMPLES=OFF >/dev/null
-    cmake --build build/tsan -j "$jobs" --target connection_test shm_lock_test queue_test
+    cmake --build build/tsan -j "$jobs" --target connection_test shm_lock_test queue_test synchronize_test
     TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -j "$jobs" --timeout 300 \
-        -R '^(ConnectionTest|ShmLockTest|QueueTest|EveryStartMethod/(ConnectionMethods|QueueMethods))\.'
+        -R '^(ConnectionTest|ShmLockTest|QueueTest|SyncTest|EveryStartMethod/(ConnectionMethods|QueueMethods|SyncMethods))\.'
     echo "== all test runs passed"
 }
 

@@ -325,6 +325,51 @@ def py_queue_mpmc(rounds: int = 2) -> float:
     return rounds * 2 * MPMC_PER_PRODUCER / dt
 
 
+def py_lock_uncontended(n: int = 300_000) -> float:
+    """Seconds per acquire+release of an uncontended Lock."""
+    lock = CTX.Lock()
+    acquire, release = lock.acquire, lock.release
+    t0 = time.perf_counter()
+    for _ in range(n):
+        acquire()
+        release()
+    return (time.perf_counter() - t0) / n
+
+
+def _increment(v, start, n):
+    start.wait()
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+
+
+def py_contended_counter(n: int = 100_000) -> float:
+    """Increments per second of a Value('q') under its lock, by two processes at once."""
+    v = CTX.Value("q", 0)
+    start = CTX.Barrier(3)
+    with Children((_increment, (v, start, n)), (_increment, (v, start, n))) as kids:
+        start.wait()
+        t0 = time.perf_counter()
+        for p in kids.procs:
+            p.join()
+        dt = time.perf_counter() - t0
+    if v.value != 2 * n:
+        raise WorkloadError(f"counter is {v.value}, expected {2 * n}")
+    return 2 * n / dt
+
+
+def py_value_read_write(n: int = 200_000) -> float:
+    """Seconds per `x = v.value; v.value = x + 1` on a Value('q') (each access takes its lock)."""
+    v = CTX.Value("q", 0)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        v.value = v.value + 1
+    dt = time.perf_counter() - t0
+    if v.value != n:
+        raise WorkloadError("lost an update")
+    return dt / n
+
+
 def _noop():
     pass
 
@@ -424,6 +469,12 @@ ROWS: list[Row] = [
     Row("queue-64m", "Queue 64 MiB items (raw: memcpy of 64 MiB)", "rate",
         cpp="BM_QueueBigItems", python=lambda: py_queue_bytes(64 << 20, 4, 2) * 64,
         raw="BM_RawMemcpy64MiB", binary="bench_queue", raw_share=0.30, unit="MiB"),
+    Row("lock", "Lock acquire+release, uncontended (raw: a compare-and-swap and an exchange)", "time",
+        cpp="BM_LockUncontended", python=py_lock_uncontended, raw="BM_RawAtomicPair", binary="bench_sync", goal=2),
+    Row("counter", "Value counter under its lock, 2 processes incrementing", "rate",
+        cpp="BM_ContendedCounter", python=py_contended_counter, binary="bench_sync", goal=10, unit="increments"),
+    Row("value-rw", "Value read then write (each takes the lock)", "time",
+        cpp="BM_ValueReadWrite", python=py_value_read_write, binary="bench_sync"),
 ]
 
 

@@ -36,8 +36,11 @@
 namespace mprocess {
 
 namespace detail {
-// The lock's state comes first; the data starts here.
+// The lock's state comes first; an array starts on the next cache line.
 inline constexpr std::size_t kSharedDataOffset = 64;
+// A small value shares the lock's cache line: a process taking the lock then touches one line.
+template <class T>
+inline constexpr std::size_t kValueOffset = sizeof(T) <= 48 && alignof(T) <= 16 ? 16 : kSharedDataOffset;
 
 template <class T>
 constexpr void require_shareable() {
@@ -62,7 +65,7 @@ public:
     T& get_obj() const noexcept { return *ptr(); }
 
     friend bool operator==(const RawValue& a, const RawValue& b) noexcept { return a.h_ == b.h_; }
-    static std::size_t state_bytes(std::size_t = 1) noexcept { return detail::kSharedDataOffset + sizeof(T); }
+    static std::size_t state_bytes(std::size_t = 1) noexcept { return detail::kValueOffset<T> + sizeof(T); }
 
 protected:
     RawValue(detail::SyncHandle h, std::size_t, bool) : h_(std::move(h)) { detail::require_shareable<T>(); }
@@ -70,7 +73,7 @@ protected:
     std::size_t shared_count() const noexcept { return 1; }
     bool shared_lock() const noexcept { return false; }
     T* ptr() const noexcept {
-        return std::launder(reinterpret_cast<T*>(static_cast<char*>(h_.state()) + detail::kSharedDataOffset));
+        return std::launder(reinterpret_cast<T*>(static_cast<char*>(h_.state()) + detail::kValueOffset<T>));
     }
 
     template <class>
