@@ -188,10 +188,17 @@ void report_exception(const std::string& name) {
 
 }  // namespace
 
-// A pidfd for a child we just forked; if none can be had, the child is killed and reaped.
-int pidfd_or_discard(pid_t pid) {
+// A pidfd for a child we just started; if none can be had, the child is killed and reaped.
+// With SIGCHLD ignored the kernel may have reaped a quick child already (ESRCH): then a pipe
+// holding the status stands in as its end descriptor, with 0 for the status nobody can know,
+// as waitpid's ECHILD is reported (see try_reap_locked).
+std::pair<int, int> pidfd_or_discard(pid_t pid) {
     try {
-        return platform::pidfd_open(pid).release();
+        return {platform::pidfd_open(pid).release(), -1};
+    } catch (const OSError& e) {
+        if (e.error_code() == ESRCH) return {-1, platform::status_fd_of(0).release()};
+        discard_child(pid);
+        throw;
     } catch (...) {
         discard_child(pid);
         throw;
@@ -350,13 +357,15 @@ void Process::start() {
         pid_t pid = ::fork();
         if (pid < 0) platform::throw_errno("fork");
         if (pid == 0) child_main();
-        adopt_child(pid, detail::pidfd_or_discard(pid), -1);
+        auto [pidfd, status_fd] = detail::pidfd_or_discard(pid);
+        adopt_child(pid, pidfd, status_fd);
         return;
     }
     detail::SpawnTarget target = spawn_target(method);
     if (method == "spawn") {
         pid_t pid = detail::popen_spawn(detail::identity_of(st), target);
-        adopt_child(pid, detail::pidfd_or_discard(pid), -1);
+        auto [pidfd, status_fd] = detail::pidfd_or_discard(pid);
+        adopt_child(pid, pidfd, status_fd);
         return;
     }
     if (st.die_with_parent)

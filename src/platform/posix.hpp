@@ -51,6 +51,10 @@ Fd pidfd_open(pid_t pid);
 // Sends `sig` through a pidfd; false if the process has already exited.
 bool pidfd_signal(int pidfd, int sig);
 
+// A descriptor that is readable at once and reads as the given wait status (an int): stands in
+// for an ended child whose real status is out of reach.
+Fd status_fd_of(int status);
+
 // poll() that retries on EINTR and honours an absolute deadline. Returns the number of ready fds.
 int poll_until(pollfd* fds, std::size_t n, const Deadline& deadline);
 
