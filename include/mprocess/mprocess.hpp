@@ -7,6 +7,7 @@
 #include "mprocess/process.hpp"
 #include "mprocess/queue.hpp"
 #include "mprocess/serialize.hpp"
+#include "mprocess/shared_memory.hpp"
 #include "mprocess/shared_value.hpp"
 #include "mprocess/subprocess.hpp"
 #include "mprocess/synchronize.hpp"

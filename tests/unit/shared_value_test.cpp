@@ -1,7 +1,10 @@
 #include <mprocess/process.hpp>
 #include <mprocess/shared_value.hpp>
 
+#include <unistd.h>
+
 #include <array>
+#include <thread>
 #include <mutex>
 #include <stdexcept>
 #include <vector>
@@ -98,6 +101,30 @@ TEST_P(SharedValueMethods, ACounterWithItsLockCountsEveryIncrementOfTenProcesses
     for (auto& p : procs) p.start();
     for (auto& p : procs) p.join();
     EXPECT_EQ(counter.value(), 10'000);
+}
+
+TEST_P(SharedValueMethods, AValueWhoseLockHolderWasKilledStaysUsable) {
+    mp::Value<long> v(5);
+    mp::Value<int> holding(0, false);
+    auto p = ctx().Process(
+        [](mp::Value<long> v, mp::Value<int> holding) {
+            v.get_lock().acquire();
+            v.set_value(6);  // half way through an update, say
+            holding.set_value(1);
+            for (;;) ::pause();
+        },
+        v, holding);
+    p.start();
+    while (holding.value() == 0 && p.is_alive()) std::this_thread::yield();
+    p.kill();
+    p.join();
+    ASSERT_TRUE(v.get_lock().acquire(true, 10.0));
+    EXPECT_TRUE(v.get_lock().owner_died());  // the data may need checking: here it says 6
+    EXPECT_EQ(v.value(), 6);
+    v.get_lock().mark_consistent();
+    v.get_lock().release();
+    v.set_value(7);
+    EXPECT_EQ(v.value(), 7);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, SharedValueMethods, testing::ValuesIn(testing_support::start_methods()),

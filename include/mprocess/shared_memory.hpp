@@ -1,0 +1,83 @@
+// SharedMemory: a block of bytes shared between processes, as multiprocessing.shared_memory.
+//
+//     mp::SharedMemory shm(std::nullopt, true, 1 << 20);       // anonymous, 1 MiB
+//     mp::SharedMemory named("results", true, 4096);           // in /dev/shm as "results"
+//     mp::SharedMemory other("results");                       // attach, in any process
+//     std::span<std::byte> b = other.buf();
+//
+// A handle: copies are the same mapping; it passes to a child as a Process argument under every
+// start method (the descriptor travels, so the child needs no name).
+//
+// Better than Python's:
+//  - Without a name the block is anonymous memory that the kernel frees when the last process
+//    lets go, even if every process was killed. (Python always makes a named one.)
+//  - A named block is tracked for the process that created it (the creator's "resource tracker",
+//    shared with its forked children): if the creator and its family end without unlink() (killed
+//    with SIGKILL, say), the tracker unlinks the name once they have all ended. Attaching never
+//    registers a block, so a process that only attached never unlinks one it did not create
+//    (Python's tracker does, gh-82300).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "mprocess/detail/spawn.hpp"
+#include "mprocess/error.hpp"
+
+namespace mprocess {
+
+// Python's FileExistsError and FileNotFoundError, as OSErrors with EEXIST and ENOENT.
+class FileExistsError : public OSError {
+public:
+    explicit FileExistsError(const std::string& what);
+};
+class FileNotFoundError : public OSError {
+public:
+    explicit FileNotFoundError(const std::string& what);
+};
+
+namespace detail {
+struct SharedBlock;
+}
+
+class SharedMemory {
+public:
+    // Python's SharedMemory(name=None, create=False, size=0). create = true makes a new block of
+    // `size` bytes (ValueError if 0; FileExistsError if the name is taken), anonymous when there
+    // is no name. create = false attaches to the named block (FileNotFoundError), at its size.
+    explicit SharedMemory(std::optional<std::string> name = std::nullopt, bool create = false, std::size_t size = 0);
+    SharedMemory(const char* name, bool create = false, std::size_t size = 0)
+        : SharedMemory(std::optional<std::string>(name), create, size) {}
+
+    std::span<std::byte> buf() const;
+    // The name given at creation (without a leading '/'); empty for an anonymous block.
+    const std::string& name() const;
+    std::size_t size() const;
+    // This process stops using the block (every copy of the handle here): buf() then throws.
+    void close();
+    // Removes the name, so that no one else can attach; the memory lives on until every process
+    // has closed it. Nothing to do for an anonymous block.
+    void unlink();
+
+    friend bool operator==(const SharedMemory& a, const SharedMemory& b) noexcept { return a.b_ == b.b_; }
+
+private:
+    friend struct detail::SpawnArg<SharedMemory>;
+    explicit SharedMemory(std::shared_ptr<detail::SharedBlock> b) : b_(std::move(b)) {}
+    detail::SharedBlock& block() const;
+    std::shared_ptr<detail::SharedBlock> b_;
+};
+
+namespace detail {
+template <>
+struct SpawnArg<SharedMemory> {
+    static constexpr bool supported = true;
+    static std::string write(SpawnArgs& args, const SharedMemory& m);
+    static SharedMemory read(const SpawnArgs& args, const std::string& blob);
+};
+}  // namespace detail
+
+}  // namespace mprocess

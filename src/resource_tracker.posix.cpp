@@ -1,0 +1,142 @@
+// The tracker is a detached process (a grandchild, so nobody has to reap it) that reads
+// fixed-size records from a pipe: 'R' or 'U' and a name. Every process of the family holds the
+// pipe's write end (forked children inherit it; it is close-on-exec), so the tracker reads end of
+// file once they have all ended, however they ended, and then unlinks what is still registered.
+// It ignores SIGINT and SIGTERM, which a terminal or a parent sends to the whole group, so that it
+// outlives the processes it watches. A record is smaller than PIPE_BUF, so records written by
+// different processes never mix.
+//
+// The tracker is forked from a process that may have threads, so it uses no allocator and no
+// locks: a static table of names, read(), shm_unlink().
+#include "resource_tracker.hpp"
+
+#include <cstring>
+#include <mutex>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mprocess/error.hpp"
+#include "platform/posix.hpp"
+
+namespace mprocess::detail {
+namespace {
+
+constexpr std::size_t kRecord = 256;  // 1 op byte + a name of up to 254 bytes + NUL
+constexpr std::size_t kMaxNames = 4096;
+
+char g_names[kMaxNames][kRecord];  // the tracker's table (in the tracker process only)
+
+[[noreturn]] void tracker_main(int in) {
+    ::signal(SIGINT, SIG_IGN);
+    ::signal(SIGTERM, SIG_IGN);
+    char rec[kRecord];
+    for (;;) {
+        std::size_t got = 0;
+        while (got < kRecord) {
+            ssize_t n = ::read(in, rec + got, kRecord - got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            got += static_cast<std::size_t>(n);
+        }
+        if (got < kRecord) break;  // every writer is gone
+        rec[kRecord - 1] = '\0';
+        const char* name = rec + 1;
+        if (rec[0] == 'R') {
+            for (auto& slot : g_names)
+                if (slot[0] == '\0') {
+                    std::memcpy(slot, name, kRecord - 1);
+                    break;
+                }
+        } else {
+            for (auto& slot : g_names)
+                if (slot[0] != '\0' && std::strcmp(slot, name) == 0) {
+                    slot[0] = '\0';
+                    break;
+                }
+        }
+    }
+    for (auto& slot : g_names)
+        if (slot[0] != '\0') ::shm_unlink(slot);
+    ::_exit(0);
+}
+
+struct Tracker {
+    std::mutex m;
+    int fd = -1;
+    pid_t owner = 0;  // the process that started it or inherited it
+};
+
+Tracker& tracker() {
+    static Tracker t;
+    return t;
+}
+
+// Called with the tracker's mutex held.
+int tracker_fd_locked(Tracker& t) {
+    if (t.fd >= 0) return t.fd;
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) platform::throw_errno("pipe2 for the resource tracker");
+    pid_t pid = ::fork();
+    if (pid < 0) {
+        int e = errno;
+        ::close(p[0]);
+        ::close(p[1]);
+        platform::throw_os_error(e, "fork of the resource tracker");
+    }
+    if (pid == 0) {
+        if (::fork() != 0) ::_exit(0);
+        ::setsid();  // out of the terminal's process group: a Ctrl-C there is not for us
+        // Keep only the pipe's read end (as descriptor 3) and /dev/null on the standard ones.
+        if (::dup2(p[0], 3) < 0) ::_exit(1);
+        ::syscall(SYS_close_range, 4u, ~0u, 0u);
+        int null = ::open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            ::dup2(null, 0);
+            ::dup2(null, 1);
+            ::dup2(null, 2);
+            if (null > 3) ::close(null);
+        }
+        tracker_main(3);
+    }
+    ::close(p[0]);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    t.fd = p[1];
+    return t.fd;
+}
+
+bool send(char op, const std::string& name) noexcept {
+    char rec[kRecord] = {};
+    rec[0] = op;
+    std::memcpy(rec + 1, name.data(), std::min(name.size(), kRecord - 2));
+    auto& t = tracker();
+    std::lock_guard lock(t.m);
+    try {
+        const int fd = op == 'R' ? tracker_fd_locked(t) : t.fd;
+        if (fd < 0) return false;
+        ssize_t n;
+        do n = ::write(fd, rec, kRecord);
+        while (n < 0 && errno == EINTR);
+        return n == static_cast<ssize_t>(kRecord);
+    } catch (...) {
+        return false;
+    }
+}
+
+}  // namespace
+
+void tracker_register(const std::string& name) {
+    if (name.size() > kRecord - 2) throw ValueError("shared memory name too long for the resource tracker");
+    if (!send('R', name)) throw OSError(EIO, "cannot register '" + name + "' with the resource tracker");
+}
+
+void tracker_unregister(const std::string& name) noexcept {
+    send('U', name);
+}
+
+}  // namespace mprocess::detail

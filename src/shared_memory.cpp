@@ -1,0 +1,152 @@
+// Named blocks are POSIX shared memory objects (shm_open, in /dev/shm); anonymous ones memfds.
+// The creator of a named block registers it with the resource tracker (resource_tracker.hpp)
+// and unregisters it in unlink().
+#include "mprocess/shared_memory.hpp"
+
+#include <cerrno>
+#include <tuple>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "mprocess/serialize.hpp"
+#include "platform/posix.hpp"
+#include "resource_tracker.hpp"
+
+namespace mprocess {
+
+FileExistsError::FileExistsError(const std::string& what) : OSError(EEXIST, what) {}
+FileNotFoundError::FileNotFoundError(const std::string& what) : OSError(ENOENT, what) {}
+
+namespace detail {
+
+struct SharedBlock {
+    std::string name;
+    platform::Fd fd;
+    void* base = nullptr;
+    std::size_t size = 0;
+    bool created = false;
+    bool closed = false;
+    ~SharedBlock() { unmap(); }
+    void unmap() noexcept {
+        if (base != nullptr) platform::unmap(base, size);
+        base = nullptr;
+        fd.reset();
+    }
+};
+
+namespace {
+
+std::string checked_name(const std::string& name) {
+    std::string n = name.size() > 0 && name[0] == '/' ? name.substr(1) : name;
+    if (n.empty() || n.size() > 250 || n.find('/') != std::string::npos)
+        throw ValueError("bad shared memory name '" + name + "': 1 to 250 characters, no '/' but a leading one");
+    return n;
+}
+
+void map(SharedBlock& b) {
+    // A zero-sized mapping is not possible; an attached block of size 0 has an empty buf().
+    if (b.size != 0) b.base = platform::map_shared(b.fd.get(), b.size);
+}
+
+}  // namespace
+}  // namespace detail
+
+SharedMemory::SharedMemory(std::optional<std::string> name, bool create, std::size_t size)
+    : b_(std::make_shared<detail::SharedBlock>()) {
+    auto& b = *b_;
+    if (create && size == 0) throw ValueError("'size' must be a positive number different from zero");
+    if (!create && !name) throw ValueError("'name' can only be None if create=True");
+    if (!name) {
+        b.fd = platform::make_memfd("mprocess-shared-memory", size);
+        b.size = size;
+        detail::map(b);
+        return;
+    }
+    b.name = detail::checked_name(*name);
+    const std::string path = "/" + b.name;
+    if (create) {
+        int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0 && errno == EEXIST) throw FileExistsError("shared memory '" + b.name + "' already exists");
+        if (fd < 0) platform::throw_errno("shm_open of '" + b.name + "'");
+        b.fd = platform::Fd(fd);
+        b.created = true;
+        try {
+            // Registered before anything else can fail or the process can die with the name taken.
+            detail::tracker_register(b.name);
+            if (::ftruncate(fd, static_cast<off_t>(size)) != 0) platform::throw_errno("ftruncate of '" + b.name + "'");
+            b.size = size;
+            detail::map(b);
+        } catch (...) {
+            ::shm_unlink(path.c_str());
+            detail::tracker_unregister(b.name);
+            throw;
+        }
+        return;
+    }
+    int fd = ::shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == ENOENT) throw FileNotFoundError("no shared memory named '" + b.name + "'");
+    if (fd < 0) platform::throw_errno("shm_open of '" + b.name + "'");
+    b.fd = platform::Fd(fd);
+    b.size = platform::file_size(fd);
+    detail::map(b);
+}
+
+detail::SharedBlock& SharedMemory::block() const {
+    if (!b_) throw ValueError("empty SharedMemory handle");
+    return *b_;
+}
+
+std::span<std::byte> SharedMemory::buf() const {
+    auto& b = block();
+    if (b.closed) throw ValueError("SharedMemory '" + b.name + "' is closed");
+    return {static_cast<std::byte*>(b.base), b.size};
+}
+
+const std::string& SharedMemory::name() const {
+    return block().name;
+}
+
+std::size_t SharedMemory::size() const {
+    return block().size;
+}
+
+void SharedMemory::close() {
+    auto& b = block();
+    b.closed = true;
+    b.unmap();
+}
+
+void SharedMemory::unlink() {
+    auto& b = block();
+    if (b.name.empty()) return;
+    if (::shm_unlink(("/" + b.name).c_str()) != 0 && errno != ENOENT)
+        platform::throw_errno("shm_unlink of '" + b.name + "'");
+    if (b.created) detail::tracker_unregister(b.name);
+}
+
+using ExportedBlock = std::tuple<std::string, std::uint64_t, int>;  // name, size, descriptor index
+
+std::string detail::SpawnArg<SharedMemory>::write(SpawnArgs& args, const SharedMemory& m) {
+    auto& b = m.block();
+    if (b.closed) throw ValueError("cannot pass a closed SharedMemory");
+    return encode(ExportedBlock{b.name, b.size, args.add_fd(b.fd.get())});
+}
+
+SharedMemory detail::SpawnArg<SharedMemory>::read(const SpawnArgs& args, const std::string& blob) {
+    auto [name, size, index] = decode<ExportedBlock>(blob);
+    if (index < 0 || static_cast<std::size_t>(index) >= args.fds.size())
+        throw DecodeError("exported SharedMemory: bad descriptor index");
+    platform::Fd borrowed(args.fds[index]);
+    auto b = std::make_shared<SharedBlock>();
+    b->fd = platform::dup_fd(borrowed);
+    borrowed.release();
+    if (size != platform::file_size(b->fd.get())) throw DecodeError("exported SharedMemory: size does not match");
+    b->name = name;
+    b->size = size;
+    map(*b);
+    return SharedMemory(std::move(b));
+}
+
+}  // namespace mprocess

@@ -1,0 +1,103 @@
+#include <mprocess/process.hpp>
+#include <mprocess/shared_memory.hpp>
+#include <mprocess/subprocess.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "helpers/children.hpp"
+
+using testing_support::ChildrenTest;
+
+namespace {
+
+class SharedMemoryTest : public ChildrenTest {};
+class SharedMemoryMethods : public testing_support::MethodTest {};
+
+std::string unique_name(const char* what) {
+    static int n = 0;
+    return "mprocess-test-" + std::to_string(::getpid()) + "-" + what + "-" + std::to_string(++n);
+}
+
+bool in_dev_shm(const std::string& name) {
+    struct stat st {};
+    return ::stat(("/dev/shm/" + name).c_str(), &st) == 0;
+}
+
+}  // namespace
+
+TEST_F(SharedMemoryTest, BadArgumentsGiveThePythonErrors) {
+    EXPECT_THROW(mp::SharedMemory(std::nullopt, true, 0), mp::ValueError);
+    EXPECT_THROW(mp::SharedMemory(std::nullopt, false), mp::ValueError);
+    EXPECT_THROW(mp::SharedMemory(unique_name("missing")), mp::FileNotFoundError);
+    EXPECT_THROW(mp::SharedMemory("a/b", true, 10), mp::ValueError);
+    const std::string name = unique_name("twice");
+    mp::SharedMemory first(name, true, 100);
+    try {
+        mp::SharedMemory second(name, true, 100);
+        FAIL() << "created twice";
+    } catch (const mp::FileExistsError& e) {
+        EXPECT_EQ(e.error_code(), EEXIST);
+    }
+    first.unlink();
+    EXPECT_FALSE(in_dev_shm(name));
+}
+
+TEST_F(SharedMemoryTest, AnAnonymousBlockIsZeroedAndClosesForEveryCopy) {
+    mp::SharedMemory shm(std::nullopt, true, 10000);
+    EXPECT_EQ(shm.size(), 10000u);
+    EXPECT_TRUE(shm.name().empty());
+    for (std::byte b : shm.buf()) ASSERT_EQ(b, std::byte{0});
+    mp::SharedMemory copy = shm;
+    shm.close();
+    EXPECT_THROW(copy.buf(), mp::ValueError);
+    shm.unlink();  // nothing to remove: fine
+}
+
+TEST_P(SharedMemoryMethods, NamedAndAnonymousBlocksAreSharedWithChildren) {
+    const std::string name = unique_name("shared");
+    mp::SharedMemory named(name, true, 64);
+    mp::SharedMemory anon(std::nullopt, true, 64);
+    std::memcpy(named.buf().data(), "parent", 7);
+    auto p = ctx().Process(
+        [](std::string name, mp::SharedMemory anon) {
+            mp::SharedMemory by_name(name);  // attach by name, in another process
+            if (std::strcmp(reinterpret_cast<const char*>(by_name.buf().data()), "parent") != 0) mp::exit(2);
+            std::memcpy(by_name.buf().data(), "child", 6);
+            std::memcpy(anon.buf().data(), "anon", 5);
+            by_name.close();
+        },
+        name, anon);
+    p.start();
+    p.join();
+    ASSERT_EQ(p.exitcode(), 0);
+    EXPECT_STREQ(reinterpret_cast<const char*>(named.buf().data()), "child");
+    EXPECT_STREQ(reinterpret_cast<const char*>(anon.buf().data()), "anon");
+    EXPECT_TRUE(in_dev_shm(name));  // the child only attached: it did not unlink
+    named.unlink();
+    EXPECT_FALSE(in_dev_shm(name));
+    EXPECT_THROW(mp::SharedMemory{name}, mp::FileNotFoundError);
+}
+
+TEST_P(SharedMemoryMethods, ABlockWhoseCreatorWasKilledIsGoneOnceTheProgramHasEnded) {
+    const std::string name = unique_name("killed");
+    auto r = mp::subprocess::run({MPROCESS_TEST_SHM_HELPER, name, GetParam()},
+                                 {.timeout = 120.0, .stdout_ = mp::subprocess::PIPE});
+    ASSERT_EQ(r.returncode, 0) << r.stdout_;
+    EXPECT_NE(r.stdout_.find("attached ok\nalive after attach\n"), std::string::npos) << r.stdout_;
+    // The helper and its children have ended; its tracker unlinks the name as soon as it sees
+    // that. Look for up to 30 s: what is checked is that it goes, not how fast.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (in_dev_shm(name) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_FALSE(in_dev_shm(name)) << "left behind: /dev/shm/" << name;
+    if (in_dev_shm(name)) ::unlink(("/dev/shm/" + name).c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStartMethod, SharedMemoryMethods, testing::ValuesIn(testing_support::start_methods()),
+                         [](const auto& info) { return info.param; });
