@@ -353,12 +353,13 @@ TEST_P(QueueMethods, AConsumerKilledMidStreamCostsAtMostTheItemItHeld) {
             report.put(got);
         },
         q, survivor_report);
+    // The victim starts alone, so that it surely gets items; the survivor joins once the victim
+    // is consuming, and the victim is killed while items keep coming.
     victim.start();
-    survivor.start();
     for (int i = 0; i < n / 2; ++i) q.put(i);
-    // Kill the victim while it is consuming: once it has reported some items.
     std::vector<int> victim_got;
     for (int i = 0; i < 100; ++i) victim_got.push_back(seen_by_victim.get(true, 60.0));
+    survivor.start();
     victim.kill();
     for (int i = n / 2; i < n; ++i) q.put(i);
     victim.join();

@@ -198,7 +198,7 @@ TEST_P(SyncMethods, ALockHeldByAKilledProcessPassesToTheNextWithOwnerDied) {
     p.join();
     const auto t0 = Clock::now();
     ASSERT_TRUE(l.acquire(true, 10.0));
-    EXPECT_LT(seconds_since(t0), 2.0);
+    EXPECT_LT(seconds_since(t0), 5.0);  // the owner check runs every 50 ms: far less than this
     EXPECT_TRUE(l.owner_died());
     l.mark_consistent();
     EXPECT_FALSE(l.owner_died());
