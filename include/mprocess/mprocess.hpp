@@ -4,6 +4,7 @@
 #include "mprocess/connection.hpp"
 #include "mprocess/context.hpp"
 #include "mprocess/error.hpp"
+#include "mprocess/pool.hpp"
 #include "mprocess/process.hpp"
 #include "mprocess/queue.hpp"
 #include "mprocess/serialize.hpp"
