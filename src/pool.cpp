@@ -35,7 +35,8 @@ WorkerLost::WorkerLost(pid_t pid, int exitcode)
             (exitcode < 0 ? " was killed by signal " + std::to_string(-exitcode) : " exited with code " + std::to_string(exitcode)) +
             " while running the task"),
       pid_(pid),
-      signal_(exitcode < 0 ? -exitcode : 0) {}
+      signal_(exitcode < 0 ? -exitcode : 0),
+      exitcode_(exitcode) {}
 
 namespace detail {
 namespace {
@@ -54,7 +55,7 @@ std::string type_of_current_exception() {
 }
 
 // The worker's main loop. A plain function, so that it starts under every method.
-void pool_worker(Connection conn) {
+void pool_worker(Connection conn, unsigned maxtasks) {
     std::map<std::string, void*> resolved;
     auto address = [&resolved](const Symbol& s) {
         const std::string key = s.object + '\0' + s.build_id + '\0' + std::to_string(s.offset);
@@ -62,7 +63,7 @@ void pool_worker(Connection conn) {
         if (it == resolved.end()) it = resolved.emplace(key, code_address(s)).first;
         return it->second;
     };
-    for (;;) {
+    for (unsigned done = 0; maxtasks == 0 || done < maxtasks; ++done) {
         std::string msg;
         try {
             msg = conn.recv_bytes();
@@ -96,6 +97,7 @@ struct Worker {
     std::optional<Process> proc;
     Connection conn;
     std::optional<Task> current;
+    unsigned done = 0;  // tasks answered
 };
 
 void finish(TaskState& st, std::string result, std::exception_ptr error) {
@@ -113,7 +115,8 @@ void finish(TaskState& st, std::string result, std::exception_ptr error) {
 
 class PoolCore {
 public:
-    PoolCore(unsigned n, std::string method) : n_(n), method_(std::move(method)), bell_(platform::make_eventfd()) {
+    PoolCore(unsigned n, std::string method, unsigned maxtasks)
+        : n_(n), method_(std::move(method)), maxtasks_(maxtasks), bell_(platform::make_eventfd()) {
         for (unsigned i = 0; i < n_; ++i) workers_.push_back(start_worker());
         manager_ = std::thread([this] { manage(); });
     }
@@ -190,9 +193,14 @@ private:
         Worker w;
         // Workers die with this process where the kernel can arrange it (not under forkserver, whose
         // server is their parent); otherwise they see their pipe close and exit.
+        // Named as Python names them: ForkPoolWorker-1, SpawnPoolWorker-2, ForkServerPoolWorker-3.
+        const std::string kind = method_ == "fork" ? "Fork" : method_ == "spawn" ? "Spawn" : "ForkServer";
         w.proc.emplace(pool_worker,
-                       ProcessOptions{.daemon = true, .die_with_parent = method_ != "forkserver", .start_method = method_},
-                       there);
+                       ProcessOptions{.name = kind + "PoolWorker-" + std::to_string(++started_),
+                                      .daemon = true,
+                                      .die_with_parent = method_ != "forkserver",
+                                      .start_method = method_},
+                       there, maxtasks_);
         w.proc->start();
         there.close();
         w.conn = here;
@@ -216,7 +224,8 @@ private:
     // Gives idle workers the oldest pending tasks.
     void dispatch() {
         for (auto& w : workers_) {
-            if (w.current) continue;
+            // A worker that has run its maxtasksperchild tasks gets no more: it is exiting.
+            if (w.current || (maxtasks_ != 0 && w.done >= maxtasks_)) continue;
             Task t;
             {
                 std::lock_guard lock(m_);
@@ -248,6 +257,7 @@ private:
         if (!w.current) return;
         auto st = w.current->st;
         w.current.reset();
+        ++w.done;
         if (!answer.empty() && answer[0] == '\0') {
             finish(*st, answer.substr(1), nullptr);
             return;
@@ -304,6 +314,8 @@ private:
 
     const unsigned n_;
     const std::string method_;
+    const unsigned maxtasks_;
+    unsigned started_ = 0;
     platform::Fd bell_;
     mutable std::mutex m_;
     std::deque<Task> pending_;
@@ -319,7 +331,7 @@ private:
 std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& options) {
     if (processes == 0) throw ValueError("Number of processes must be at least 1");
     const std::string method = options.start_method.empty() ? get_start_method() : options.start_method;
-    return std::make_shared<PoolCore>(processes, method);
+    return std::make_shared<PoolCore>(processes, method, options.maxtasksperchild);
 }
 
 std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string args) {

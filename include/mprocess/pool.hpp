@@ -62,14 +62,18 @@ public:
     pid_t pid() const noexcept { return pid_; }
     // The signal that killed it (SIGKILL, SIGSEGV, ...), or 0 if it exited.
     int signal() const noexcept { return signal_; }
+    // As Process::exitcode(): -signal, or the code it exited with.
+    int exitcode() const noexcept { return exitcode_; }
 
 private:
     pid_t pid_;
     int signal_;
+    int exitcode_;
 };
 
 struct PoolOptions {
-    std::string start_method{};  // default: get_start_method()
+    std::string start_method{};      // default: get_start_method()
+    unsigned maxtasksperchild = 0;   // a worker is replaced after this many tasks; 0: never
 };
 
 namespace detail {
@@ -97,6 +101,17 @@ void invoke_chunk(void* fn, std::string_view args, std::string& result) {
     std::vector<R> out;
     out.reserve(items.size());
     for (auto& item : items) out.push_back(f(item));
+    result = encode(out);
+}
+
+// A chunk of a starmap: each item is a tuple of arguments.
+template <class Fn, class R, class Tuple>
+void invoke_star_chunk(void* fn, std::string_view args, std::string& result) {
+    auto items = decode<std::vector<Tuple>>(args);
+    auto f = reinterpret_cast<Fn>(fn);
+    std::vector<R> out;
+    out.reserve(items.size());
+    for (auto& item : items) out.push_back(std::apply(f, item));
     result = encode(out);
 }
 
@@ -178,26 +193,19 @@ public:
     // ceil(n / (4 * workers)), as Python.
     template <class F, class T>
     auto map(F f, const std::vector<T>& items, std::size_t chunksize = 0) {
+        static_assert(is_target<F>, "mprocess: a Pool task must be a plain function or a lambda without captures");
         using Fp = detail::function_pointer_t<F>;
-        static_assert(!std::is_void_v<Fp>, "mprocess: a Pool task must be a plain function or a lambda without captures");
         using R = std::invoke_result_t<Fp, T&>;
-        Fp fp = f;
-        if (chunksize == 0) {
-            const std::size_t per = 4 * processes_;
-            chunksize = items.empty() ? 1 : (items.size() + per - 1) / per;
-        }
-        std::vector<AsyncResult<std::vector<R>>> parts;
-        for (std::size_t i = 0; i < items.size(); i += chunksize) {
-            std::vector<T> chunk(items.begin() + static_cast<std::ptrdiff_t>(i),
-                                 items.begin() + static_cast<std::ptrdiff_t>(std::min(items.size(), i + chunksize)));
-            parts.push_back(AsyncResult<std::vector<R>>(detail::submit(
-                *core_, &detail::invoke_chunk<Fp, R, T>, reinterpret_cast<void*>(fp), encode(chunk))));
-        }
-        std::vector<R> out;
-        out.reserve(items.size());
-        for (auto& p : parts)
-            for (auto& r : p.get()) out.push_back(std::move(r));
-        return out;
+        return run_chunks<R>(&detail::invoke_chunk<Fp, R, T>, Fp(f), items, chunksize);
+    }
+
+    // Python's starmap(func, iterable_of_tuples, chunksize): f(args...) for each tuple.
+    template <class F, class... T>
+    auto starmap(F f, const std::vector<std::tuple<T...>>& items, std::size_t chunksize = 0) {
+        static_assert(is_target<F>, "mprocess: a Pool task must be a plain function or a lambda without captures");
+        using Fp = detail::function_pointer_t<F>;
+        using R = std::invoke_result_t<Fp, T&...>;
+        return run_chunks<R>(&detail::invoke_star_chunk<Fp, R, std::tuple<T...>>, Fp(f), items, chunksize);
     }
 
     // No more tasks; join() then waits for the workers to finish the queued ones and exit.
@@ -209,6 +217,29 @@ public:
     std::vector<pid_t> pids() const { return detail::pool_pids(*core_); }
 
 private:
+    template <class F>
+    static constexpr bool is_target = !std::is_void_v<detail::function_pointer_t<F>>;
+
+    template <class R, class Fp, class T>
+    std::vector<R> run_chunks(detail::Invoker invoker, Fp fp, const std::vector<T>& items, std::size_t chunksize) {
+        if (chunksize == 0) {
+            const std::size_t per = 4 * processes_;
+            chunksize = items.empty() ? 1 : (items.size() + per - 1) / per;
+        }
+        std::vector<AsyncResult<std::vector<R>>> parts;
+        for (std::size_t i = 0; i < items.size(); i += chunksize) {
+            std::vector<T> chunk(items.begin() + static_cast<std::ptrdiff_t>(i),
+                                 items.begin() + static_cast<std::ptrdiff_t>(std::min(items.size(), i + chunksize)));
+            parts.push_back(
+                AsyncResult<std::vector<R>>(detail::submit(*core_, invoker, reinterpret_cast<void*>(fp), encode(chunk))));
+        }
+        std::vector<R> out;
+        out.reserve(items.size());
+        for (auto& p : parts)
+            for (auto& r : p.get()) out.push_back(std::move(r));
+        return out;
+    }
+
     std::shared_ptr<detail::PoolCore> core_;
     unsigned processes_;
 };
