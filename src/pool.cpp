@@ -109,6 +109,10 @@ void finish(TaskState& st, std::string result, std::exception_ptr error) {
         st.error = std::move(error);
     }
     st.cv.notify_all();
+    if (st.notifier) {
+        std::lock_guard lock(st.notifier->m);  // so that a waiter between its check and its wait sees it
+        st.notifier->cv.notify_all();
+    }
 }
 
 }  // namespace
@@ -122,8 +126,9 @@ public:
     }
     ~PoolCore() { terminate(); }
 
-    std::shared_ptr<TaskState> submit(Invoker invoker, void* fn, std::string args) {
+    std::shared_ptr<TaskState> submit(Invoker invoker, void* fn, std::string args, std::shared_ptr<Notifier> notifier) {
         auto st = std::make_shared<TaskState>();
+        st->notifier = std::move(notifier);
         std::string msg = encode(TaskMessage{symbol(reinterpret_cast<void*>(invoker)), symbol(fn), std::move(args)});
         {
             std::lock_guard lock(m_);
@@ -334,8 +339,9 @@ std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& optio
     return std::make_shared<PoolCore>(processes, method, options.maxtasksperchild);
 }
 
-std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string args) {
-    return core.submit(invoker, fn, std::move(args));
+std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string args,
+                                  std::shared_ptr<Notifier> notifier) {
+    return core.submit(invoker, fn, std::move(args), std::move(notifier));
 }
 void pool_close(PoolCore& core) {
     core.close();

@@ -19,8 +19,10 @@
 // Leaving the scope terminates the workers, like Python's `with Pool() as p:`.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -115,9 +117,16 @@ void invoke_star_chunk(void* fn, std::string_view args, std::string& result) {
     result = encode(out);
 }
 
+// Told when any of several tasks finishes (imap_unordered waits on it).
+struct Notifier {
+    std::mutex m;
+    std::condition_variable cv;
+};
+
 struct TaskState {
     std::mutex m;
     std::condition_variable cv;
+    std::shared_ptr<Notifier> notifier;  // set before the task is submitted
     bool done = false;
     std::string result;          // the encoded result, when it succeeded
     std::exception_ptr error;    // RemoteError, WorkerLost, or the pool's end
@@ -126,7 +135,8 @@ struct TaskState {
 class PoolCore;
 
 std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& options);
-std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string args);
+std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string args,
+                                  std::shared_ptr<Notifier> notifier = nullptr);
 void pool_close(PoolCore& core);
 void pool_terminate(PoolCore& core) noexcept;
 void pool_join(PoolCore& core);
@@ -161,8 +171,95 @@ public:
 
 private:
     friend class Pool;
+    template <class>
+    friend class IMapIterator;
     explicit AsyncResult(std::shared_ptr<detail::TaskState> st) : st_(std::move(st)) {}
     std::shared_ptr<detail::TaskState> st_;
+};
+
+// What imap() and imap_unordered() return: the results one by one, in order or as they come.
+// next(timeout) gives the next one (TimeoutError if it is not there in time; a task's error is
+// thrown when its result's turn comes) and std::nullopt after the last; it is also a range.
+template <class R>
+class IMapIterator {
+public:
+    std::optional<R> next(Timeout timeout = forever) {
+        while (pos_ == buf_.size()) {
+            if (!fill(timeout)) return std::nullopt;
+        }
+        return std::move(buf_[pos_++]);
+    }
+
+    class iterator {
+    public:
+        using value_type = R;
+        using difference_type = std::ptrdiff_t;
+        iterator() = default;
+        explicit iterator(IMapIterator* it) : it_(it) { ++*this; }
+        const R& operator*() const { return *cur_; }
+        iterator& operator++() {
+            cur_ = it_->next();
+            if (!cur_) it_ = nullptr;
+            return *this;
+        }
+        void operator++(int) { ++*this; }
+        friend bool operator==(const iterator& a, const iterator& b) { return a.it_ == b.it_; }
+
+    private:
+        IMapIterator* it_ = nullptr;
+        std::optional<R> cur_;
+    };
+    iterator begin() { return iterator(this); }
+    iterator end() { return iterator(); }
+
+private:
+    friend class Pool;
+    IMapIterator(std::vector<AsyncResult<std::vector<R>>> parts, bool ordered,
+                 std::shared_ptr<detail::Notifier> notifier)
+        : parts_(std::move(parts)), taken_(parts_.size(), false), ordered_(ordered), notifier_(std::move(notifier)) {}
+
+    // Loads the next chunk's results into buf_; false when none is left.
+    bool fill(const Timeout& timeout) {
+        std::size_t pick = parts_.size();
+        if (ordered_) {
+            while (next_ < parts_.size() && taken_[next_]) ++next_;
+            pick = next_;
+        } else {
+            auto ready = [&] {
+                for (std::size_t i = 0; i < parts_.size(); ++i)
+                    if (!taken_[i] && parts_[i].ready()) return pick = i, true;
+                return false;
+            };
+            bool left = std::find(taken_.begin(), taken_.end(), false) != taken_.end();
+            if (!left) return false;
+            std::unique_lock lock(notifier_->m);
+            if (timeout.infinite()) {
+                notifier_->cv.wait(lock, ready);
+            } else if (!notifier_->cv.wait_for(lock, timeout.duration(), ready)) {
+                throw TimeoutError("no result ready in time");
+            }
+        }
+        if (pick == parts_.size()) return false;
+        try {
+            buf_ = parts_[pick].get(timeout);
+        } catch (const TimeoutError&) {
+            throw;  // not there yet: ask again later
+        } catch (...) {
+            taken_[pick] = true;  // the task's error is its result: the next call moves on, as Python's
+            throw;
+        }
+        taken_[pick] = true;
+        pos_ = 0;
+        return true;
+    }
+
+    std::vector<AsyncResult<std::vector<R>>> parts_;
+    std::vector<bool> taken_;
+    bool ordered_;
+    std::shared_ptr<detail::Notifier> notifier_;
+    std::size_t next_ = 0;
+    std::vector<R> buf_;
+    std::size_t pos_ = 0;
 };
 
 class Pool {
@@ -208,6 +305,18 @@ public:
         return run_chunks<R>(&detail::invoke_star_chunk<Fp, R, std::tuple<T...>>, Fp(f), items, chunksize);
     }
 
+    // Python's imap(func, iterable, chunksize=1): results in order, each as soon as it and those
+    // before it are ready.
+    template <class F, class T>
+    auto imap(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
+        return make_imap<F, T>(f, items, chunksize, true);
+    }
+    // Python's imap_unordered: results as they are ready.
+    template <class F, class T>
+    auto imap_unordered(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
+        return make_imap<F, T>(f, items, chunksize, false);
+    }
+
     // No more tasks; join() then waits for the workers to finish the queued ones and exit.
     void close() { detail::pool_close(*core_); }
     // Stops the workers now; unfinished tasks fail with ValueError.
@@ -220,19 +329,39 @@ private:
     template <class F>
     static constexpr bool is_target = !std::is_void_v<detail::function_pointer_t<F>>;
 
+    template <class F, class T>
+    auto make_imap(F f, const std::vector<T>& items, std::size_t chunksize, bool ordered) {
+        static_assert(is_target<F>, "mprocess: a Pool task must be a plain function or a lambda without captures");
+        using Fp = detail::function_pointer_t<F>;
+        using R = std::invoke_result_t<Fp, T&>;
+        if (chunksize == 0) throw ValueError("chunksize must be at least 1");
+        auto notifier = std::make_shared<detail::Notifier>();
+        auto parts = submit_chunks<R>(&detail::invoke_chunk<Fp, R, T>, Fp(f), items, chunksize, notifier);
+        return IMapIterator<R>(std::move(parts), ordered, std::move(notifier));
+    }
+
+    // One task per chunk of `chunksize` items.
+    template <class R, class Fp, class T>
+    std::vector<AsyncResult<std::vector<R>>> submit_chunks(detail::Invoker invoker, Fp fp, const std::vector<T>& items,
+                                                           std::size_t chunksize,
+                                                           const std::shared_ptr<detail::Notifier>& notifier) {
+        std::vector<AsyncResult<std::vector<R>>> parts;
+        for (std::size_t i = 0; i < items.size(); i += chunksize) {
+            std::vector<T> chunk(items.begin() + static_cast<std::ptrdiff_t>(i),
+                                 items.begin() + static_cast<std::ptrdiff_t>(std::min(items.size(), i + chunksize)));
+            parts.push_back(AsyncResult<std::vector<R>>(
+                detail::submit(*core_, invoker, reinterpret_cast<void*>(fp), encode(chunk), notifier)));
+        }
+        return parts;
+    }
+
     template <class R, class Fp, class T>
     std::vector<R> run_chunks(detail::Invoker invoker, Fp fp, const std::vector<T>& items, std::size_t chunksize) {
         if (chunksize == 0) {
             const std::size_t per = 4 * processes_;
             chunksize = items.empty() ? 1 : (items.size() + per - 1) / per;
         }
-        std::vector<AsyncResult<std::vector<R>>> parts;
-        for (std::size_t i = 0; i < items.size(); i += chunksize) {
-            std::vector<T> chunk(items.begin() + static_cast<std::ptrdiff_t>(i),
-                                 items.begin() + static_cast<std::ptrdiff_t>(std::min(items.size(), i + chunksize)));
-            parts.push_back(
-                AsyncResult<std::vector<R>>(detail::submit(*core_, invoker, reinterpret_cast<void*>(fp), encode(chunk))));
-        }
+        auto parts = submit_chunks<R>(invoker, fp, items, chunksize, nullptr);
         std::vector<R> out;
         out.reserve(items.size());
         for (auto& p : parts)

@@ -165,6 +165,33 @@ TEST_P(PoolMethods, StarmapUnpacksTuplesAndMaxtasksperchildRenewsWorkers) {
     EXPECT_GE(seen.size(), 4u);  // 12 tasks, at most 3 per worker
 }
 
+TEST_P(PoolMethods, ImapIsInOrderAndImapUnorderedGivesEveryResult) {
+    mp::Pool pool(2, {.start_method = GetParam()});
+    std::vector<int> in(50);
+    for (int i = 0; i < 50; ++i) in[i] = i;
+    std::vector<int> ordered;
+    for (int r : pool.imap(square, in, 3)) ordered.push_back(r);
+    ASSERT_EQ(ordered.size(), 50u);
+    for (int i = 0; i < 50; ++i) EXPECT_EQ(ordered[i], i * i);
+
+    // The first item is slow: unordered results do not wait for it.
+    std::vector<int> delays{300, 1, 1, 1, 1};
+    auto it = pool.imap_unordered(slow, delays);
+    EXPECT_EQ(it.next(30.0), 1);
+    std::vector<int> rest;
+    while (auto r = it.next(30.0)) rest.push_back(*r);
+    std::sort(rest.begin(), rest.end());
+    EXPECT_EQ(rest, (std::vector<int>{1, 1, 1, 300}));
+    EXPECT_FALSE(it.next(0.0).has_value());
+
+    auto failing = pool.imap(fail, std::vector<int>{1, 2});
+    EXPECT_THROW(failing.next(30.0), mp::RemoteError);
+    EXPECT_THROW(failing.next(30.0), mp::RemoteError);  // the second item's own error
+    EXPECT_FALSE(failing.next(30.0).has_value());
+    auto empty = pool.imap(square, std::vector<int>{});
+    EXPECT_FALSE(empty.next().has_value());
+}
+
 TEST_P(PoolMethods, WorkersAreNamedAsPythonNamesThem) {
     mp::Pool pool(2, {.start_method = GetParam()});
     auto name = pool.apply(worker_name, 0);
