@@ -37,26 +37,26 @@ constexpr std::int64_t sequence_sum(std::int64_t first, std::int64_t n) {
     return n * first + n * (n - 1) / 2;
 }
 
-// Counts one item of a throughput stream; sends the tally back after every kBatch items.
+// Counts one item of a throughput stream; sends the tally back after every `batch` items.
 template <class Reply>
-void tally(Tally& t, std::int64_t& expected, std::int64_t v, Reply reply) {
+void tally(Tally& t, std::int64_t& expected, std::int64_t v, Reply reply, std::int64_t batch = kBatch) {
     if (v != expected) ++t.out_of_order;
     expected = v + 1;
     ++t.count;
     t.sum += v;
-    if (t.count == kBatch) {
+    if (t.count == batch) {
         reply(t);
         t = Tally{};
     }
 }
 
-inline std::string check_tally(const Tally& t, std::int64_t first) {
-    if (t.count == kBatch && t.sum == sequence_sum(first, kBatch) && t.out_of_order == 0) return {};
+// Empty if the tally is that of `n` items numbered from `first`, in order; else what is wrong.
+inline std::string check_tally(const Tally& t, std::int64_t first, std::int64_t n = kBatch) {
+    if (t.count == n && t.sum == sequence_sum(first, n) && t.out_of_order == 0) return {};
     return "consumer saw count=" + std::to_string(t.count) + " sum=" + std::to_string(t.sum) +
-           " out_of_order=" + std::to_string(t.out_of_order) + ", expected count=" + std::to_string(kBatch) +
-           " sum=" + std::to_string(sequence_sum(first, kBatch));
+           " out_of_order=" + std::to_string(t.out_of_order) + ", expected count=" + std::to_string(n) +
+           " sum=" + std::to_string(sequence_sum(first, n));
 }
-
 
 // A send() or recv() that never returns (a lost wake-up in the transport, a dead peer not
 // noticed) would hang the benchmark, and compare.py with it. The watchdog turns that into a
@@ -97,7 +97,6 @@ void guarded(benchmark::State& state, const char* name, Fn fn) {
         state.SkipWithError("mprocess::SystemExit escaped into the benchmark");
     }
 }
-
 
 // Installs the watchdog's handler and runs the benchmarks: the body of every binary's main().
 inline int run_benchmarks(int argc, char** argv) {

@@ -79,22 +79,9 @@ void spsc_consumer(mp::Queue<T> q, mp::Queue<Tally> replies, std::int64_t batch)
         T item = q.get();
         std::int64_t v = seq_of(item);
         if (v == kStop) return;
-        if (v != expected) ++t.out_of_order;
-        expected = v + 1;
-        ++t.count;
-        t.sum += v;
-        if (t.count == batch) {
-            replies.put(t);
-            t = Tally{};
-        }
+        tally(
+            t, expected, v, [&](const Tally& r) { replies.put(r); }, batch);
     }
-}
-
-std::string check(const Tally& t, std::int64_t first, std::int64_t n) {
-    if (t.count == n && t.sum == sequence_sum(first, n) && t.out_of_order == 0) return {};
-    return "consumer saw count=" + std::to_string(t.count) + " sum=" + std::to_string(t.sum) +
-           " out_of_order=" + std::to_string(t.out_of_order) + ", expected count=" + std::to_string(n) +
-           " sum=" + std::to_string(sequence_sum(first, n));
 }
 
 // One producer (this process) and one consumer; arg: item size (8: an int64, else a string).
@@ -117,7 +104,7 @@ void spsc(benchmark::State& state, std::size_t size, std::int64_t batch) {
     for (auto _ : state) {
         const std::int64_t first = seq;
         for (std::int64_t i = 0; i < batch; ++i) put(seq++);
-        if (auto err = check(replies.get(true, 60.0), first, batch); !err.empty()) {
+        if (auto err = check_tally(replies.get(true, 60.0), first, batch); !err.empty()) {
             state.SkipWithError(err.c_str());
             break;
         }
@@ -152,7 +139,7 @@ void BM_QueueBigItems(benchmark::State& state) {
                 stamp(item, seq++);
                 q.put(item);
             }
-            return check(replies.get(true, 60.0), first, kBigItems);
+            return check_tally(replies.get(true, 60.0), first, kBigItems);
         };
         // One untimed round first, as the Python workload does: the memory is then in place.
         if (auto err = round(); !err.empty()) state.SkipWithError(err.c_str());
@@ -215,7 +202,7 @@ void BM_QueueMpmc(benchmark::State& state) {
             pgo.put(first + kMpmcPerProducer);
             Tally a = replies.get(true, 60.0), b = replies.get(true, 60.0);
             Tally total{a.count + b.count, a.sum + b.sum, 0};
-            if (auto err = check(total, first, 2 * kMpmcPerProducer); !err.empty()) {
+            if (auto err = check_tally(total, first, 2 * kMpmcPerProducer); !err.empty()) {
                 state.SkipWithError(err.c_str());
                 break;
             }
@@ -254,15 +241,13 @@ void raw_consumer(RawRing& r, std::size_t slot, std::int64_t batch) {
         std::int64_t v;
         std::memcpy(&v, out.data(), sizeof v);
         if (v == kStop) return;
-        if (v != expected) ++t.out_of_order;
-        expected = v + 1;
-        ++t.count;
-        t.sum += v;
-        if (t.count == batch) {
-            r.tally = t;
-            r.batches.fetch_add(1, std::memory_order_release);
-            t = Tally{};
-        }
+        tally(
+            t, expected, v,
+            [&](const Tally& done) {
+                r.tally = done;
+                r.batches.fetch_add(1, std::memory_order_release);
+            },
+            batch);
     }
 }
 
@@ -294,7 +279,7 @@ void BM_RawShmRing(benchmark::State& state) {
             ++batches;
             while (r.batches.load(std::memory_order_acquire) != batches) {
             }
-            if (auto err = check(r.tally, first, batch); !err.empty()) {
+            if (auto err = check_tally(r.tally, first, batch); !err.empty()) {
                 state.SkipWithError(err.c_str());
                 break;
             }

@@ -32,7 +32,8 @@ RemoteError::RemoteError(std::string type, std::string message, pid_t pid)
 
 WorkerLost::WorkerLost(pid_t pid, int exitcode)
     : Error("worker " + std::to_string(pid) +
-            (exitcode < 0 ? " was killed by signal " + std::to_string(-exitcode) : " exited with code " + std::to_string(exitcode)) +
+            (exitcode < 0 ? " was killed by signal " + std::to_string(-exitcode)
+                          : " exited with code " + std::to_string(exitcode)) +
             " while running the task"),
       pid_(pid),
       signal_(exitcode < 0 ? -exitcode : 0),
@@ -298,7 +299,8 @@ private:
                 closing = closed_ && pending_.empty();
             }
             dispatch();
-            if (closing && std::none_of(workers_.begin(), workers_.end(), [](const Worker& w) { return bool(w.current); })) {
+            if (closing &&
+                std::none_of(workers_.begin(), workers_.end(), [](const Worker& w) { return bool(w.current); })) {
                 for (auto& w : workers_) {
                     try {
                         w.conn.send_bytes("");  // stop

@@ -74,8 +74,8 @@ private:
 };
 
 struct PoolOptions {
-    std::string start_method{};      // default: get_start_method()
-    unsigned maxtasksperchild = 0;   // a worker is replaced after this many tasks; 0: never
+    std::string start_method{};     // default: get_start_method()
+    unsigned maxtasksperchild = 0;  // a worker is replaced after this many tasks; 0: never
 };
 
 namespace detail {
@@ -128,8 +128,8 @@ struct TaskState {
     std::condition_variable cv;
     std::shared_ptr<Notifier> notifier;  // set before the task is submitted
     bool done = false;
-    std::string result;          // the encoded result, when it succeeded
-    std::exception_ptr error;    // RemoteError, WorkerLost, or the pool's end
+    std::string result;        // the encoded result, when it succeeded
+    std::exception_ptr error;  // RemoteError, WorkerLost, or the pool's end
 };
 
 class PoolCore;
@@ -273,7 +273,8 @@ public:
     template <class F, class... A>
     auto apply_async(F f, A&&... args) {
         using Fp = detail::function_pointer_t<F>;
-        static_assert(!std::is_void_v<Fp>, "mprocess: a Pool task must be a plain function or a lambda without captures");
+        static_assert(!std::is_void_v<Fp>,
+                      "mprocess: a Pool task must be a plain function or a lambda without captures");
         using R = std::invoke_result_t<Fp, std::decay_t<A>&...>;
         Fp fp = f;
         auto st = detail::submit(*core_, &detail::invoke_task<Fp, R, std::decay_t<A>...>, reinterpret_cast<void*>(fp),

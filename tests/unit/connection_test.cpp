@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "helpers/children.hpp"
+#include "helpers/messages.hpp"
 
 using namespace std::chrono_literals;
 using testing_support::ChildrenTest;
@@ -24,21 +25,8 @@ namespace {
 class ConnectionTest : public ChildrenTest {};
 class ConnectionMethods : public testing_support::MethodTest {};
 
-struct Reading {
-    std::string sensor;
-    std::vector<double> values;
-    template <class Archive>
-    void serialize(Archive& ar) {
-        ar(sensor, values);
-    }
-    bool operator==(const Reading&) const = default;
-};
-
-std::string pattern(std::size_t n, unsigned seed) {
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed) & 0xff);
-    return s;
-}
+using testing_support::pattern;
+using testing_support::Reading;
 
 // A child that sends back every byte message until it gets "stop".
 mp::Process start_echo(const mp::Context& ctx, mp::Connection child_end) {

@@ -195,7 +195,9 @@ TEST_P(PoolMethods, ImapIsInOrderAndImapUnorderedGivesEveryResult) {
 TEST_P(PoolMethods, WorkersAreNamedAsPythonNamesThem) {
     mp::Pool pool(2, {.start_method = GetParam()});
     auto name = pool.apply(worker_name, 0);
-    const std::string want = GetParam() == "fork" ? "ForkPoolWorker-" : GetParam() == "spawn" ? "SpawnPoolWorker-" : "ForkServerPoolWorker-";
+    const std::string want = GetParam() == "fork"    ? "ForkPoolWorker-"
+                             : GetParam() == "spawn" ? "SpawnPoolWorker-"
+                                                     : "ForkServerPoolWorker-";
     EXPECT_EQ(name.rfind(want, 0), 0u) << name;
 }
 

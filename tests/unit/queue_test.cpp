@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "helpers/children.hpp"
+#include "helpers/messages.hpp"
 #include "queue_core.hpp"
 
 using namespace std::chrono_literals;
@@ -26,21 +27,8 @@ class QueueMethods : public testing_support::MethodTest {};
 
 using Clock = std::chrono::steady_clock;
 
-struct Reading {
-    std::string sensor;
-    std::vector<double> values;
-    template <class Archive>
-    void serialize(Archive& ar) {
-        ar(sensor, values);
-    }
-    bool operator==(const Reading&) const = default;
-};
-
-std::string pattern(std::size_t n, unsigned seed) {
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed) & 0xff);
-    return s;
-}
+using testing_support::pattern;
+using testing_support::Reading;
 
 double seconds_since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
@@ -210,7 +198,7 @@ TEST_F(QueueTest, MediumItemsReuseTheirMemoryWhileFlowingAndGiveItBackWhenDraine
         ASSERT_LT(core.resident_bytes(), idle + (std::uint64_t{64} << 20));
     }
     EXPECT_GT(core.resident_bytes(), idle + (std::uint64_t{16} << 20));  // kept for the next ones
-    EXPECT_THROW(q.get_nowait(), mp::Empty);  // drained, and nothing is coming: give it back
+    EXPECT_THROW(q.get_nowait(), mp::Empty);                             // drained, and nothing is coming: give it back
     EXPECT_LE(core.resident_bytes(), idle + core.ring_bytes() + 4096);
 }
 
