@@ -28,6 +28,10 @@ struct Symbol {
 Symbol code_symbol(void* addr);
 void* code_address(const Symbol& s);
 
+// An own copy of descriptor number `index` of the arguments of a spawned target; DecodeError
+// naming `what` if there is no such descriptor.
+platform::Fd copy_spawn_fd(const SpawnArgs& args, int index, const char* what);
+
 // Everything a fresh image needs to run a target, but the descriptors.
 struct Payload {
     ChildIdentity who;

@@ -22,6 +22,7 @@
 // and looks again before it sleeps, so no wake-up is missed. Sleepers look again at least every
 // 200 ms in case a waker was killed between its store and its ring.
 #include "queue_core.hpp"
+#include "popen_internal.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -209,7 +210,9 @@ bool QueueCore::place(const Item& item) {
 
     int to = -1;
     std::uint64_t target = 0;
-    for (int x = rec + kReserve <= size_[kHot] / 4 ? kHot : rec + kReserve <= size_[kWarm] / 2 ? kWarm : kCold;
+    for (int x = rec + kReserve <= size_[kHot] / 4    ? kHot
+                 : rec + kReserve <= size_[kWarm] / 2 ? kWarm
+                                                      : kCold;
          x <= kCold && to < 0; ++x) {
         if (x != r && x != kCold) {
             const std::uint64_t used = c.tail[x].load(std::memory_order_relaxed) + size_[x] - limit(x, true);
@@ -278,7 +281,8 @@ void QueueCore::put(const Item& item, bool block, const Timeout& timeout) {
     const std::uint64_t rec = record_bytes(item.size());
     // An overflow record sits whole within one lap, wherever the lap happens to be: at most half.
     if (item.size() > kMaxItem || rec + kReserve > size_[kCold] / 2)
-        throw ValueError("queue item of " + std::to_string(item.size()) + " bytes is larger than this queue can hold (" +
+        throw ValueError("queue item of " + std::to_string(item.size()) +
+                         " bytes is larger than this queue can hold (" +
                          std::to_string(size_[kCold] / 2 - kReserve - 8) + " bytes)");
     Ctl& c = *ctl_;
     const auto deadline = timeout.deadline();
@@ -443,8 +447,9 @@ void QueueCore::get(QueueReader& reader, bool block, const Timeout& timeout) {
             release_idle_memory();
             throw Empty("queue is empty");
         }
-        if (!wait_on(ctl_->data, [this](bool before_sleep) { return peek(before_sleep); }, deadline,
-                     [this] { release_idle_memory(); }))
+        if (!wait_on(
+                ctl_->data, [this](bool before_sleep) { return peek(before_sleep); }, deadline,
+                [this] { release_idle_memory(); }))
             throw Empty("queue is empty (timed out)");
     }
 }
@@ -546,11 +551,7 @@ std::string QueueCore::export_to(SpawnArgs& args) const {
 std::shared_ptr<QueueCore> QueueCore::import(const SpawnArgs& args, const std::string& blob, std::uint64_t type_tag,
                                              std::string_view type_name, bool joinable) {
     auto [size, index] = decode<ExportedQueue>(blob);
-    if (index < 0 || static_cast<std::size_t>(index) >= args.fds.size())
-        throw DecodeError("exported queue: bad descriptor index");
-    platform::Fd borrowed(args.fds[index]);
-    platform::Fd memfd = platform::dup_fd(borrowed);
-    borrowed.release();
+    platform::Fd memfd = copy_spawn_fd(args, index, "queue");
     if (size < kCtlBytes || size != platform::file_size(memfd.get()))
         throw DecodeError("exported queue: size does not match its memory");
     void* base = platform::try_map_sparse(memfd.get(), size);

@@ -12,6 +12,7 @@
 
 #include "mprocess/serialize.hpp"
 #include "platform/posix.hpp"
+#include "popen_internal.hpp"
 #include "resource_tracker.hpp"
 
 namespace mprocess {
@@ -136,12 +137,8 @@ std::string detail::SpawnArg<SharedMemory>::write(SpawnArgs& args, const SharedM
 
 SharedMemory detail::SpawnArg<SharedMemory>::read(const SpawnArgs& args, const std::string& blob) {
     auto [name, size, index] = decode<ExportedBlock>(blob);
-    if (index < 0 || static_cast<std::size_t>(index) >= args.fds.size())
-        throw DecodeError("exported SharedMemory: bad descriptor index");
-    platform::Fd borrowed(args.fds[index]);
     auto b = std::make_shared<SharedBlock>();
-    b->fd = platform::dup_fd(borrowed);
-    borrowed.release();
+    b->fd = copy_spawn_fd(args, index, "SharedMemory");
     if (size != platform::file_size(b->fd.get())) throw DecodeError("exported SharedMemory: size does not match");
     b->name = name;
     b->size = size;

@@ -41,8 +41,7 @@ private:
 };
 
 SyncHandle::SyncHandle(std::size_t bytes)
-    : seg_(std::make_shared<SyncSegment>(platform::make_memfd("mprocess-sync", bytes), bytes)),
-      state_(seg_->base()) {}
+    : seg_(std::make_shared<SyncSegment>(platform::make_memfd("mprocess-sync", bytes), bytes)), state_(seg_->base()) {}
 
 using ExportedSync = std::tuple<std::uint64_t, int>;  // size, descriptor index
 
@@ -53,11 +52,7 @@ std::string SyncHandle::export_to(SpawnArgs& args) const {
 
 SyncHandle SyncHandle::import(const SpawnArgs& args, const std::string& blob, std::size_t bytes) {
     auto [size, index] = decode<ExportedSync>(blob);
-    if (index < 0 || static_cast<std::size_t>(index) >= args.fds.size())
-        throw DecodeError("exported synchronization object: bad descriptor index");
-    platform::Fd borrowed(args.fds[index]);
-    platform::Fd fd = platform::dup_fd(borrowed);
-    borrowed.release();
+    platform::Fd fd = copy_spawn_fd(args, index, "synchronization object");
     if (size < bytes || size != platform::file_size(fd.get()))
         throw DecodeError("exported synchronization object: size does not match its memory");
     SyncHandle h;
@@ -149,9 +144,9 @@ struct BarrierState {
     std::atomic<std::uint32_t> gen;  // futex word: a new generation releases the waiters
     std::atomic<std::uint32_t> sleepers;
     std::uint32_t parties;
-    std::uint32_t count;        // arrived in this generation
-    std::uint32_t broken;       // aborted, or a wait timed out: every wait fails until reset()
-    std::uint32_t failed_gen;   // 1 + a generation that ended broken (its waiters fail)
+    std::uint32_t count;       // arrived in this generation
+    std::uint32_t broken;      // aborted, or a wait timed out: every wait fails until reset()
+    std::uint32_t failed_gen;  // 1 + a generation that ended broken (its waiters fail)
 };
 
 template <class S>
@@ -407,8 +402,8 @@ void Condition::notify_all() {
 
 std::string detail::SpawnArg<Condition>::write(SpawnArgs& args, const Condition& c) {
     const bool recursive = std::holds_alternative<RLock>(c.lock_);
-    std::string lock = std::visit([&](const auto& l) { return SpawnArg<std::decay_t<decltype(l)>>::write(args, l); },
-                                  c.lock_);
+    std::string lock =
+        std::visit([&](const auto& l) { return SpawnArg<std::decay_t<decltype(l)>>::write(args, l); }, c.lock_);
     return encode(std::tuple<std::string, std::string, bool>{c.h_.export_to(args), lock, recursive});
 }
 
@@ -521,8 +516,8 @@ bool Barrier::broken() const noexcept {
 std::string detail::SpawnArg<Barrier>::write(SpawnArgs& args, const Barrier& b) {
     const std::string action = b.action_ ? encode(code_symbol(reinterpret_cast<void*>(b.action_))) : std::string();
     const auto t = b.default_timeout_;
-    return encode(std::tuple<std::string, std::string, bool, std::int64_t>{
-        b.h_.export_to(args), action, t.infinite(), t.infinite() ? 0 : t.duration().count()});
+    return encode(std::tuple<std::string, std::string, bool, std::int64_t>{b.h_.export_to(args), action, t.infinite(),
+                                                                           t.infinite() ? 0 : t.duration().count()});
 }
 
 Barrier detail::SpawnArg<Barrier>::read(const SpawnArgs& args, const std::string& blob) {
