@@ -11,6 +11,8 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <utility>
 #include <deque>
 #include <map>
 #include <optional>
@@ -98,46 +100,168 @@ struct Worker {
     std::optional<Process> proc;
     Connection conn;
     std::optional<Task> current;
-    unsigned done = 0;  // tasks answered
+    bool initializing = false;  // current is the initializer
+    unsigned done = 0;          // tasks answered
 };
 
+// The pool whose manager this thread is, if any: a wait for one of its results here would never end.
+thread_local const void* t_manager_of = nullptr;
+
+void run_hook(const std::function<void()>& hook) noexcept {
+    try {
+        hook();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "mprocess: a Pool callback threw %s: %s\n", type_of_current_exception().c_str(),
+                     e.what());
+    } catch (...) {
+        std::fprintf(stderr, "mprocess: a Pool callback threw %s\n", type_of_current_exception().c_str());
+    }
+}
+
+}  // namespace
+
 void finish(TaskState& st, std::string result, std::exception_ptr error) {
+    std::vector<std::function<void()>> hooks;
     {
         std::lock_guard lock(st.m);
         if (st.done) return;
         st.done = true;
         st.result = std::move(result);
         st.error = std::move(error);
+        hooks.swap(st.on_done);
     }
     st.cv.notify_all();
-    if (st.notifier) {
-        std::lock_guard lock(st.notifier->m);  // so that a waiter between its check and its wait sees it
-        st.notifier->cv.notify_all();
+    for (const auto& h : hooks) run_hook(h);
+}
+
+void when_done(const std::shared_ptr<TaskState>& st, std::function<void()> fn) {
+    {
+        std::lock_guard lock(st->m);
+        if (!st->done) {
+            st->on_done.push_back(std::move(fn));
+            return;
+        }
+    }
+    run_hook(fn);
+}
+
+std::shared_ptr<TaskState> join_parts(std::vector<std::shared_ptr<TaskState>> parts) {
+    auto whole = std::make_shared<TaskState>();
+    whole->joined = true;
+    whole->pool = parts.empty() ? nullptr : parts.front()->pool;
+    whole->parts = parts;
+    if (parts.empty()) {
+        finish(*whole, {}, nullptr);
+        return whole;
+    }
+    struct Count {
+        std::mutex m;
+        std::size_t left;
+        std::exception_ptr first;
+    };
+    auto count = std::make_shared<Count>();
+    count->left = parts.size();
+    // Each hook holds the whole until the last part is done: a cycle that every task's end breaks.
+    for (const auto& p : parts) {
+        when_done(p, [count, whole, part = p.get()] {
+            std::exception_ptr error;
+            bool last;
+            {
+                std::lock_guard lock(count->m);
+                if (part->error && !count->first) count->first = part->error;
+                last = --count->left == 0;
+                error = count->first;
+            }
+            if (last) finish(*whole, {}, error);
+        });
+    }
+    return whole;
+}
+
+bool wait_task(TaskState& st, const Timeout& timeout) {
+    std::unique_lock lock(st.m);
+    if (!st.done && st.pool && st.pool == t_manager_of)
+        throw ValueError("waiting for a Pool's result in one of its callbacks would never end: callbacks run "
+                         "in the thread that collects the results");
+    if (timeout.infinite()) {
+        st.cv.wait(lock, [&] { return st.done; });
+        return true;
+    }
+    return st.cv.wait_for(lock, timeout.duration(), [&] { return st.done; });
+}
+
+void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::size_t total, std::size_t chunksize,
+                     const Progress& progress) {
+    struct Count {
+        std::mutex m;
+        std::condition_variable cv;
+        std::size_t done = 0;
+    };
+    auto count = std::make_shared<Count>();
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        const std::size_t n = std::min(chunksize, total - i * chunksize);
+        when_done(parts[i], [count, n] {
+            {
+                std::lock_guard lock(count->m);
+                count->done += n;
+            }
+            count->cv.notify_all();
+        });
+    }
+    std::size_t shown = 0;
+    progress(0, total);
+    while (shown < total) {
+        std::unique_lock lock(count->m);
+        count->cv.wait(lock, [&] { return count->done != shown; });
+        shown = count->done;
+        lock.unlock();
+        progress(shown, total);
     }
 }
 
-}  // namespace
-
 class PoolCore {
 public:
-    PoolCore(unsigned n, std::string method, unsigned maxtasks)
-        : n_(n), method_(std::move(method)), maxtasks_(maxtasks), bell_(platform::make_eventfd()) {
+    PoolCore(unsigned n, std::string method, const PoolOptions& options)
+        : n_(n),
+          method_(std::move(method)),
+          maxtasks_(options.maxtasksperchild),
+          break_on_loss_(options.on_worker_lost == OnWorkerLost::break_pool),
+          bell_(platform::make_eventfd()) {
+        if (options.initializer)
+            init_ = encode(TaskMessage{symbol(reinterpret_cast<void*>(options.initializer.invoker_)),
+                                       symbol(options.initializer.fn_), options.initializer.args_});
         for (unsigned i = 0; i < n_; ++i) workers_.push_back(start_worker());
         manager_ = std::thread([this] { manage(); });
     }
     ~PoolCore() { terminate(); }
 
-    std::shared_ptr<TaskState> submit(Invoker invoker, void* fn, std::string args, std::shared_ptr<Notifier> notifier) {
+    std::shared_ptr<TaskState> submit(Invoker invoker, void* fn, std::string args) {
         auto st = std::make_shared<TaskState>();
-        st->notifier = std::move(notifier);
+        st->pool = this;
         std::string msg = encode(TaskMessage{symbol(reinterpret_cast<void*>(invoker)), symbol(fn), std::move(args)});
         {
             std::lock_guard lock(m_);
+            if (!broken_.empty()) throw BrokenPool(broken_);
             if (closed_ || terminated_) throw ValueError("Pool not running");
             pending_.push_back({std::move(msg), st});
         }
         platform::signal_efd(bell_);
         return st;
+    }
+
+    bool cancel(const std::shared_ptr<TaskState>& st) {
+        {
+            std::lock_guard lock(m_);
+            auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Task& t) { return t.st == st; });
+            if (it == pending_.end()) return false;
+            pending_.erase(it);
+        }
+        {
+            std::lock_guard lock(st->m);
+            st->cancelled = true;
+        }
+        finish(*st, {}, std::make_exception_ptr(CancelledError("the task was cancelled before it started")));
+        return true;
     }
 
     void close() {
@@ -153,39 +277,22 @@ public:
             std::lock_guard lock(m_);
             if (!closed_ && !terminated_) throw ValueError("join() of a Pool that is still running: close() it first");
         }
+        if (t_manager_of == this) throw ValueError("join() of a Pool in one of its own callbacks would never end");
+        std::lock_guard lock(lifecycle_m_);
         if (manager_.joinable()) manager_.join();
     }
 
+    // From a callback (the manager thread) this only asks: the manager stops when the callback returns.
     void terminate() noexcept {
         {
             std::lock_guard lock(m_);
             terminated_ = true;
         }
         platform::signal_efd(bell_);
+        if (t_manager_of == this) return;
+        std::lock_guard lock(lifecycle_m_);
         if (manager_.joinable()) manager_.join();
-        std::deque<Task> left;
-        {
-            std::lock_guard lock(m_);
-            left.swap(pending_);
-        }
-        auto gone = std::make_exception_ptr(ValueError("the Pool was terminated before the task ran"));
-        for (auto& t : left) finish(*t.st, {}, gone);
-        for (auto& w : workers_) {
-            if (w.current) finish(*w.current->st, {}, gone);
-            w.current.reset();
-            try {
-                w.conn.close();
-                if (w.proc && w.proc->is_alive()) {
-                    w.proc->terminate();
-                    if (!w.proc->join(1.0)) {
-                        w.proc->kill();
-                        w.proc->join();
-                    }
-                }
-            } catch (...) {
-            }
-        }
-        workers_.clear();
+        shut_down();  // for a pool whose manager had already ended after close()
     }
 
     std::vector<pid_t> pids() const {
@@ -201,15 +308,26 @@ private:
         // server is their parent); otherwise they see their pipe close and exit.
         // Named as Python names them: ForkPoolWorker-1, SpawnPoolWorker-2, ForkServerPoolWorker-3.
         const std::string kind = method_ == "fork" ? "Fork" : method_ == "spawn" ? "Spawn" : "ForkServer";
+        const unsigned messages = maxtasks_ == 0 ? 0 : maxtasks_ + (init_.empty() ? 0 : 1);
         w.proc.emplace(pool_worker,
                        ProcessOptions{.name = kind + "PoolWorker-" + std::to_string(++started_),
                                       .daemon = true,
                                       .die_with_parent = method_ != "forkserver",
                                       .start_method = method_},
-                       there, maxtasks_);
+                       there, messages);
         w.proc->start();
         there.close();
         w.conn = here;
+        if (!init_.empty()) {
+            // Its first message: the worker answers it before it takes any task.
+            w.current = Task{init_, std::make_shared<TaskState>()};
+            w.initializing = true;
+            try {
+                w.conn.send_bytes(init_);
+            } catch (const Error&) {
+                // It died already; serve() sees the end of its pipe.
+            }
+        }
         return w;
     }
 
@@ -239,16 +357,30 @@ private:
                 t = std::move(pending_.front());
                 pending_.pop_front();
             }
+            {
+                std::lock_guard lock(t.st->m);
+                t.st->started = true;
+            }
             try {
                 w.conn.send_bytes(t.message);
                 w.current = std::move(t);
             } catch (const Error&) {
                 // The worker is gone; the task goes back, the death is handled when seen.
+                {
+                    std::lock_guard lock(t.st->m);
+                    t.st->started = false;
+                }
                 std::lock_guard lock(m_);
                 pending_.push_front(std::move(t));
                 return;
             }
         }
+    }
+
+    void break_pool(std::string why) {
+        std::lock_guard lock(m_);
+        if (broken_.empty()) broken_ = std::move(why);
+        terminated_ = true;
     }
 
     // A worker answered, or died.
@@ -257,13 +389,14 @@ private:
         try {
             answer = w.conn.recv_bytes();
         } catch (const EOFError&) {
-            replace(w);
+            lost(w);
             return;
         }
         if (!w.current) return;
         auto st = w.current->st;
         w.current.reset();
-        ++w.done;
+        const bool init = std::exchange(w.initializing, false);
+        if (!init) ++w.done;
         if (!answer.empty() && answer[0] == '\0') {
             finish(*st, answer.substr(1), nullptr);
             return;
@@ -272,16 +405,26 @@ private:
         try {
             auto [type, what] = decode<Failure>(std::string_view(answer).substr(answer.empty() ? 0 : 1));
             error = std::make_exception_ptr(RemoteError(type, what, w.proc->pid()));
+            if (init) break_pool("the Pool's initializer failed in worker " + std::to_string(w.proc->pid()) + ": " +
+                                 type + ": " + what);
         } catch (const Error& e) {
             error = std::make_exception_ptr(RemoteError("DecodeError", e.what(), w.proc->pid()));
         }
         finish(*st, {}, error);
     }
 
-    void replace(Worker& w) {
+    // A worker's pipe ended: it died, or it exited after its maxtasksperchild tasks.
+    void lost(Worker& w) {
         const pid_t pid = w.proc->pid();
         w.proc->join();
         const int code = w.proc->exitcode().value_or(-SIGKILL);
+        const bool renewal = code == 0 && maxtasks_ != 0 && w.done >= maxtasks_ && !w.current;
+        if (!renewal && (break_on_loss_ || w.initializing)) {
+            const std::string how = WorkerLost(pid, code).what();
+            break_pool(w.initializing ? "the Pool's initializer ended worker " + std::to_string(pid) + ": " + how
+                                      : "the Pool is broken: " + how);
+            return;
+        }
         if (w.current) finish(*w.current->st, {}, std::make_exception_ptr(WorkerLost(pid, code)));
         w.current.reset();
         w.conn.close();
@@ -289,13 +432,49 @@ private:
         record_pids();
     }
 
+    // Fails what is left and stops the workers: the end of a terminate() or of a broken pool.
+    void shut_down() noexcept {
+        std::deque<Task> left;
+        std::string broken;
+        {
+            std::lock_guard lock(m_);
+            left.swap(pending_);
+            broken = broken_;
+        }
+        const auto why = broken.empty()
+                             ? std::make_exception_ptr(ValueError("the Pool was terminated before the task finished"))
+                             : std::make_exception_ptr(BrokenPool(broken));
+        for (auto& t : left) finish(*t.st, {}, why);
+        for (auto& w : workers_) {
+            if (w.current) finish(*w.current->st, {}, why);
+            w.current.reset();
+            try {
+                w.conn.close();
+                if (w.proc && w.proc->is_alive()) w.proc->terminate();
+            } catch (...) {
+            }
+        }
+        for (auto& w : workers_) {
+            try {
+                if (w.proc && !w.proc->join(1.0)) {
+                    w.proc->kill();
+                    w.proc->join();
+                }
+            } catch (...) {
+            }
+        }
+        workers_.clear();
+        record_pids();
+    }
+
     void manage() {
+        t_manager_of = this;
         record_pids();
         for (;;) {
             bool closing;
             {
                 std::lock_guard lock(m_);
-                if (terminated_) return;
+                if (terminated_) break;
                 closing = closed_ && pending_.empty();
             }
             dispatch();
@@ -317,33 +496,40 @@ private:
             for (auto& w : workers_)
                 if (std::find(ready.begin(), ready.end(), Waitable(w.conn)) != ready.end()) serve(w);
         }
+        shut_down();
     }
 
     const unsigned n_;
     const std::string method_;
     const unsigned maxtasks_;
+    const bool break_on_loss_;
+    std::string init_;  // the initializer's task message, or empty
     unsigned started_ = 0;
     platform::Fd bell_;
     mutable std::mutex m_;
     std::deque<Task> pending_;
     bool closed_ = false;
     bool terminated_ = false;
+    std::string broken_;  // why the pool is broken, or empty
     std::vector<pid_t> pids_;
     std::vector<Worker> workers_;  // the manager's, after construction
     std::mutex symbols_m_;
     std::map<void*, Symbol> symbols_;
+    std::mutex lifecycle_m_;
     std::thread manager_;
 };
 
 std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& options) {
     if (processes == 0) throw ValueError("Number of processes must be at least 1");
     const std::string method = options.start_method.empty() ? get_start_method() : options.start_method;
-    return std::make_shared<PoolCore>(processes, method, options.maxtasksperchild);
+    return std::make_shared<PoolCore>(processes, method, options);
 }
 
-std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string args,
-                                  std::shared_ptr<Notifier> notifier) {
-    return core.submit(invoker, fn, std::move(args), std::move(notifier));
+std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string args) {
+    return core.submit(invoker, fn, std::move(args));
+}
+bool cancel_task(PoolCore& core, const std::shared_ptr<TaskState>& st) {
+    return core.cancel(st);
 }
 void pool_close(PoolCore& core) {
     core.close();
@@ -356,15 +542,6 @@ void pool_join(PoolCore& core) {
 }
 std::vector<pid_t> pool_pids(const PoolCore& core) {
     return core.pids();
-}
-
-bool wait_task(TaskState& st, const Timeout& timeout) {
-    std::unique_lock lock(st.m);
-    if (timeout.infinite()) {
-        st.cv.wait(lock, [&] { return st.done; });
-        return true;
-    }
-    return st.cv.wait_for(lock, timeout.duration(), [&] { return st.done; });
 }
 
 }  // namespace detail

@@ -37,6 +37,7 @@
 
 #include <sys/types.h>
 
+#include "mprocess/detail/pool_task.hpp"
 #include "mprocess/detail/spawn.hpp"
 #include "mprocess/error.hpp"
 #include "mprocess/serialize.hpp"
@@ -58,6 +59,10 @@ private:
 };
 
 // The worker running a task died before it could answer.
+namespace detail {
+class PoolCore;
+}
+
 class WorkerLost : public Error {
 public:
     WorkerLost(pid_t pid, int exitcode);
@@ -73,89 +78,89 @@ private:
     int exitcode_;
 };
 
+// The other way to meet a dead worker, concurrent.futures' way: the pool is broken for good.
+// Every task not yet finished, and every later submit, fails with BrokenPool.
+class BrokenPool : public Error {
+public:
+    using Error::Error;
+};
+
+// A task taken back before it started (concurrent.futures' CancelledError).
+class CancelledError : public Error {
+public:
+    using Error::Error;
+};
+
+// What the pool does when a worker dies while it holds a task. Either way that task fails at once.
+enum class OnWorkerLost {
+    replace,     // the task fails with WorkerLost, and a new worker takes the dead one's place
+    break_pool,  // every unfinished task fails with BrokenPool, and the pool stops
+};
+
+// Python's initializer and initargs: a function each worker calls once, before its first task.
+//     mp::Pool pool(4, {.initializer = mp::Initializer(open_db, std::string("/tmp/x.db"))});
+// If it throws in any worker, the pool is broken (BrokenPool) rather than restarting workers that
+// fail again forever, as Python's Pool does.
+class Initializer {
+public:
+    Initializer() = default;
+    template <class F, class... A>
+    explicit Initializer(F f, A&&... args) {
+        using Fp = detail::function_pointer_t<F>;
+        static_assert(!std::is_void_v<Fp>,
+                      "mprocess: an initializer must be a plain function or a lambda without captures");
+        Fp fp = f;
+        invoker_ = &detail::invoke_task<Fp, std::invoke_result_t<Fp, std::decay_t<A>&...>, std::decay_t<A>...>;
+        fn_ = reinterpret_cast<void*>(fp);
+        args_ = encode(std::tuple<std::decay_t<A>...>(std::forward<A>(args)...));
+    }
+    explicit operator bool() const noexcept { return invoker_ != nullptr; }
+
+private:
+    friend class detail::PoolCore;
+    detail::Invoker invoker_ = nullptr;
+    void* fn_ = nullptr;
+    std::string args_;
+};
+
 struct PoolOptions {
     std::string start_method{};     // default: get_start_method()
     unsigned maxtasksperchild = 0;  // a worker is replaced after this many tasks; 0: never
+    Initializer initializer{};
+    OnWorkerLost on_worker_lost = OnWorkerLost::replace;
 };
+
+// Told how far a long map has come: items done out of the total. It runs in the thread that
+// called map(), between its waits (progress.hpp has a ready-made progress line).
+using Progress = std::function<void(std::size_t done, std::size_t total)>;
 
 namespace detail {
 
-// Runs one task in a worker: decodes the arguments, calls the function, encodes the result.
-using Invoker = void (*)(void* fn, std::string_view args, std::string& result);
-
-template <class Fn, class R, class... Args>
-void invoke_task(void* fn, std::string_view args, std::string& result) {
-    auto tuple = decode<std::tuple<Args...>>(args);
-    auto f = reinterpret_cast<Fn>(fn);
-    if constexpr (std::is_void_v<R>) {
-        std::apply(f, tuple);
-        result.clear();
-    } else {
-        result = encode(std::apply(f, tuple));
-    }
-}
-
-// A chunk of a map: a vector of arguments in, a vector of results out.
-template <class Fn, class R, class T>
-void invoke_chunk(void* fn, std::string_view args, std::string& result) {
-    auto items = decode<std::vector<T>>(args);
-    auto f = reinterpret_cast<Fn>(fn);
-    std::vector<R> out;
-    out.reserve(items.size());
-    for (auto& item : items) out.push_back(f(item));
-    result = encode(out);
-}
-
-// A chunk of a starmap: each item is a tuple of arguments.
-template <class Fn, class R, class Tuple>
-void invoke_star_chunk(void* fn, std::string_view args, std::string& result) {
-    auto items = decode<std::vector<Tuple>>(args);
-    auto f = reinterpret_cast<Fn>(fn);
-    std::vector<R> out;
-    out.reserve(items.size());
-    for (auto& item : items) out.push_back(std::apply(f, item));
-    result = encode(out);
-}
-
-// Told when any of several tasks finishes (imap_unordered waits on it).
-struct Notifier {
-    std::mutex m;
-    std::condition_variable cv;
-};
-
-struct TaskState {
-    std::mutex m;
-    std::condition_variable cv;
-    std::shared_ptr<Notifier> notifier;  // set before the task is submitted
-    bool done = false;
-    std::string result;        // the encoded result, when it succeeded
-    std::exception_ptr error;  // RemoteError, WorkerLost, or the pool's end
-};
-
-class PoolCore;
-
 std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& options);
-std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string args,
-                                  std::shared_ptr<Notifier> notifier = nullptr);
+std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string args);
+// Takes back a task no worker has begun; false once one has (or it is done).
+bool cancel_task(PoolCore& core, const std::shared_ptr<TaskState>& st);
 void pool_close(PoolCore& core);
 void pool_terminate(PoolCore& core) noexcept;
 void pool_join(PoolCore& core);
 std::vector<pid_t> pool_pids(const PoolCore& core);
-
-// Waits for the task; true once done.
-bool wait_task(TaskState& st, const Timeout& timeout);
+// Calls progress(done, total) in this thread each time chunks of the map finish, until all have.
+void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::size_t total, std::size_t chunksize,
+                     const Progress& progress);
 
 }  // namespace detail
 
 template <class R>
 class AsyncResult {
 public:
+    using Callback = std::conditional_t<std::is_void_v<R>, std::function<void()>, std::function<void(const R&)>>;
+    using ErrorCallback = std::function<void(const std::exception&)>;
+
     // Waits up to the timeout (TimeoutError), then returns the result or throws the task's error.
     R get(Timeout timeout = forever) const {
         if (!detail::wait_task(*st_, timeout)) throw TimeoutError("the task's result is not ready");
-        std::lock_guard lock(st_->m);
-        if (st_->error) std::rethrow_exception(st_->error);
-        if constexpr (!std::is_void_v<R>) return decode<R>(st_->result);
+        if (st_->error) std::rethrow_exception(st_->error);  // a done task's state no longer changes
+        return detail::task_value<R>(*st_);
     }
     void wait(Timeout timeout = forever) const { detail::wait_task(*st_, timeout); }
     bool ready() const {
@@ -169,12 +174,39 @@ public:
         return !st_->error;
     }
 
+    // Python's callback= and error_callback=: called once the task has succeeded, or failed (with
+    // RemoteError, WorkerLost, ...). They run in the pool's manager thread, as Python runs them in
+    // its result thread, so keep them short; or at once, here, if the task is already done.
+    const AsyncResult& callback(Callback f) const {
+        detail::when_done(st_, [st = st_, f = std::move(f)] {
+            if (st->error) return;
+            if constexpr (std::is_void_v<R>)
+                f();
+            else
+                f(detail::task_value<R>(*st));
+        });
+        return *this;
+    }
+    const AsyncResult& error_callback(ErrorCallback f) const {
+        detail::when_done(st_, [st = st_, f = std::move(f)] {
+            if (!st->error) return;
+            try {
+                std::rethrow_exception(st->error);
+            } catch (const std::exception& e) {
+                f(e);
+            }
+        });
+        return *this;
+    }
+
+protected:
+    explicit AsyncResult(std::shared_ptr<detail::TaskState> st) : st_(std::move(st)) {}
+    std::shared_ptr<detail::TaskState> st_;
+
 private:
     friend class Pool;
     template <class>
     friend class IMapIterator;
-    explicit AsyncResult(std::shared_ptr<detail::TaskState> st) : st_(std::move(st)) {}
-    std::shared_ptr<detail::TaskState> st_;
 };
 
 // What imap() and imap_unordered() return: the results one by one, in order or as they come.
@@ -214,9 +246,17 @@ public:
 
 private:
     friend class Pool;
-    IMapIterator(std::vector<AsyncResult<std::vector<R>>> parts, bool ordered,
-                 std::shared_ptr<detail::Notifier> notifier)
-        : parts_(std::move(parts)), taken_(parts_.size(), false), ordered_(ordered), notifier_(std::move(notifier)) {}
+    IMapIterator(std::vector<AsyncResult<std::vector<R>>> parts, bool ordered)
+        : parts_(std::move(parts)), taken_(parts_.size(), false), ordered_(ordered) {
+        if (!ordered_) {
+            for (auto& p : parts_) {
+                detail::when_done(p.st_, [n = notifier_] {
+                    std::lock_guard lock(n->m);  // so that a waiter between its check and its wait sees it
+                    n->cv.notify_all();
+                });
+            }
+        }
+    }
 
     // Loads the next chunk's results into buf_; false when none is left.
     bool fill(const Timeout& timeout) {
@@ -256,7 +296,11 @@ private:
     std::vector<AsyncResult<std::vector<R>>> parts_;
     std::vector<bool> taken_;
     bool ordered_;
-    std::shared_ptr<detail::Notifier> notifier_;
+    struct Notifier {
+        std::mutex m;
+        std::condition_variable cv;
+    };
+    std::shared_ptr<Notifier> notifier_ = std::make_shared<Notifier>();
     std::size_t next_ = 0;
     std::vector<R> buf_;
     std::size_t pos_ = 0;
@@ -272,14 +316,12 @@ public:
 
     template <class F, class... A>
     auto apply_async(F f, A&&... args) {
-        using Fp = detail::function_pointer_t<F>;
-        static_assert(!std::is_void_v<Fp>,
-                      "mprocess: a Pool task must be a plain function or a lambda without captures");
+        using Fp = target_t<F>;
         using R = std::invoke_result_t<Fp, std::decay_t<A>&...>;
         Fp fp = f;
-        auto st = detail::submit(*core_, &detail::invoke_task<Fp, R, std::decay_t<A>...>, reinterpret_cast<void*>(fp),
-                                 encode(std::tuple<std::decay_t<A>...>(std::forward<A>(args)...)));
-        return AsyncResult<R>(std::move(st));
+        return AsyncResult<R>(detail::submit(*core_, &detail::invoke_task<Fp, R, std::decay_t<A>...>,
+                                             reinterpret_cast<void*>(fp),
+                                             encode(std::tuple<std::decay_t<A>...>(std::forward<A>(args)...))));
     }
 
     template <class F, class... A>
@@ -288,34 +330,48 @@ public:
     }
 
     // Python's map(func, iterable, chunksize): results in order; chunksize 0 means
-    // ceil(n / (4 * workers)), as Python.
+    // ceil(n / (4 * workers)), as Python. A progress function hears how many items are done.
     template <class F, class T>
-    auto map(F f, const std::vector<T>& items, std::size_t chunksize = 0) {
-        static_assert(is_target<F>, "mprocess: a Pool task must be a plain function or a lambda without captures");
-        using Fp = detail::function_pointer_t<F>;
+    auto map(F f, const std::vector<T>& items, std::size_t chunksize = 0, const Progress& progress = {}) {
+        using Fp = target_t<F>;
         using R = std::invoke_result_t<Fp, T&>;
-        return run_chunks<R>(&detail::invoke_chunk<Fp, R, T>, Fp(f), items, chunksize);
+        const std::size_t cs = default_chunksize(items.size(), chunksize);
+        return gather(chunks<R, Fp, T, false>(f, items, cs), items.size(), cs, progress);
+    }
+    // Python's map_async: one AsyncResult for the whole list, ready once every chunk is.
+    template <class F, class T>
+    auto map_async(F f, const std::vector<T>& items, std::size_t chunksize = 0) {
+        using Fp = target_t<F>;
+        using R = std::invoke_result_t<Fp, T&>;
+        return joined(chunks<R, Fp, T, false>(f, items, default_chunksize(items.size(), chunksize)));
     }
 
     // Python's starmap(func, iterable_of_tuples, chunksize): f(args...) for each tuple.
     template <class F, class... T>
-    auto starmap(F f, const std::vector<std::tuple<T...>>& items, std::size_t chunksize = 0) {
-        static_assert(is_target<F>, "mprocess: a Pool task must be a plain function or a lambda without captures");
-        using Fp = detail::function_pointer_t<F>;
+    auto starmap(F f, const std::vector<std::tuple<T...>>& items, std::size_t chunksize = 0,
+                 const Progress& progress = {}) {
+        using Fp = target_t<F>;
         using R = std::invoke_result_t<Fp, T&...>;
-        return run_chunks<R>(&detail::invoke_star_chunk<Fp, R, std::tuple<T...>>, Fp(f), items, chunksize);
+        const std::size_t cs = default_chunksize(items.size(), chunksize);
+        return gather(chunks<R, Fp, std::tuple<T...>, true>(f, items, cs), items.size(), cs, progress);
+    }
+    template <class F, class... T>
+    auto starmap_async(F f, const std::vector<std::tuple<T...>>& items, std::size_t chunksize = 0) {
+        using Fp = target_t<F>;
+        using R = std::invoke_result_t<Fp, T&...>;
+        return joined(chunks<R, Fp, std::tuple<T...>, true>(f, items, default_chunksize(items.size(), chunksize)));
     }
 
     // Python's imap(func, iterable, chunksize=1): results in order, each as soon as it and those
     // before it are ready.
     template <class F, class T>
     auto imap(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
-        return make_imap<F, T>(f, items, chunksize, true);
+        return make_imap(f, items, chunksize, true);
     }
     // Python's imap_unordered: results as they are ready.
     template <class F, class T>
     auto imap_unordered(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
-        return make_imap<F, T>(f, items, chunksize, false);
+        return make_imap(f, items, chunksize, false);
     }
 
     // No more tasks; join() then waits for the workers to finish the queued ones and exit.
@@ -323,50 +379,68 @@ public:
     // Stops the workers now; unfinished tasks fail with ValueError.
     void terminate() { detail::pool_terminate(*core_); }
     void join() { detail::pool_join(*core_); }
-    // Not in Python's API: the workers' pids now.
+    // Not in Python's API: the workers' pids now, and how many there are.
     std::vector<pid_t> pids() const { return detail::pool_pids(*core_); }
+    unsigned processes() const noexcept { return processes_; }
 
 private:
+    friend class ProcessPoolExecutor;
     template <class F>
-    static constexpr bool is_target = !std::is_void_v<detail::function_pointer_t<F>>;
+    using target_t = detail::function_pointer_t<F>;
+    template <class F>
+    static constexpr bool is_target = !std::is_void_v<target_t<F>>;
+
+    std::size_t default_chunksize(std::size_t n, std::size_t chunksize) const {
+        if (chunksize != 0) return chunksize;
+        const std::size_t per = 4 * std::size_t{processes_};
+        return n == 0 ? 1 : (n + per - 1) / per;
+    }
 
     template <class F, class T>
     auto make_imap(F f, const std::vector<T>& items, std::size_t chunksize, bool ordered) {
-        static_assert(is_target<F>, "mprocess: a Pool task must be a plain function or a lambda without captures");
-        using Fp = detail::function_pointer_t<F>;
+        using Fp = target_t<F>;
         using R = std::invoke_result_t<Fp, T&>;
         if (chunksize == 0) throw ValueError("chunksize must be at least 1");
-        auto notifier = std::make_shared<detail::Notifier>();
-        auto parts = submit_chunks<R>(&detail::invoke_chunk<Fp, R, T>, Fp(f), items, chunksize, notifier);
-        return IMapIterator<R>(std::move(parts), ordered, std::move(notifier));
+        return IMapIterator<R>(chunks<R, Fp, T, false>(f, items, chunksize), ordered);
     }
 
     // One task per chunk of `chunksize` items.
-    template <class R, class Fp, class T>
-    std::vector<AsyncResult<std::vector<R>>> submit_chunks(detail::Invoker invoker, Fp fp, const std::vector<T>& items,
-                                                           std::size_t chunksize,
-                                                           const std::shared_ptr<detail::Notifier>& notifier) {
+    template <class R, class Fp, class T, bool Star, class F>
+    std::vector<AsyncResult<std::vector<R>>> chunks(F f, const std::vector<T>& items, std::size_t chunksize) {
+        static_assert(is_target<F>, "mprocess: a Pool task must be a plain function or a lambda without captures");
+        Fp fp = f;
         std::vector<AsyncResult<std::vector<R>>> parts;
         for (std::size_t i = 0; i < items.size(); i += chunksize) {
-            std::vector<T> chunk(items.begin() + static_cast<std::ptrdiff_t>(i),
-                                 items.begin() + static_cast<std::ptrdiff_t>(std::min(items.size(), i + chunksize)));
-            parts.push_back(AsyncResult<std::vector<R>>(
-                detail::submit(*core_, invoker, reinterpret_cast<void*>(fp), encode(chunk), notifier)));
+            const std::size_t end = std::min(items.size(), i + chunksize);
+            parts.push_back(AsyncResult<std::vector<R>>(detail::submit(
+                *core_, &detail::invoke_chunk<Fp, R, T, Star>, reinterpret_cast<void*>(fp),
+                detail::encode_slice(items, i, end))));
         }
         return parts;
     }
 
-    template <class R, class Fp, class T>
-    std::vector<R> run_chunks(detail::Invoker invoker, Fp fp, const std::vector<T>& items, std::size_t chunksize) {
-        if (chunksize == 0) {
-            const std::size_t per = 4 * processes_;
-            chunksize = items.empty() ? 1 : (items.size() + per - 1) / per;
+    template <class R>
+    static AsyncResult<std::vector<R>> joined(const std::vector<AsyncResult<std::vector<R>>>& parts) {
+        std::vector<std::shared_ptr<detail::TaskState>> states;
+        for (const auto& p : parts) states.push_back(p.st_);
+        return AsyncResult<std::vector<R>>(detail::join_parts(std::move(states)));
+    }
+
+    // Waits for every chunk, telling `progress` as they finish, and joins their results in order.
+    template <class R>
+    static std::vector<R> gather(const std::vector<AsyncResult<std::vector<R>>>& parts, std::size_t total,
+                                 std::size_t chunksize, const Progress& progress) {
+        if (progress) {
+            std::vector<std::shared_ptr<detail::TaskState>> states;
+            for (const auto& p : parts) states.push_back(p.st_);
+            detail::report_progress(states, total, chunksize, progress);
         }
-        auto parts = submit_chunks<R>(invoker, fp, items, chunksize, nullptr);
         std::vector<R> out;
-        out.reserve(items.size());
-        for (auto& p : parts)
-            for (auto& r : p.get()) out.push_back(std::move(r));
+        out.reserve(total);
+        for (const auto& p : parts) {
+            auto part = p.get();
+            out.insert(out.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+        }
         return out;
     }
 

@@ -148,4 +148,31 @@ T decode(std::string_view bytes) {
     }
 }
 
+namespace detail {
+
+// The message encode(std::vector<T>(v.begin() + begin, v.begin() + end)) would give, without
+// copying the slice first (a map's chunks are slices of its input).
+template <class T, class A>
+std::string encode_slice(const std::vector<T, A>& v, std::size_t begin, std::size_t end) {
+    using Vec = std::vector<T, A>;
+    if constexpr (std::is_same_v<T, bool>) {
+        return encode(Vec(v.begin() + static_cast<std::ptrdiff_t>(begin), v.begin() + static_cast<std::ptrdiff_t>(end)));
+    } else {
+        require_serializable<Vec>();
+        constexpr std::uint64_t tag = type_tag<Vec>;
+        std::string out;
+        out.append(reinterpret_cast<const char*>(&tag), tag_size);
+        OutArchive ar(out);
+        ar(cereal::make_size_tag(static_cast<cereal::size_type>(end - begin)));
+        if constexpr (std::is_arithmetic_v<T>) {
+            ar(cereal::binary_data(v.data() + begin, (end - begin) * sizeof(T)));
+        } else {
+            for (std::size_t i = begin; i < end; ++i) ar(v[i]);
+        }
+        return out;
+    }
+}
+
+}  // namespace detail
+
 }  // namespace mprocess
