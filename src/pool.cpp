@@ -249,18 +249,28 @@ public:
         return st;
     }
 
+    // The tasks no worker has begun, taken back: st, or all of them if st is null.
     bool cancel(const std::shared_ptr<TaskState>& st) {
+        std::deque<Task> taken;
         {
             std::lock_guard lock(m_);
-            auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Task& t) { return t.st == st; });
-            if (it == pending_.end()) return false;
-            pending_.erase(it);
+            if (st) {
+                auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Task& t) { return t.st == st; });
+                if (it == pending_.end()) return false;
+                taken.push_back(std::move(*it));
+                pending_.erase(it);
+            } else {
+                taken.swap(pending_);
+            }
         }
-        {
-            std::lock_guard lock(st->m);
-            st->cancelled = true;
+        const auto why = std::make_exception_ptr(CancelledError("the task was cancelled before it started"));
+        for (auto& t : taken) {
+            {
+                std::lock_guard lock(t.st->m);
+                t.st->cancelled = true;
+            }
+            finish(*t.st, {}, why);
         }
-        finish(*st, {}, std::make_exception_ptr(CancelledError("the task was cancelled before it started")));
         return true;
     }
 
@@ -529,7 +539,10 @@ std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std
     return core.submit(invoker, fn, std::move(args));
 }
 bool cancel_task(PoolCore& core, const std::shared_ptr<TaskState>& st) {
-    return core.cancel(st);
+    return st && core.cancel(st);
+}
+void cancel_pending(PoolCore& core) {
+    core.cancel(nullptr);
 }
 void pool_close(PoolCore& core) {
     core.close();

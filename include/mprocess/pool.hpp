@@ -61,7 +61,8 @@ private:
 // The worker running a task died before it could answer.
 namespace detail {
 class PoolCore;
-}
+struct PoolAccess;
+}  // namespace detail
 
 class WorkerLost : public Error {
 public:
@@ -140,6 +141,8 @@ std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& optio
 std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string args);
 // Takes back a task no worker has begun; false once one has (or it is done).
 bool cancel_task(PoolCore& core, const std::shared_ptr<TaskState>& st);
+// Takes back every task no worker has begun.
+void cancel_pending(PoolCore& core);
 void pool_close(PoolCore& core);
 void pool_terminate(PoolCore& core) noexcept;
 void pool_join(PoolCore& core);
@@ -385,6 +388,7 @@ public:
 
 private:
     friend class ProcessPoolExecutor;
+    friend struct detail::PoolAccess;
     template <class F>
     using target_t = detail::function_pointer_t<F>;
     template <class F>
@@ -444,8 +448,25 @@ private:
         return out;
     }
 
+    // One task that folds items[begin, end) (parallel_reduce's tree).
+    template <class Fp, class T>
+    AsyncResult<T> fold_async(Fp fp, const std::vector<T>& items, std::size_t begin, std::size_t end) {
+        return AsyncResult<T>(detail::submit(*core_, &detail::invoke_fold<Fp, T>, reinterpret_cast<void*>(fp),
+                                             detail::encode_slice(items, begin, end)));
+    }
+
     std::shared_ptr<detail::PoolCore> core_;
     unsigned processes_;
 };
+
+namespace detail {
+struct PoolAccess {
+    template <class Fp, class T>
+    static AsyncResult<T> fold_async(Pool& pool, Fp fp, const std::vector<T>& items, std::size_t begin,
+                                     std::size_t end) {
+        return pool.fold_async(fp, items, begin, end);
+    }
+};
+}  // namespace detail
 
 }  // namespace mprocess

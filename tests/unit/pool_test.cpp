@@ -1,11 +1,18 @@
+#include <mprocess/executor.hpp>
+#include <mprocess/functional.hpp>
 #include <mprocess/pool.hpp>
+#include <mprocess/progress.hpp>
 #include <mprocess/process.hpp>
 
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <future>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -45,6 +52,75 @@ pid_t whoami(int) {
 }
 std::string worker_name(int) {
     return mp::current_process().name();
+}
+// Leaves a file named after this worker in dir, then works for a minute.
+int mark_then_sleep(std::string dir) {
+    std::ofstream(dir + "/" + std::to_string(::getpid()));
+    return slow(60000);
+}
+
+// Leaves its mark in dir, then waits (up to a minute) for dir/open to appear.
+int wait_for_gate(std::string dir) {
+    std::ofstream(dir + "/" + std::to_string(::getpid()));
+    for (int i = 0; i < 60000 && !std::filesystem::exists(dir + "/open"); ++i) slow(1);
+    return 1;
+}
+int fail_on_3(int x) {
+    return x == 3 ? fail(x) : x;
+}
+std::string g_greeting;
+int g_greeted = 0;
+void set_greeting(std::string s) {
+    g_greeting = std::move(s);
+    ++g_greeted;
+}
+std::string greeting(int) {
+    return g_greeting + ":" + std::to_string(g_greeted);
+}
+long twice(long x) {
+    return 2 * x;
+}
+bool is_even(long x) {
+    return x % 2 == 0;
+}
+long add(long a, long b) {
+    return a + b;
+}
+long minus(long a, long b) {
+    return a - b;
+}
+std::string concat(std::string a, std::string b) {
+    return a + b;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// A fresh directory, removed at the end of the test program.
+std::string scratch_dir() {
+    static std::vector<std::filesystem::path> made;
+    static struct Cleanup {
+        ~Cleanup() {
+            for (auto& d : made) std::filesystem::remove_all(d);
+        }
+    } cleanup;
+    std::string tmpl = (std::filesystem::temp_directory_path() / "mprocess-pool-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    made.emplace_back(tmpl);
+    return tmpl;
+}
+
+// Waits (up to 30 s) until dir holds n files.
+void wait_for_files(const std::string& dir, std::size_t n) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto count = [&] {
+        return static_cast<std::size_t>(std::distance(std::filesystem::directory_iterator(dir), {}));
+    };
+    while (count() < n) {
+        ASSERT_LT(seconds_since(t0), 30.0) << "the workers never started their tasks";
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
 }
 
 }  // namespace
@@ -130,17 +206,18 @@ TEST_P(PoolMethods, CloseThenJoinFinishesTheQueuedTasks) {
     for (int i = 0; i < 20; ++i) EXPECT_EQ(rs[i].get(0.0), i * i);
 }
 
-TEST_P(PoolMethods, TerminateStopsLongTasksAtOnce) {
-    auto t0 = std::chrono::steady_clock::now();
-    mp::AsyncResult<int> r = [&] {
-        mp::Pool pool(2, {.start_method = GetParam()});
-        std::vector<mp::AsyncResult<int>> rs;
-        for (int i = 0; i < 10000; ++i) rs.push_back(pool.apply_async(slow, 60000));
-        pool.terminate();
-        return rs.back();
-    }();
-    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 2.0 + 5.0);
-    EXPECT_THROW(r.get(0.0), mp::ValueError);
+TEST_P(PoolMethods, TerminateWithTenThousandLongTasksReturnsWithinTwoSeconds) {
+    mp::Pool pool(2, {.start_method = GetParam()});
+    const std::string dir = scratch_dir();
+    std::vector<mp::AsyncResult<int>> rs;
+    for (int i = 0; i < 10000; ++i) rs.push_back(pool.apply_async(mark_then_sleep, dir));
+    wait_for_files(dir, 2);  // both workers are inside a one-minute task
+    const auto t0 = std::chrono::steady_clock::now();
+    pool.terminate();
+    EXPECT_LT(seconds_since(t0), 2.0);
+    for (auto& r : rs) EXPECT_THROW(r.get(0.0), mp::ValueError);
+    EXPECT_THROW(pool.apply_async(square, 1), mp::ValueError);
+    EXPECT_TRUE(pool.pids().empty());
 }
 
 TEST_P(PoolMethods, TheWorkIsSpreadOverTheWorkers) {
@@ -201,5 +278,267 @@ TEST_P(PoolMethods, WorkersAreNamedAsPythonNamesThem) {
     EXPECT_EQ(name.rfind(want, 0), 0u) << name;
 }
 
+TEST_P(PoolMethods, MapAsyncAndStarmapAsyncGiveOneResultForTheWholeList) {
+    mp::Pool pool(2, {.start_method = GetParam()});
+    std::vector<int> in(100);
+    for (int i = 0; i < 100; ++i) in[i] = i;
+    auto all = pool.map_async(square, in, 7);
+    std::promise<std::vector<int>> called;
+    all.callback([&](const std::vector<int>& r) { called.set_value(r); });
+    auto got = all.get(30.0);
+    ASSERT_EQ(got.size(), 100u);
+    for (int i = 0; i < 100; ++i) EXPECT_EQ(got[i], i * i);
+    auto seen = called.get_future();
+    ASSERT_EQ(seen.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    EXPECT_EQ(seen.get(), got);
+
+    std::vector<std::tuple<std::string, int>> args{{"x", 2}, {"y", 3}};
+    EXPECT_EQ(pool.starmap_async(shout, args).get(30.0), (std::vector<std::string>{"xx", "yyy"}));
+
+    auto none = pool.map_async(square, std::vector<int>{});
+    EXPECT_TRUE(none.ready());
+    EXPECT_TRUE(none.get(0.0).empty());
+
+    // One failing chunk fails the whole, once every chunk is done (as Python's MapResult).
+    auto bad = pool.map_async(fail_on_3, std::vector<int>{1, 2, 3, 4, 5, 6}, 2);
+    EXPECT_THROW(bad.get(30.0), mp::RemoteError);
+    EXPECT_FALSE(bad.successful());
+
+    auto late = pool.map_async(slow, std::vector<int>{2000});
+    EXPECT_THROW(late.get(0.05), mp::TimeoutError);
+    EXPECT_FALSE(late.ready());
+}
+
+TEST_P(PoolMethods, CallbacksRunOnceWithTheResultOrTheError) {
+    mp::Pool pool(2, {.start_method = GetParam()});
+    std::promise<int> ok;
+    std::promise<std::string> err;
+    std::atomic<int> wrong{0};
+    pool.apply_async(slow, 50)
+        .callback([&](const int& r) { ok.set_value(r); })
+        .error_callback([&](const std::exception&) { ++wrong; });
+    pool.apply_async(fail, 5)
+        .callback([&](const int&) { ++wrong; })
+        .error_callback([&](const std::exception& e) {
+            err.set_value(dynamic_cast<const mp::RemoteError*>(&e) ? e.what() : std::string("not a RemoteError"));
+        });
+    auto okf = ok.get_future();
+    auto errf = err.get_future();
+    ASSERT_EQ(okf.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    ASSERT_EQ(errf.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    EXPECT_EQ(okf.get(), 50);
+    EXPECT_NE(errf.get().find("bad item 5"), std::string::npos);
+
+    // Registered on a finished task: it runs at once, here.
+    auto done = pool.apply_async(square, 4);
+    ASSERT_EQ(done.get(30.0), 16);
+    int here = 0;
+    done.callback([&](const int& r) { here = r; });
+    EXPECT_EQ(here, 16);
+    pool.close();
+    pool.join();
+    EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_P(PoolMethods, WaitingForAResultInsideACallbackThrowsInsteadOfHanging) {
+    mp::Pool pool(2, {.start_method = GetParam()});
+    std::promise<std::string> what;
+    auto other = pool.apply_async(slow, 3000);
+    pool.apply_async(square, 2).callback([&](const int&) {
+        try {
+            other.get();
+            what.set_value("no exception");
+        } catch (const mp::ValueError& e) {
+            what.set_value(e.what());
+        }
+    });
+    auto f = what.get_future();
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    EXPECT_NE(f.get().find("callback"), std::string::npos);
+}
+
+TEST_P(PoolMethods, TheInitializerRunsOnceInEveryWorkerBeforeItsTasks) {
+    mp::Pool pool(2, {.start_method = GetParam(), .maxtasksperchild = 2, .initializer = mp::Initializer(set_greeting, std::string("hi"))});
+    for (int i = 0; i < 8; ++i) EXPECT_EQ(pool.apply(greeting, 0), "hi:1");  // renewed workers run it too
+}
+
+TEST_P(PoolMethods, AFailingInitializerBreaksThePoolInsteadOfRestartingForever) {
+    mp::Pool pool(2, {.start_method = GetParam(), .initializer = mp::Initializer(fail, 9)});
+    try {
+        pool.apply_async(square, 2).get(30.0);  // the submit, or the task, meets the broken pool
+        FAIL() << "no BrokenPool";
+    } catch (const mp::BrokenPool& e) {
+        EXPECT_NE(std::string(e.what()).find("initializer"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("bad item 9"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(pool.apply_async(square, 1), mp::BrokenPool);
+}
+
+TEST_P(PoolMethods, TheBrokenPoolPolicyFailsEveryUnfinishedTask) {
+    mp::Pool pool(2, {.start_method = GetParam(), .on_worker_lost = mp::OnWorkerLost::break_pool});
+    EXPECT_EQ(pool.apply(square, 3), 9);
+    const std::string dir = scratch_dir();
+    auto busy = pool.apply_async(mark_then_sleep, dir);
+    wait_for_files(dir, 1);
+    auto killed = pool.apply_async(die, SIGKILL);  // the other worker's next task
+    std::vector<mp::AsyncResult<int>> queued;
+    for (int i = 0; i < 5; ++i) queued.push_back(pool.apply_async(slow, 60000));
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+        killed.get(30.0);
+        FAIL() << "no BrokenPool";
+    } catch (const mp::BrokenPool& e) {
+        EXPECT_NE(std::string(e.what()).find("signal 9"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(busy.get(30.0), mp::BrokenPool);
+    for (auto& q : queued) EXPECT_THROW(q.get(30.0), mp::BrokenPool);
+    EXPECT_LT(seconds_since(t0), 5.0);
+    EXPECT_THROW(pool.apply_async(square, 1), mp::BrokenPool);
+}
+
+TEST_P(PoolMethods, ADeadWorkersTaskFailsWithinOneSecond) {
+    mp::Pool pool(2, {.start_method = GetParam()});
+    const std::string dir = scratch_dir();
+    auto r = pool.apply_async(mark_then_sleep, dir);
+    wait_for_files(dir, 1);
+    const pid_t pid = std::stoi(std::filesystem::directory_iterator(dir)->path().filename().string());
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    try {
+        r.get(30.0);
+        FAIL() << "no WorkerLost";
+    } catch (const mp::WorkerLost& e) {
+        EXPECT_EQ(e.pid(), pid);
+        EXPECT_EQ(e.signal(), SIGKILL);
+    }
+    EXPECT_LT(seconds_since(t0), 1.0);
+    EXPECT_EQ(pool.apply(square, 5), 25);
+}
+
+TEST_P(PoolMethods, MapReportsProgressFromNoneToAll) {
+    mp::Pool pool(2, {.start_method = GetParam()});
+    std::vector<std::pair<std::size_t, std::size_t>> calls;
+    std::vector<int> in(40, 1);
+    auto out = pool.map(slow, in, 4, [&](std::size_t done, std::size_t total) { calls.emplace_back(done, total); });
+    EXPECT_EQ(out, in);
+    ASSERT_GE(calls.size(), 2u);
+    EXPECT_EQ(calls.front(), std::make_pair(std::size_t{0}, std::size_t{40}));
+    EXPECT_EQ(calls.back(), std::make_pair(std::size_t{40}, std::size_t{40}));
+    for (std::size_t i = 1; i < calls.size(); ++i) {
+        EXPECT_GT(calls[i].first, calls[i - 1].first);
+        EXPECT_EQ(calls[i].first % 4, 0u);
+    }
+}
+
+TEST_P(PoolMethods, TheExecutorRunsFuturesAndMapsInOrder) {
+    mp::ProcessPoolExecutor ex(2, {.start_method = GetParam()});
+    auto f = ex.submit(shout, std::string("ok"), 2);
+    EXPECT_EQ(f.result(30.0), "okok");
+    EXPECT_TRUE(f.done());
+    EXPECT_FALSE(f.cancelled());
+    EXPECT_EQ(f.exception(0.0), nullptr);
+    auto e = ex.submit(fail, 1);
+    ASSERT_NE(e.exception(30.0), nullptr);
+    EXPECT_THROW(e.result(), mp::RemoteError);
+    std::promise<bool> cb;
+    e.add_done_callback([&](const mp::Future<int>& fut) { cb.set_value(fut.done()); });
+    EXPECT_TRUE(cb.get_future().get());
+    std::vector<int> got;
+    for (int r : ex.map(square, std::vector<int>{1, 2, 3, 4})) got.push_back(r);
+    EXPECT_EQ(got, (std::vector<int>{1, 4, 9, 16}));
+    ex.shutdown();
+    EXPECT_THROW(ex.submit(square, 1), mp::Error);
+}
+
+TEST_P(PoolMethods, TheExecutorCancelsWhatHasNotStarted) {
+    mp::ProcessPoolExecutor ex(1, {.start_method = GetParam()});
+    const std::string dir = scratch_dir();
+    auto first = ex.submit(wait_for_gate, dir);
+    wait_for_files(dir, 1);  // the one worker is busy until the gate opens
+    EXPECT_TRUE(first.running());
+    std::vector<mp::Future<int>> later;
+    for (int i = 0; i < 5; ++i) later.push_back(ex.submit(square, i));
+    EXPECT_FALSE(later[0].running());
+    EXPECT_TRUE(later[0].cancel());
+    EXPECT_TRUE(later[0].cancelled());
+    EXPECT_THROW(later[0].result(0.0), mp::CancelledError);
+    EXPECT_FALSE(first.cancel());  // it has begun
+    ex.shutdown(false, true);
+    for (auto& l : later) {
+        EXPECT_TRUE(l.cancelled());
+        EXPECT_THROW(l.result(0.0), mp::CancelledError);
+    }
+    std::ofstream(dir + "/open");
+    ex.shutdown(true);
+    EXPECT_EQ(first.result(0.0), 1);
+    EXPECT_FALSE(first.cancelled());
+}
+
+TEST_P(PoolMethods, TheExecutorIsBrokenByADeadWorker) {
+    mp::ProcessPoolExecutor ex(2, {.start_method = GetParam()});
+    auto f = ex.submit(die, SIGKILL);
+    EXPECT_THROW(f.result(30.0), mp::BrokenPool);
+    EXPECT_THROW(ex.submit(square, 1), mp::BrokenPool);
+}
+
+TEST_P(PoolMethods, ParallelMapFilterAndReduceMatchTheSequentialOnes) {
+    mp::Pool pool(2, {.start_method = GetParam()});
+    std::vector<long> in(10000);
+    for (long i = 0; i < 10000; ++i) in[i] = i + 1;
+    EXPECT_EQ(mp::parallel_map(pool, twice, in)[9999], 20000);
+    auto evens = mp::parallel_filter(pool, is_even, in);
+    ASSERT_EQ(evens.size(), 5000u);
+    EXPECT_EQ(evens.front(), 2);
+    EXPECT_EQ(evens.back(), 10000);
+    EXPECT_EQ(mp::parallel_reduce(pool, add, in), 50005000);
+    EXPECT_EQ(mp::parallel_reduce(pool, add, in, 10L), 50005010);
+    EXPECT_EQ(mp::parallel_reduce(pool, add, std::vector<long>{}, 7L), 7);
+    EXPECT_THROW(mp::parallel_reduce(pool, add, std::vector<long>{}), mp::ValueError);
+
+    // Associative but not commutative: the order is kept.
+    std::vector<std::string> letters;
+    std::string want;
+    for (int i = 0; i < 300; ++i) {
+        letters.push_back(std::string(1, static_cast<char>('a' + i % 26)));
+        want += letters.back();
+    }
+    EXPECT_EQ(mp::parallel_reduce(pool, concat, letters), want);
+    // Not associative: the sequential fold, as functools.reduce.
+    EXPECT_EQ(mp::parallel_reduce(pool, minus, std::vector<long>{100, 1, 2, 3}, {.associative = false}), 94);
+    EXPECT_EQ(mp::parallel_reduce(pool, minus, std::vector<long>{1, 2}, 100L, {.associative = false}), 97);
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, PoolMethods, testing::ValuesIn(testing_support::start_methods()),
                          [](const auto& info) { return info.param; });
+
+namespace {
+std::string progress_output(bool live, const std::vector<std::size_t>& steps, std::size_t total) {
+    std::FILE* f = std::tmpfile();
+    mp::ProgressLine line("work", f, live);
+    for (auto s : steps) line(s, total);
+    std::rewind(f);
+    std::string out;
+    for (int c; (c = std::fgetc(f)) != EOF;) out += static_cast<char>(c);
+    std::fclose(f);
+    return out;
+}
+}  // namespace
+
+TEST(ProgressLine, OnATerminalItRedrawsOneLineAndEndsIt) {
+    const auto out = progress_output(true, {0, 50, 100}, 100);
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\r'), 3);
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1);
+    EXPECT_EQ(out.back(), '\n');
+    EXPECT_NE(out.find(" 50% 50/100"), std::string::npos) << out;
+    EXPECT_NE(out.find("100% 100/100"), std::string::npos) << out;
+}
+
+TEST(ProgressLine, ElsewhereItWritesAPlainLineAtEachTenth) {
+    std::vector<std::size_t> steps;
+    for (std::size_t i = 0; i <= 1000; i += 7) steps.push_back(i);
+    steps.push_back(1000);
+    const auto out = progress_output(false, steps, 1000);
+    EXPECT_EQ(out.find('\r'), std::string::npos);
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 11) << out;  // 0%, 10%, ..., 100%
+    EXPECT_NE(out.find("work: 100% (1000/1000)\n"), std::string::npos) << out;
+}

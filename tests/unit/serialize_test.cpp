@@ -164,3 +164,23 @@ TEST(Serialize, SameTypeSameTagDifferentTypesDifferentTags) {
     EXPECT_NE(mp::detail::type_tag<int>, mp::detail::type_tag<unsigned>);
     EXPECT_EQ(mp::detail::type_name<Point>().find("Point") != std::string_view::npos, true);
 }
+
+namespace {
+template <class T>
+void expect_slices_encode_as_vectors(const std::vector<T>& v) {
+    for (std::size_t b = 0; b <= v.size(); ++b)
+        for (std::size_t e = b; e <= v.size(); ++e)
+            EXPECT_EQ(mp::detail::encode_slice(v, b, e), mp::encode(std::vector<T>(v.begin() + b, v.begin() + e)))
+                << "slice [" << b << ", " << e << ")";
+}
+}  // namespace
+
+TEST(Serialize, ASliceEncodesAsTheVectorOfItsItems) {
+    expect_slices_encode_as_vectors(std::vector<int>{1, 2, 3, 4, 5});
+    expect_slices_encode_as_vectors(std::vector<double>{0.5, -1.0, 3.25});
+    expect_slices_encode_as_vectors(std::vector<bool>{true, false, true, true});
+    expect_slices_encode_as_vectors(std::vector<std::string>{"a", "", "ccc"});
+    expect_slices_encode_as_vectors(std::vector<Point>{{1, 2.0}, {3, 4.0}});
+    expect_slices_encode_as_vectors(std::vector<Order>{sample_order(), Order{}});
+    expect_slices_encode_as_vectors(std::vector<std::tuple<std::string, int>>{{"x", 1}, {"y", 2}});
+}

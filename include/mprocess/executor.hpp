@@ -1,0 +1,126 @@
+// ProcessPoolExecutor and Future, as concurrent.futures has them, over the same workers as Pool.
+//
+//     mp::ProcessPoolExecutor ex(4);
+//     mp::Future<int> f = ex.submit(square, 12);
+//     int v = f.result();
+//     for (int r : ex.map(square, std::vector<int>{1, 2, 3})) ...
+//
+// The executor keeps concurrent.futures' policy for a dead worker: the pool is broken, every
+// unfinished future fails with BrokenPool, and submit() throws it. (mp::Pool instead fails only
+// the dead worker's task and replaces the worker; see OnWorkerLost.) Leaving the scope waits for
+// the submitted tasks, as `with ProcessPoolExecutor() as ex:` does.
+#pragma once
+
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mprocess/pool.hpp"
+
+namespace mprocess {
+
+template <class R>
+class Future : public AsyncResult<R> {
+public:
+    // The result; TimeoutError if it is not there in time, CancelledError if cancelled, and the
+    // task's own error (RemoteError, BrokenPool) otherwise.
+    R result(Timeout timeout = forever) const { return this->get(timeout); }
+    // The task's error, or nullptr if it succeeded; TimeoutError if it is not done in time.
+    std::exception_ptr exception(Timeout timeout = forever) const {
+        if (!detail::wait_task(*this->st_, timeout)) throw TimeoutError("the future is not done");
+        return this->st_->error;
+    }
+    bool done() const { return this->ready(); }
+    bool running() const {
+        std::lock_guard lock(this->st_->m);
+        return this->st_->started && !this->st_->done;
+    }
+    bool cancelled() const {
+        std::lock_guard lock(this->st_->m);
+        return this->st_->cancelled;
+    }
+    // Takes the task back if no worker has begun it: true then (or if it already was cancelled).
+    bool cancel() {
+        if (cancelled()) return true;
+        auto core = core_.lock();
+        return core && detail::cancel_task(*core, this->st_);
+    }
+    // fn(future) once it is done: at once if it is; otherwise in the pool's manager thread.
+    void add_done_callback(std::function<void(const Future&)> fn) const {
+        detail::when_done(this->st_, [self = *this, fn = std::move(fn)] { fn(self); });
+    }
+
+private:
+    friend class ProcessPoolExecutor;
+    Future(AsyncResult<R> r, std::weak_ptr<detail::PoolCore> core) : AsyncResult<R>(r), core_(std::move(core)) {}
+    std::weak_ptr<detail::PoolCore> core_;
+};
+
+struct ExecutorOptions {
+    std::string start_method{};      // default: get_start_method()
+    unsigned max_tasks_per_child = 0;  // 0: never replaced
+    Initializer initializer{};
+};
+
+class ProcessPoolExecutor {
+public:
+    // max_workers defaults to cpu_count().
+    explicit ProcessPoolExecutor(std::optional<unsigned> max_workers = std::nullopt, ExecutorOptions options = {})
+        : pool_(max_workers, PoolOptions{.start_method = std::move(options.start_method),
+                                         .maxtasksperchild = options.max_tasks_per_child,
+                                         .initializer = std::move(options.initializer),
+                                         .on_worker_lost = OnWorkerLost::break_pool}) {}
+    ~ProcessPoolExecutor() {
+        try {
+            shutdown(true);
+        } catch (...) {
+        }
+    }
+    ProcessPoolExecutor(const ProcessPoolExecutor&) = delete;
+    ProcessPoolExecutor& operator=(const ProcessPoolExecutor&) = delete;
+
+    // BrokenPool if a worker has died; Error after shutdown().
+    template <class F, class... A>
+    auto submit(F f, A&&... args) {
+        check_open();
+        auto r = pool_.apply_async(f, std::forward<A>(args)...);
+        using R = decltype(r.get());
+        return Future<R>(std::move(r), pool_.core_);
+    }
+
+    // Results in the order of the items, each as soon as it and those before it are ready.
+    template <class F, class T>
+    auto map(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
+        check_open();
+        return pool_.imap(f, items, chunksize);
+    }
+
+    // No more submits. wait: return once the submitted tasks are done and the workers are gone.
+    // cancel_futures: first cancel every task no worker has begun.
+    void shutdown(bool wait = true, bool cancel_futures = false) {
+        {
+            std::lock_guard lock(m_);
+            shut_ = true;
+        }
+        if (cancel_futures) detail::cancel_pending(*pool_.core_);
+        pool_.close();
+        if (wait) pool_.join();
+    }
+
+private:
+    void check_open() {
+        std::lock_guard lock(m_);
+        if (shut_) throw Error("cannot schedule new futures after shutdown");
+    }
+
+    Pool pool_;
+    std::mutex m_;
+    bool shut_ = false;
+};
+
+}  // namespace mprocess
