@@ -1,8 +1,10 @@
 // The Pool's machinery: workers, each with its own duplex pipe, and one manager thread here that
 // hands tasks to idle workers, collects results, and replaces workers that die.
 //
-// A task message is (invoker symbol, function symbol, encoded arguments); an answer is a status
-// byte (0: result, 1: exception as (type, message)) and its payload. The manager watches every
+// A task message is the length of its head, the head (invoker symbol, function symbol), then the
+// encoded arguments; an answer is a status byte (0: result, 1: exception as (type, message)) and
+// its payload. Arguments and results are never copied to be wrapped: a big map's chunks are
+// megabytes. The manager watches every
 // worker's connection: a result completes the worker's task; end of file means the worker died,
 // and its task fails with WorkerLost once its exit status is known.
 #include "mprocess/pool.hpp"
@@ -11,6 +13,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cstdio>
 #include <utility>
 #include <deque>
@@ -44,7 +47,25 @@ WorkerLost::WorkerLost(pid_t pid, int exitcode)
 namespace detail {
 namespace {
 
-using TaskMessage = std::tuple<Symbol, Symbol, std::string>;
+using TaskHead = std::tuple<Symbol, Symbol>;
+
+// The message's head; the encoded arguments are appended to it.
+std::string task_message_head(const Symbol& invoker, const Symbol& fn) {
+    const std::string head = encode(TaskHead{invoker, fn});
+    const auto n = static_cast<std::uint32_t>(head.size());
+    std::string msg(reinterpret_cast<const char*>(&n), sizeof n);
+    msg += head;
+    return msg;
+}
+
+// The head, and a view of the arguments within msg.
+std::pair<TaskHead, std::string_view> parse_task(std::string_view msg) {
+    std::uint32_t n = 0;
+    if (msg.size() < sizeof n) throw DecodeError("a task message too short for its head");
+    std::memcpy(&n, msg.data(), sizeof n);
+    if (msg.size() - sizeof n < n) throw DecodeError("a task message shorter than its head");
+    return {decode<TaskHead>(msg.substr(sizeof n, n)), msg.substr(sizeof n + n)};
+}
 using Failure = std::tuple<std::string, std::string>;
 
 std::string type_of_current_exception() {
@@ -76,10 +97,9 @@ void pool_worker(Connection conn, unsigned maxtasks) {
         if (msg.empty()) return;  // the pool's stop
         std::string answer(1, '\0');
         try {
-            auto [invoker, fn, args] = decode<TaskMessage>(msg);
-            std::string result;
-            reinterpret_cast<Invoker>(address(invoker))(address(fn), args, result);
-            answer += result;
+            auto [head, args] = parse_task(msg);
+            auto& [invoker, fn] = head;
+            reinterpret_cast<Invoker>(address(invoker))(address(fn), args, answer);
         } catch (const std::exception& e) {
             answer.assign(1, '\1');
             answer += encode(Failure{type_of_current_exception(), e.what()});
@@ -104,6 +124,12 @@ struct Worker {
     unsigned done = 0;          // tasks answered
 };
 
+// Room in each direction of a worker's pipe: a map's chunk of a few hundred thousand numbers fits
+// whole, so sender and receiver need not take turns.
+constexpr std::size_t kPipeBytes = 4 << 20;
+constexpr std::chrono::nanoseconds kResultSpin = std::chrono::microseconds(50);
+constexpr std::chrono::nanoseconds kSpinBeforeYield = std::chrono::microseconds(5);
+
 // The pool whose manager this thread is, if any: a wait for one of its results here would never end.
 thread_local const void* t_manager_of = nullptr;
 
@@ -120,6 +146,8 @@ void run_hook(const std::function<void()>& hook) noexcept {
 
 }  // namespace
 
+bool help_collect(PoolCore& core, TaskState& st);
+
 void finish(TaskState& st, std::string result, std::exception_ptr error) {
     std::vector<std::function<void()>> hooks;
     {
@@ -129,6 +157,7 @@ void finish(TaskState& st, std::string result, std::exception_ptr error) {
         st.result = std::move(result);
         st.error = std::move(error);
         hooks.swap(st.on_done);
+        st.finished.store(true, std::memory_order_release);
     }
     st.cv.notify_all();
     for (const auto& h : hooks) run_hook(h);
@@ -179,10 +208,22 @@ std::shared_ptr<TaskState> join_parts(std::vector<std::shared_ptr<TaskState>> pa
 }
 
 bool wait_task(TaskState& st, const Timeout& timeout) {
-    std::unique_lock lock(st.m);
-    if (!st.done && st.pool && st.pool == t_manager_of)
+    if (!st.finished.load(std::memory_order_acquire) && st.pool && st.pool == t_manager_of)
         throw ValueError("waiting for a Pool's result in one of its callbacks would never end: callbacks run "
                          "in the thread that collects the results");
+    // Spin a little first, reading the worker's answer here if it comes: a quick task is done
+    // sooner than a sleeping thread can be woken (tens of microseconds on a virtual machine).
+    if (auto core = st.core.lock()) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto spin = std::min<std::chrono::nanoseconds>(kResultSpin, timeout.duration());
+        for (auto now = t0; now - t0 < spin && !st.finished.load(std::memory_order_acquire);
+             now = std::chrono::steady_clock::now()) {
+            if (help_collect(*core, st)) continue;
+            for (int i = 0; i < 64 && !st.finished.load(std::memory_order_relaxed); ++i) platform::cpu_relax();
+            if (now - t0 > kSpinBeforeYield) platform::yield_cpu();
+        }
+    }
+    std::unique_lock lock(st.m);
     if (timeout.infinite()) {
         st.cv.wait(lock, [&] { return st.done; });
         return true;
@@ -219,34 +260,56 @@ void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::
     }
 }
 
-class PoolCore {
+class PoolCore : public std::enable_shared_from_this<PoolCore> {
 public:
     PoolCore(unsigned n, std::string method, const PoolOptions& options)
-        : n_(n),
-          method_(std::move(method)),
+        : method_(std::move(method)),
           maxtasks_(options.maxtasksperchild),
           break_on_loss_(options.on_worker_lost == OnWorkerLost::break_pool),
           bell_(platform::make_eventfd()) {
         if (options.initializer)
-            init_ = encode(TaskMessage{symbol(reinterpret_cast<void*>(options.initializer.invoker_)),
-                                       symbol(options.initializer.fn_), options.initializer.args_});
-        for (unsigned i = 0; i < n_; ++i) workers_.push_back(start_worker());
+            init_ = head(options.initializer.invoker_, options.initializer.fn_) + options.initializer.args_;
+        for (unsigned i = 0; i < n; ++i) {
+            workers_.push_back(std::make_unique<Worker>());
+            start_worker(*workers_.back());
+        }
+        record_pids();
+    }
+    // The manager starts once the core is owned by a shared_ptr (tasks refer back to it).
+    void run() {
         manager_ = std::thread([this] { manage(); });
     }
     ~PoolCore() { terminate(); }
 
-    std::shared_ptr<TaskState> submit(Invoker invoker, void* fn, std::string args) {
+    std::string head(Invoker invoker, void* fn) {
+        return task_message_head(symbol(reinterpret_cast<void*>(invoker)), symbol(fn));
+    }
+
+    std::shared_ptr<TaskState> submit(std::string message) {
         auto st = std::make_shared<TaskState>();
         st->pool = this;
-        std::string msg = encode(TaskMessage{symbol(reinterpret_cast<void*>(invoker)), symbol(fn), std::move(args)});
+        st->core = weak_from_this();
+        Task t{std::move(message), st};
         {
             std::lock_guard lock(m_);
             if (!broken_.empty()) throw BrokenPool(broken_);
             if (closed_ || terminated_) throw ValueError("Pool not running");
-            pending_.push_back({std::move(msg), st});
+            // An idle worker takes it from this thread: no hop through the manager.
+            if (pending_.empty() && hand_to_idle(t)) return st;
+            pending_.push_back(std::move(t));
         }
         platform::signal_efd(bell_);
         return st;
+    }
+
+    // A thread waiting for st reads its worker's answer itself, if it is there: the manager may be
+    // asleep, and waking it costs more than the task. True if an answer was read.
+    bool help(TaskState& st) {
+        const int slot = st.slot.load(std::memory_order_acquire);
+        if (slot < 0 || static_cast<std::size_t>(slot) >= workers_.size()) return false;
+        Worker& w = *workers_[static_cast<std::size_t>(slot)];
+        std::unique_lock reading(w.reader, std::try_to_lock);
+        return reading && collect(w, false);
     }
 
     // The tasks no worker has begun, taken back: st, or all of them if st is null.
@@ -302,7 +365,7 @@ public:
         if (t_manager_of == this) return;
         std::lock_guard lock(lifecycle_m_);
         if (manager_.joinable()) manager_.join();
-        shut_down();  // for a pool whose manager had already ended after close()
+        shut_down();  // for a pool whose manager had already ended after close(), or never started
     }
 
     std::vector<pid_t> pids() const {
@@ -311,9 +374,21 @@ public:
     }
 
 private:
-    Worker start_worker() {
-        auto [here, there] = Pipe();
-        Worker w;
+    struct Worker {
+        std::mutex reader;  // held by whoever reads its answers: the manager, or a waiting thread
+        // Replaced, when the worker is, under both `reader` and m_.
+        std::optional<Process> proc;
+        Connection conn;
+        bool stopped = false;  // shut down: nobody reads or sends any more
+        // Under m_.
+        std::optional<Task> current;
+        bool initializing = false;  // current is the initializer
+        unsigned done = 0;          // tasks answered
+    };
+
+    // Starts a process for the slot (which nobody else touches meanwhile).
+    void start_worker(Worker& w) {
+        auto [here, there] = Pipe(true, {.capacity = kPipeBytes});
         // Workers die with this process where the kernel can arrange it (not under forkserver, whose
         // server is their parent); otherwise they see their pipe close and exit.
         // Named as Python names them: ForkPoolWorker-1, SpawnPoolWorker-2, ForkServerPoolWorker-3.
@@ -328,6 +403,9 @@ private:
         w.proc->start();
         there.close();
         w.conn = here;
+        w.current.reset();
+        w.initializing = false;
+        w.done = 0;
         if (!init_.empty()) {
             // Its first message: the worker answers it before it takes any task.
             w.current = Task{init_, std::make_shared<TaskState>()};
@@ -335,10 +413,9 @@ private:
             try {
                 w.conn.send_bytes(init_);
             } catch (const Error&) {
-                // It died already; serve() sees the end of its pipe.
+                // It died already; the manager sees the end of its pipe.
             }
         }
-        return w;
     }
 
     Symbol symbol(void* addr) {
@@ -349,137 +426,182 @@ private:
     }
 
     void record_pids() {
-        std::vector<pid_t> p;
-        for (auto& w : workers_) p.push_back(w.proc ? w.proc->pid() : 0);
         std::lock_guard lock(m_);
-        pids_ = std::move(p);
+        pids_.clear();
+        for (auto& w : workers_)
+            if (!w->stopped) pids_.push_back(w->proc ? w->proc->pid() : 0);
     }
 
-    // Gives idle workers the oldest pending tasks.
-    void dispatch() {
-        for (auto& w : workers_) {
+    // Under m_: gives the task to an idle worker; false if none is idle (or the sends failed).
+    bool hand_to_idle(Task& t) {
+        for (std::size_t i = 0; i < workers_.size(); ++i) {
+            Worker& w = *workers_[i];
             // A worker that has run its maxtasksperchild tasks gets no more: it is exiting.
-            if (w.current || (maxtasks_ != 0 && w.done >= maxtasks_)) continue;
-            Task t;
-            {
-                std::lock_guard lock(m_);
-                if (pending_.empty()) return;
-                t = std::move(pending_.front());
-                pending_.pop_front();
-            }
+            if (w.stopped || w.current || (maxtasks_ != 0 && w.done >= maxtasks_)) continue;
             {
                 std::lock_guard lock(t.st->m);
                 t.st->started = true;
             }
             try {
                 w.conn.send_bytes(t.message);
-                w.current = std::move(t);
             } catch (const Error&) {
-                // The worker is gone; the task goes back, the death is handled when seen.
-                {
-                    std::lock_guard lock(t.st->m);
-                    t.st->started = false;
-                }
-                std::lock_guard lock(m_);
-                pending_.push_front(std::move(t));
-                return;
+                // That worker is gone (the manager handles its death when it sees it); try another.
+                std::lock_guard lock(t.st->m);
+                t.st->started = false;
+                continue;
             }
+            t.st->slot.store(static_cast<int>(i), std::memory_order_release);
+            w.current = std::move(t);
+            return true;
         }
+        return false;
+    }
+
+    // Gives idle workers the oldest pending tasks.
+    void dispatch() {
+        std::lock_guard lock(m_);
+        while (!pending_.empty() && !terminated_ && hand_to_idle(pending_.front())) pending_.pop_front();
     }
 
     void break_pool(std::string why) {
-        std::lock_guard lock(m_);
-        if (broken_.empty()) broken_ = std::move(why);
-        terminated_ = true;
+        {
+            std::lock_guard lock(m_);
+            if (broken_.empty()) broken_ = std::move(why);
+            terminated_ = true;
+        }
+        platform::signal_efd(bell_);
     }
 
-    // A worker answered, or died.
-    void serve(Worker& w) {
+    // With w.reader held: reads one answer if there is one and completes its task. The end of the
+    // worker's pipe is for the manager to handle (it replaces the worker); a helper leaves it.
+    bool collect(Worker& w, bool manager) {
+        if (w.stopped || !w.conn.poll(0.0)) return false;
         std::string answer;
         try {
             answer = w.conn.recv_bytes();
         } catch (const EOFError&) {
-            lost(w);
-            return;
+            if (manager) lost(w);
+            return manager;
         }
-        if (!w.current) return;
-        auto st = w.current->st;
-        w.current.reset();
-        const bool init = std::exchange(w.initializing, false);
-        if (!init) ++w.done;
+        std::shared_ptr<TaskState> st;
+        bool init = false;
+        const pid_t pid = w.proc->pid();
+        {
+            std::lock_guard lock(m_);
+            if (!w.current) return true;
+            st = w.current->st;
+            w.current.reset();
+            init = std::exchange(w.initializing, false);
+            if (!init) ++w.done;
+        }
         if (!answer.empty() && answer[0] == '\0') {
-            finish(*st, answer.substr(1), nullptr);
-            return;
+            finish(*st, std::move(answer), nullptr);  // the result follows the status byte
+        } else {
+            std::exception_ptr error;
+            try {
+                auto [type, what] = decode<Failure>(std::string_view(answer).substr(answer.empty() ? 0 : 1));
+                error = std::make_exception_ptr(RemoteError(type, what, pid));
+                if (init)
+                    break_pool("the Pool's initializer failed in worker " + std::to_string(pid) + ": " + type + ": " +
+                               what);
+            } catch (const Error& e) {
+                error = std::make_exception_ptr(RemoteError("DecodeError", e.what(), pid));
+            }
+            finish(*st, {}, error);
         }
-        std::exception_ptr error;
-        try {
-            auto [type, what] = decode<Failure>(std::string_view(answer).substr(answer.empty() ? 0 : 1));
-            error = std::make_exception_ptr(RemoteError(type, what, w.proc->pid()));
-            if (init) break_pool("the Pool's initializer failed in worker " + std::to_string(w.proc->pid()) + ": " +
-                                 type + ": " + what);
-        } catch (const Error& e) {
-            error = std::make_exception_ptr(RemoteError("DecodeError", e.what(), w.proc->pid()));
-        }
-        finish(*st, {}, error);
+        dispatch();  // the worker is free for the next pending task
+        return true;
     }
 
-    // A worker's pipe ended: it died, or it exited after its maxtasksperchild tasks.
+    // With w.reader held, in the manager: a worker's pipe ended. It died, or it exited after its
+    // maxtasksperchild tasks.
     void lost(Worker& w) {
         const pid_t pid = w.proc->pid();
         w.proc->join();
         const int code = w.proc->exitcode().value_or(-SIGKILL);
-        const bool renewal = code == 0 && maxtasks_ != 0 && w.done >= maxtasks_ && !w.current;
-        if (!renewal && (break_on_loss_ || w.initializing)) {
+        std::optional<Task> held;
+        bool initializing, breaking;
+        {
+            std::lock_guard lock(m_);
+            held = std::move(w.current);
+            w.current.reset();
+            initializing = std::exchange(w.initializing, false);
+            const bool renewal = code == 0 && maxtasks_ != 0 && w.done >= maxtasks_ && !held;
+            breaking = !renewal && (break_on_loss_ || initializing);
+            w.stopped = true;  // no task may be handed to the dead slot
+        }
+        if (breaking) {
             const std::string how = WorkerLost(pid, code).what();
-            break_pool(w.initializing ? "the Pool's initializer ended worker " + std::to_string(pid) + ": " + how
-                                      : "the Pool is broken: " + how);
+            const std::string why = initializing
+                                        ? "the Pool's initializer ended worker " + std::to_string(pid) + ": " + how
+                                        : "the Pool is broken: " + how;
+            break_pool(why);
+            if (held) finish(*held->st, {}, std::make_exception_ptr(BrokenPool(why)));
             return;
         }
-        if (w.current) finish(*w.current->st, {}, std::make_exception_ptr(WorkerLost(pid, code)));
-        w.current.reset();
+        if (held) finish(*held->st, {}, std::make_exception_ptr(WorkerLost(pid, code)));
         w.conn.close();
-        w = start_worker();
+        start_worker(w);  // the slot is stopped: no other thread touches it meanwhile
+        {
+            std::lock_guard lock(m_);
+            w.stopped = false;
+        }
         record_pids();
+        dispatch();
     }
 
     // Fails what is left and stops the workers: the end of a terminate() or of a broken pool.
     void shut_down() noexcept {
         std::deque<Task> left;
+        std::vector<std::optional<Task>> held;
         std::string broken;
         {
             std::lock_guard lock(m_);
             left.swap(pending_);
             broken = broken_;
+            for (auto& w : workers_) {
+                held.push_back(std::move(w->current));
+                w->current.reset();
+            }
         }
         const auto why = broken.empty()
                              ? std::make_exception_ptr(ValueError("the Pool was terminated before the task finished"))
                              : std::make_exception_ptr(BrokenPool(broken));
         for (auto& t : left) finish(*t.st, {}, why);
+        for (auto& t : held)
+            if (t) finish(*t->st, {}, why);
         for (auto& w : workers_) {
-            if (w.current) finish(*w.current->st, {}, why);
-            w.current.reset();
+            std::lock_guard reading(w->reader);
+            if (w->stopped) continue;
             try {
-                w.conn.close();
-                if (w.proc && w.proc->is_alive()) w.proc->terminate();
+                w->conn.close();
+                if (w->proc && w->proc->is_alive()) w->proc->terminate();
             } catch (...) {
             }
         }
         for (auto& w : workers_) {
+            std::lock_guard reading(w->reader);
+            if (w->stopped) continue;
             try {
-                if (w.proc && !w.proc->join(1.0)) {
-                    w.proc->kill();
-                    w.proc->join();
+                if (w->proc && !w->proc->join(1.0)) {
+                    w->proc->kill();
+                    w->proc->join();
                 }
             } catch (...) {
             }
+            std::lock_guard lock(m_);
+            w->stopped = true;
         }
-        workers_.clear();
         record_pids();
+    }
+
+    bool busy() {
+        std::lock_guard lock(m_);
+        return std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return bool(w->current); });
     }
 
     void manage() {
         t_manager_of = this;
-        record_pids();
         for (;;) {
             bool closing;
             {
@@ -488,28 +610,30 @@ private:
                 closing = closed_ && pending_.empty();
             }
             dispatch();
-            if (closing &&
-                std::none_of(workers_.begin(), workers_.end(), [](const Worker& w) { return bool(w.current); })) {
+            if (closing && !busy()) {
                 for (auto& w : workers_) {
+                    std::lock_guard reading(w->reader);
                     try {
-                        w.conn.send_bytes("");  // stop
+                        w->conn.send_bytes("");  // stop
                     } catch (const Error&) {
                     }
                 }
-                for (auto& w : workers_) w.proc->join();
+                for (auto& w : workers_) w->proc->join();
                 return;
             }
             std::vector<Waitable> objs{Waitable(bell_.get())};
-            for (auto& w : workers_) objs.emplace_back(w.conn);
+            for (auto& w : workers_) objs.emplace_back(w->conn);
             auto ready = wait(objs);
             platform::drain_efd(bell_);
-            for (auto& w : workers_)
-                if (std::find(ready.begin(), ready.end(), Waitable(w.conn)) != ready.end()) serve(w);
+            for (auto& w : workers_) {
+                if (std::find(ready.begin(), ready.end(), Waitable(w->conn)) == ready.end()) continue;
+                std::lock_guard reading(w->reader);  // a waiting thread may be reading it: then it is ours next
+                collect(*w, true);
+            }
         }
         shut_down();
     }
 
-    const unsigned n_;
     const std::string method_;
     const unsigned maxtasks_;
     const bool break_on_loss_;
@@ -522,7 +646,7 @@ private:
     bool terminated_ = false;
     std::string broken_;  // why the pool is broken, or empty
     std::vector<pid_t> pids_;
-    std::vector<Worker> workers_;  // the manager's, after construction
+    std::vector<std::unique_ptr<Worker>> workers_;  // a fixed set of slots
     std::mutex symbols_m_;
     std::map<void*, Symbol> symbols_;
     std::mutex lifecycle_m_;
@@ -532,11 +656,25 @@ private:
 std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& options) {
     if (processes == 0) throw ValueError("Number of processes must be at least 1");
     const std::string method = options.start_method.empty() ? get_start_method() : options.start_method;
-    return std::make_shared<PoolCore>(processes, method, options);
+    auto core = std::make_shared<PoolCore>(processes, method, options);
+    core->run();
+    return core;
 }
 
-std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string args) {
-    return core.submit(invoker, fn, std::move(args));
+bool help_collect(PoolCore& core, TaskState& st) {
+    return core.help(st);
+}
+
+std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string_view args) {
+    std::string msg = core.head(invoker, fn);
+    msg += args;
+    return core.submit(std::move(msg));
+}
+std::string task_head(PoolCore& core, Invoker invoker, void* fn) {
+    return core.head(invoker, fn);
+}
+std::shared_ptr<TaskState> submit_message(PoolCore& core, std::string message) {
+    return core.submit(std::move(message));
 }
 bool cancel_task(PoolCore& core, const std::shared_ptr<TaskState>& st) {
     return st && core.cancel(st);

@@ -138,7 +138,11 @@ using Progress = std::function<void(std::size_t done, std::size_t total)>;
 namespace detail {
 
 std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& options);
-std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string args);
+std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string_view args);
+// A task message in two steps, so that big arguments are encoded straight into it: its head, to
+// which the caller appends the encoded arguments, then the submission.
+std::string task_head(PoolCore& core, Invoker invoker, void* fn);
+std::shared_ptr<TaskState> submit_message(PoolCore& core, std::string message);
 // Takes back a task no worker has begun; false once one has (or it is done).
 bool cancel_task(PoolCore& core, const std::shared_ptr<TaskState>& st);
 // Takes back every task no worker has begun.
@@ -416,9 +420,9 @@ private:
         std::vector<AsyncResult<std::vector<R>>> parts;
         for (std::size_t i = 0; i < items.size(); i += chunksize) {
             const std::size_t end = std::min(items.size(), i + chunksize);
-            parts.push_back(AsyncResult<std::vector<R>>(detail::submit(
-                *core_, &detail::invoke_chunk<Fp, R, T, Star>, reinterpret_cast<void*>(fp),
-                detail::encode_slice(items, i, end))));
+            std::string msg = detail::task_head(*core_, &detail::invoke_chunk<Fp, R, T, Star>, reinterpret_cast<void*>(fp));
+            detail::encode_slice_into(msg, items, i, end);
+            parts.push_back(AsyncResult<std::vector<R>>(detail::submit_message(*core_, std::move(msg))));
         }
         return parts;
     }
@@ -442,8 +446,9 @@ private:
         std::vector<R> out;
         out.reserve(total);
         for (const auto& p : parts) {
-            auto part = p.get();
-            out.insert(out.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+            p.wait();
+            if (p.st_->error) std::rethrow_exception(p.st_->error);
+            detail::decode_append(out, detail::encoded_result(*p.st_));
         }
         return out;
     }
@@ -451,8 +456,9 @@ private:
     // One task that folds items[begin, end) (parallel_reduce's tree).
     template <class Fp, class T>
     AsyncResult<T> fold_async(Fp fp, const std::vector<T>& items, std::size_t begin, std::size_t end) {
-        return AsyncResult<T>(detail::submit(*core_, &detail::invoke_fold<Fp, T>, reinterpret_cast<void*>(fp),
-                                             detail::encode_slice(items, begin, end)));
+        std::string msg = detail::task_head(*core_, &detail::invoke_fold<Fp, T>, reinterpret_cast<void*>(fp));
+        detail::encode_slice_into(msg, items, begin, end);
+        return AsyncResult<T>(detail::submit_message(*core_, std::move(msg)));
     }
 
     std::shared_ptr<detail::PoolCore> core_;

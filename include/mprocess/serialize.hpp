@@ -20,6 +20,8 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include <cereal/types/array.hpp>
 #include <cereal/types/chrono.hpp>
@@ -150,17 +152,16 @@ T decode(std::string_view bytes) {
 
 namespace detail {
 
-// The message encode(std::vector<T>(v.begin() + begin, v.begin() + end)) would give, without
-// copying the slice first (a map's chunks are slices of its input).
+// Appends the message encode(std::vector<T>(v.begin() + begin, v.begin() + end)) would give,
+// without copying the slice first (a map's chunks are slices of its input).
 template <class T, class A>
-std::string encode_slice(const std::vector<T, A>& v, std::size_t begin, std::size_t end) {
+void encode_slice_into(std::string& out, const std::vector<T, A>& v, std::size_t begin, std::size_t end) {
     using Vec = std::vector<T, A>;
     if constexpr (std::is_same_v<T, bool>) {
-        return encode(Vec(v.begin() + static_cast<std::ptrdiff_t>(begin), v.begin() + static_cast<std::ptrdiff_t>(end)));
+        encode_into(out, Vec(v.begin() + static_cast<std::ptrdiff_t>(begin), v.begin() + static_cast<std::ptrdiff_t>(end)));
     } else {
         require_serializable<Vec>();
         constexpr std::uint64_t tag = type_tag<Vec>;
-        std::string out;
         out.append(reinterpret_cast<const char*>(&tag), tag_size);
         OutArchive ar(out);
         ar(cereal::make_size_tag(static_cast<cereal::size_type>(end - begin)));
@@ -169,7 +170,71 @@ std::string encode_slice(const std::vector<T, A>& v, std::size_t begin, std::siz
         } else {
             for (std::size_t i = begin; i < end; ++i) ar(v[i]);
         }
-        return out;
+    }
+}
+
+template <class T, class A>
+std::string encode_slice(const std::vector<T, A>& v, std::size_t begin, std::size_t end) {
+    std::string out;
+    encode_slice_into(out, v, begin, end);
+    return out;
+}
+
+// Vectors of numbers travel as a length and the numbers' bytes; these read and write that form in
+// place, without a vector in between (a map's chunks are megabytes).
+template <class T>
+inline constexpr bool flat_item_v = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;
+
+// The bytes of the numbers in an encoded std::vector<T>, checked: count and where they start
+// (not aligned: read each with memcpy).
+template <class T>
+std::pair<const char*, std::size_t> flat_items(std::string_view bytes) {
+    using Vec = std::vector<T>;
+    static_assert(flat_item_v<T>);
+    constexpr std::uint64_t tag = type_tag<Vec>;
+    if (bytes.size() < tag_size || read_tag(bytes) != tag) throw_type_mismatch(type_name_v<Vec>, tag, bytes);
+    std::string_view payload = bytes.substr(tag_size);
+    std::uint64_t n = 0;
+    if (payload.size() < sizeof n) throw DecodeError("truncated message: no length for a " + std::string(type_name_v<Vec>));
+    std::memcpy(&n, payload.data(), sizeof n);
+    payload.remove_prefix(sizeof n);
+    if (n > payload.size() / sizeof(T))
+        throw DecodeError("corrupt message: a container claims " + std::to_string(n) + " elements but only " +
+                          std::to_string(payload.size()) + " bytes remain");
+    if (payload.size() != n * sizeof(T))
+        throw DecodeError(std::to_string(payload.size() - n * sizeof(T)) + " unexpected trailing bytes after a " +
+                          std::string(type_name_v<Vec>));
+    return {payload.data(), static_cast<std::size_t>(n)};
+}
+
+// Appends to `out` the encoding of a std::vector<T> of n numbers and returns where their bytes go.
+template <class T>
+char* append_flat_items(std::string& out, std::size_t n) {
+    static_assert(flat_item_v<T>);
+    constexpr std::uint64_t tag = type_tag<std::vector<T>>;
+    const std::uint64_t count = n;
+    out.append(reinterpret_cast<const char*>(&tag), tag_size);
+    out.append(reinterpret_cast<const char*>(&count), sizeof count);
+    const std::size_t at = out.size();
+    out.resize(at + n * sizeof(T));
+    return out.data() + at;
+}
+
+// Appends the items of an encoded std::vector<T> to `out`, as decoding it and inserting its items
+// would.
+template <class T, class A>
+void decode_append(std::vector<T, A>& out, std::string_view bytes) {
+    if constexpr (flat_item_v<T> && std::is_same_v<A, std::allocator<T>>) {
+        const auto [data, n] = flat_items<T>(bytes);
+        const std::size_t at = out.size();
+        out.resize(at + n);
+        if (n != 0) std::memcpy(out.data() + at, data, n * sizeof(T));
+    } else {
+        auto part = decode<std::vector<T, A>>(bytes);
+        if (out.empty())
+            out = std::move(part);
+        else
+            out.insert(out.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
     }
 }
 

@@ -184,3 +184,20 @@ TEST(Serialize, ASliceEncodesAsTheVectorOfItsItems) {
     expect_slices_encode_as_vectors(std::vector<Order>{sample_order(), Order{}});
     expect_slices_encode_as_vectors(std::vector<std::tuple<std::string, int>>{{"x", 1}, {"y", 2}});
 }
+
+TEST(Serialize, DecodeAppendAddsTheItemsOfAnEncodedVector) {
+    std::vector<int> out{7};
+    mp::detail::decode_append(out, mp::encode(std::vector<int>{1, 2, 3}));
+    mp::detail::decode_append(out, mp::encode(std::vector<int>{}));
+    EXPECT_EQ(out, (std::vector<int>{7, 1, 2, 3}));
+    std::vector<std::string> words{"a"};
+    mp::detail::decode_append(words, mp::encode(std::vector<std::string>{"b", "c"}));
+    EXPECT_EQ(words, (std::vector<std::string>{"a", "b", "c"}));
+
+    const std::string good = mp::encode(std::vector<int>{1, 2, 3});
+    for (std::size_t cut = 0; cut < good.size(); ++cut)
+        EXPECT_THROW(mp::detail::decode_append(out, std::string_view(good).substr(0, cut)), mp::DecodeError) << cut;
+    EXPECT_THROW(mp::detail::decode_append(out, good + "x"), mp::DecodeError);
+    EXPECT_THROW(mp::detail::decode_append(out, mp::encode(std::vector<long>{1})), mp::TypeMismatch);
+    EXPECT_EQ(out.size(), 4u);  // nothing added by the failures
+}

@@ -1,7 +1,9 @@
 // A Pool task's shared state, and the functions a worker runs to decode, call and encode.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -24,56 +26,72 @@ inline constexpr bool is_vector_v = false;
 template <class T, class A>
 inline constexpr bool is_vector_v<std::vector<T, A>> = true;
 
-// Runs one task in a worker: decodes the arguments, calls the function, encodes the result.
-using Invoker = void (*)(void* fn, std::string_view args, std::string& result);
+// Runs one task in a worker: decodes the arguments, calls the function, and appends the encoded
+// result to `out`.
+using Invoker = void (*)(void* fn, std::string_view args, std::string& out);
 
 template <class Fn, class R, class... Args>
-void invoke_task(void* fn, std::string_view args, std::string& result) {
+void invoke_task(void* fn, std::string_view args, std::string& out) {
     auto tuple = decode<std::tuple<Args...>>(args);
     auto f = reinterpret_cast<Fn>(fn);
-    if constexpr (std::is_void_v<R>) {
+    if constexpr (std::is_void_v<R>)
         std::apply(f, tuple);
-        result.clear();
-    } else {
-        result = encode(std::apply(f, tuple));
-    }
+    else
+        encode_into(out, std::apply(f, tuple));
 }
 
 // A chunk of a map: a vector of arguments in, a vector of results out. A starmap's items are
 // tuples, unpacked into the call.
 template <class Fn, class R, class T, bool Star>
-void invoke_chunk(void* fn, std::string_view args, std::string& result) {
-    auto items = decode<std::vector<T>>(args);
+void invoke_chunk(void* fn, std::string_view args, std::string& out) {
     auto f = reinterpret_cast<Fn>(fn);
-    std::vector<R> out;
-    out.reserve(items.size());
-    for (auto& item : items) {
-        if constexpr (Star)
-            out.push_back(std::apply(f, item));
-        else
-            out.push_back(f(item));
+    if constexpr (!Star && flat_item_v<T> && flat_item_v<R>) {
+        // Numbers in and out: each read from the message and its result written into the answer.
+        const auto [in, n] = flat_items<T>(args);
+        char* to = append_flat_items<R>(out, n);
+        for (std::size_t i = 0; i < n; ++i) {
+            T x;
+            std::memcpy(&x, in + i * sizeof(T), sizeof(T));
+            const R r = f(x);
+            std::memcpy(to + i * sizeof(R), &r, sizeof(R));
+        }
+    } else {
+        auto items = decode<std::vector<T>>(args);
+        std::vector<R> results;
+        results.reserve(items.size());
+        for (auto& item : items) {
+            if constexpr (Star)
+                results.push_back(std::apply(f, item));
+            else
+                results.push_back(f(item));
+        }
+        encode_into(out, results);
     }
-    result = encode(out);
 }
 
 // A chunk of a reduce: folds the chunk's items from the left into one value.
 template <class Fn, class T>
-void invoke_fold(void* fn, std::string_view args, std::string& result) {
+void invoke_fold(void* fn, std::string_view args, std::string& out) {
     auto items = decode<std::vector<T>>(args);
     auto f = reinterpret_cast<Fn>(fn);
     T acc = std::move(items.at(0));
     for (std::size_t i = 1; i < items.size(); ++i) acc = f(std::move(acc), std::move(items[i]));
-    result = encode(acc);
+    encode_into(out, acc);
 }
+
+class PoolCore;
 
 struct TaskState {
     std::mutex m;
     std::condition_variable cv;
     const void* pool = nullptr;  // the pool whose manager thread completes it
+    std::weak_ptr<PoolCore> core;  // a thread waiting for the result may read it from the worker
+    std::atomic<int> slot{-1};     // the worker that holds it, once one does
     bool done = false;
+    std::atomic<bool> finished{false};  // done, readable without the mutex (waiters spin on it first)
     bool started = false;  // handed to a worker
     bool cancelled = false;
-    std::string result;        // the encoded result, when it succeeded
+    std::string result;        // the worker's answer, when it succeeded: a status byte, then the encoded result
     std::exception_ptr error;  // RemoteError, WorkerLost, BrokenPool, the pool's end, cancellation
     std::vector<std::function<void()>> on_done;
     // A map's result: its chunks, each a vector of results, joined in order.
@@ -93,7 +111,11 @@ std::shared_ptr<TaskState> join_parts(std::vector<std::shared_ptr<TaskState>> pa
 // thread (a callback), where the wait could never end.
 bool wait_task(TaskState& st, const Timeout& timeout);
 
-// The encoded result of a done, successful task, decoded; a joined map's chunks are concatenated.
+inline std::string_view encoded_result(const TaskState& st) {
+    return std::string_view(st.result).substr(st.result.empty() ? 0 : 1);
+}
+
+// The result of a done, successful task, decoded; a joined map's chunks are concatenated.
 template <class R>
 R task_value(const TaskState& st) {
     if constexpr (std::is_void_v<R>) {
@@ -102,18 +124,11 @@ R task_value(const TaskState& st) {
         if constexpr (is_vector_v<R>) {
             if (st.joined) {
                 R out;
-                for (const auto& p : st.parts) {
-                    auto part = decode<R>(p->result);
-                    if (out.empty())
-                        out = std::move(part);
-                    else
-                        out.insert(out.end(), std::make_move_iterator(part.begin()),
-                                   std::make_move_iterator(part.end()));
-                }
+                for (const auto& p : st.parts) decode_append(out, encoded_result(*p));
                 return out;
             }
         }
-        return decode<R>(st.result);
+        return decode<R>(encoded_result(st));
     }
 }
 
