@@ -1,9 +1,11 @@
 // Pool: a map of a million trivial tasks, the apply_async round trip, and a CPU-bound map on two
 // workers next to the same work in one process. The pool is made before the timing starts, as the
 // Python side's is.
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <numeric>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -111,6 +113,26 @@ void BM_SequentialPrimes(benchmark::State& state) {
     }
 }
 BENCHMARK(BM_SequentialPrimes)->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(4);
+
+// The machine's limit for this work: two threads of this process taking the ranges in turn.
+void BM_ThreadsPrimes(benchmark::State& state) {
+    const auto ranges = prime_ranges();
+    for (auto _ : state) {
+        std::atomic<std::size_t> next{0};
+        std::atomic<long> total{0};
+        auto work = [&] {
+            for (std::size_t i; (i = next.fetch_add(1)) < ranges.size();) total += count_primes(ranges[i]);
+        };
+        std::thread other(work);
+        work();
+        other.join();
+        if (total != kPrimeCount) {
+            state.SkipWithError("wrong prime count");
+            break;
+        }
+    }
+}
+BENCHMARK(BM_ThreadsPrimes)->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(4);
 
 }  // namespace
 

@@ -370,6 +370,69 @@ def py_value_read_write(n: int = 200_000) -> float:
     return dt / n
 
 
+def _square(x):
+    return x * x
+
+
+def py_pool_map_trivial(n: int = 1_000_000) -> float:
+    """Items per second through Pool(2).map(square, range(n)), the pool already running."""
+    with CTX.Pool(2) as pool:
+        pool.map(_square, range(100))
+        t0 = time.perf_counter()
+        r = pool.map(_square, range(n))
+        dt = time.perf_counter() - t0
+    if len(r) != n or r[999] != 999 * 999 or r[-1] != (n - 1) ** 2:
+        raise WorkloadError("wrong map results")
+    return n / dt
+
+
+def py_pool_apply_roundtrip(n: int = 2000) -> float:
+    """Seconds per Pool(2).apply_async(square, (i,)).get()."""
+    with CTX.Pool(2) as pool:
+        pool.apply(_square, (3,))
+        t0 = time.perf_counter()
+        for i in range(n):
+            if pool.apply_async(_square, (i,)).get() != i * i:
+                raise WorkloadError("wrong result")
+        dt = time.perf_counter() - t0
+    return dt / n
+
+
+def _count_primes(r):
+    lo, hi = r
+    count = 0
+    for n in range(lo, hi):
+        if n < 2:
+            continue
+        if n % 2 == 0:
+            count += n == 2
+            continue
+        d = 3
+        while d * d <= n:
+            if n % d == 0:
+                break
+            d += 2
+        else:
+            count += 1
+    return count
+
+
+def py_pool_cpu_speedup(n: int = 400_000, chunks: int = 16) -> float:
+    """The same prime count in one process and over Pool(2) (chunksize 1): the speedup."""
+    ranges = [(n // chunks * i, n // chunks * (i + 1)) for i in range(chunks)]
+    t0 = time.perf_counter()
+    seq = sum(map(_count_primes, ranges))
+    t_seq = time.perf_counter() - t0
+    with CTX.Pool(2) as pool:
+        pool.map(_square, range(10))
+        t0 = time.perf_counter()
+        par = sum(pool.map(_count_primes, ranges, chunksize=1))
+        t_par = time.perf_counter() - t0
+    if seq != par:
+        raise WorkloadError(f"prime counts differ: {seq} vs {par}")
+    return t_seq / t_par
+
+
 def _noop():
     pass
 
@@ -431,7 +494,8 @@ def cpp_perf1_speedup(examples_dir: Path, n: int = 1_000_000_000, runs: int = 3)
 class Row:
     key: str                 # short id for --only
     workload: str            # as printed
-    kind: str                # "time": seconds per operation, lower is better; "rate": per second, higher is better
+    kind: str                # "time": seconds per operation, lower is better; "rate": per second, higher is
+                             # better; "speedup": parallel vs sequential (cpp, raw: parallel; base: sequential)
     cpp: Optional[str]       # C++ benchmark (its name without /min_time:..., /real_time, ...)
     python: Optional[Callable[[], float]]
     raw: Optional[str] = None      # C++ benchmark of the machine's limit for this workload
@@ -440,6 +504,8 @@ class Row:
     unit: str = ""                 # for rates: what is counted ("msgs")
     raw_goal: Optional[float] = None  # time rows: at most this many times the raw limit
     raw_share: Optional[float] = None  # rate rows: at least this fraction of the raw limit
+    base: Optional[str] = None     # speedup rows: the C++ benchmark of the same work in one thread
+    min_speedup: Optional[float] = None  # speedup rows: at least this speedup
 
 
 ROWS: list[Row] = [
@@ -475,6 +541,14 @@ ROWS: list[Row] = [
         cpp="BM_ContendedCounter", python=py_contended_counter, binary="bench_sync", goal=10, unit="increments"),
     Row("value-rw", "Value read then write (each takes the lock)", "time",
         cpp="BM_ValueReadWrite", python=py_value_read_write, binary="bench_sync"),
+    Row("pool-map", "Pool(2).map of 1,000,000 trivial tasks (raw: the same loop in one process)", "rate",
+        cpp="BM_PoolMapTrivial", python=py_pool_map_trivial, raw="BM_RawMapTrivial", binary="bench_pool",
+        goal=20, unit="items"),
+    Row("pool-apply", "Pool(2).apply_async(f, x).get() round trip", "time",
+        cpp="BM_PoolApplyRoundTrip", python=py_pool_apply_roundtrip, binary="bench_pool", goal=10),
+    Row("pool-cpu", "Pool(2) CPU-bound speedup, prime count in 16 ranges (raw: 2 threads)", "speedup",
+        cpp="BM_PoolPrimes", python=py_pool_cpu_speedup, raw="BM_ThreadsPrimes", base="BM_SequentialPrimes",
+        binary="bench_pool", min_speedup=1.9),
 ]
 
 
@@ -533,9 +607,11 @@ def run_cpp(binary: Path, names: list[str], repetitions: int, timeout: float) ->
     return results
 
 
-def cpp_value(row: Row, r: Optional[CppResult]) -> Optional[float]:
+def cpp_value(row: Row, r: Optional[CppResult], base: Optional[CppResult] = None) -> Optional[float]:
     if r is None or r.error:
         return None
+    if row.kind == "speedup":
+        return base.seconds / r.seconds if base and not base.error and r.seconds else None
     return r.seconds if row.kind == "time" else r.items_per_second
 
 
@@ -559,12 +635,16 @@ def fmt_rate(r: float, unit: str) -> str:
 def fmt_value(row: Row, v: Optional[float]) -> str:
     if v is None:
         return "—"
+    if row.kind == "speedup":
+        return f"{v:.2f}x"
     return fmt_time(v) if row.kind == "time" else fmt_rate(v, row.unit)
 
 
 def speedup(row: Row, mine: Optional[float], theirs: Optional[float]) -> Optional[float]:
     """How many times faster mprocess is than Python on this row."""
     if not mine or not theirs:
+        return None
+    if row.kind == "speedup":  # compare what each gains from a second process: not "faster"
         return None
     return theirs / mine if row.kind == "time" else mine / theirs
 
@@ -636,7 +716,7 @@ def main() -> int:
     bench_dir = args.bench.parent
     by_binary: dict[str, list[str]] = {}
     for r in rows:
-        for name in (r.cpp, r.raw):
+        for name in (r.cpp, r.raw, r.base):
             if name and name not in by_binary.setdefault(r.binary, []):
                 by_binary[r.binary].append(name)
     cpp: dict[tuple[str, str], CppResult] = {}
@@ -658,19 +738,23 @@ def main() -> int:
     table, notes, verdicts = [], [], []
     for r in rows:
         res = cpp.get((r.binary, r.cpp)) if r.cpp else None
-        mine = cpp_value(r, res)
+        base_res = cpp.get((r.binary, r.base)) if r.base else None
+        mine = cpp_value(r, res, base_res)
         if res and res.error:
             notes.append(f"{r.key}: mprocess: {res.error}")
         theirs, perr = python.get(r.key, (None, None))
         if perr:
             notes.append(f"{r.key}: Python: {perr}")
         raw_res = cpp.get((r.binary, r.raw)) if r.raw else None
-        raw = cpp_value(r, raw_res)
+        raw = cpp_value(r, raw_res, base_res)
         if raw_res and raw_res.error:
             notes.append(f"{r.key}: raw limit: {raw_res.error}")
         x = speedup(r, mine, theirs)
         goals, checks = [], []
         of_raw = mine / raw if mine and raw else None
+        if r.min_speedup is not None:
+            goals.append(f"≥ {r.min_speedup:g}x speedup" + ("" if raw is None else f" (machine: {raw:.2f}x)"))
+            checks.append(None if mine is None else mine >= r.min_speedup)
         if r.goal is not None:
             goals.append(f"≥ {r.goal:g}x faster")
             checks.append(None if x is None else x >= r.goal)
