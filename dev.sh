@@ -3,7 +3,7 @@
 #   ./dev.sh demo    install what is missing, build, run the demo (the lecture examples in turn)
 #   ./dev.sh test    install what is missing, build, run the whole test suite: a normal build, a
 #                    consumer project against the installed package, an ASan+UBSan build, and a
-#                    TSan build of the tests where threads share connections and locks
+#                    TSan build of the tests where threads share connections, locks and pools
 #   ./dev.sh bench   install what is missing, build, compare mprocess with Python's multiprocessing
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -72,9 +72,9 @@ tests() {
     echo "== TSan build: the tests that share connections, queues and locks between threads and processes"
     cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPROCESS_SANITIZE=thread \
         -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_EXAMPLES=OFF >/dev/null
-    cmake --build build/tsan -j "$jobs" --target connection_test shm_lock_test queue_test synchronize_test
+    cmake --build build/tsan -j "$jobs" --target connection_test shm_lock_test queue_test synchronize_test pool_test
     TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -j "$jobs" --timeout 300 \
-        -R '^(ConnectionTest|ShmLockTest|QueueTest|SyncTest|EveryStartMethod/(ConnectionMethods|QueueMethods|SyncMethods))\.'
+        -R '^(ConnectionTest|ShmLockTest|QueueTest|SyncTest|PoolTest|ProgressLine|EveryStartMethod/(ConnectionMethods|QueueMethods|SyncMethods|PoolMethods))\.'
     echo "== all test runs passed"
 }
 

@@ -74,8 +74,8 @@ void BM_ContendedCounter(benchmark::State& state) {
             }
             expected += 2 * kIncrements;
             if (v.value() != expected) {
-                state.SkipWithError(("counter is " + std::to_string(v.value()) + ", expected " +
-                                     std::to_string(expected)).c_str());
+                state.SkipWithError(
+                    ("counter is " + std::to_string(v.value()) + ", expected " + std::to_string(expected)).c_str());
                 break;
             }
         }

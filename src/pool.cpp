@@ -137,8 +137,7 @@ void run_hook(const std::function<void()>& hook) noexcept {
     try {
         hook();
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "mprocess: a Pool callback threw %s: %s\n", type_of_current_exception().c_str(),
-                     e.what());
+        std::fprintf(stderr, "mprocess: a Pool callback threw %s: %s\n", type_of_current_exception().c_str(), e.what());
     } catch (...) {
         std::fprintf(stderr, "mprocess: a Pool callback threw %s\n", type_of_current_exception().c_str());
     }
@@ -209,8 +208,9 @@ std::shared_ptr<TaskState> join_parts(std::vector<std::shared_ptr<TaskState>> pa
 
 bool wait_task(TaskState& st, const Timeout& timeout) {
     if (!st.finished.load(std::memory_order_acquire) && st.pool && st.pool == t_manager_of)
-        throw ValueError("waiting for a Pool's result in one of its callbacks would never end: callbacks run "
-                         "in the thread that collects the results");
+        throw ValueError(
+            "waiting for a Pool's result in one of its callbacks would never end: callbacks run "
+            "in the thread that collects the results");
     // Spin a little first, reading the worker's answer here if it comes: a quick task is done
     // sooner than a sleeping thread can be woken (tens of microseconds on a virtual machine).
     if (auto core = st.core.lock()) {

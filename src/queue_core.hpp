@@ -69,8 +69,8 @@ private:
         alignas(64) ShmLock clock;
         std::atomic<std::uint32_t> cregion;  // where the next record is read
         std::atomic<std::uint64_t> head[3];
-        std::atomic<std::uint64_t> nget;     // items taken
-        std::atomic<std::uint64_t> punched;  // overflow positions below this are given back
+        std::atomic<std::uint64_t> nget;               // items taken
+        std::atomic<std::uint64_t> punched;            // overflow positions below this are given back
         alignas(64) std::atomic<std::uint64_t> ndone;  // task_done() calls
         WaitWord data;                                 // consumers waiting for an item
         WaitWord space;                                // producers waiting for room

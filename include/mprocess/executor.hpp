@@ -62,7 +62,7 @@ private:
 };
 
 struct ExecutorOptions {
-    std::string start_method{};      // default: get_start_method()
+    std::string start_method{};        // default: get_start_method()
     unsigned max_tasks_per_child = 0;  // 0: never replaced
     Initializer initializer{};
 };

@@ -67,7 +67,8 @@ T parallel_reduce(Pool& pool, F f, std::vector<T> items, ReduceOptions options =
         if (chunksize < 2) chunksize = std::max<std::size_t>(2, (items.size() + 4 * workers - 1) / (4 * workers));
         std::vector<AsyncResult<T>> parts;
         for (std::size_t i = 0; i < items.size(); i += chunksize)
-            parts.push_back(detail::PoolAccess::fold_async(pool, Fp(f), items, i, std::min(items.size(), i + chunksize)));
+            parts.push_back(
+                detail::PoolAccess::fold_async(pool, Fp(f), items, i, std::min(items.size(), i + chunksize)));
         std::vector<T> next;
         next.reserve(parts.size());
         for (auto& p : parts) next.push_back(p.get());

@@ -420,7 +420,8 @@ private:
         std::vector<AsyncResult<std::vector<R>>> parts;
         for (std::size_t i = 0; i < items.size(); i += chunksize) {
             const std::size_t end = std::min(items.size(), i + chunksize);
-            std::string msg = detail::task_head(*core_, &detail::invoke_chunk<Fp, R, T, Star>, reinterpret_cast<void*>(fp));
+            std::string msg =
+                detail::task_head(*core_, &detail::invoke_chunk<Fp, R, T, Star>, reinterpret_cast<void*>(fp));
             detail::encode_slice_into(msg, items, i, end);
             parts.push_back(AsyncResult<std::vector<R>>(detail::submit_message(*core_, std::move(msg))));
         }

@@ -60,8 +60,8 @@ public:
 };
 
 struct QueueOptions {
-    std::size_t maxsize = 0;               // items; 0 = unbounded
-    std::size_t ring_bytes = 256 * 1024;   // the ring for the usual traffic; a backlog overflows it
+    std::size_t maxsize = 0;              // items; 0 = unbounded
+    std::size_t ring_bytes = 256 * 1024;  // the ring for the usual traffic; a backlog overflows it
 };
 
 namespace detail {
@@ -197,8 +197,7 @@ struct QueueSpawnArg;
 
 template <class T>
 class TypedQueue {
-    static_assert(Serializable<T>,
-                  "mprocess: a queue's item type must be serializable (see mprocess/serialize.hpp)");
+    static_assert(Serializable<T>, "mprocess: a queue's item type must be serializable (see mprocess/serialize.hpp)");
 
 public:
     std::size_t qsize() const { return h_.qsize(); }
@@ -209,8 +208,7 @@ public:
     friend bool operator==(const TypedQueue&, const TypedQueue&) = default;
 
 protected:
-    TypedQueue(const QueueOptions& options, bool joinable)
-        : h_(type_tag<T>, type_name_v<T>, options, joinable) {}
+    TypedQueue(const QueueOptions& options, bool joinable) : h_(type_tag<T>, type_name_v<T>, options, joinable) {}
     explicit TypedQueue(QueueHandle h) : h_(std::move(h)) {}
 
     void do_put(const T& obj, bool block, const Timeout& timeout) {
@@ -277,7 +275,8 @@ public:
 
     // q.get(0.5) would silently mean block = true: spell it q.get(true, 0.5).
     template <class B>
-    requires(!std::same_as<B, bool>) T get(B) = delete;
+    requires(!std::same_as<B, bool>) T get(B)
+    = delete;
     template <class B>
     requires(!std::same_as<B, bool>) void put(const T&, B) = delete;
 

@@ -158,7 +158,8 @@ template <class T, class A>
 void encode_slice_into(std::string& out, const std::vector<T, A>& v, std::size_t begin, std::size_t end) {
     using Vec = std::vector<T, A>;
     if constexpr (std::is_same_v<T, bool>) {
-        encode_into(out, Vec(v.begin() + static_cast<std::ptrdiff_t>(begin), v.begin() + static_cast<std::ptrdiff_t>(end)));
+        encode_into(out,
+                    Vec(v.begin() + static_cast<std::ptrdiff_t>(begin), v.begin() + static_cast<std::ptrdiff_t>(end)));
     } else {
         require_serializable<Vec>();
         constexpr std::uint64_t tag = type_tag<Vec>;
@@ -195,7 +196,8 @@ std::pair<const char*, std::size_t> flat_items(std::string_view bytes) {
     if (bytes.size() < tag_size || read_tag(bytes) != tag) throw_type_mismatch(type_name_v<Vec>, tag, bytes);
     std::string_view payload = bytes.substr(tag_size);
     std::uint64_t n = 0;
-    if (payload.size() < sizeof n) throw DecodeError("truncated message: no length for a " + std::string(type_name_v<Vec>));
+    if (payload.size() < sizeof n)
+        throw DecodeError("truncated message: no length for a " + std::string(type_name_v<Vec>));
     std::memcpy(&n, payload.data(), sizeof n);
     payload.remove_prefix(sizeof n);
     if (n > payload.size() / sizeof(T))

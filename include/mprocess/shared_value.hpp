@@ -85,8 +85,7 @@ protected:
 template <class T>
 class Value : public RawValue<T> {
 public:
-    explicit Value(const T& initial = T{}, bool lock = true)
-        : Value(RawValue<T>::make(), 1, lock) {
+    explicit Value(const T& initial = T{}, bool lock = true) : Value(RawValue<T>::make(), 1, lock) {
         std::memcpy(this->ptr(), &initial, sizeof(T));
     }
 
@@ -134,7 +133,8 @@ public:
     }
     T& operator[](std::size_t i) const noexcept { return data()[i]; }
     T& at(std::size_t i) const {
-        if (i >= n_) throw std::out_of_range("array index " + std::to_string(i) + " out of range " + std::to_string(n_));
+        if (i >= n_)
+            throw std::out_of_range("array index " + std::to_string(i) + " out of range " + std::to_string(n_));
         return data()[i];
     }
     T* begin() const noexcept { return data(); }
@@ -164,7 +164,8 @@ class Array : public RawArray<T> {
 public:
     explicit Array(std::size_t n, bool lock = true) : Array(RawArray<T>::make(n), n, lock) {}
     Array(std::initializer_list<T> init) : Array(std::span<const T>(init.begin(), init.size())) {}
-    explicit Array(std::span<const T> init, bool lock = true) : Array(RawArray<T>::make(init.size()), init.size(), lock) {
+    explicit Array(std::span<const T> init, bool lock = true)
+        : Array(RawArray<T>::make(init.size()), init.size(), lock) {
         if (!init.empty()) std::memcpy(this->data(), init.data(), init.size_bytes());
     }
 

@@ -84,12 +84,12 @@ class PoolCore;
 struct TaskState {
     std::mutex m;
     std::condition_variable cv;
-    const void* pool = nullptr;  // the pool whose manager thread completes it
+    const void* pool = nullptr;    // the pool whose manager thread completes it
     std::weak_ptr<PoolCore> core;  // a thread waiting for the result may read it from the worker
     std::atomic<int> slot{-1};     // the worker that holds it, once one does
     bool done = false;
     std::atomic<bool> finished{false};  // done, readable without the mutex (waiters spin on it first)
-    bool started = false;  // handed to a worker
+    bool started = false;               // handed to a worker
     bool cancelled = false;
     std::string result;        // the worker's answer, when it succeeded: a status byte, then the encoded result
     std::exception_ptr error;  // RemoteError, WorkerLost, BrokenPool, the pool's end, cancellation
