@@ -25,6 +25,8 @@ public:
 
     // For wait(): ready now? / announce a sleeper and add the fds to watch / withdraw it.
     virtual bool ready_now() = 0;
+    // Some of a message is waiting: a look at memory, without a system call (no peer check).
+    virtual bool has_data() = 0;
     virtual void arm(std::vector<pollfd>& fds) = 0;
     virtual void disarm() = 0;
 
@@ -36,6 +38,10 @@ public:
 
     // Describes this end for a child started by spawn or forkserver: descriptors go into `args`.
     virtual std::string export_to(SpawnArgs& args) const = 0;
+};
+
+struct ConnectionAccess {
+    static Channel& channel(const Connection& c) { return c.channel(); }
 };
 
 }  // namespace mprocess::detail

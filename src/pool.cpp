@@ -21,6 +21,7 @@
 #include <optional>
 #include <thread>
 
+#include "channel.hpp"
 #include "mprocess/connection.hpp"
 #include "mprocess/context.hpp"
 #include "mprocess/process.hpp"
@@ -112,16 +113,8 @@ void pool_worker(Connection conn, unsigned maxtasks) {
 }
 
 struct Task {
-    std::string message;
+    std::shared_ptr<const std::string> message;  // shared: a sender outside the lock keeps it alive
     std::shared_ptr<TaskState> st;
-};
-
-struct Worker {
-    std::optional<Process> proc;
-    Connection conn;
-    std::optional<Task> current;
-    bool initializing = false;  // current is the initializer
-    unsigned done = 0;          // tasks answered
 };
 
 // Room in each direction of a worker's pipe: a map's chunk of a few hundred thousand numbers fits
@@ -177,6 +170,7 @@ std::shared_ptr<TaskState> join_parts(std::vector<std::shared_ptr<TaskState>> pa
     auto whole = std::make_shared<TaskState>();
     whole->joined = true;
     whole->pool = parts.empty() ? nullptr : parts.front()->pool;
+    if (!parts.empty()) whole->core = parts.front()->core;
     whole->parts = parts;
     if (parts.empty()) {
         finish(*whole, {}, nullptr);
@@ -268,7 +262,8 @@ public:
           break_on_loss_(options.on_worker_lost == OnWorkerLost::break_pool),
           bell_(platform::make_eventfd()) {
         if (options.initializer)
-            init_ = head(options.initializer.invoker_, options.initializer.fn_) + options.initializer.args_;
+            init_ = std::make_shared<const std::string>(head(options.initializer.invoker_, options.initializer.fn_) +
+                                                        options.initializer.args_);
         for (unsigned i = 0; i < n; ++i) {
             workers_.push_back(std::make_unique<Worker>());
             start_worker(*workers_.back());
@@ -277,6 +272,7 @@ public:
     }
     // The manager starts once the core is owned by a shared_ptr (tasks refer back to it).
     void run() {
+        manager_running_ = true;
         manager_ = std::thread([this] { manage(); });
     }
     ~PoolCore() { terminate(); }
@@ -289,16 +285,20 @@ public:
         auto st = std::make_shared<TaskState>();
         st->pool = this;
         st->core = weak_from_this();
-        Task t{std::move(message), st};
+        Task t{std::make_shared<const std::string>(std::move(message)), st};
+        std::optional<Handed> handed;
         {
             std::lock_guard lock(m_);
             if (!broken_.empty()) throw BrokenPool(broken_);
             if (closed_ || terminated_) throw ValueError("Pool not running");
             // An idle worker takes it from this thread: no hop through the manager.
-            if (pending_.empty() && hand_to_idle(t)) return st;
-            pending_.push_back(std::move(t));
+            if (pending_.empty()) handed = reserve(t);
+            if (!handed) pending_.push_back(std::move(t));
         }
-        platform::signal_efd(bell_);
+        if (handed)
+            send(*handed);
+        else
+            platform::signal_efd(bell_);
         return st;
     }
 
@@ -309,7 +309,19 @@ public:
         if (slot < 0 || static_cast<std::size_t>(slot) >= workers_.size()) return false;
         Worker& w = *workers_[static_cast<std::size_t>(slot)];
         std::unique_lock reading(w.reader, std::try_to_lock);
-        return reading && collect(w, false);
+        return reading && collect(w, reading, false);
+    }
+
+    // Runs fn on the manager thread (user callbacks run there, one at a time, as in Python);
+    // false if the manager has ended.
+    bool post(std::function<void()> fn) {
+        {
+            std::lock_guard lock(m_);
+            if (!manager_running_) return false;
+            posted_.push_back(std::move(fn));
+        }
+        platform::signal_efd(bell_);
+        return true;
     }
 
     // The tasks no worker has begun, taken back: st, or all of them if st is null.
@@ -375,15 +387,24 @@ public:
 
 private:
     struct Worker {
-        std::mutex reader;  // held by whoever reads its answers: the manager, or a waiting thread
-        // Replaced, when the worker is, under both `reader` and m_.
+        // Held by whoever reads its answers (the manager, or a waiting thread), and by the manager
+        // while it replaces the worker or stops it.
+        std::mutex reader;
+        // Written with both `reader` and m_ held; read with either.
         std::optional<Process> proc;
         Connection conn;
-        bool stopped = false;  // shut down: nobody reads or sends any more
+        bool stopped = false;  // dead or shut down: nobody reads, sends or hands it tasks
         // Under m_.
         std::optional<Task> current;
         bool initializing = false;  // current is the initializer
         unsigned done = 0;          // tasks answered
+    };
+
+    // A task given to a worker, to be sent outside the lock.
+    struct Handed {
+        Connection conn;
+        Task task;
+        std::size_t slot;
     };
 
     // Starts a process for the slot (which nobody else touches meanwhile).
@@ -393,27 +414,29 @@ private:
         // server is their parent); otherwise they see their pipe close and exit.
         // Named as Python names them: ForkPoolWorker-1, SpawnPoolWorker-2, ForkServerPoolWorker-3.
         const std::string kind = method_ == "fork" ? "Fork" : method_ == "spawn" ? "Spawn" : "ForkServer";
-        const unsigned messages = maxtasks_ == 0 ? 0 : maxtasks_ + (init_.empty() ? 0 : 1);
-        w.proc.emplace(pool_worker,
-                       ProcessOptions{.name = kind + "PoolWorker-" + std::to_string(++started_),
-                                      .daemon = true,
-                                      .die_with_parent = method_ != "forkserver",
-                                      .start_method = method_},
-                       there, messages);
-        w.proc->start();
+        const unsigned messages = maxtasks_ == 0 ? 0 : maxtasks_ + (init_ ? 1 : 0);
+        Process proc(pool_worker,
+                     ProcessOptions{.name = kind + "PoolWorker-" + std::to_string(++started_),
+                                    .daemon = true,
+                                    .die_with_parent = method_ != "forkserver",
+                                    .start_method = method_},
+                     there, messages);
+        proc.start();
         there.close();
+        std::lock_guard lock(m_);
+        w.proc.emplace(std::move(proc));
         w.conn = here;
         w.current.reset();
         w.initializing = false;
         w.done = 0;
-        if (!init_.empty()) {
+        if (init_) {
             // Its first message: the worker answers it before it takes any task.
             w.current = Task{init_, std::make_shared<TaskState>()};
             w.initializing = true;
             try {
-                w.conn.send_bytes(init_);
+                w.conn.send_bytes(*init_);
             } catch (const Error&) {
-                // It died already; the manager sees the end of its pipe.
+                // It died already; the manager sees it.
             }
         }
     }
@@ -432,35 +455,60 @@ private:
             if (!w->stopped) pids_.push_back(w->proc ? w->proc->pid() : 0);
     }
 
-    // Under m_: gives the task to an idle worker; false if none is idle (or the sends failed).
-    bool hand_to_idle(Task& t) {
+    // Under m_: gives the task to an idle worker (it is sent after the lock is let go), or nullopt.
+    std::optional<Handed> reserve(Task& t) {
         for (std::size_t i = 0; i < workers_.size(); ++i) {
             Worker& w = *workers_[i];
-            // A worker that has run its maxtasksperchild tasks gets no more: it is exiting.
-            if (w.stopped || w.current || (maxtasks_ != 0 && w.done >= maxtasks_)) continue;
+            // A worker that has run its maxtasksperchild tasks gets no more: it is exiting. An idle
+            // worker whose pipe is readable has ended: the manager is about to replace it.
+            if (w.stopped || w.current || (maxtasks_ != 0 && w.done >= maxtasks_) || w.conn.poll(0.0)) continue;
             {
                 std::lock_guard lock(t.st->m);
                 t.st->started = true;
             }
-            try {
-                w.conn.send_bytes(t.message);
-            } catch (const Error&) {
-                // That worker is gone (the manager handles its death when it sees it); try another.
-                std::lock_guard lock(t.st->m);
-                t.st->started = false;
-                continue;
-            }
             t.st->slot.store(static_cast<int>(i), std::memory_order_release);
-            w.current = std::move(t);
-            return true;
+            w.current = t;
+            return Handed{w.conn, std::move(t), i};
         }
-        return false;
+        return std::nullopt;
+    }
+
+    // Sends a reserved task. A worker that is gone hands it back to the queue, unless its death was
+    // already handled (then the task has failed with it).
+    void send(Handed& h) {
+        try {
+            h.conn.send_bytes(*h.task.message);
+            return;
+        } catch (const Error&) {
+        }
+        {
+            std::lock_guard lock(m_);
+            Worker& w = *workers_[h.slot];
+            if (!w.current || w.current->st != h.task.st) return;
+            w.current.reset();
+            {
+                std::lock_guard st_lock(h.task.st->m);
+                h.task.st->started = false;
+            }
+            h.task.st->slot.store(-1, std::memory_order_release);
+            pending_.push_front(std::move(h.task));
+        }
+        platform::signal_efd(bell_);
     }
 
     // Gives idle workers the oldest pending tasks.
     void dispatch() {
-        std::lock_guard lock(m_);
-        while (!pending_.empty() && !terminated_ && hand_to_idle(pending_.front())) pending_.pop_front();
+        for (;;) {
+            std::optional<Handed> handed;
+            {
+                std::lock_guard lock(m_);
+                if (pending_.empty() || terminated_) return;
+                handed = reserve(pending_.front());
+                if (!handed) return;
+                pending_.pop_front();
+            }
+            send(*handed);
+        }
     }
 
     void break_pool(std::string why) {
@@ -472,14 +520,16 @@ private:
         platform::signal_efd(bell_);
     }
 
-    // With w.reader held: reads one answer if there is one and completes its task. The end of the
-    // worker's pipe is for the manager to handle (it replaces the worker); a helper leaves it.
-    bool collect(Worker& w, bool manager) {
-        if (w.stopped || !w.conn.poll(0.0)) return false;
+    // With w.reader held (`reading`): reads one answer if there is one, lets go of the reader lock
+    // and completes the answered task. The end of the worker is for the manager to handle (it
+    // replaces the worker); a waiting thread leaves it. True if something was done.
+    bool collect(Worker& w, std::unique_lock<std::mutex>& reading, bool manager) {
+        if (w.stopped || (!manager && !ConnectionAccess::channel(w.conn).has_data()) || !w.conn.poll(0.0)) return false;
         std::string answer;
         try {
             answer = w.conn.recv_bytes();
-        } catch (const EOFError&) {
+        } catch (const Error&) {
+            // End of file, or a ring that a worker dying mid-answer left broken.
             if (manager) lost(w);
             return manager;
         }
@@ -494,6 +544,7 @@ private:
             init = std::exchange(w.initializing, false);
             if (!init) ++w.done;
         }
+        reading.unlock();  // completing runs hooks: they must not hold up this worker's reader
         if (!answer.empty() && answer[0] == '\0') {
             finish(*st, std::move(answer), nullptr);  // the result follows the status byte
         } else {
@@ -513,11 +564,14 @@ private:
         return true;
     }
 
-    // With w.reader held, in the manager: a worker's pipe ended. It died, or it exited after its
-    // maxtasksperchild tasks.
+    // With w.reader held, in the manager: a worker's pipe ended, or its process did. It died, or
+    // it exited after its maxtasksperchild tasks.
     void lost(Worker& w) {
         const pid_t pid = w.proc->pid();
-        w.proc->join();
+        if (!w.proc->join(1.0)) {  // its pipe broke but it lives on: it is of no use
+            w.proc->kill();
+            w.proc->join();
+        }
         const int code = w.proc->exitcode().value_or(-SIGKILL);
         std::optional<Task> held;
         bool initializing, breaking;
@@ -530,6 +584,7 @@ private:
             breaking = !renewal && (break_on_loss_ || initializing);
             w.stopped = true;  // no task may be handed to the dead slot
         }
+        w.conn.close();
         if (breaking) {
             const std::string how = WorkerLost(pid, code).what();
             const std::string why = initializing
@@ -540,8 +595,12 @@ private:
             return;
         }
         if (held) finish(*held->st, {}, std::make_exception_ptr(WorkerLost(pid, code)));
-        w.conn.close();
-        start_worker(w);  // the slot is stopped: no other thread touches it meanwhile
+        try {
+            start_worker(w);  // the slot is stopped: no other thread touches it meanwhile
+        } catch (const std::exception& e) {
+            break_pool("the Pool could not replace worker " + std::to_string(pid) + ": " + e.what());
+            return;
+        }
         {
             std::lock_guard lock(m_);
             w.stopped = false;
@@ -600,48 +659,97 @@ private:
         return std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return bool(w->current); });
     }
 
-    void manage() {
-        t_manager_of = this;
+    void run_posted() {
+        std::deque<std::function<void()>> todo;
+        {
+            std::lock_guard lock(m_);
+            todo.swap(posted_);
+        }
+        for (const auto& fn : todo) run_hook(fn);
+    }
+
+    // Returns when the pool is closed and its work done (the workers are told to stop), or when it
+    // is terminated or broken.
+    void serve() {
         for (;;) {
             bool closing;
             {
                 std::lock_guard lock(m_);
-                if (terminated_) break;
+                if (terminated_) return;
                 closing = closed_ && pending_.empty();
             }
             dispatch();
             if (closing && !busy()) {
                 for (auto& w : workers_) {
                     std::lock_guard reading(w->reader);
+                    if (w->stopped) continue;
                     try {
                         w->conn.send_bytes("");  // stop
                     } catch (const Error&) {
                     }
                 }
-                for (auto& w : workers_) w->proc->join();
+                for (auto& w : workers_)
+                    if (!w->stopped) w->proc->join();
                 return;
             }
+            // Each worker's pipe, and its process: a pipe whose other end some other process
+            // inherited by chance would never show the worker's death.
             std::vector<Waitable> objs{Waitable(bell_.get())};
-            for (auto& w : workers_) objs.emplace_back(w->conn);
+            for (auto& w : workers_) {
+                if (w->stopped) continue;
+                objs.emplace_back(w->conn);
+                objs.emplace_back(*w->proc);
+            }
             auto ready = wait(objs);
             platform::drain_efd(bell_);
+            run_posted();
+            auto is_ready = [&](const Waitable& o) { return std::find(ready.begin(), ready.end(), o) != ready.end(); };
             for (auto& w : workers_) {
-                if (std::find(ready.begin(), ready.end(), Waitable(w->conn)) == ready.end()) continue;
-                std::lock_guard reading(w->reader);  // a waiting thread may be reading it: then it is ours next
-                collect(*w, true);
+                if (w->stopped) continue;
+                const bool answered = is_ready(Waitable(w->conn));
+                if (!answered && !is_ready(Waitable(*w->proc))) continue;
+                std::unique_lock reading(w->reader);  // a waiting thread may be reading it: then it is ours next
+                if (answered) {
+                    collect(*w, reading, true);
+                } else if (!w->conn.poll(0.0) && !w->proc->is_alive()) {
+                    lost(*w);  // dead, and its pipe shows nothing: it will not
+                }
             }
         }
-        shut_down();
+    }
+
+    void manage() {
+        t_manager_of = this;
+        try {
+            serve();
+        } catch (const std::exception& e) {
+            break_pool(std::string("the Pool's manager failed: ") + e.what());
+        }
+        bool stopped;
+        {
+            std::lock_guard lock(m_);
+            stopped = terminated_;
+        }
+        if (stopped) shut_down();
+        std::deque<std::function<void()>> left;
+        {
+            std::lock_guard lock(m_);
+            manager_running_ = false;
+            left.swap(posted_);
+        }
+        for (const auto& fn : left) run_hook(fn);
     }
 
     const std::string method_;
     const unsigned maxtasks_;
     const bool break_on_loss_;
-    std::string init_;  // the initializer's task message, or empty
+    std::shared_ptr<const std::string> init_;  // the initializer's task message, or null
     unsigned started_ = 0;
     platform::Fd bell_;
     mutable std::mutex m_;
     std::deque<Task> pending_;
+    std::deque<std::function<void()>> posted_;  // for the manager thread to run
+    bool manager_running_ = false;
     bool closed_ = false;
     bool terminated_ = false;
     std::string broken_;  // why the pool is broken, or empty
@@ -663,6 +771,22 @@ std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& optio
 
 bool help_collect(PoolCore& core, TaskState& st) {
     return core.help(st);
+}
+
+void when_done_user(const std::shared_ptr<TaskState>& st, std::function<void()> fn) {
+    {
+        std::lock_guard lock(st->m);
+        if (!st->done) {
+            st->on_done.push_back([st = st.get(), fn = std::move(fn)] {
+                if (st->pool && st->pool == t_manager_of) return run_hook(fn);
+                if (auto core = st->core.lock())
+                    if (core->post(fn)) return;
+                run_hook(fn);  // the pool has ended: nothing else runs callbacks any more
+            });
+            return;
+        }
+    }
+    run_hook(fn);
 }
 
 std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string_view args) {

@@ -102,6 +102,7 @@ public:
     bool recv(FrameSink& sink) override;
     bool poll(const Deadline& deadline) override;
     bool ready_now() override;
+    bool has_data() override { return in().used() != 0; }
     void arm(std::vector<pollfd>& fds) override;
     void disarm() override;
 

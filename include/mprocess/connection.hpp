@@ -54,6 +54,7 @@ class Waitable;
 
 namespace detail {
 class Channel;
+struct ConnectionAccess;  // the library's own code, for the Channel behind a Connection
 
 // Receives one message: told its length and first bytes (up to 8), returns where to copy it, or
 // nullptr (or throws) to leave the message unread.
@@ -159,6 +160,7 @@ public:
 private:
     friend std::pair<Connection, Connection> Pipe(bool, PipeOptions);
     friend struct detail::SpawnArg<Connection>;
+    friend struct detail::ConnectionAccess;
     friend std::vector<Waitable> wait(const std::vector<Waitable>&, Timeout);
     explicit Connection(std::shared_ptr<detail::Channel> ch) : ch_(std::move(ch)) {}
     void send_parts(std::string_view head, std::string_view body);

@@ -50,9 +50,10 @@ public:
         auto core = core_.lock();
         return core && detail::cancel_task(*core, this->st_);
     }
-    // fn(future) once it is done: at once if it is; otherwise in the pool's manager thread.
+    // fn(future) once it is done: at once if it is; otherwise in the pool's manager thread, one
+    // callback at a time.
     void add_done_callback(std::function<void(const Future&)> fn) const {
-        detail::when_done(this->st_, [self = *this, fn = std::move(fn)] { fn(self); });
+        detail::when_done_user(this->st_, [self = *this, fn = std::move(fn)] { fn(self); });
     }
 
 private:

@@ -182,10 +182,11 @@ public:
     }
 
     // Python's callback= and error_callback=: called once the task has succeeded, or failed (with
-    // RemoteError, WorkerLost, ...). They run in the pool's manager thread, as Python runs them in
-    // its result thread, so keep them short; or at once, here, if the task is already done.
+    // RemoteError, WorkerLost, ...). They run in the pool's manager thread, one at a time, as
+    // Python runs them in its result thread, so keep them short (get() may return before its
+    // callback has run); or at once, here, if the task is already done.
     const AsyncResult& callback(Callback f) const {
-        detail::when_done(st_, [st = st_, f = std::move(f)] {
+        detail::when_done_user(st_, [st = st_, f = std::move(f)] {
             if (st->error) return;
             if constexpr (std::is_void_v<R>)
                 f();
@@ -195,7 +196,7 @@ public:
         return *this;
     }
     const AsyncResult& error_callback(ErrorCallback f) const {
-        detail::when_done(st_, [st = st_, f = std::move(f)] {
+        detail::when_done_user(st_, [st = st_, f = std::move(f)] {
             if (!st->error) return;
             try {
                 std::rethrow_exception(st->error);

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <atomic>
 #include <future>
+#include <mutex>
+#include <set>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -64,6 +66,18 @@ int wait_for_gate(std::string dir) {
     std::ofstream(dir + "/" + std::to_string(::getpid()));
     for (int i = 0; i < 60000 && !std::filesystem::exists(dir + "/open"); ++i) slow(1);
     return 1;
+}
+// Forks a child that keeps this worker's descriptors (its pipe too) open for a minute, leaves the
+// child's pid in dir, and dies.
+int fork_holder_then_die(std::string dir) {
+    const pid_t holder = ::fork();
+    if (holder == 0) {
+        ::sleep(60);
+        ::_exit(0);
+    }
+    std::ofstream(dir + "/" + std::to_string(holder));
+    ::raise(SIGKILL);
+    return 0;
 }
 int fail_on_3(int x) {
     return x == 3 ? fail(x) : x;
@@ -504,6 +518,76 @@ TEST_P(PoolMethods, ParallelMapFilterAndReduceMatchTheSequentialOnes) {
     // Not associative: the sequential fold, as functools.reduce.
     EXPECT_EQ(mp::parallel_reduce(pool, minus, std::vector<long>{100, 1, 2, 3}, {.associative = false}), 94);
     EXPECT_EQ(mp::parallel_reduce(pool, minus, std::vector<long>{1, 2}, 100L, {.associative = false}), 97);
+}
+
+TEST_P(PoolMethods, CallbacksRunOneAtATimeOnThePoolsOwnThread) {
+    mp::Pool pool(2, {.start_method = GetParam()});
+    const std::string dir = scratch_dir();
+    std::vector<mp::AsyncResult<int>> rs;
+    for (int i = 0; i < 20; ++i) rs.push_back(pool.apply_async(wait_for_gate, dir));
+    std::mutex m;
+    std::set<std::thread::id> threads;
+    std::atomic<int> inside{0}, most{0}, calls{0};
+    for (auto& r : rs) {
+        r.callback([&](const int&) {
+            const int now = ++inside;
+            most = std::max(most.load(), now);
+            {
+                std::lock_guard lock(m);
+                threads.insert(std::this_thread::get_id());
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            --inside;
+            ++calls;
+        });
+    }
+    std::ofstream(dir + "/open");                  // only now may any task finish: every callback was registered first
+    for (auto& r : rs) EXPECT_EQ(r.get(30.0), 1);  // this thread reads answers too, but runs no callback
+    pool.close();
+    pool.join();
+    EXPECT_EQ(calls.load(), 20);
+    EXPECT_EQ(most.load(), 1);
+    ASSERT_EQ(threads.size(), 1u);
+    EXPECT_NE(*threads.begin(), std::this_thread::get_id());
+}
+
+TEST_P(PoolMethods, ACallbackMayTerminateThePool) {
+    mp::Pool pool(2, {.start_method = GetParam()});
+    const std::string dir = scratch_dir();
+    auto r = pool.apply_async(wait_for_gate, dir);
+    std::promise<void> called;
+    r.callback([&](const int&) {
+        pool.terminate();
+        called.set_value();
+    });
+    std::ofstream(dir + "/open");
+    EXPECT_EQ(r.get(30.0), 1);
+    auto f = called.get_future();
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    pool.join();
+    EXPECT_THROW(pool.apply_async(square, 1), mp::ValueError);
+}
+
+TEST_P(PoolMethods, AWorkerIsSeenDeadEvenIfAnotherProcessHoldsItsPipe) {
+    mp::Pool pool(1, {.start_method = GetParam()});
+    const std::string dir = scratch_dir();
+    struct KillHolders {  // reparented to init when the worker dies: ours to end, not to reap
+        std::string dir;
+        ~KillHolders() {
+            for (const auto& f : std::filesystem::directory_iterator(dir))
+                ::kill(std::stoi(f.path().filename().string()), SIGKILL);
+        }
+    } holders{dir};
+    auto r = pool.apply_async(fork_holder_then_die, dir);
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+        r.get(30.0);
+        ADD_FAILURE() << "no WorkerLost";
+    } catch (const mp::WorkerLost& e) {
+        EXPECT_EQ(e.signal(), SIGKILL);
+    }
+    EXPECT_LT(seconds_since(t0), 5.0);
+    EXPECT_EQ(pool.apply(square, 6), 36);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, PoolMethods, testing::ValuesIn(testing_support::start_methods()),

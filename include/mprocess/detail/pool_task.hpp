@@ -103,6 +103,10 @@ struct TaskState {
 // that completes it (the pool's manager thread, as Python runs callbacks in its result thread).
 // An exception from fn is reported on stderr; it cannot reach anyone else.
 void when_done(const std::shared_ptr<TaskState>& st, std::function<void()> fn);
+// A user's callback: at once in this thread if the task is done; otherwise on the pool's manager
+// thread, one callback at a time (as Python runs them on its result thread), whichever thread
+// completes the task.
+void when_done_user(const std::shared_ptr<TaskState>& st, std::function<void()> fn);
 // Completes a task (the first call wins) and runs its hooks.
 void finish(TaskState& st, std::string result, std::exception_ptr error);
 // A task that is done when all parts are: failed with the first error to arrive, if any.
