@@ -326,6 +326,8 @@ public:
     auto apply_async(F f, A&&... args) {
         using Fp = target_t<F>;
         using R = std::invoke_result_t<Fp, std::decay_t<A>&...>;
+        (detail::require_serializable<std::decay_t<A>>(), ...);
+        if constexpr (!std::is_void_v<R>) detail::require_serializable<R>();
         Fp fp = f;
         return AsyncResult<R>(detail::submit(*core_, &detail::invoke_task<Fp, R, std::decay_t<A>...>,
                                              reinterpret_cast<void*>(fp),
@@ -417,6 +419,8 @@ private:
     template <class R, class Fp, class T, bool Star, class F>
     std::vector<AsyncResult<std::vector<R>>> chunks(F f, const std::vector<T>& items, std::size_t chunksize) {
         static_assert(is_target<F>, "mprocess: a Pool task must be a plain function or a lambda without captures");
+        detail::require_serializable<T>();
+        detail::require_serializable<R>();
         Fp fp = f;
         std::vector<AsyncResult<std::vector<R>>> parts;
         for (std::size_t i = 0; i < items.size(); i += chunksize) {

@@ -279,6 +279,11 @@ TEST_P(PoolMethods, ImapIsInOrderAndImapUnorderedGivesEveryResult) {
     EXPECT_FALSE(failing.next(30.0).has_value());
     auto empty = pool.imap(square, std::vector<int>{});
     EXPECT_FALSE(empty.next().has_value());
+
+    auto late = pool.imap(slow, std::vector<int>{3000});
+    EXPECT_THROW(late.next(0.05), mp::TimeoutError);
+    auto late_unordered = pool.imap_unordered(slow, std::vector<int>{3000});
+    EXPECT_THROW(late_unordered.next(0.05), mp::TimeoutError);
 }
 
 TEST_P(PoolMethods, WorkersAreNamedAsPythonNamesThem) {
