@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 install_deps() {
-    local pkgs=(g++ cmake make pkg-config libcereal-dev libgtest-dev libgmock-dev libbenchmark-dev python3)
+    local pkgs=(g++ cmake make pkg-config libcereal-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev python3)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -72,9 +72,9 @@ tests() {
     echo "== TSan build: the tests that share connections, queues and locks between threads and processes"
     cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPROCESS_SANITIZE=thread \
         -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_EXAMPLES=OFF >/dev/null
-    cmake --build build/tsan -j "$jobs" --target connection_test shm_lock_test queue_test synchronize_test pool_test
+    cmake --build build/tsan -j "$jobs" --target connection_test shm_lock_test queue_test synchronize_test pool_test listener_test
     TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -j "$jobs" --timeout 300 \
-        -R '^(ConnectionTest|ShmLockTest|QueueTest|SyncTest|PoolTest|ProgressLine|EveryStartMethod/(ConnectionMethods|QueueMethods|SyncMethods|PoolMethods))\.'
+        -R '^(ConnectionTest|ShmLockTest|QueueTest|SyncTest|PoolTest|ProgressLine|ListenerTest|EveryStartMethod/(ConnectionMethods|QueueMethods|SyncMethods|PoolMethods|ListenerMethods))\.'
     echo "== all test runs passed"
 }
 

@@ -2,6 +2,7 @@
 // Pipe(). Sockets (Listener/Client) will be a second.
 #pragma once
 
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -42,6 +43,7 @@ public:
 
 struct ConnectionAccess {
     static Channel& channel(const Connection& c) { return c.channel(); }
+    static Connection wrap(std::shared_ptr<Channel> ch) { return Connection(std::move(ch)); }
 };
 
 }  // namespace mprocess::detail

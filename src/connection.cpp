@@ -7,6 +7,7 @@
 #include "channel.hpp"
 #include "mprocess/process.hpp"
 #include "shm_channel.hpp"
+#include "socket_channel.hpp"
 
 namespace mprocess {
 
@@ -151,6 +152,7 @@ std::string detail::SpawnArg<Connection>::write(SpawnArgs& args, const Connectio
 }
 
 Connection detail::SpawnArg<Connection>::read(const SpawnArgs& args, const std::string& blob) {
+    if (detail::is_socket_export(blob)) return Connection(detail::import_socket_channel(args, blob));
     return Connection(detail::import_shm_channel(args, blob));
 }
 

@@ -42,6 +42,13 @@ public:
     using Error::Error;
 };
 
+// The other end of a Listener/Client connection did not prove it knows the authkey (or we did
+// not), or the handshake broke its protocol or took too long.
+class AuthenticationError : public Error {
+public:
+    using Error::Error;
+};
+
 // A system call failed; carries errno.
 class OSError : public Error {
 public:

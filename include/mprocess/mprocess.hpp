@@ -6,6 +6,7 @@
 #include "mprocess/error.hpp"
 #include "mprocess/executor.hpp"
 #include "mprocess/functional.hpp"
+#include "mprocess/listener.hpp"
 #include "mprocess/pool.hpp"
 #include "mprocess/process.hpp"
 #include "mprocess/progress.hpp"

@@ -1,0 +1,158 @@
+// Listener, Client, and the authentication handshake.
+//
+// The handshake, with an authkey on both sides (server first, then the client in turn):
+//   challenger -> "#CHALLENGE#sha256:" + 32 fresh random bytes
+//   answerer   -> HMAC-SHA256(authkey, those 32 bytes)
+//   challenger -> "#WELCOME#" or "#FAILURE#" (the digest compared in constant time)
+// Every handshake message is a small frame read against the handshake's deadline, so a silent or
+// babbling peer costs that one connection its timeout, nothing more.
+#include "mprocess/listener.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <utility>
+
+#include "platform/socket.hpp"
+#include "socket_channel.hpp"
+
+namespace mprocess {
+
+namespace {
+
+constexpr std::string_view kChallenge = "#CHALLENGE#sha256:";
+constexpr std::string_view kWelcome = "#WELCOME#";
+constexpr std::string_view kFailure = "#FAILURE#";
+constexpr std::size_t kNonce = 32;
+constexpr std::size_t kHandshakeLimit = 256;  // no handshake message is longer
+
+std::string hmac(const std::string& key, std::string_view data) {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+              reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &n))
+        throw AuthenticationError("HMAC-SHA256 failed");
+    return std::string(reinterpret_cast<const char*>(out), n);
+}
+
+// Asks the peer to prove it knows the key.
+void deliver_challenge(detail::SocketChannel& ch, const std::string& key, const platform::Deadline& deadline) {
+    std::string nonce(kNonce, '\0');
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(nonce.data()), static_cast<int>(nonce.size())) != 1)
+        throw AuthenticationError("no random bytes for a challenge");
+    detail::send_frame(ch, std::string(kChallenge) + nonce);
+    const std::string answer = detail::recv_small(ch, kHandshakeLimit, deadline);
+    const std::string want = hmac(key, nonce);
+    if (answer.size() != want.size() || CRYPTO_memcmp(answer.data(), want.data(), want.size()) != 0) {
+        try {
+            detail::send_frame(ch, kFailure);
+        } catch (const Error&) {
+        }
+        throw AuthenticationError("the other end does not know the authkey (its answer to our challenge was wrong)");
+    }
+    detail::send_frame(ch, kWelcome);
+}
+
+// Proves to the peer that we know the key.
+void answer_challenge(detail::SocketChannel& ch, const std::string& key, const platform::Deadline& deadline) {
+    const std::string challenge = detail::recv_small(ch, kHandshakeLimit, deadline);
+    if (challenge.size() != kChallenge.size() + kNonce || challenge.compare(0, kChallenge.size(), kChallenge) != 0)
+        throw AuthenticationError("the other end did not send an authentication challenge (does it use an authkey?)");
+    detail::send_frame(ch, hmac(key, std::string_view(challenge).substr(kChallenge.size())));
+    const std::string verdict = detail::recv_small(ch, kHandshakeLimit, deadline);
+    if (verdict == kFailure) throw AuthenticationError("the other end rejected our authkey");
+    if (verdict != kWelcome) throw AuthenticationError("the other end broke the authentication protocol");
+}
+
+// Runs the handshake within the deadline; every failure is an AuthenticationError.
+void authenticate(detail::SocketChannel& ch, const std::string& key, bool server, const platform::Deadline& deadline) {
+    try {
+        if (server) {
+            deliver_challenge(ch, key, deadline);
+            answer_challenge(ch, key, deadline);
+        } else {
+            answer_challenge(ch, key, deadline);
+            deliver_challenge(ch, key, deadline);
+        }
+    } catch (const AuthenticationError&) {
+        throw;
+    } catch (const TimeoutError&) {
+        throw AuthenticationError("the authentication handshake took too long");
+    } catch (const Error& e) {
+        throw AuthenticationError(std::string("the authentication handshake failed: ") + e.what());
+    }
+}
+
+platform::Deadline deadline_in(double seconds) {
+    return platform::Clock::now() + std::chrono::duration_cast<platform::Clock::duration>(
+                                        std::chrono::duration<double>(seconds > 0 ? seconds : 0));
+}
+
+}  // namespace
+
+struct Listener::State {
+    platform::Fd fd;
+    std::string address;
+    std::string unix_path;  // a socket file to remove at close
+    ListenerOptions options;
+};
+
+Listener::Listener(const std::string& address, ListenerOptions options) : st_(std::make_unique<State>()) {
+    const auto parsed = platform::parse_address(address);
+    st_->fd = platform::listen_on(parsed, options.backlog, st_->address);
+    if (parsed.kind == platform::SocketAddress::Kind::unix_path) st_->unix_path = parsed.path;
+    st_->options = std::move(options);
+}
+
+Listener::~Listener() {
+    close();
+}
+Listener::Listener(Listener&&) noexcept = default;
+Listener& Listener::operator=(Listener&& o) noexcept {
+    if (this != &o) {
+        close();
+        st_ = std::move(o.st_);
+    }
+    return *this;
+}
+
+Connection Listener::accept(Timeout timeout) {
+    if (closed()) throw ValueError("the Listener is closed");
+    platform::Fd fd = platform::accept_until(st_->fd.get(), timeout.deadline());
+    auto ch = detail::make_socket_channel(std::move(fd), st_->options.max_message);
+    if (!st_->options.authkey.empty())
+        authenticate(*ch, st_->options.authkey, true, deadline_in(st_->options.handshake_timeout));
+    return detail::ConnectionAccess::wrap(detail::as_channel(std::move(ch)));
+}
+
+void Listener::close() {
+    if (!st_ || !st_->fd.valid()) return;
+    st_->fd.reset();
+    if (!st_->unix_path.empty()) platform::unlink_socket_path(st_->unix_path);
+}
+
+bool Listener::closed() const noexcept {
+    return !st_ || !st_->fd.valid();
+}
+
+const std::string& Listener::address() const noexcept {
+    static const std::string none;
+    return st_ ? st_->address : none;
+}
+
+int Listener::fileno() const {
+    if (closed()) throw ValueError("the Listener is closed");
+    return st_->fd.get();
+}
+
+Connection Client(const std::string& address, ClientOptions options) {
+    const auto deadline = deadline_in(options.timeout);
+    platform::Fd fd = platform::connect_to(platform::parse_address(address), deadline);
+    auto ch = detail::make_socket_channel(std::move(fd), options.max_message);
+    if (!options.authkey.empty()) authenticate(*ch, options.authkey, false, deadline);
+    return detail::ConnectionAccess::wrap(detail::as_channel(std::move(ch)));
+}
+
+}  // namespace mprocess

@@ -1,0 +1,43 @@
+// Stream sockets for Listener and Client: TCP over IPv4 and IPv6, and Unix sockets (paths and
+// Linux abstract names). The only place with socket system calls.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "platform/posix.hpp"
+
+namespace mprocess::platform {
+
+// An address as the user writes it:
+//   "host:port", "[v6 address]:port"   TCP (port 0: the system picks one)
+//   "/path", "./path", "unix:path"      a Unix socket file
+//   "@name"                             a Linux abstract Unix socket (no file)
+struct SocketAddress {
+    enum class Kind { tcp, unix_path, unix_abstract } kind;
+    std::string host;  // tcp: a name or a numeric address
+    unsigned port = 0;
+    std::string path;  // unix: the path, or the abstract name without '@'
+};
+
+// Parses it, or throws ValueError saying what is wrong.
+SocketAddress parse_address(const std::string& address);
+
+// A listening socket (close-on-exec, blocking); reports the address it is bound to (with the
+// port the system picked). A Unix path that exists is refused (FileExistsError-like OSError).
+Fd listen_on(const SocketAddress& address, int backlog, std::string& bound);
+// Accepts one connection, waiting up to the deadline (TimeoutError after it).
+Fd accept_until(int listening, const Deadline& deadline);
+// Connects, waiting up to the deadline: tries each address a TCP host resolves to.
+Fd connect_to(const SocketAddress& address, const Deadline& deadline);
+
+// Writes all of [a] then [b] (MSG_NOSIGNAL): BrokenPipeError if the peer is gone.
+void send_all(int fd, const char* a, std::size_t an, const char* b, std::size_t bn, const char* c, std::size_t cn);
+// Reads up to n bytes, waiting up to the deadline: 0 at end of file; TimeoutError after the
+// deadline; ConnectionResetError-like OSError passed on.
+std::size_t read_some(int fd, char* into, std::size_t n, const Deadline& deadline);
+
+// Removes a Unix socket file the listener made.
+void unlink_socket_path(const std::string& path) noexcept;
+
+}  // namespace mprocess::platform

@@ -1,0 +1,194 @@
+// Frames on a stream socket. Reads go through a buffer, so that small messages cost one system
+// call for many; a large message's body is read straight into its destination.
+//
+// A frame's header and first bytes are read before the receiver decides (its type, its room): if
+// it declines, the frame stays pending here and the next recv() starts from it. Anything that
+// breaks the framing (a length over the maximum, the peer gone mid-frame) ends the connection:
+// the stream cannot be trusted past it.
+#include "socket_channel.hpp"
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <tuple>
+
+#include "platform/socket.hpp"
+
+namespace mprocess::detail {
+
+namespace {
+
+constexpr std::size_t kHeader = sizeof(std::uint64_t);
+constexpr std::size_t kPrefix = 8;            // what a sink sees before it decides
+constexpr std::size_t kReadChunk = 64 << 10;  // one read for many small messages
+
+using SocketExport = std::tuple<std::string, int, std::uint64_t>;  // ("socket", fd index, max message)
+
+}  // namespace
+
+class SocketChannel final : public Channel {
+public:
+    SocketChannel(platform::Fd fd, std::size_t max_message) : fd_(std::move(fd)), max_(max_message) {}
+
+    void send(std::string_view head, std::string_view body) override {
+        check_open();
+        const std::uint64_t n = head.size() + body.size();
+        std::lock_guard lock(send_m_);  // frames from two threads must not interleave
+        platform::send_all(fd_.get(), reinterpret_cast<const char*>(&n), kHeader, head.data(), head.size(), body.data(),
+                           body.size());
+    }
+
+    bool recv(FrameSink& sink) override { return recv_until(sink, std::nullopt); }
+
+    bool recv_until(FrameSink& sink, const platform::Deadline& deadline) {
+        check_open();
+        if (!pending_) {
+            fill(kHeader, deadline, false);
+            std::uint64_t n = 0;
+            std::memcpy(&n, buf_.data() + pos_, kHeader);
+            if (n > max_) {
+                const std::string why = "a message of " + std::to_string(n) +
+                                        " bytes exceeds this connection's maximum of " + std::to_string(max_) +
+                                        " bytes";
+                fail(why);
+                throw DecodeError(why + "; the connection is closed");
+            }
+            pos_ += kHeader;
+            pending_ = n;
+        }
+        const std::size_t length = *pending_;
+        const std::size_t prefix = std::min(length, kPrefix);
+        fill(prefix, deadline, true);
+        char* to = sink.reserve(length, std::string_view(buf_.data() + pos_, prefix));
+        if (!to) return false;
+        // Committed: whatever happens now, this frame is consumed.
+        pending_.reset();
+        const std::size_t from_buffer = std::min(length, avail());
+        std::memcpy(to, buf_.data() + pos_, from_buffer);
+        pos_ += from_buffer;
+        for (std::size_t got = from_buffer; got < length;) {
+            const std::size_t n = platform::read_some(fd_.get(), to + got, length - got, deadline);
+            if (n == 0) {
+                fail("the other end closed the connection in the middle of a message");
+                throw EOFError(broken_why_);
+            }
+            got += n;
+        }
+        return true;
+    }
+
+    bool poll(const platform::Deadline& deadline) override {
+        check_open();
+        if (has_data()) return true;
+        pollfd p{fd_.get(), POLLIN, 0};
+        return platform::poll_until(&p, 1, deadline) > 0;
+    }
+    bool ready_now() override { return poll(platform::Clock::now()); }
+    bool has_data() override { return pending_ || avail() != 0; }
+    void arm(std::vector<pollfd>& fds) override { fds.push_back({fd_.get(), POLLIN, 0}); }
+    void disarm() override {}
+
+    void close() override {
+        if (closed_.exchange(true)) return;
+        ::shutdown(fd_.get(), SHUT_RDWR);  // wakes a thread blocked on it; the descriptor goes with us
+    }
+    bool closed() const noexcept override { return closed_.load(); }
+    bool readable() const noexcept override { return true; }
+    bool writable() const noexcept override { return true; }
+    int fileno() const noexcept override { return fd_.get(); }
+
+    std::string export_to(SpawnArgs& args) const override {
+        check_open();
+        return encode(SocketExport{"socket", args.add_fd(fd_.get()), max_});
+    }
+
+private:
+    void check_open() const {
+        if (closed_.load()) throw ValueError("connection is closed");
+        if (broken_) throw EOFError("the connection was ended: " + broken_why_);
+    }
+    void fail(std::string why) {
+        broken_ = true;
+        broken_why_ = std::move(why);
+        ::shutdown(fd_.get(), SHUT_RDWR);
+    }
+    std::size_t avail() const noexcept { return buf_.size() - pos_; }
+
+    // Makes at least n bytes available in the buffer. At end of file: EOFError, a clean one if no
+    // frame has begun (`in_frame` false and nothing buffered).
+    void fill(std::size_t n, const platform::Deadline& deadline, bool in_frame) {
+        if (avail() >= n) return;
+        buf_.erase(0, pos_);
+        pos_ = 0;
+        while (buf_.size() < n) {
+            const std::size_t at = buf_.size();
+            buf_.resize(at + kReadChunk);
+            const std::size_t got = platform::read_some(fd_.get(), buf_.data() + at, kReadChunk, deadline);
+            buf_.resize(at + got);
+            if (got == 0) {
+                if (!in_frame && buf_.empty()) throw EOFError("the other end closed the connection");
+                fail("the other end closed the connection in the middle of a message");
+                throw EOFError(broken_why_);
+            }
+        }
+    }
+
+    platform::Fd fd_;
+    const std::size_t max_;
+    std::atomic<bool> closed_{false};
+    std::mutex send_m_;
+    // The receiving side, used by one thread at a time.
+    std::string buf_;
+    std::size_t pos_ = 0;
+    std::optional<std::uint64_t> pending_;  // a frame whose header is read
+    bool broken_ = false;
+    std::string broken_why_;
+};
+
+std::shared_ptr<SocketChannel> make_socket_channel(platform::Fd fd, std::size_t max_message) {
+    return std::make_shared<SocketChannel>(std::move(fd), max_message);
+}
+
+std::shared_ptr<Channel> as_channel(std::shared_ptr<SocketChannel> ch) {
+    return ch;
+}
+
+std::string recv_small(SocketChannel& ch, std::size_t limit, const platform::Deadline& deadline) {
+    struct Sink final : FrameSink {
+        std::size_t limit;
+        std::string out;
+        char* reserve(std::size_t length, std::string_view) override {
+            if (length > limit)
+                throw AuthenticationError("the handshake got a message of " + std::to_string(length) +
+                                          " bytes, more than the " + std::to_string(limit) + " it allows");
+            out.resize(length);
+            return out.data();
+        }
+    } sink;
+    sink.limit = limit;
+    ch.recv_until(sink, deadline);
+    return std::move(sink.out);
+}
+
+void send_frame(SocketChannel& ch, std::string_view message) {
+    ch.send(message, {});
+}
+
+bool is_socket_export(const std::string& blob) {
+    return blob.size() >= tag_size && read_tag(blob) == type_tag<SocketExport>;
+}
+
+std::shared_ptr<Channel> import_socket_channel(const SpawnArgs& args, const std::string& blob) {
+    auto [kind, index, max] = decode<SocketExport>(blob);
+    if (kind != "socket" || index < 0 || static_cast<std::size_t>(index) >= args.fds.size())
+        throw DecodeError("exported connection: bad socket description");
+    platform::Fd borrowed(args.fds[static_cast<std::size_t>(index)]);
+    platform::Fd own = platform::dup_fd(borrowed);
+    borrowed.release();
+    return std::make_shared<SocketChannel>(std::move(own), static_cast<std::size_t>(max));
+}
+
+}  // namespace mprocess::detail

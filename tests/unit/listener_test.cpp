@@ -1,0 +1,314 @@
+#include <mprocess/listener.hpp>
+#include <mprocess/process.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "helpers/children.hpp"
+
+using testing_support::ChildrenTest;
+
+namespace {
+
+class ListenerTest : public ChildrenTest {};
+class ListenerMethods : public testing_support::MethodTest {};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+unsigned port_of(const std::string& address) {
+    return static_cast<unsigned>(std::stoul(address.substr(address.rfind(':') + 1)));
+}
+
+// A raw TCP socket to 127.0.0.1:port, for speaking out of turn.
+int raw_connect(unsigned port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void raw_write(int fd, const void* p, std::size_t n) {
+    ASSERT_EQ(::send(fd, p, n, MSG_NOSIGNAL), static_cast<ssize_t>(n));
+}
+
+void raw_frame_header(int fd, std::uint64_t length) {
+    raw_write(fd, &length, sizeof length);
+}
+
+// A child's side: connect, send a greeting, echo one message back, exit 0; exit codes say what failed.
+void echo_client(std::string address, std::string key) {
+    try {
+        auto c = mp::Client(address, {.authkey = key, .timeout = 10});
+        c.send(std::string("hello from ") + std::to_string(::getpid()));
+        c.send(c.recv<int>() + 1);
+        mp::exit(0);
+    } catch (const mp::AuthenticationError&) {
+        mp::exit(3);
+    }
+}
+
+// Sends n ints, then expects their sum back.
+void counting_client(std::string address, int n) {
+    auto c = mp::Client(address, {.authkey = "k"});
+    long sum = 0;
+    for (int i = 0; i < n; ++i) {
+        c.send(i);
+        sum += i;
+    }
+    mp::exit(c.recv<long>() == sum ? 0 : 1);
+}
+
+void answer_on(mp::Connection c) {
+    c.send(c.recv<int>() * 2);
+}
+
+}  // namespace
+
+TEST_F(ListenerTest, AddressesAreCheckedWithClearErrors) {
+    EXPECT_THROW(mp::Listener("no-port"), mp::ValueError);
+    EXPECT_THROW(mp::Listener("127.0.0.1:99999"), mp::ValueError);
+    EXPECT_THROW(mp::Listener("127.0.0.1:http"), mp::ValueError);
+    EXPECT_THROW(mp::Listener("::1:0"), mp::ValueError);
+    EXPECT_THROW(mp::Listener("[::1"), mp::ValueError);
+    EXPECT_THROW(mp::Listener("@"), mp::ValueError);
+    EXPECT_THROW(mp::Listener(""), mp::ValueError);
+    EXPECT_THROW(mp::Listener("/" + std::string(200, 'x')), mp::ValueError);
+    EXPECT_THROW(mp::Client("127.0.0.1:1", {.timeout = 5}), mp::OSError);  // nothing listens on port 1
+}
+
+TEST_P(ListenerMethods, TcpPortZeroPicksAPortAndClientsTalk) {
+    mp::Listener listener("127.0.0.1:0");
+    ASSERT_NE(port_of(listener.address()), 0u) << listener.address();
+    auto p = ctx().Process(echo_client, listener.address(), std::string());
+    p.start();
+    auto conn = listener.accept(30.0);
+    EXPECT_EQ(conn.recv<std::string>(), "hello from " + std::to_string(p.pid()));
+    conn.send(41);
+    EXPECT_TRUE(conn.poll(30.0));
+    EXPECT_EQ(conn.recv<int>(), 42);
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_F(ListenerTest, Ipv6AndUnixSocketsWork) {
+    std::vector<std::string> addresses{"@mprocess-test-" + std::to_string(::getpid())};
+    const auto path =
+        std::filesystem::temp_directory_path() / ("mprocess-test-" + std::to_string(::getpid()) + ".sock");
+    addresses.push_back(path.string());
+    try {
+        mp::Listener probe("[::1]:0");
+        addresses.push_back("[::1]:0");
+    } catch (const mp::OSError&) {
+        std::cerr << "no IPv6 loopback here: that case is skipped\n";
+    }
+    for (const auto& a : addresses) {
+        mp::Listener listener(a, {.authkey = "key"});
+        if (a == path.string()) {
+            EXPECT_TRUE(std::filesystem::exists(path));
+        }
+        mp::Process p(echo_client, listener.address(), std::string("key"));
+        p.start();
+        auto conn = listener.accept(30.0);
+        EXPECT_EQ(conn.recv<std::string>().rfind("hello from ", 0), 0u) << a;
+        conn.send(1);
+        EXPECT_EQ(conn.recv<int>(), 2) << a;
+        p.join();
+        EXPECT_EQ(p.exitcode(), 0) << a;
+        listener.close();
+        if (a == path.string()) {
+            EXPECT_FALSE(std::filesystem::exists(path));
+        }
+    }
+}
+
+TEST_P(ListenerMethods, AWrongKeyFailsOnBothEndsAndTheListenerGoesOn) {
+    mp::Listener listener("127.0.0.1:0", {.authkey = "right"});
+    auto bad = ctx().Process(echo_client, listener.address(), std::string("wrong"));
+    bad.start();
+    EXPECT_THROW(listener.accept(30.0), mp::AuthenticationError);
+    bad.join();
+    EXPECT_EQ(bad.exitcode(), 3);  // the client saw AuthenticationError too
+
+    auto good = ctx().Process(echo_client, listener.address(), std::string("right"));
+    good.start();
+    auto conn = listener.accept(30.0);
+    EXPECT_EQ(conn.recv<std::string>(), "hello from " + std::to_string(good.pid()));
+    conn.send(1);
+    EXPECT_EQ(conn.recv<int>(), 2);
+    good.join();
+    EXPECT_EQ(good.exitcode(), 0);
+}
+
+TEST_F(ListenerTest, AKeyOnOneSideOnlyFailsWithinTheTimeout) {
+    mp::Listener open_listener("127.0.0.1:0");
+    auto t0 = std::chrono::steady_clock::now();
+    std::thread server([&] { auto c = open_listener.accept(30.0); });
+    EXPECT_THROW(mp::Client(open_listener.address(), {.authkey = "k", .timeout = 0.5}), mp::AuthenticationError);
+    server.join();
+    EXPECT_LT(seconds_since(t0), 10.0);
+
+    mp::Listener keyed("127.0.0.1:0", {.authkey = "k", .handshake_timeout = 0.5});
+    std::thread client([&] {
+        try {
+            auto c = mp::Client(keyed.address());  // no key: connects and says nothing
+            c.poll(5.0);
+        } catch (const mp::Error&) {
+        }
+    });
+    t0 = std::chrono::steady_clock::now();
+    EXPECT_THROW(keyed.accept(30.0), mp::AuthenticationError);
+    EXPECT_LT(seconds_since(t0), 10.0);
+    client.join();
+}
+
+TEST_F(ListenerTest, ASilentOrBabblingPeerCostsOnlyItsOwnConnection) {
+    mp::Listener listener("127.0.0.1:0", {.authkey = "k", .handshake_timeout = 0.3});
+    const unsigned port = port_of(listener.address());
+    const int silent = raw_connect(port);
+    ASSERT_GE(silent, 0);
+    EXPECT_THROW(listener.accept(30.0), mp::AuthenticationError);
+    const int babbler = raw_connect(port);
+    raw_frame_header(babbler, std::uint64_t{1} << 40);  // a huge handshake message
+    EXPECT_THROW(listener.accept(30.0), mp::AuthenticationError);
+    const int junk = raw_connect(port);
+    raw_frame_header(junk, 32);
+    raw_write(junk, std::string(32, 'x').data(), 32);  // a wrong answer to the challenge
+    EXPECT_THROW(listener.accept(30.0), mp::AuthenticationError);
+    for (int fd : {silent, babbler, junk}) ::close(fd);
+
+    mp::Process p(echo_client, listener.address(), std::string("k"));
+    p.start();
+    auto conn = listener.accept(30.0);
+    conn.recv<std::string>();
+    conn.send(5);
+    EXPECT_EQ(conn.recv<int>(), 6);
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_F(ListenerTest, HostileFramesEndOnlyTheirConnection) {
+    mp::Listener listener("127.0.0.1:0", {.max_message = 1 << 20});
+    const unsigned port = port_of(listener.address());
+
+    const int big = raw_connect(port);
+    auto c1 = listener.accept(30.0);
+    raw_frame_header(big, std::uint64_t{1} << 40);
+    try {
+        c1.recv_bytes();
+        FAIL() << "no error";
+    } catch (const mp::DecodeError& e) {
+        EXPECT_NE(std::string(e.what()).find("exceeds"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(c1.recv_bytes(), mp::EOFError);  // that connection is over
+
+    const int truncated = raw_connect(port);
+    auto c2 = listener.accept(30.0);
+    raw_frame_header(truncated, 100);
+    raw_write(truncated, "0123456789", 10);
+    ::close(truncated);
+    EXPECT_THROW(c2.recv_bytes(), mp::EOFError);
+
+    const int noise = raw_connect(port);
+    auto c3 = listener.accept(30.0);
+    raw_frame_header(noise, 12);
+    raw_write(noise, "random bytes", 12);
+    EXPECT_THROW(c3.recv<std::string>(), mp::TypeMismatch);  // not a string's message
+    EXPECT_EQ(c3.recv_bytes(), "random bytes");              // and it was left unread
+
+    // A well-behaved client is served meanwhile and afterwards.
+    auto client = mp::Client(listener.address());
+    auto c4 = listener.accept(30.0);
+    client.send(std::string("fine"));
+    EXPECT_EQ(c4.recv<std::string>(), "fine");
+    for (int fd : {big, noise}) ::close(fd);
+}
+
+TEST_F(ListenerTest, AMessageOfTheWrongTypeIsLeftForTheRightOne) {
+    mp::Listener listener("@mprocess-type-" + std::to_string(::getpid()));
+    auto client = mp::Client(listener.address());
+    auto conn = listener.accept(30.0);
+    client.send(7);
+    EXPECT_THROW(conn.recv<std::string>(), mp::TypeMismatch);
+    EXPECT_EQ(conn.recv<int>(), 7);
+    // A big message crosses whole, through the read buffer and past it.
+    std::string big(8 << 20, 'z');
+    big[12345] = 'a';
+    std::thread sender([&] { client.send_bytes(big); });
+    EXPECT_EQ(conn.recv_bytes(), big);
+    sender.join();
+    client.close();
+    EXPECT_THROW(conn.recv_bytes(), mp::EOFError);
+}
+
+TEST_F(ListenerTest, FiftyClientsOfAThousandMessagesLoseNothing) {
+    mp::Listener listener("127.0.0.1:0", {.authkey = "k"});
+    std::vector<mp::Process> clients;
+    for (int i = 0; i < 50; ++i) {
+        clients.emplace_back(counting_client, listener.address(), 1000);
+        clients.back().start();
+    }
+    std::vector<mp::Connection> conns;
+    for (int i = 0; i < 50; ++i) conns.push_back(listener.accept(60.0));
+    std::vector<long> sums(50, 0);
+    std::vector<int> counts(50, 0);
+    int finished = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    while (finished < 50 && seconds_since(t0) < 120) {
+        std::vector<mp::Waitable> objs;
+        for (int i = 0; i < 50; ++i)
+            if (counts[i] < 1000) objs.emplace_back(conns[i]);
+        const auto ready = mp::wait(objs, 10.0);
+        for (int i = 0; i < 50; ++i) {
+            if (counts[i] >= 1000 || std::find(ready.begin(), ready.end(), mp::Waitable(conns[i])) == ready.end())
+                continue;
+            do {
+                sums[i] += conns[i].recv<int>();
+                if (++counts[i] == 1000) {
+                    conns[i].send(sums[i]);
+                    ++finished;
+                    break;
+                }
+            } while (conns[i].poll(0.0));
+        }
+    }
+    for (auto& p : clients) {
+        p.join();
+        EXPECT_EQ(p.exitcode(), 0);
+    }
+    for (int i = 0; i < 50; ++i) EXPECT_EQ(counts[i], 1000);
+}
+
+TEST_P(ListenerMethods, AClientConnectionCanBeHandedToAChild) {
+    mp::Listener listener("127.0.0.1:0");
+    auto conn = mp::Client(listener.address());
+    auto server_side = listener.accept(30.0);
+    auto p = ctx().Process(answer_on, conn);
+    p.start();
+    server_side.send(21);
+    EXPECT_EQ(server_side.recv<int>(), 42);
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStartMethod, ListenerMethods, testing::ValuesIn(testing_support::start_methods()),
+                         [](const auto& info) { return info.param; });
