@@ -3,14 +3,15 @@
 #   ./dev.sh demo    install what is missing, build, run the demo (the lecture examples in turn)
 #   ./dev.sh test    install what is missing, build, run the whole test suite: a normal build, a
 #                    consumer project against the installed package, an ASan+UBSan build, and a
-#                    TSan build of the tests where threads share connections, locks and pools
+#                    TSan build of the tests where threads share connections, locks and pools, and a
+#                    bounded libFuzzer run on the socket frame and message decoder
 #   ./dev.sh bench   install what is missing, build, compare mprocess with Python's multiprocessing
 set -euo pipefail
 cd "$(dirname "$0")"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 install_deps() {
-    local pkgs=(g++ cmake make pkg-config libcereal-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev python3)
+    local pkgs=(g++ cmake make pkg-config libcereal-dev libssl-dev clang libgtest-dev libgmock-dev libbenchmark-dev python3)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -75,6 +76,13 @@ tests() {
     cmake --build build/tsan -j "$jobs" --target connection_test shm_lock_test queue_test synchronize_test pool_test listener_test
     TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -j "$jobs" --timeout 300 \
         -R '^(ConnectionTest|ShmLockTest|QueueTest|SyncTest|PoolTest|ProgressLine|ListenerTest|EveryStartMethod/(ConnectionMethods|QueueMethods|SyncMethods|PoolMethods|ListenerMethods))\.'
+    echo "== libFuzzer on the receiving side of a connection (frames, message decoding), 60 s"
+    cmake -S . -B build/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DMPROCESS_BUILD_TESTS=OFF -DMPROCESS_BUILD_EXAMPLES=OFF -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_FUZZ=ON \
+        -DMPROCESS_SANITIZE="address;undefined;fuzzer-no-link" >/dev/null
+    cmake --build build/fuzz -j "$jobs" --target fuzz_frames
+    rm -rf build/fuzz/corpus && cp -r fuzz/corpus/frames build/fuzz/corpus  # the seeds stay as committed
+    build/fuzz/fuzz/fuzz_frames -max_total_time=60 -max_len=4096 -print_final_stats=1 build/fuzz/corpus
     echo "== all test runs passed"
 }
 

@@ -433,6 +433,42 @@ def py_pool_cpu_speedup(n: int = 400_000, chunks: int = 16) -> float:
     return t_seq / t_par
 
 
+def _net_echo(address):
+    from multiprocessing.connection import Client
+    with Client(address, authkey=b"bench") as c:
+        while True:
+            v = c.recv()
+            c.send(v)
+            if v < 0:
+                return
+
+
+def py_client_roundtrip(n: int = 5000) -> float:
+    """Seconds per round trip of a small int between Listener and Client on 127.0.0.1, with an authkey."""
+    from multiprocessing.connection import Listener
+    with Listener(("127.0.0.1", 0), authkey=b"bench") as listener:
+        p = CTX.Process(target=_net_echo, args=(listener.address,), daemon=True)
+        p.start()
+        try:
+            with listener.accept() as conn:
+                conn.send(0)
+                conn.recv()
+                t0 = time.perf_counter()
+                for i in range(n):
+                    conn.send(i)
+                    if conn.recv() != i:
+                        raise WorkloadError("echo returned another value")
+                dt = time.perf_counter() - t0
+                conn.send(-1)
+                conn.recv()
+        finally:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    return dt / n
+
+
 def _noop():
     pass
 
@@ -549,6 +585,8 @@ ROWS: list[Row] = [
     Row("pool-cpu", "Pool(2) CPU-bound speedup, prime count in 16 ranges (raw: 2 threads)", "speedup",
         cpp="BM_PoolPrimes", python=py_pool_cpu_speedup, raw="BM_ThreadsPrimes", base="BM_SequentialPrimes",
         binary="bench_pool", min_speedup=1.9),
+    Row("net-rtt", "Client round trip on 127.0.0.1 with an authkey, small int (raw: plain TCP)", "time",
+        cpp="BM_ClientRoundTrip", python=py_client_roundtrip, raw="BM_RawTcpRoundTrip", binary="bench_net", goal=2),
 ]
 
 

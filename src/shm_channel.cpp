@@ -423,7 +423,8 @@ std::uint64_t round_capacity(std::size_t want) {
 }  // namespace
 
 std::shared_ptr<Channel> import_shm_channel(const SpawnArgs& args, const std::string& blob) {
-    auto [size, cap, in_idx, out_idx, fds] = decode<ExportedEnd>(blob);
+    auto [size, cap_, in_idx, out_idx, fds] = decode<ExportedEnd>(blob);
+    const std::uint64_t cap = cap_;  // a plain variable: lambdas below use it
     auto take = [&](int i) {
         if (i < 0) return Fd();
         if (static_cast<std::size_t>(i) >= args.fds.size())

@@ -24,6 +24,7 @@ namespace {
 constexpr std::size_t kHeader = sizeof(std::uint64_t);
 constexpr std::size_t kPrefix = 8;            // what a sink sees before it decides
 constexpr std::size_t kReadChunk = 64 << 10;  // one read for many small messages
+constexpr std::chrono::microseconds kSpin{20};  // looking before sleeping, as a Pipe does
 
 using SocketExport = std::tuple<std::string, int, std::uint64_t>;  // ("socket", fd index, max message)
 
@@ -126,7 +127,7 @@ private:
         while (buf_.size() < n) {
             const std::size_t at = buf_.size();
             buf_.resize(at + kReadChunk);
-            const std::size_t got = platform::read_some(fd_.get(), buf_.data() + at, kReadChunk, deadline);
+            const std::size_t got = platform::read_some(fd_.get(), buf_.data() + at, kReadChunk, deadline, kSpin);
             buf_.resize(at + got);
             if (got == 0) {
                 if (!in_frame && buf_.empty()) throw EOFError("the other end closed the connection");

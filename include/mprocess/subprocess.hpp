@@ -80,11 +80,11 @@ private:
 };
 
 // A new pipe; our end is used through Popen's write/read/communicate.
-inline constexpr Redirect PIPE{Redirect::Kind::pipe};
+inline const Redirect PIPE{Redirect::Kind::pipe};
 // /dev/null.
-inline constexpr Redirect DEVNULL{Redirect::Kind::devnull};
+inline const Redirect DEVNULL{Redirect::Kind::devnull};
 // stderr only: wherever the child's stdout goes.
-inline constexpr Redirect STDOUT{Redirect::Kind::stdout_};
+inline const Redirect STDOUT{Redirect::Kind::stdout_};
 
 // A complete environment; `env` replaces ours entirely, as in Python.
 using Environment = std::map<std::string, std::string>;

@@ -33,9 +33,10 @@ Fd connect_to(const SocketAddress& address, const Deadline& deadline);
 
 // Writes all of [a] then [b] (MSG_NOSIGNAL): BrokenPipeError if the peer is gone.
 void send_all(int fd, const char* a, std::size_t an, const char* b, std::size_t bn, const char* c, std::size_t cn);
-// Reads up to n bytes, waiting up to the deadline: 0 at end of file; TimeoutError after the
-// deadline; ConnectionResetError-like OSError passed on.
-std::size_t read_some(int fd, char* into, std::size_t n, const Deadline& deadline);
+// Reads up to n bytes, waiting up to the deadline: 0 at end of file (or a reset); TimeoutError
+// after the deadline. It looks without blocking for `spin` first.
+std::size_t read_some(int fd, char* into, std::size_t n, const Deadline& deadline,
+                      std::chrono::nanoseconds spin = std::chrono::nanoseconds(0));
 
 // Removes a Unix socket file the listener made.
 void unlink_socket_path(const std::string& path) noexcept;
