@@ -73,9 +73,9 @@ tests() {
     echo "== TSan build: the tests that share connections, queues and locks between threads and processes"
     cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPROCESS_SANITIZE=thread \
         -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_EXAMPLES=OFF >/dev/null
-    cmake --build build/tsan -j "$jobs" --target connection_test shm_lock_test queue_test synchronize_test pool_test listener_test
+    cmake --build build/tsan -j "$jobs" --target connection_test shm_lock_test queue_test synchronize_test pool_test listener_test manager_test
     TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -j "$jobs" --timeout 300 \
-        -R '^(ConnectionTest|ShmLockTest|QueueTest|SyncTest|PoolTest|ProgressLine|ListenerTest|EveryStartMethod/(ConnectionMethods|QueueMethods|SyncMethods|PoolMethods|ListenerMethods))\.'
+        -R '^(ConnectionTest|ShmLockTest|QueueTest|SyncTest|PoolTest|ProgressLine|ListenerTest|ManagerTest|EveryStartMethod/(ConnectionMethods|QueueMethods|SyncMethods|PoolMethods|ListenerMethods|ManagerMethods))\.'
     echo "== libFuzzer on the receiving side of a connection (frames, message decoding), 60 s"
     cmake -S . -B build/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DMPROCESS_BUILD_TESTS=OFF -DMPROCESS_BUILD_EXAMPLES=OFF -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_FUZZ=ON \

@@ -7,6 +7,7 @@
 #include "mprocess/executor.hpp"
 #include "mprocess/functional.hpp"
 #include "mprocess/listener.hpp"
+#include "mprocess/manager.hpp"
 #include "mprocess/pool.hpp"
 #include "mprocess/process.hpp"
 #include "mprocess/progress.hpp"

@@ -1,0 +1,295 @@
+// Managers: a server process owns shared objects; other processes, here or on other machines,
+// use them through proxies, as multiprocessing.managers has it.
+//
+//     mp::Manager m;                        // a server process on a private socket, a random key
+//     auto q = m.Queue<int>();              // a new queue, owned by the server
+//     auto d = m.dict<std::string, int>();
+//     mp::Process p(worker, q, d); ...      // proxies travel to children, under every start method
+//
+//     mp::BaseManager server("0.0.0.0:5000", {.authkey = "secret"});
+//     server.serve_forever();               // on one machine
+//     mp::BaseManager client("host:5000", {.authkey = "secret"});
+//     client.connect();
+//     auto jobs = client.Queue<Job>("jobs"); // named objects: everyone who asks gets the same one
+//
+// The server stores items as encoded messages, so it runs without knowing the item types, and
+// programs built separately can share it; a proxy of the wrong type gets TypeMismatch when it
+// reads an item. A call that fails on the server throws RemoteError here (KeyError, IndexError,
+// ...); a lost server, EOFError or BrokenPipeError. A Lock held by a connection that ends (its
+// process died) is released by the server.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mprocess/error.hpp"
+#include "mprocess/listener.hpp"
+#include "mprocess/pool.hpp"
+#include "mprocess/process.hpp"
+#include "mprocess/queue.hpp"
+#include "mprocess/serialize.hpp"
+#include "mprocess/timeout.hpp"
+
+namespace mprocess {
+
+struct ManagerOptions {
+    std::string authkey{};       // BaseManager: required for TCP; Manager(): a random one by default
+    std::string start_method{};  // for start(): default get_start_method()
+};
+
+namespace detail {
+
+// Where a proxy's object lives, enough to reach it from any process.
+struct ObjectRef {
+    std::string address;
+    std::string authkey;
+    std::string kind;  // "queue", "dict", ...
+    std::string id;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(address, authkey, kind, id);
+    }
+};
+
+// One call: the object's method with its encoded arguments, and the encoded results.
+std::vector<std::string> call(const ObjectRef& ref, const std::string& method, std::vector<std::string> args);
+// A new object (id empty) or a named one, created if needed.
+ObjectRef make_object(const std::string& address, const std::string& authkey, const std::string& kind,
+                      const std::string& name, std::vector<std::string> args);
+
+inline std::string timeout_arg(bool block, const Timeout& t) {
+    return encode(
+        std::pair<bool, double>(block, t.infinite() ? -1.0 : std::chrono::duration<double>(t.duration()).count()));
+}
+
+// The proxies' common part: the reference, and what they all can do.
+class Proxy {
+public:
+    const std::string& id() const noexcept { return ref_.id; }
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(ref_);
+    }
+
+protected:
+    Proxy() = default;
+    explicit Proxy(ObjectRef ref) : ref_(std::move(ref)) {}
+    std::vector<std::string> call(const std::string& method, std::vector<std::string> args = {}) const {
+        return detail::call(ref_, method, std::move(args));
+    }
+    template <class R>
+    R call1(const std::string& method, std::vector<std::string> args = {}) const {
+        return decode<R>(call(method, std::move(args)).at(0));
+    }
+    ObjectRef ref_;
+};
+
+}  // namespace detail
+
+// Proxies. Each is serializable (it travels to child processes and reconnects there) and cheap to
+// copy; all copies use the same object.
+
+template <class T>
+class QueueProxy : public detail::Proxy {
+public:
+    QueueProxy() = default;
+    void put(const T& item, bool block = true, Timeout timeout = forever) {
+        call("put", {encode(item), detail::timeout_arg(block, timeout)});
+    }
+    void put_nowait(const T& item) { put(item, false); }
+    T get(bool block = true, Timeout timeout = forever) {
+        return decode<T>(call("get", {detail::timeout_arg(block, timeout)}).at(0));
+    }
+    T get_nowait() { return get(false); }
+    std::size_t qsize() const { return call1<std::uint64_t>("qsize"); }
+    bool empty() const { return qsize() == 0; }
+    bool full() const { return call1<bool>("full"); }
+    // JoinableQueue's; on a plain Queue they throw RemoteError.
+    void task_done() { call("task_done"); }
+    void join() { call("join"); }
+
+private:
+    friend class BaseManager;
+    using Proxy::Proxy;
+};
+
+template <class K, class V>
+class DictProxy : public detail::Proxy {
+public:
+    DictProxy() = default;
+    // RemoteError(KeyError) for a missing key, as dict[k] raises.
+    V get(const K& key) const { return decode<V>(call("get", {encode(key)}).at(0)); }
+    std::optional<V> get(const K& key, std::nullopt_t) const {
+        auto r = call("get_or_none", {encode(key)});
+        if (r.empty()) return std::nullopt;
+        return decode<V>(r.at(0));
+    }
+    void set(const K& key, const V& value) { call("set", {encode(key), encode(value)}); }
+    void erase(const K& key) { call("del", {encode(key)}); }
+    bool contains(const K& key) const { return call1<bool>("contains", {encode(key)}); }
+    std::size_t size() const { return call1<std::uint64_t>("len"); }
+    std::map<K, V> items() const {
+        auto r = call("items");
+        std::map<K, V> out;
+        for (std::size_t i = 0; i + 1 < r.size(); i += 2) out.emplace(decode<K>(r[i]), decode<V>(r[i + 1]));
+        return out;
+    }
+    void clear() { call("clear"); }
+
+private:
+    friend class BaseManager;
+    using Proxy::Proxy;
+};
+
+template <class T>
+class ListProxy : public detail::Proxy {
+public:
+    ListProxy() = default;
+    void append(const T& item) { call("append", {encode(item)}); }
+    // Python's indexes: negative counts from the end; RemoteError(IndexError) out of range.
+    T get(std::int64_t i) const { return decode<T>(call("get", {encode(i)}).at(0)); }
+    void set(std::int64_t i, const T& item) { call("set", {encode(i), encode(item)}); }
+    T pop(std::int64_t i = -1) { return decode<T>(call("pop", {encode(i)}).at(0)); }
+    std::size_t size() const { return call1<std::uint64_t>("len"); }
+    std::vector<T> values() const {
+        std::vector<T> out;
+        for (auto& b : call("values")) out.push_back(decode<T>(b));
+        return out;
+    }
+
+private:
+    friend class BaseManager;
+    using Proxy::Proxy;
+};
+
+template <class T>
+class ValueProxy : public detail::Proxy {
+public:
+    ValueProxy() = default;
+    T value() const { return decode<T>(call("get").at(0)); }
+    void set_value(const T& v) { call("set", {encode(v)}); }
+
+private:
+    friend class BaseManager;
+    using Proxy::Proxy;
+};
+
+// A lock on the server. The server releases it if the connection that holds it ends.
+class LockProxy : public detail::Proxy {
+public:
+    LockProxy() = default;
+    bool acquire(bool block = true, Timeout timeout = forever) {
+        return call1<bool>("acquire", {detail::timeout_arg(block, timeout)});
+    }
+    void release() { call("release"); }
+    void lock() { acquire(); }
+    void unlock() { release(); }
+
+private:
+    friend class BaseManager;
+    using Proxy::Proxy;
+};
+
+class EventProxy : public detail::Proxy {
+public:
+    EventProxy() = default;
+    void set() { call("set"); }
+    void clear() { call("clear"); }
+    bool is_set() const { return call1<bool>("is_set"); }
+    bool wait(Timeout timeout = forever) { return call1<bool>("wait", {detail::timeout_arg(true, timeout)}); }
+
+private:
+    friend class BaseManager;
+    using Proxy::Proxy;
+};
+
+// Python's Namespace: attributes by name, each of any serializable type.
+class NamespaceProxy : public detail::Proxy {
+public:
+    NamespaceProxy() = default;
+    // RemoteError(AttributeError) if it has none of that name.
+    template <class T>
+    T get(const std::string& name) const {
+        return decode<T>(call("get", {encode(name)}).at(0));
+    }
+    template <class T>
+    void set(const std::string& name, const T& value) {
+        call("set", {encode(name), encode(value)});
+    }
+    bool has(const std::string& name) const { return call1<bool>("has", {encode(name)}); }
+    void erase(const std::string& name) { call("del", {encode(name)}); }
+
+private:
+    friend class BaseManager;
+    using Proxy::Proxy;
+};
+
+class BaseManager {
+public:
+    // address: where the server listens or is (see listener.hpp; a Unix socket for one machine).
+    explicit BaseManager(std::string address, ManagerOptions options = {});
+    ~BaseManager();
+    BaseManager(const BaseManager&) = delete;
+    BaseManager& operator=(const BaseManager&) = delete;
+
+    // Starts the server in a child process; returns once it listens.
+    void start();
+    // Runs the server in this process until shutdown() (from any client) or a signal.
+    void serve_forever();
+    // Uses a server someone else started.
+    void connect();
+    // Stops the server (and, if start() made it, waits for its process).
+    void shutdown();
+    // Where the server listens (with the port it picked, after start()).
+    const std::string& address() const noexcept { return address_; }
+
+    // Objects: a new one for each call without a name; with a name, the one of that name,
+    // created by the first who asks.
+    template <class T>
+    QueueProxy<T> Queue(const std::string& name = "", std::size_t maxsize = 0) {
+        return QueueProxy<T>(make("queue", name, {encode(std::uint64_t{maxsize})}));
+    }
+    template <class T>
+    QueueProxy<T> JoinableQueue(const std::string& name = "", std::size_t maxsize = 0) {
+        return QueueProxy<T>(make("joinable_queue", name, {encode(std::uint64_t{maxsize})}));
+    }
+    template <class K, class V>
+    DictProxy<K, V> dict(const std::string& name = "") {
+        return DictProxy<K, V>(make("dict", name, {}));
+    }
+    template <class T>
+    ListProxy<T> list(const std::string& name = "") {
+        return ListProxy<T>(make("list", name, {}));
+    }
+    template <class T>
+    ValueProxy<T> Value(const T& initial, const std::string& name = "") {
+        return ValueProxy<T>(make("value", name, {encode(initial)}));
+    }
+    LockProxy Lock(const std::string& name = "") { return LockProxy(make("lock", name, {})); }
+    EventProxy Event(const std::string& name = "") { return EventProxy(make("event", name, {})); }
+    NamespaceProxy Namespace(const std::string& name = "") { return NamespaceProxy(make("namespace", name, {})); }
+
+private:
+    detail::ObjectRef make(const std::string& kind, const std::string& name, std::vector<std::string> args);
+
+    std::string address_;
+    ManagerOptions options_;
+    std::optional<Process> server_;
+    bool connected_ = false;
+};
+
+// multiprocessing.Manager(): a BaseManager started at once on a private Unix socket with a random
+// authkey, shut down when it goes out of scope.
+class Manager : public BaseManager {
+public:
+    explicit Manager(ManagerOptions options = {});
+    ~Manager();
+};
+
+}  // namespace mprocess

@@ -1,0 +1,553 @@
+// The manager's server and the proxies' calls.
+//
+// A call is one request and one reply on a Client connection: (object id, method, encoded
+// arguments) -> (status, error type, error message, encoded results). Each client thread has its
+// own connection (a blocking get() holds only its own), made again in a child process. The server
+// serves each connection in its own thread; objects keep items as encoded messages. A waiting
+// call looks every 100 ms whether its client is still there, so a dead client's call ends.
+#include "mprocess/manager.hpp"
+
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <list>
+#include <mutex>
+#include <thread>
+
+#include "mprocess/process.hpp"
+
+namespace mprocess {
+
+namespace detail {
+
+namespace {
+
+using Request = std::tuple<std::string, std::string, std::vector<std::string>>;
+using Reply = std::tuple<std::uint8_t, std::string, std::string, std::vector<std::string>>;
+using Results = std::vector<std::string>;
+
+constexpr auto kLook = std::chrono::milliseconds(100);  // how often a waiting call checks its client
+
+// An error for the caller, with Python's name for it.
+struct Fail {
+    std::string type, message;
+};
+
+// What a method needs besides its arguments: who calls, and whether to give up waiting.
+class Caller {
+public:
+    Caller(Connection& conn, std::atomic<bool>& stopping, std::uint64_t id)
+        : conn_(conn), stopping_(stopping), id_(id) {}
+    // The client left (its connection shows end of file), or the server stops.
+    bool gone() { return stopping_.load() || conn_.poll(0.0); }
+    std::uint64_t id() const noexcept { return id_; }
+
+    // Waits on cv until pred or the timeout (false then); Fail if the client or server goes.
+    template <class Pred>
+    bool wait(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, bool block, double timeout, Pred pred) {
+        if (pred()) return true;
+        if (!block) return false;
+        const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout < 0 ? 1e9 : timeout);
+        while (!pred()) {
+            if (std::chrono::steady_clock::now() >= end) return false;
+            cv.wait_for(lock, kLook);
+            if (!pred()) {
+                lock.unlock();
+                const bool left = gone();
+                lock.lock();
+                if (left) throw Fail{"EOFError", "the caller or the server went away while waiting"};
+            }
+        }
+        return true;
+    }
+
+private:
+    Connection& conn_;
+    std::atomic<bool>& stopping_;
+    std::uint64_t id_;
+};
+
+std::pair<bool, double> timeout_of(const Results& a, std::size_t i) {
+    return decode<std::pair<bool, double>>(a.at(i));
+}
+
+class Object {
+public:
+    virtual ~Object() = default;
+    virtual Results call(const std::string& method, const Results& args, Caller& caller) = 0;
+    virtual void left(std::uint64_t /*connection*/) {}
+    virtual void wake_all() {}
+
+protected:
+    [[noreturn]] static void no_method(const std::string& kind, const std::string& method) {
+        throw Fail{"AttributeError", "'" + kind + "' object has no method '" + method + "'"};
+    }
+};
+
+class QueueObject final : public Object {
+public:
+    QueueObject(std::size_t maxsize, bool joinable) : maxsize_(maxsize), joinable_(joinable) {}
+    Results call(const std::string& m, const Results& a, Caller& c) override {
+        std::unique_lock lock(m_);
+        if (m == "put") {
+            auto [block, timeout] = timeout_of(a, 1);
+            if (!c.wait(lock, cv_, block, timeout, [&] { return maxsize_ == 0 || items_.size() < maxsize_; }))
+                throw Fail{"Full", "the queue is full"};
+            items_.push_back(a.at(0));
+            ++unfinished_;
+            cv_.notify_all();
+            return {};
+        }
+        if (m == "get") {
+            auto [block, timeout] = timeout_of(a, 0);
+            if (!c.wait(lock, cv_, block, timeout, [&] { return !items_.empty(); }))
+                throw Fail{"Empty", "the queue is empty"};
+            std::string item = std::move(items_.front());
+            items_.pop_front();
+            cv_.notify_all();
+            return {std::move(item)};
+        }
+        if (m == "qsize") return {encode(std::uint64_t{items_.size()})};
+        if (m == "full") return {encode(maxsize_ != 0 && items_.size() >= maxsize_)};
+        if (m == "task_done" && joinable_) {
+            if (unfinished_ == 0) throw Fail{"ValueError", "task_done() called too many times"};
+            if (--unfinished_ == 0) cv_.notify_all();
+            return {};
+        }
+        if (m == "join" && joinable_) {
+            c.wait(lock, cv_, true, -1, [&] { return unfinished_ == 0; });
+            return {};
+        }
+        no_method(joinable_ ? "JoinableQueue" : "Queue", m);
+    }
+    void wake_all() override { cv_.notify_all(); }
+
+private:
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::deque<std::string> items_;
+    const std::size_t maxsize_;
+    const bool joinable_;
+    std::size_t unfinished_ = 0;
+};
+
+class DictObject final : public Object {
+public:
+    Results call(const std::string& m, const Results& a, Caller&) override {
+        std::lock_guard lock(m_);
+        if (m == "get" || m == "get_or_none") {
+            auto it = map_.find(a.at(0));
+            if (it != map_.end()) return {it->second};
+            if (m == "get_or_none") return {};
+            throw Fail{"KeyError", "no such key in the dict"};
+        }
+        if (m == "set") {
+            map_[a.at(0)] = a.at(1);
+            return {};
+        }
+        if (m == "del") {
+            if (map_.erase(a.at(0)) == 0) throw Fail{"KeyError", "no such key in the dict"};
+            return {};
+        }
+        if (m == "contains") return {encode(map_.count(a.at(0)) != 0)};
+        if (m == "len") return {encode(std::uint64_t{map_.size()})};
+        if (m == "clear") {
+            map_.clear();
+            return {};
+        }
+        if (m == "items") {
+            Results out;
+            for (auto& [k, v] : map_) {
+                out.push_back(k);
+                out.push_back(v);
+            }
+            return out;
+        }
+        no_method("dict", m);
+    }
+
+private:
+    std::mutex m_;
+    std::map<std::string, std::string> map_;  // keyed by the encoded key
+};
+
+class ListObject final : public Object {
+public:
+    Results call(const std::string& m, const Results& a, Caller&) override {
+        std::lock_guard lock(m_);
+        if (m == "append") {
+            items_.push_back(a.at(0));
+            return {};
+        }
+        if (m == "len") return {encode(std::uint64_t{items_.size()})};
+        if (m == "values") return items_;
+        if (m == "get" || m == "set" || m == "pop") {
+            auto i = decode<std::int64_t>(a.at(0));
+            const auto n = static_cast<std::int64_t>(items_.size());
+            if (i < 0) i += n;
+            if (i < 0 || i >= n) throw Fail{"IndexError", "list index out of range"};
+            const auto at = static_cast<std::size_t>(i);
+            if (m == "get") return {items_[at]};
+            if (m == "set") {
+                items_[at] = a.at(1);
+                return {};
+            }
+            std::string item = std::move(items_[at]);
+            items_.erase(items_.begin() + i);
+            return {std::move(item)};
+        }
+        no_method("list", m);
+    }
+
+private:
+    std::mutex m_;
+    std::vector<std::string> items_;
+};
+
+class ValueObject final : public Object {
+public:
+    explicit ValueObject(std::string v) : value_(std::move(v)) {}
+    Results call(const std::string& m, const Results& a, Caller&) override {
+        std::lock_guard lock(m_);
+        if (m == "get") return {value_};
+        if (m == "set") {
+            value_ = a.at(0);
+            return {};
+        }
+        no_method("Value", m);
+    }
+
+private:
+    std::mutex m_;
+    std::string value_;
+};
+
+class LockObject final : public Object {
+public:
+    Results call(const std::string& m, const Results& a, Caller& c) override {
+        std::unique_lock lock(m_);
+        if (m == "acquire") {
+            auto [block, timeout] = timeout_of(a, 0);
+            const bool got = c.wait(lock, cv_, block, timeout, [&] { return owner_ == 0; });
+            if (got) owner_ = c.id();
+            return {encode(got)};
+        }
+        if (m == "release") {
+            if (owner_ == 0) throw Fail{"ValueError", "release of an unlocked lock"};
+            owner_ = 0;
+            cv_.notify_one();
+            return {};
+        }
+        no_method("Lock", m);
+    }
+    // The connection that held it ended: its process died or let go. The lock is free again.
+    void left(std::uint64_t connection) override {
+        std::lock_guard lock(m_);
+        if (owner_ == connection) {
+            owner_ = 0;
+            cv_.notify_one();
+        }
+    }
+    void wake_all() override { cv_.notify_all(); }
+
+private:
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::uint64_t owner_ = 0;  // a connection id; 0: free
+};
+
+class EventObject final : public Object {
+public:
+    Results call(const std::string& m, const Results& a, Caller& c) override {
+        std::unique_lock lock(m_);
+        if (m == "set") {
+            set_ = true;
+            cv_.notify_all();
+            return {};
+        }
+        if (m == "clear") {
+            set_ = false;
+            return {};
+        }
+        if (m == "is_set") return {encode(set_)};
+        if (m == "wait") {
+            auto [block, timeout] = timeout_of(a, 0);
+            return {encode(c.wait(lock, cv_, block, timeout, [&] { return set_; }))};
+        }
+        no_method("Event", m);
+    }
+    void wake_all() override { cv_.notify_all(); }
+
+private:
+    std::mutex m_;
+    std::condition_variable cv_;
+    bool set_ = false;
+};
+
+class NamespaceObject final : public Object {
+public:
+    Results call(const std::string& m, const Results& a, Caller&) override {
+        std::lock_guard lock(m_);
+        const std::string name = decode<std::string>(a.at(0));
+        if (m == "get") {
+            auto it = attrs_.find(name);
+            if (it == attrs_.end()) throw Fail{"AttributeError", "'Namespace' object has no attribute '" + name + "'"};
+            return {it->second};
+        }
+        if (m == "set") {
+            attrs_[name] = a.at(1);
+            return {};
+        }
+        if (m == "has") return {encode(attrs_.count(name) != 0)};
+        if (m == "del") {
+            if (attrs_.erase(name) == 0)
+                throw Fail{"AttributeError", "'Namespace' object has no attribute '" + name + "'"};
+            return {};
+        }
+        no_method("Namespace", m);
+    }
+
+private:
+    std::mutex m_;
+    std::map<std::string, std::string> attrs_;
+};
+
+std::unique_ptr<Object> make_kind(const std::string& kind, const Results& a) {
+    if (kind == "queue" || kind == "joinable_queue")
+        return std::make_unique<QueueObject>(static_cast<std::size_t>(decode<std::uint64_t>(a.at(0))),
+                                             kind == "joinable_queue");
+    if (kind == "dict") return std::make_unique<DictObject>();
+    if (kind == "list") return std::make_unique<ListObject>();
+    if (kind == "value") return std::make_unique<ValueObject>(a.at(0));
+    if (kind == "lock") return std::make_unique<LockObject>();
+    if (kind == "event") return std::make_unique<EventObject>();
+    if (kind == "namespace") return std::make_unique<NamespaceObject>();
+    throw Fail{"ValueError", "no kind of shared object is called '" + kind + "'"};
+}
+
+class Server {
+public:
+    Server(const std::string& address, const std::string& authkey)
+        : listener_(address, {.authkey = authkey, .handshake_timeout = 10.0}) {}
+    const std::string& address() const { return listener_.address(); }
+
+    void run() {
+        while (!stopping_.load()) {
+            Connection conn;
+            try {
+                conn = listener_.accept(0.2);
+            } catch (const TimeoutError&) {
+                continue;
+            } catch (const AuthenticationError&) {
+                continue;  // that client failed; the others go on
+            }
+            std::lock_guard lock(m_);
+            threads_.emplace_back([this, conn, id = ++next_connection_]() mutable { serve(conn, id); });
+        }
+        {
+            std::lock_guard lock(m_);
+            for (auto& [id, obj] : objects_) obj->wake_all();
+        }
+        for (auto& t : threads_) t.join();
+    }
+
+private:
+    void serve(Connection conn, std::uint64_t id) {
+        Caller caller(conn, stopping_, id);
+        try {
+            while (!stopping_.load()) {
+                if (!conn.poll(0.2)) continue;
+                auto [object, method, args] = conn.recv<Request>();
+                Reply reply{0, {}, {}, {}};
+                try {
+                    std::get<3>(reply) = dispatch(object, method, args, caller);
+                } catch (const Fail& f) {
+                    reply = Reply{1, f.type, f.message, {}};
+                } catch (const std::exception& e) {
+                    reply = Reply{1, "Error", e.what(), {}};
+                }
+                conn.send(reply);
+            }
+        } catch (const Error&) {
+            // The client went away, or sent what is not a request: that connection ends.
+        }
+        std::lock_guard lock(m_);
+        for (auto& [oid, obj] : objects_) obj->left(id);
+    }
+
+    Results dispatch(const std::string& object, const std::string& method, const Results& args, Caller& caller) {
+        if (object.empty()) {
+            if (method == "shutdown") {
+                stopping_ = true;
+                return {};
+            }
+            if (method == "make") {
+                const std::string kind = args.at(0), name = args.at(1);
+                std::lock_guard lock(m_);
+                const std::string id = name.empty() ? "#" + std::to_string(++next_object_) : name;
+                auto it = objects_.find(id);
+                if (it == objects_.end()) {
+                    it = objects_.emplace(id, make_kind(kind, Results(args.begin() + 2, args.end()))).first;
+                    kinds_[id] = kind;
+                } else if (kinds_[id] != kind) {
+                    throw Fail{"TypeError", "'" + id + "' is a " + kinds_[id] + ", not a " + kind};
+                }
+                return {id};
+            }
+            throw Fail{"AttributeError", "the manager has no method '" + method + "'"};
+        }
+        Object* obj;
+        {
+            std::lock_guard lock(m_);
+            auto it = objects_.find(object);
+            if (it == objects_.end()) throw Fail{"KeyError", "the manager has no object '" + object + "'"};
+            obj = it->second.get();  // objects live as long as the server
+        }
+        return obj->call(method, args, caller);
+    }
+
+    Listener listener_;
+    std::atomic<bool> stopping_{false};
+    std::mutex m_;
+    std::map<std::string, std::unique_ptr<Object>> objects_;
+    std::map<std::string, std::string> kinds_;
+    std::list<std::thread> threads_;
+    std::uint64_t next_connection_ = 0;
+    std::uint64_t next_object_ = 0;
+};
+
+// This thread's connection to each server (and key), made again after a fork.
+Connection& connection_to(const std::string& address, const std::string& authkey) {
+    thread_local std::map<std::string, Connection> conns;
+    thread_local pid_t owner = 0;
+    if (owner != ::getpid()) {
+        for (auto& [a, c] : conns) {
+            (void)a;
+            c = Connection();  // the parent's: not ours to use, nor to close
+        }
+        conns.clear();
+        owner = ::getpid();
+    }
+    const std::string key = address + '\0' + authkey;
+    auto it = conns.find(key);
+    if (it == conns.end() || it->second.closed())
+        it = conns.insert_or_assign(key, Client(address, {.authkey = authkey})).first;
+    return it->second;
+}
+
+void run_server(std::string address, std::string authkey, Connection report) {
+    Server server(address, authkey);
+    report.send(server.address());
+    report.close();
+    server.run();
+}
+
+std::string random_key() {
+    std::string key(32, '\0');
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(key.size())) != 1)
+        throw Error("no random bytes for an authkey");
+    return key;
+}
+
+}  // namespace
+
+std::vector<std::string> call(const ObjectRef& ref, const std::string& method, std::vector<std::string> args) {
+    Connection& conn = connection_to(ref.address, ref.authkey);
+    try {
+        conn.send(Request{ref.id, method, std::move(args)});
+        auto [status, type, message, results] = conn.recv<Reply>();
+        if (status == 0) return std::move(results);
+        if (type == "Empty") throw Empty(message);
+        if (type == "Full") throw Full(message);
+        throw RemoteError(type, message, 0);
+    } catch (const EOFError&) {
+        conn.close();  // the next call connects again
+        throw;
+    } catch (const BrokenPipeError&) {
+        conn.close();
+        throw;
+    }
+}
+
+ObjectRef make_object(const std::string& address, const std::string& authkey, const std::string& kind,
+                      const std::string& name, std::vector<std::string> args) {
+    args.insert(args.begin(), {kind, name});
+    ObjectRef server{address, authkey, kind, ""};
+    auto r = call(server, "make", std::move(args));
+    return ObjectRef{address, authkey, kind, r.at(0)};
+}
+
+}  // namespace detail
+
+BaseManager::BaseManager(std::string address, ManagerOptions options)
+    : address_(std::move(address)), options_(std::move(options)) {}
+
+BaseManager::~BaseManager() {
+    try {
+        if (server_) shutdown();
+    } catch (...) {
+    }
+}
+
+void BaseManager::start() {
+    if (server_) throw ProcessError("the manager has already been started");
+    auto [here, there] = Pipe();
+    server_.emplace(detail::run_server, ProcessOptions{.name = "SyncManager", .start_method = options_.start_method},
+                    address_, options_.authkey, there);
+    server_->start();
+    there.close();
+    if (!here.poll(30.0)) throw ProcessError("the manager's server did not start listening within 30 s");
+    address_ = here.recv<std::string>();
+    connected_ = true;
+}
+
+void BaseManager::serve_forever() {
+    detail::Server server(address_, options_.authkey);
+    address_ = server.address();
+    server.run();
+}
+
+void BaseManager::connect() {
+    detail::connection_to(address_, options_.authkey);  // fails here, not at the first call
+    connected_ = true;
+}
+
+void BaseManager::shutdown() {
+    if (connected_) {
+        try {
+            detail::call(detail::ObjectRef{address_, options_.authkey, "", ""}, "shutdown", {});
+        } catch (const Error&) {
+        }
+    }
+    if (server_) {
+        if (!server_->join(10.0)) {
+            server_->terminate();
+            server_->join();
+        }
+        server_.reset();
+    }
+    connected_ = false;
+}
+
+detail::ObjectRef BaseManager::make(const std::string& kind, const std::string& name, std::vector<std::string> args) {
+    if (!connected_) throw ValueError("the manager is not started or connected: call start() or connect()");
+    return detail::make_object(address_, options_.authkey, kind, name, std::move(args));
+}
+
+Manager::Manager(ManagerOptions options)
+    : BaseManager("@mprocess-manager-" + std::to_string(::getpid()) + "-" +
+                      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()),
+                  [&] {
+                      if (options.authkey.empty()) options.authkey = detail::random_key();
+                      return options;
+                  }()) {
+    start();
+}
+
+Manager::~Manager() = default;
+
+}  // namespace mprocess
