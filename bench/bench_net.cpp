@@ -1,5 +1,5 @@
 // Client/Listener round trip on loopback TCP with an authkey, next to plain TCP sockets doing the
-// same exchange (one send and one recv each way).
+// same exchange (one send and one recv each way); and a Manager's queue between two processes.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -86,6 +86,45 @@ void BM_RawTcpRoundTrip(benchmark::State& state) {
     ::waitpid(pid, &status, 0);
 }
 BENCHMARK(BM_RawTcpRoundTrip)->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(1.0);
+
+constexpr int kBatch = 2000;
+
+// Takes each batch of items, then answers with its sum, until -1.
+void consume_batches(mp::QueueProxy<int> items, mp::QueueProxy<long> acks) {
+    for (;;) {
+        long sum = 0;
+        for (int i = 0; i < kBatch; ++i) {
+            const int v = items.get();
+            if (v < 0) return;
+            sum += v;
+        }
+        acks.put(sum);
+    }
+}
+
+// Items from this process to a consumer process through a Manager's queue: both ends are proxies.
+void BM_ManagerQueue(benchmark::State& state) {
+    mp::Manager m;
+    auto items = m.Queue<int>();
+    auto acks = m.Queue<long>();
+    mp::Process consumer(consume_batches, items, acks);
+    consumer.start();
+    for (auto _ : state) {
+        long sum = 0;
+        for (int i = 0; i < kBatch; ++i) {
+            items.put(i);
+            sum += i;
+        }
+        if (acks.get(true, 60.0) != sum) {
+            state.SkipWithError("the consumer saw other items");
+            break;
+        }
+    }
+    items.put(-1);
+    consumer.join();
+    state.SetItemsProcessed(state.iterations() * kBatch);
+}
+BENCHMARK(BM_ManagerQueue)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
 
 }  // namespace
 

@@ -469,6 +469,47 @@ def py_client_roundtrip(n: int = 5000) -> float:
     return dt / n
 
 
+MANAGER_BATCH = 2000
+
+
+def _manager_consume(items, acks):
+    while True:
+        total = 0
+        for _ in range(MANAGER_BATCH):
+            v = items.get()
+            if v < 0:
+                return
+            total += v
+        acks.put(total)
+
+
+def py_manager_queue(batches: int = 3) -> float:
+    """Items per second from this process to a consumer process through a Manager().Queue()."""
+    with CTX.Manager() as m:
+        items, acks = m.Queue(), m.Queue()
+        p = CTX.Process(target=_manager_consume, args=(items, acks), daemon=True)
+        p.start()
+        try:
+            def batch():
+                for i in range(MANAGER_BATCH):
+                    items.put(i)
+                if acks.get(timeout=60) != MANAGER_BATCH * (MANAGER_BATCH - 1) // 2:
+                    raise WorkloadError("the consumer saw other items")
+
+            batch()  # untimed: both ends are running
+            t0 = time.perf_counter()
+            for _ in range(batches):
+                batch()
+            dt = time.perf_counter() - t0
+            items.put(-1)
+        finally:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    return batches * MANAGER_BATCH / dt
+
+
 def _noop():
     pass
 
@@ -587,6 +628,8 @@ ROWS: list[Row] = [
         binary="bench_pool", min_speedup=1.9),
     Row("net-rtt", "Client round trip on 127.0.0.1 with an authkey, small int (raw: plain TCP)", "time",
         cpp="BM_ClientRoundTrip", python=py_client_roundtrip, raw="BM_RawTcpRoundTrip", binary="bench_net", goal=2),
+    Row("manager-queue", "Manager queue through proxies, producer -> consumer process, small ints", "rate",
+        cpp="BM_ManagerQueue", python=py_manager_queue, binary="bench_net", goal=10, unit="items"),
 ]
 
 

@@ -22,8 +22,8 @@ namespace mprocess::detail {
 namespace {
 
 constexpr std::size_t kHeader = sizeof(std::uint64_t);
-constexpr std::size_t kPrefix = 8;            // what a sink sees before it decides
-constexpr std::size_t kReadChunk = 64 << 10;  // one read for many small messages
+constexpr std::size_t kPrefix = 8;              // what a sink sees before it decides
+constexpr std::size_t kReadChunk = 64 << 10;    // one read for many small messages
 constexpr std::chrono::microseconds kSpin{20};  // looking before sleeping, as a Pipe does
 
 using SocketExport = std::tuple<std::string, int, std::uint64_t>;  // ("socket", fd index, max message)
@@ -85,6 +85,12 @@ public:
         check_open();
         if (has_data()) return true;
         pollfd p{fd_.get(), POLLIN, 0};
+        // As recv does: look without sleeping for a while before sleeping in the kernel.
+        const auto t0 = platform::Clock::now();
+        for (auto now = t0; now - t0 < kSpin && (!deadline || now < *deadline); now = platform::Clock::now()) {
+            if (platform::poll_until(&p, 1, now) > 0) return true;
+            if (now - t0 > std::chrono::microseconds(5)) platform::yield_cpu();
+        }
         return platform::poll_until(&p, 1, deadline) > 0;
     }
     bool ready_now() override { return poll(platform::Clock::now()); }

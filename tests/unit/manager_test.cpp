@@ -1,6 +1,10 @@
 #include <mprocess/manager.hpp>
 #include <mprocess/process.hpp>
+#include <mprocess/queue.hpp>
+#include <mprocess/subprocess.hpp>
 
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -189,3 +193,126 @@ TEST_F(ManagerTest, ABaseManagerServesNamedObjectsToThoseWhoKnowTheKey) {
 
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, ManagerMethods, testing::ValuesIn(testing_support::start_methods()),
                          [](const auto& info) { return info.param; });
+
+namespace {
+
+// Two network namespaces joined by a veth pair, made for one test and removed after it.
+class TwoHosts {
+public:
+    TwoHosts() {
+        const std::string tag = std::to_string(::getpid());
+        a_ = "mp-a-" + tag;
+        b_ = "mp-b-" + tag;
+        const std::string va = "mpva" + tag, vb = "mpvb" + tag;
+        ok_ = sh({"ip", "netns", "add", a_}) && sh({"ip", "netns", "add", b_}) &&
+              sh({"ip", "link", "add", va, "type", "veth", "peer", "name", vb}) &&
+              sh({"ip", "link", "set", va, "netns", a_}) && sh({"ip", "link", "set", vb, "netns", b_}) &&
+              sh({"ip", "-n", a_, "addr", "add", "10.231.0.1/24", "dev", va}) &&
+              sh({"ip", "-n", b_, "addr", "add", "10.231.0.2/24", "dev", vb}) &&
+              sh({"ip", "-n", a_, "link", "set", va, "up"}) && sh({"ip", "-n", b_, "link", "set", vb, "up"}) &&
+              sh({"ip", "-n", a_, "link", "set", "lo", "up"}) && sh({"ip", "-n", b_, "link", "set", "lo", "up"});
+    }
+    ~TwoHosts() {
+        sh({"ip", "netns", "del", a_});  // takes the veth pair with it
+        sh({"ip", "netns", "del", b_});
+    }
+    bool ok() const { return ok_; }
+    const std::string& a() const { return a_; }
+    const std::string& b() const { return b_; }
+
+    // Moves the calling process into namespace `name`.
+    static void enter(const std::string& name) {
+        const int fd = ::open(("/var/run/netns/" + name).c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) mp::exit(90);
+        ::close(fd);
+    }
+
+private:
+    static bool sh(std::vector<std::string> args) {
+        try {
+            return mp::subprocess::run(std::move(args), {.capture_output = true, .timeout = 30.0}).returncode == 0;
+        } catch (const mp::Error&) {
+            return false;
+        }
+    }
+    std::string a_, b_;
+    bool ok_ = false;
+};
+
+const std::string kRemote = "10.231.0.1:5000";
+
+void serve_in(std::string ns) {
+    TwoHosts::enter(ns);
+    mp::BaseManager server(kRemote, {.authkey = "two hosts"});
+    server.serve_forever();
+}
+
+// Connects, waiting for the server to listen.
+void connect_remote(mp::BaseManager& m) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (;;) {
+        try {
+            m.connect();
+            return;
+        } catch (const mp::OSError&) {
+            if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(30)) throw;
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    }
+}
+
+void remote_producer(std::string ns, int from, int n) {
+    TwoHosts::enter(ns);
+    mp::BaseManager m(kRemote, {.authkey = "two hosts"});
+    connect_remote(m);
+    auto q = m.Queue<int>("items");
+    for (int i = from; i < from + n; ++i) q.put(i);
+}
+
+// Takes items until -1 and hands each to `got`, a queue in this machine's shared memory.
+void remote_consumer(std::string ns, mp::Queue<int> got) {
+    TwoHosts::enter(ns);
+    mp::BaseManager m(kRemote, {.authkey = "two hosts"});
+    connect_remote(m);
+    auto q = m.Queue<int>("items");
+    for (int v; (v = q.get()) >= 0;) got.put(v);
+}
+
+void remote_stopper(std::string ns, int consumers) {
+    TwoHosts::enter(ns);
+    mp::BaseManager m(kRemote, {.authkey = "two hosts"});
+    connect_remote(m);
+    auto q = m.Queue<int>("items");
+    for (int i = 0; i < consumers; ++i) q.put(-1);
+    m.shutdown();
+}
+
+}  // namespace
+
+TEST_F(ManagerTest, ProducersAndConsumersOnAnotherHostGetEveryItemOnce) {
+    if (::geteuid() != 0) GTEST_SKIP() << "making network namespaces needs root";
+    TwoHosts hosts;
+    if (!hosts.ok()) GTEST_SKIP() << "cannot make two network namespaces joined by a veth pair here";
+    auto fork = mp::get_context("fork");
+    auto server = fork.Process(serve_in, hosts.a());
+    server.start();
+    mp::Queue<int> got;
+    std::vector<mp::Process> procs;
+    for (int i = 0; i < 2; ++i) procs.push_back(fork.Process(remote_producer, hosts.b(), i * 1000, 1000));
+    for (int i = 0; i < 2; ++i) procs.push_back(fork.Process(remote_consumer, hosts.b(), got));
+    for (auto& p : procs) p.start();
+    std::vector<int> items;
+    for (int i = 0; i < 2000; ++i) items.push_back(got.get(true, 60.0));
+    auto stopper = fork.Process(remote_stopper, hosts.b(), 2);
+    stopper.start();
+    stopper.join(60.0);
+    for (auto& p : procs) {
+        p.join(60.0);
+        EXPECT_EQ(p.exitcode(), 0);
+    }
+    server.join(60.0);
+    EXPECT_EQ(server.exitcode(), 0);
+    std::sort(items.begin(), items.end());
+    for (int i = 0; i < 2000; ++i) ASSERT_EQ(items[i], i);
+    EXPECT_TRUE(got.empty());
+}
