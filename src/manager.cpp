@@ -18,7 +18,10 @@
 #include <mutex>
 #include <thread>
 
+#include "channel.hpp"
 #include "mprocess/process.hpp"
+#include "platform/socket.hpp"
+#include "shm_channel.hpp"
 
 namespace mprocess {
 
@@ -362,6 +365,10 @@ private:
             while (!stopping_.load()) {
                 if (!conn.poll(0.2)) continue;
                 auto [object, method, args] = conn.recv<Request>();
+                if (object.empty() && method == "upgrade") {
+                    conn = upgrade(conn);
+                    continue;
+                }
                 Reply reply{0, {}, {}, {}};
                 try {
                     std::get<3>(reply) = dispatch(object, method, args, caller);
@@ -377,6 +384,19 @@ private:
         }
         std::lock_guard lock(m_);
         for (auto& [oid, obj] : objects_) obj->left(id);
+    }
+
+    // A client on this machine asks to go on over shared memory: it gets one end of a new Pipe
+    // through the Unix socket (SCM_RIGHTS), and the calls are served on the other end.
+    static Connection upgrade(Connection& sock) {
+        auto [mine, theirs] = Pipe();
+        SpawnArgs args;
+        const std::string blob = ConnectionAccess::channel(theirs).export_to(args);
+        const std::uint64_t n = blob.size();
+        const std::string msg = std::string(reinterpret_cast<const char*>(&n), sizeof n) + blob;
+        platform::send_with_fds(sock.fileno(), msg.data(), msg.size(), args.fds);
+        sock.close();
+        return mine;
     }
 
     Results dispatch(const std::string& object, const std::string& method, const Results& args, Caller& caller) {
@@ -420,6 +440,33 @@ private:
     std::uint64_t next_object_ = 0;
 };
 
+// A Unix socket reaches a server on this machine: the calls go on over a shared-memory Pipe,
+// whose end the server sends through the socket. A call then costs about a microsecond instead
+// of two socket system calls and, often, a sleep and a wake-up on each side.
+Connection upgraded(Connection& sock) {
+    sock.send(Request{"", "upgrade", {}});
+    std::uint64_t n = 0;
+    std::vector<int> fds;
+    std::string blob;
+    bool ok = platform::recv_with_fds(sock.fileno(), &n, sizeof n, fds) && n <= (1u << 16);
+    if (ok) {
+        blob.resize(n);
+        ok = platform::recv_with_fds(sock.fileno(), blob.data(), n, fds);
+    }
+    std::vector<platform::Fd> owned;
+    for (int fd : fds) owned.emplace_back(fd);  // closed when done: the channel keeps its own copies
+    if (!ok) throw EOFError("the manager's server went away while moving the connection to shared memory");
+    SpawnArgs args;
+    args.fds = fds;
+    auto ch = import_shm_channel(args, blob);
+    sock.close();
+    return ConnectionAccess::wrap(std::move(ch));
+}
+
+bool is_unix_address(const std::string& a) {
+    return !a.empty() && (a[0] == '@' || a[0] == '/' || a[0] == '.' || a.rfind("unix:", 0) == 0);
+}
+
 // This thread's connection to each server (and key), made again after a fork.
 Connection& connection_to(const std::string& address, const std::string& authkey) {
     thread_local std::map<std::string, Connection> conns;
@@ -434,8 +481,11 @@ Connection& connection_to(const std::string& address, const std::string& authkey
     }
     const std::string key = address + '\0' + authkey;
     auto it = conns.find(key);
-    if (it == conns.end() || it->second.closed())
-        it = conns.insert_or_assign(key, Client(address, {.authkey = authkey})).first;
+    if (it == conns.end() || it->second.closed()) {
+        Connection c = Client(address, {.authkey = authkey});
+        if (is_unix_address(address)) c = upgraded(c);
+        it = conns.insert_or_assign(key, std::move(c)).first;
+    }
     return it->second;
 }
 

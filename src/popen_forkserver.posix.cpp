@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "platform/socket.hpp"
 #include "popen_internal.hpp"
 
 namespace mprocess::detail {
@@ -40,62 +41,8 @@ Client& client() {
     return *c;
 }
 
-void send_with_fds(int sock, const void* data, std::size_t n, const std::vector<int>& fds) {
-    msghdr msg{};
-    iovec iov{const_cast<void*>(data), n};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-    if (!fds.empty()) {
-        msg.msg_control = control.data();
-        msg.msg_controllen = control.size();
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    for (;;) {
-        if (::sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(n)) return;
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN) {
-            pollfd p{sock, POLLOUT, 0};
-            platform::poll_until(&p, 1, std::nullopt);
-            continue;
-        }
-        throw BrokenPipeError("the forkserver is gone");
-    }
-}
-
-// Receives exactly n bytes (blocking until then) and any descriptors sent with them.
-bool recv_with_fds(int sock, void* data, std::size_t n, std::vector<int>& fds) {
-    msghdr msg{};
-    iovec iov{data, n};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    std::vector<char> control(CMSG_SPACE(sizeof(int) * (kMaxFds + 1)));
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    ssize_t r;
-    for (;;) {
-        r = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-        if (r >= 0 || errno == EINTR) {
-            if (r >= 0) break;
-            continue;
-        }
-        if (errno != EAGAIN) return false;
-        pollfd p{sock, POLLIN, 0};
-        platform::poll_until(&p, 1, std::nullopt);
-    }
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            const auto* p = reinterpret_cast<const int*>(CMSG_DATA(c));
-            fds.insert(fds.end(), p, p + k);
-        }
-    if (r == 0) return false;
-    return static_cast<std::size_t>(r) == n || read_all(sock, static_cast<char*>(data) + r, n - r);
-}
+using platform::recv_with_fds;
+using platform::send_with_fds;
 
 void stop_server_locked(Client& c) noexcept {
     c.control.reset();

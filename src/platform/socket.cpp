@@ -266,6 +266,72 @@ std::size_t read_some(int fd, char* into, std::size_t n, const Deadline& deadlin
     }
 }
 
+namespace {
+constexpr std::size_t kMaxFds = 250;
+}  // namespace
+
+void send_with_fds(int sock, const void* data, std::size_t n, const std::vector<int>& fds) {
+    msghdr msg{};
+    iovec iov{const_cast<void*>(data), n};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+    if (!fds.empty()) {
+        msg.msg_control = control.data();
+        msg.msg_controllen = control.size();
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    for (;;) {
+        if (::sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(n)) return;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+            pollfd p{sock, POLLOUT, 0};
+            platform::poll_until(&p, 1, std::nullopt);
+            continue;
+        }
+        throw BrokenPipeError("the other end of the socket is gone");
+    }
+}
+
+// Receives exactly n bytes (blocking until then) and any descriptors sent with them.
+bool recv_with_fds(int sock, void* data, std::size_t n, std::vector<int>& fds) {
+    msghdr msg{};
+    iovec iov{data, n};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * (kMaxFds + 1)));  // SCM_RIGHTS: at most 253
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    ssize_t r;
+    for (;;) {
+        r = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        if (r >= 0 || errno == EINTR) {
+            if (r >= 0) break;
+            continue;
+        }
+        if (errno != EAGAIN) return false;
+        pollfd p{sock, POLLIN, 0};
+        platform::poll_until(&p, 1, std::nullopt);
+    }
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            const auto* p = reinterpret_cast<const int*>(CMSG_DATA(c));
+            fds.insert(fds.end(), p, p + k);
+        }
+    if (r == 0) return false;
+    for (auto got = static_cast<std::size_t>(r); got < n;) {  // the rest, if it came apart
+        const std::size_t more = read_some(sock, static_cast<char*>(data) + got, n - got, std::nullopt);
+        if (more == 0) return false;
+        got += more;
+    }
+    return true;
+}
+
 void unlink_socket_path(const std::string& path) noexcept {
     ::unlink(path.c_str());
 }

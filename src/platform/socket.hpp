@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "platform/posix.hpp"
 
@@ -37,6 +38,11 @@ void send_all(int fd, const char* a, std::size_t an, const char* b, std::size_t 
 // after the deadline. It looks without blocking for `spin` first.
 std::size_t read_some(int fd, char* into, std::size_t n, const Deadline& deadline,
                       std::chrono::nanoseconds spin = std::chrono::nanoseconds(0));
+
+// Unix sockets: n bytes with descriptors attached (SCM_RIGHTS, at most 250), and their receipt
+// (blocking; false at end of file). Received descriptors are close-on-exec.
+void send_with_fds(int sock, const void* data, std::size_t n, const std::vector<int>& fds);
+bool recv_with_fds(int sock, void* data, std::size_t n, std::vector<int>& fds);
 
 // Removes a Unix socket file the listener made.
 void unlink_socket_path(const std::string& path) noexcept;
