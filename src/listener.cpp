@@ -2,8 +2,10 @@
 //
 // The handshake, with an authkey on both sides (server first, then the client in turn):
 //   challenger -> "#CHALLENGE#sha256:" + 32 fresh random bytes
-//   answerer   -> HMAC-SHA256(authkey, those 32 bytes)
+//   answerer   -> HMAC-SHA256(authkey, its role ("server" or "client") + those 32 bytes)
 //   challenger -> "#WELCOME#" or "#FAILURE#" (the digest compared in constant time)
+// The role in the digest stops a fake server from bouncing a client's own challenge to another
+// connection of the same client and using the answer.
 // Every handshake message is a small frame read against the handshake's deadline, so a silent or
 // babbling peer costs that one connection its timeout, nothing more.
 #include "mprocess/listener.hpp"
@@ -37,14 +39,19 @@ std::string hmac(const std::string& key, std::string_view data) {
     return std::string(reinterpret_cast<const char*>(out), n);
 }
 
-// Asks the peer to prove it knows the key.
-void deliver_challenge(detail::SocketChannel& ch, const std::string& key, const platform::Deadline& deadline) {
+std::string_view role(bool server) {
+    return server ? "server" : "client";
+}
+
+// Asks the peer to prove it knows the key; `server`: which side we are.
+void deliver_challenge(detail::SocketChannel& ch, const std::string& key, bool server,
+                       const platform::Deadline& deadline) {
     std::string nonce(kNonce, '\0');
     if (RAND_bytes(reinterpret_cast<unsigned char*>(nonce.data()), static_cast<int>(nonce.size())) != 1)
         throw AuthenticationError("no random bytes for a challenge");
     detail::send_frame(ch, std::string(kChallenge) + nonce);
     const std::string answer = detail::recv_small(ch, kHandshakeLimit, deadline);
-    const std::string want = hmac(key, nonce);
+    const std::string want = hmac(key, std::string(role(!server)) + nonce);
     if (answer.size() != want.size() || CRYPTO_memcmp(answer.data(), want.data(), want.size()) != 0) {
         try {
             detail::send_frame(ch, kFailure);
@@ -56,11 +63,12 @@ void deliver_challenge(detail::SocketChannel& ch, const std::string& key, const 
 }
 
 // Proves to the peer that we know the key.
-void answer_challenge(detail::SocketChannel& ch, const std::string& key, const platform::Deadline& deadline) {
+void answer_challenge(detail::SocketChannel& ch, const std::string& key, bool server,
+                      const platform::Deadline& deadline) {
     const std::string challenge = detail::recv_small(ch, kHandshakeLimit, deadline);
     if (challenge.size() != kChallenge.size() + kNonce || challenge.compare(0, kChallenge.size(), kChallenge) != 0)
         throw AuthenticationError("the other end did not send an authentication challenge (does it use an authkey?)");
-    detail::send_frame(ch, hmac(key, std::string_view(challenge).substr(kChallenge.size())));
+    detail::send_frame(ch, hmac(key, std::string(role(server)) + challenge.substr(kChallenge.size())));
     const std::string verdict = detail::recv_small(ch, kHandshakeLimit, deadline);
     if (verdict == kFailure) throw AuthenticationError("the other end rejected our authkey");
     if (verdict != kWelcome) throw AuthenticationError("the other end broke the authentication protocol");
@@ -70,11 +78,11 @@ void answer_challenge(detail::SocketChannel& ch, const std::string& key, const p
 void authenticate(detail::SocketChannel& ch, const std::string& key, bool server, const platform::Deadline& deadline) {
     try {
         if (server) {
-            deliver_challenge(ch, key, deadline);
-            answer_challenge(ch, key, deadline);
+            deliver_challenge(ch, key, true, deadline);
+            answer_challenge(ch, key, true, deadline);
         } else {
-            answer_challenge(ch, key, deadline);
-            deliver_challenge(ch, key, deadline);
+            answer_challenge(ch, key, false, deadline);
+            deliver_challenge(ch, key, false, deadline);
         }
     } catch (const AuthenticationError&) {
         throw;
@@ -119,12 +127,27 @@ Listener& Listener::operator=(Listener&& o) noexcept {
 }
 
 Connection Listener::accept(Timeout timeout) {
-    if (closed()) throw ValueError("the Listener is closed");
-    platform::Fd fd = platform::accept_until(st_->fd.get(), timeout.deadline());
-    auto ch = detail::make_socket_channel(std::move(fd), st_->options.max_message);
-    if (!st_->options.authkey.empty())
-        authenticate(*ch, st_->options.authkey, true, deadline_in(st_->options.handshake_timeout));
-    return detail::ConnectionAccess::wrap(detail::as_channel(std::move(ch)));
+    Connection c = detail::accept_unauthenticated(*this, timeout);
+    detail::authenticate_accepted(*this, c);
+    return c;
+}
+
+Connection detail::accept_unauthenticated(Listener& l, Timeout timeout) {
+    if (l.closed()) throw ValueError("the Listener is closed");
+    platform::Fd fd = platform::accept_until(l.st_->fd.get(), timeout.deadline());
+    return ConnectionAccess::wrap(as_channel(make_socket_channel(std::move(fd), l.st_->options.max_message)));
+}
+
+void detail::authenticate_accepted(const Listener& l, Connection& c) {
+    if (l.st_->options.authkey.empty()) return;
+    auto* ch = as_socket_channel(ConnectionAccess::channel(c));
+    if (!ch) throw ValueError("not a socket connection");
+    try {
+        authenticate(*ch, l.st_->options.authkey, true, deadline_in(l.st_->options.handshake_timeout));
+    } catch (...) {
+        c.close();
+        throw;
+    }
 }
 
 void Listener::close() {

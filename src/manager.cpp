@@ -35,6 +35,10 @@ using Results = std::vector<std::string>;
 
 constexpr auto kLook = std::chrono::milliseconds(100);  // how often a waiting call checks its client
 
+bool is_unix_address(const std::string& a) {
+    return !a.empty() && (a[0] == '@' || a[0] == '/' || a[0] == '.' || a.rfind("unix:", 0) == 0);
+}
+
 // An error for the caller, with Python's name for it.
 struct Fail {
     std::string type, message;
@@ -334,39 +338,99 @@ std::unique_ptr<Object> make_kind(const std::string& kind, const Results& a) {
 
 class Server {
 public:
-    Server(const std::string& address, const std::string& authkey)
-        : listener_(address, {.authkey = authkey, .handshake_timeout = 10.0}) {}
+    Server(const std::string& address, const std::string& authkey, const std::vector<Declared>& registered,
+           bool registered_only)
+        : listener_(address, {.authkey = authkey, .handshake_timeout = 10.0, .max_message = kMaxRequest}),
+          local_(is_unix_address(address)),
+          registered_only_(registered_only) {
+        for (const auto& [kind, name, args] : registered) {
+            objects_[name] = make_kind(kind, args);
+            kinds_[name] = kind;
+        }
+    }
     const std::string& address() const { return listener_.address(); }
 
+    // Accepts until shutdown; each connection authenticates and is served in its own thread, so
+    // a slow or silent client holds up nobody else.
     void run() {
         while (!stopping_.load()) {
+            reap();
             Connection conn;
             try {
-                conn = listener_.accept(0.2);
+                conn = accept_unauthenticated(listener_, 0.2);
             } catch (const TimeoutError&) {
                 continue;
-            } catch (const AuthenticationError&) {
-                continue;  // that client failed; the others go on
+            } catch (const std::exception&) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));  // out of descriptors, say: later
+                continue;
             }
             std::lock_guard lock(m_);
-            threads_.emplace_back([this, conn, id = ++next_connection_]() mutable { serve(conn, id); });
+            if (live_.size() >= kMaxConnections) continue;  // refused: the connection closes
+            auto c = std::make_shared<Live>();
+            c->conn = conn;
+            try {
+                c->thread = std::thread([this, c, id = ++next_connection_] { serve(*c, id); });
+            } catch (const std::exception&) {
+                continue;
+            }
+            live_.push_back(c);
         }
+        std::vector<std::shared_ptr<Live>> all;
         {
             std::lock_guard lock(m_);
             for (auto& [id, obj] : objects_) obj->wake_all();
+            all.assign(live_.begin(), live_.end());
         }
-        for (auto& t : threads_) t.join();
+        for (auto& c : all) c->close();  // wakes a thread blocked reading or writing its client
+        for (auto& c : all) c->thread.join();
     }
 
 private:
-    void serve(Connection conn, std::uint64_t id) {
-        Caller caller(conn, stopping_, id);
+    static constexpr std::size_t kMaxRequest = std::size_t{256} << 20;  // one request's bytes
+    static constexpr std::size_t kMaxConnections = 1024;
+
+    struct Live {
+        std::mutex m;
+        Connection conn;  // replaced once, by the upgrade
+        std::thread thread;
+        std::atomic<bool> done{false};
+        void close() {
+            std::lock_guard lock(m);
+            conn.close();
+        }
+    };
+
+    // Joins the threads of connections that have ended.
+    void reap() {
+        std::vector<std::shared_ptr<Live>> ended;
+        {
+            std::lock_guard lock(m_);
+            for (auto it = live_.begin(); it != live_.end();) {
+                if ((*it)->done.load()) {
+                    ended.push_back(*it);
+                    it = live_.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+        }
+        for (auto& c : ended) c->thread.join();
+    }
+
+    void serve(Live& live, std::uint64_t id) {
+        Connection conn = live.conn;
         try {
+            authenticate_accepted(listener_, conn);
+            Caller caller(conn, stopping_, id);
+            bool upgraded = false;
             while (!stopping_.load()) {
                 if (!conn.poll(0.2)) continue;
                 auto [object, method, args] = conn.recv<Request>();
-                if (object.empty() && method == "upgrade") {
-                    conn = upgrade(conn);
+                if (object.empty() && method == "upgrade" && local_ && !upgraded) {
+                    Connection pipe = upgrade(conn);
+                    std::lock_guard lock(live.m);
+                    live.conn = conn = pipe;
+                    upgraded = true;
                     continue;
                 }
                 Reply reply{0, {}, {}, {}};
@@ -379,11 +443,19 @@ private:
                 }
                 conn.send(reply);
             }
-        } catch (const Error&) {
-            // The client went away, or sent what is not a request: that connection ends.
+        } catch (...) {
+            // The client went away, failed to authenticate, or sent what is not a request (even
+            // one too big to hold): that connection ends, and only it.
         }
-        std::lock_guard lock(m_);
-        for (auto& [oid, obj] : objects_) obj->left(id);
+        try {
+            conn.close();
+        } catch (...) {
+        }
+        {
+            std::lock_guard lock(m_);
+            for (auto& [oid, obj] : objects_) obj->left(id);
+        }
+        live.done = true;
     }
 
     // A client on this machine asks to go on over shared memory: it gets one end of a new Pipe
@@ -407,9 +479,13 @@ private:
             }
             if (method == "make") {
                 const std::string kind = args.at(0), name = args.at(1);
+                if (!name.empty() && name[0] == '#')
+                    throw Fail{"ValueError", "names starting with '#' are the manager's"};
                 std::lock_guard lock(m_);
                 const std::string id = name.empty() ? "#" + std::to_string(++next_object_) : name;
                 auto it = objects_.find(id);
+                if (it == objects_.end() && registered_only_ && !name.empty())
+                    throw Fail{"KeyError", "the manager has no object registered as '" + name + "'"};
                 if (it == objects_.end()) {
                     it = objects_.emplace(id, make_kind(kind, Results(args.begin() + 2, args.end()))).first;
                     kinds_[id] = kind;
@@ -431,11 +507,13 @@ private:
     }
 
     Listener listener_;
+    const bool local_;  // a Unix socket: clients may move to shared memory
+    const bool registered_only_;
     std::atomic<bool> stopping_{false};
     std::mutex m_;
     std::map<std::string, std::unique_ptr<Object>> objects_;
     std::map<std::string, std::string> kinds_;
-    std::list<std::thread> threads_;
+    std::list<std::shared_ptr<Live>> live_;
     std::uint64_t next_connection_ = 0;
     std::uint64_t next_object_ = 0;
 };
@@ -463,10 +541,6 @@ Connection upgraded(Connection& sock) {
     return ConnectionAccess::wrap(std::move(ch));
 }
 
-bool is_unix_address(const std::string& a) {
-    return !a.empty() && (a[0] == '@' || a[0] == '/' || a[0] == '.' || a.rfind("unix:", 0) == 0);
-}
-
 // This thread's connection to each server (and key), made again after a fork.
 Connection& connection_to(const std::string& address, const std::string& authkey) {
     thread_local std::map<std::string, Connection> conns;
@@ -489,8 +563,9 @@ Connection& connection_to(const std::string& address, const std::string& authkey
     return it->second;
 }
 
-void run_server(std::string address, std::string authkey, Connection report) {
-    Server server(address, authkey);
+void run_server(std::string address, std::string authkey, std::vector<Declared> registered, bool registered_only,
+                Connection report) {
+    Server server(address, authkey, registered, registered_only);
     report.send(server.address());
     report.close();
     server.run();
@@ -513,6 +588,7 @@ std::vector<std::string> call(const ObjectRef& ref, const std::string& method, s
         if (status == 0) return std::move(results);
         if (type == "Empty") throw Empty(message);
         if (type == "Full") throw Full(message);
+        if (type == "EOFError") throw EOFError(message);
         throw RemoteError(type, message, 0);
     } catch (const EOFError&) {
         conn.close();  // the next call connects again
@@ -534,7 +610,12 @@ ObjectRef make_object(const std::string& address, const std::string& authkey, co
 }  // namespace detail
 
 BaseManager::BaseManager(std::string address, ManagerOptions options)
-    : address_(std::move(address)), options_(std::move(options)) {}
+    : address_(std::move(address)), options_(std::move(options)) {
+    if (options_.authkey.empty() && !detail::is_unix_address(address_))
+        throw ValueError(
+            "a manager on a TCP address needs an authkey: without one, anyone who can reach the port "
+            "could use its objects or stop it");
+}
 
 BaseManager::~BaseManager() {
     try {
@@ -547,7 +628,7 @@ void BaseManager::start() {
     if (server_) throw ProcessError("the manager has already been started");
     auto [here, there] = Pipe();
     server_.emplace(detail::run_server, ProcessOptions{.name = "SyncManager", .start_method = options_.start_method},
-                    address_, options_.authkey, there);
+                    address_, options_.authkey, registered_, options_.registered_only, there);
     server_->start();
     there.close();
     if (!here.poll(30.0)) throw ProcessError("the manager's server did not start listening within 30 s");
@@ -556,7 +637,7 @@ void BaseManager::start() {
 }
 
 void BaseManager::serve_forever() {
-    detail::Server server(address_, options_.authkey);
+    detail::Server server(address_, options_.authkey, registered_, options_.registered_only);
     address_ = server.address();
     server.run();
 }
@@ -581,6 +662,12 @@ void BaseManager::shutdown() {
         server_.reset();
     }
     connected_ = false;
+}
+
+void BaseManager::declare(const std::string& kind, const std::string& name, std::vector<std::string> args) {
+    if (server_ || connected_) throw ValueError("register objects before start() or serve_forever()");
+    if (name.empty()) throw ValueError("a registered object needs a name");
+    registered_.emplace_back(kind, name, std::move(args));
 }
 
 detail::ObjectRef BaseManager::make(const std::string& kind, const std::string& name, std::vector<std::string> args) {

@@ -7,6 +7,7 @@
 // the stream cannot be trusted past it.
 #include "socket_channel.hpp"
 
+#include <endian.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -36,8 +37,8 @@ public:
 
     void send(std::string_view head, std::string_view body) override {
         check_open();
-        const std::uint64_t n = head.size() + body.size();
-        std::lock_guard lock(send_m_);  // frames from two threads must not interleave
+        const std::uint64_t n = htole64(head.size() + body.size());  // one byte order between machines
+        std::lock_guard lock(send_m_);                               // frames from two threads must not interleave
         platform::send_all(fd_.get(), reinterpret_cast<const char*>(&n), kHeader, head.data(), head.size(), body.data(),
                            body.size());
     }
@@ -50,6 +51,7 @@ public:
             fill(kHeader, deadline, false);
             std::uint64_t n = 0;
             std::memcpy(&n, buf_.data() + pos_, kHeader);
+            n = le64toh(n);
             if (n > max_) {
                 const std::string why = "a message of " + std::to_string(n) +
                                         " bytes exceeds this connection's maximum of " + std::to_string(max_) +
@@ -118,8 +120,10 @@ private:
         if (broken_) throw EOFError("the connection was ended: " + broken_why_);
     }
     void fail(std::string why) {
-        broken_ = true;
-        broken_why_ = std::move(why);
+        if (!broken_.load()) {
+            broken_why_ = std::move(why);
+            broken_.store(true);
+        }
         ::shutdown(fd_.get(), SHUT_RDWR);
     }
     std::size_t avail() const noexcept { return buf_.size() - pos_; }
@@ -151,8 +155,8 @@ private:
     std::string buf_;
     std::size_t pos_ = 0;
     std::optional<std::uint64_t> pending_;  // a frame whose header is read
-    bool broken_ = false;
-    std::string broken_why_;
+    std::atomic<bool> broken_{false};       // set by the receiving thread, read by senders too
+    std::string broken_why_;                // written before broken_ is set, never after
 };
 
 std::shared_ptr<SocketChannel> make_socket_channel(platform::Fd fd, std::size_t max_message) {
@@ -161,6 +165,10 @@ std::shared_ptr<SocketChannel> make_socket_channel(platform::Fd fd, std::size_t 
 
 std::shared_ptr<Channel> as_channel(std::shared_ptr<SocketChannel> ch) {
     return ch;
+}
+
+SocketChannel* as_socket_channel(Channel& ch) noexcept {
+    return dynamic_cast<SocketChannel*>(&ch);
 }
 
 std::string recv_small(SocketChannel& ch, std::size_t limit, const platform::Deadline& deadline) {

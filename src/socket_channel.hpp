@@ -16,6 +16,8 @@ class SocketChannel;
 // clear error before anything is allocated for it.
 std::shared_ptr<SocketChannel> make_socket_channel(platform::Fd fd, std::size_t max_message);
 std::shared_ptr<Channel> as_channel(std::shared_ptr<SocketChannel> ch);
+// The socket channel behind a Channel, or null if it is another kind.
+SocketChannel* as_socket_channel(Channel& ch) noexcept;
 
 // For the handshake: one frame of at most `limit` bytes, read before the deadline (TimeoutError),
 // and a frame sent.

@@ -44,6 +44,14 @@ struct ClientOptions {
     std::size_t max_message = 1ull << 30;
 };
 
+class Listener;
+namespace detail {
+// For servers that authenticate in each connection's own thread, so that a slow client never
+// holds up the accept loop: accept() in two steps.
+Connection accept_unauthenticated(Listener& l, Timeout timeout);
+void authenticate_accepted(const Listener& l, Connection& c);
+}  // namespace detail
+
 class Listener {
 public:
     explicit Listener(const std::string& address = "127.0.0.1:0", ListenerOptions options = {});
@@ -62,6 +70,8 @@ public:
     int fileno() const;
 
 private:
+    friend Connection detail::accept_unauthenticated(Listener&, Timeout);
+    friend void detail::authenticate_accepted(const Listener&, Connection&);
     struct State;
     std::unique_ptr<State> st_;
 };

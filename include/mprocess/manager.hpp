@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -39,8 +40,11 @@
 namespace mprocess {
 
 struct ManagerOptions {
-    std::string authkey{};       // BaseManager: required for TCP; Manager(): a random one by default
+    std::string authkey{};       // required on a TCP address (ValueError); Manager(): a random one by default
     std::string start_method{};  // for start(): default get_start_method()
+    // Clients may reach only the objects the server registered (Python's registered typeids);
+    // otherwise a client's first request for a new name makes it.
+    bool registered_only = false;
 };
 
 namespace detail {
@@ -56,6 +60,9 @@ struct ObjectRef {
         ar(address, authkey, kind, id);
     }
 };
+
+// An object the server makes before it serves: (kind, name, constructor arguments).
+using Declared = std::tuple<std::string, std::string, std::vector<std::string>>;
 
 // One call: the object's method with its encoded arguments, and the encoded results.
 std::vector<std::string> call(const ObjectRef& ref, const std::string& method, std::vector<std::string> args);
@@ -249,6 +256,24 @@ public:
     // Where the server listens (with the port it picked, after start()).
     const std::string& address() const noexcept { return address_; }
 
+    // On the server's side, before start() or serve_forever(): objects it makes at once, under
+    // these names, for clients to reach with the factories below (Python's register()).
+    void register_queue(const std::string& name, std::size_t maxsize = 0) {
+        declare("queue", name, {encode(std::uint64_t{maxsize})});
+    }
+    void register_joinable_queue(const std::string& name, std::size_t maxsize = 0) {
+        declare("joinable_queue", name, {encode(std::uint64_t{maxsize})});
+    }
+    void register_dict(const std::string& name) { declare("dict", name, {}); }
+    void register_list(const std::string& name) { declare("list", name, {}); }
+    template <class T>
+    void register_value(const std::string& name, const T& initial) {
+        declare("value", name, {encode(initial)});
+    }
+    void register_lock(const std::string& name) { declare("lock", name, {}); }
+    void register_event(const std::string& name) { declare("event", name, {}); }
+    void register_namespace(const std::string& name) { declare("namespace", name, {}); }
+
     // Objects: a new one for each call without a name; with a name, the one of that name,
     // created by the first who asks.
     template <class T>
@@ -277,7 +302,9 @@ public:
 
 private:
     detail::ObjectRef make(const std::string& kind, const std::string& name, std::vector<std::string> args);
+    void declare(const std::string& kind, const std::string& name, std::vector<std::string> args);
 
+    std::vector<detail::Declared> registered_;
     std::string address_;
     ManagerOptions options_;
     std::optional<Process> server_;

@@ -64,6 +64,15 @@ void set_nodelay(int fd) noexcept {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on Unix sockets
 }
 
+// A peer whose machine vanished (power, network) is noticed within about a minute, not never.
+void set_keepalive(int fd) noexcept {
+    int on = 1, idle = 30, interval = 5, count = 6;
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+}
+
 void set_blocking(int fd, bool blocking) {
     const int flags = ::fcntl(fd, F_GETFL);
     if (flags < 0 || ::fcntl(fd, F_SETFL, blocking ? flags & ~O_NONBLOCK : flags | O_NONBLOCK) < 0)
@@ -80,8 +89,18 @@ void wait_ready(int fd, short events, const Deadline& deadline, const char* what
 Fd connect_one(int family, const sockaddr* sa, socklen_t len, const Deadline& deadline, int& err) {
     Fd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd.valid()) throw_errno("socket");
-    if (::connect(fd.get(), sa, len) != 0) {
-        if (errno != EINPROGRESS && errno != EAGAIN) {
+    // A Unix socket whose listener's queue is full says EAGAIN, and polling it proves nothing:
+    // ask again until the deadline.
+    while (family == AF_UNIX && ::connect(fd.get(), sa, len) != 0) {
+        if (errno != EAGAIN) {
+            err = errno;
+            return Fd();
+        }
+        if (deadline && Clock::now() >= *deadline) throw TimeoutError("timed out connecting: the listener is busy");
+        ::usleep(1000);
+    }
+    if (family != AF_UNIX && ::connect(fd.get(), sa, len) != 0) {
+        if (errno != EINPROGRESS) {
             err = errno;
             return Fd();
         }
@@ -178,6 +197,7 @@ Fd accept_until(int listening, const Deadline& deadline) {
         Fd fd(::accept4(listening, nullptr, nullptr, SOCK_CLOEXEC));
         if (fd.valid()) {
             set_nodelay(fd.get());
+            set_keepalive(fd.get());
             return fd;
         }
         // A connection that went away before it was accepted, or a signal: wait for the next.
@@ -202,6 +222,7 @@ Fd connect_to(const SocketAddress& a, const Deadline& deadline) {
         Fd fd = connect_one(p->ai_family, p->ai_addr, p->ai_addrlen, deadline, err);
         if (fd.valid()) {
             set_nodelay(fd.get());
+            set_keepalive(fd.get());
             return fd;
         }
     }
@@ -286,7 +307,13 @@ void send_with_fds(int sock, const void* data, std::size_t n, const std::vector<
         std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
     }
     for (;;) {
-        if (::sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(n)) return;
+        const ssize_t sent = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+        if (sent == static_cast<ssize_t>(n)) return;
+        if (sent > 0) {  // the descriptors went with the first part; the rest goes without
+            send_all(sock, static_cast<const char*>(data) + sent, n - static_cast<std::size_t>(sent), nullptr, 0,
+                     nullptr, 0);
+            return;
+        }
         if (errno == EINTR) continue;
         if (errno == EAGAIN) {
             pollfd p{sock, POLLOUT, 0};

@@ -3,13 +3,17 @@
 #include <mprocess/queue.hpp>
 #include <mprocess/subprocess.hpp>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <thread>
@@ -62,7 +66,84 @@ void serve_at(std::string address) {
     server.serve_forever();
 }
 
+void serve_registered(std::string address) {
+    mp::BaseManager server(address, {.authkey = "secret", .registered_only = true});
+    server.register_queue("jobs");
+    server.register_value("limit", 10);
+    server.serve_forever();
+}
+
+// Connects, waiting for the server to listen.
+void connect_when_up(mp::BaseManager& m) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (;;) {
+        try {
+            m.connect();
+            return;
+        } catch (const mp::OSError&) {
+            if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(30)) throw;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+    }
+}
+
 }  // namespace
+
+TEST_F(ManagerTest, AServerMayOfferOnlyTheObjectsItRegistered) {
+    const std::string address = "@mprocess-registered-" + std::to_string(::getpid());
+    mp::Process server(serve_registered, address);
+    server.start();
+    mp::BaseManager client(address, {.authkey = "secret"});
+    connect_when_up(client);
+    auto jobs = client.Queue<std::string>("jobs");
+    jobs.put("x");
+    EXPECT_EQ(jobs.get(), "x");
+    EXPECT_EQ(client.Value<int>(0, "limit").value(), 10);  // the server's value, not this initial one
+    EXPECT_THROW(client.Queue<int>("other"), mp::RemoteError);
+    EXPECT_THROW(client.register_queue("late"), mp::ValueError);
+    client.shutdown();
+    server.join(30.0);
+    EXPECT_EQ(server.exitcode(), 0);
+}
+
+TEST_F(ManagerTest, GarbageFromOneClientDoesNotHurtTheServerOrOthers) {
+    mp::BaseManager m("127.0.0.1:0", {.authkey = "k"});
+    m.start();
+    auto d = m.dict<std::string, int>("d");
+    d.set("a", 1);
+    for (const std::string& junk : {std::string("not a request"), std::string(3, '\0'), std::string(5000, 'x')}) {
+        auto raw = mp::Client(m.address(), {.authkey = "k"});
+        raw.send_bytes(junk);
+        EXPECT_THROW(raw.recv_bytes(), mp::EOFError);  // the server ended that connection
+    }
+    {
+        auto wrong_kind = mp::Client(m.address(), {.authkey = "k"});
+        wrong_kind.send(std::string("a string where a request belongs"));
+        EXPECT_THROW(wrong_kind.recv_bytes(), mp::EOFError);
+    }
+    EXPECT_EQ(d.get("a"), 1);
+    m.shutdown();
+}
+
+TEST_F(ManagerTest, ASilentClientHoldsUpNobodyElse) {
+    EXPECT_THROW(mp::BaseManager("127.0.0.1:0"), mp::ValueError);  // TCP needs a key
+    mp::BaseManager m("127.0.0.1:0", {.authkey = "k"});
+    m.start();
+    const unsigned port = static_cast<unsigned>(std::stoul(m.address().substr(m.address().rfind(':') + 1)));
+    const int silent = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(silent, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto d = m.dict<std::string, int>();  // the handshake timeout is 10 s: this must not wait for it
+    d.set("x", 1);
+    EXPECT_EQ(d.get("x"), 1);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+    ::close(silent);
+    m.shutdown();
+}
 
 TEST_P(ManagerMethods, ProxiesTravelToChildrenAndShareTheServersObjects) {
     mp::Manager m({.start_method = GetParam()});
@@ -167,16 +248,7 @@ TEST_F(ManagerTest, ABaseManagerServesNamedObjectsToThoseWhoKnowTheKey) {
     mp::Process server(serve_at, address);
     server.start();
     mp::BaseManager client(address, {.authkey = "secret"});
-    const auto t0 = std::chrono::steady_clock::now();
-    for (;;) {  // until the server listens
-        try {
-            client.connect();
-            break;
-        } catch (const mp::OSError&) {
-            ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
-    }
+    connect_when_up(client);
     auto jobs = client.Queue<std::string>("jobs");
     jobs.put("first");
     mp::BaseManager other(address, {.authkey = "secret"});
@@ -247,24 +319,10 @@ void serve_in(std::string ns) {
     server.serve_forever();
 }
 
-// Connects, waiting for the server to listen.
-void connect_remote(mp::BaseManager& m) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (;;) {
-        try {
-            m.connect();
-            return;
-        } catch (const mp::OSError&) {
-            if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(30)) throw;
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-    }
-}
-
 void remote_producer(std::string ns, int from, int n) {
     TwoHosts::enter(ns);
     mp::BaseManager m(kRemote, {.authkey = "two hosts"});
-    connect_remote(m);
+    connect_when_up(m);
     auto q = m.Queue<int>("items");
     for (int i = from; i < from + n; ++i) q.put(i);
 }
@@ -273,7 +331,7 @@ void remote_producer(std::string ns, int from, int n) {
 void remote_consumer(std::string ns, mp::Queue<int> got) {
     TwoHosts::enter(ns);
     mp::BaseManager m(kRemote, {.authkey = "two hosts"});
-    connect_remote(m);
+    connect_when_up(m);
     auto q = m.Queue<int>("items");
     for (int v; (v = q.get()) >= 0;) got.put(v);
 }
@@ -281,7 +339,7 @@ void remote_consumer(std::string ns, mp::Queue<int> got) {
 void remote_stopper(std::string ns, int consumers) {
     TwoHosts::enter(ns);
     mp::BaseManager m(kRemote, {.authkey = "two hosts"});
-    connect_remote(m);
+    connect_when_up(m);
     auto q = m.Queue<int>("items");
     for (int i = 0; i < consumers; ++i) q.put(-1);
     m.shutdown();
