@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <benchmark/benchmark.h>
@@ -103,8 +104,21 @@ void consume_batches(mp::QueueProxy<int> items, mp::QueueProxy<long> acks) {
 }
 
 // Items from this process to a consumer process through a Manager's queue: both ends are proxies.
-void BM_ManagerQueue(benchmark::State& state) {
-    mp::Manager m;
+// tcp: a BaseManager on 127.0.0.1 (the socket path all the way); otherwise Manager() on a Unix
+// socket, where clients move to shared memory.
+void BM_ManagerQueue(benchmark::State& state, bool tcp) {
+    std::optional<mp::Manager> local;
+    std::optional<mp::BaseManager> remote;
+    mp::BaseManager* mgr;
+    if (tcp) {
+        remote.emplace("127.0.0.1:0", mp::ManagerOptions{.authkey = "bench"});
+        remote->start();
+        mgr = &*remote;
+    } else {
+        local.emplace();
+        mgr = &*local;
+    }
+    mp::BaseManager& m = *mgr;
     auto items = m.Queue<int>();
     auto acks = m.Queue<long>();
     mp::Process consumer(consume_batches, items, acks);
@@ -124,7 +138,8 @@ void BM_ManagerQueue(benchmark::State& state) {
     consumer.join();
     state.SetItemsProcessed(state.iterations() * kBatch);
 }
-BENCHMARK(BM_ManagerQueue)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
+BENCHMARK_CAPTURE(BM_ManagerQueue, local, false)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
+BENCHMARK_CAPTURE(BM_ManagerQueue, tcp, true)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
 
 }  // namespace
 

@@ -483,9 +483,16 @@ def _manager_consume(items, acks):
         acks.put(total)
 
 
-def py_manager_queue(batches: int = 3) -> float:
-    """Items per second from this process to a consumer process through a Manager().Queue()."""
-    with CTX.Manager() as m:
+def py_manager_queue(batches: int = 3, tcp: bool = False) -> float:
+    """Items per second from this process to a consumer process through a Manager().Queue()
+    (a Unix socket), or with tcp through a manager on 127.0.0.1."""
+    if tcp:
+        from multiprocessing.managers import SyncManager
+        manager = SyncManager(address=("127.0.0.1", 0), authkey=b"bench")
+        manager.start()
+    else:
+        manager = CTX.Manager()
+    with manager as m:
         items, acks = m.Queue(), m.Queue()
         p = CTX.Process(target=_manager_consume, args=(items, acks), daemon=True)
         p.start()
@@ -628,8 +635,11 @@ ROWS: list[Row] = [
         binary="bench_pool", min_speedup=1.9),
     Row("net-rtt", "Client round trip on 127.0.0.1 with an authkey, small int (raw: plain TCP)", "time",
         cpp="BM_ClientRoundTrip", python=py_client_roundtrip, raw="BM_RawTcpRoundTrip", binary="bench_net", goal=2),
-    Row("manager-queue", "Manager queue through proxies, producer -> consumer process, small ints", "rate",
-        cpp="BM_ManagerQueue", python=py_manager_queue, binary="bench_net", goal=10, unit="items"),
+    Row("manager-queue", "Manager() queue through proxies, producer -> consumer process, small ints", "rate",
+        cpp="BM_ManagerQueue/local", python=py_manager_queue, binary="bench_net", goal=10, unit="items"),
+    Row("manager-queue-tcp", "The same through a manager on 127.0.0.1 (TCP, authkey)", "rate",
+        cpp="BM_ManagerQueue/tcp", python=lambda: py_manager_queue(tcp=True), binary="bench_net", goal=10,
+        unit="items"),
 ]
 
 

@@ -79,6 +79,11 @@ int fork_holder_then_die(std::string dir) {
     ::raise(SIGKILL);
     return 0;
 }
+// Leaves its mark in dir, waits for dir/open, then is killed.
+int die_at_gate(std::string dir) {
+    wait_for_gate(dir);
+    return die(SIGKILL);
+}
 int fail_on_3(int x) {
     return x == 3 ? fail(x) : x;
 }
@@ -396,10 +401,11 @@ TEST_P(PoolMethods, TheBrokenPoolPolicyFailsEveryUnfinishedTask) {
     EXPECT_EQ(pool.apply(square, 3), 9);
     const std::string dir = scratch_dir();
     auto busy = pool.apply_async(mark_then_sleep, dir);
-    wait_for_files(dir, 1);
-    auto killed = pool.apply_async(die, SIGKILL);  // the other worker's next task
+    auto killed = pool.apply_async(die_at_gate, dir);
+    wait_for_files(dir, 2);  // both workers hold a task
     std::vector<mp::AsyncResult<int>> queued;
     for (int i = 0; i < 5; ++i) queued.push_back(pool.apply_async(slow, 60000));
+    std::ofstream(dir + "/open");  // now one worker dies
     const auto t0 = std::chrono::steady_clock::now();
     try {
         killed.get(30.0);
