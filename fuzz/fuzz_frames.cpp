@@ -34,11 +34,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (int i = 0; i < 64; ++i) {
         try {
             switch (i % 5) {
-                case 0: conn.recv<std::string>(); break;
-                case 1: conn.recv<std::vector<int>>(); break;
-                case 2: conn.recv<std::map<std::string, std::vector<double>>>(); break;
-                case 3: conn.recv<std::tuple<int, std::string, std::optional<long>>>(); break;
-                default: conn.recv_bytes(); break;  // takes a frame the typed reads left
+                case 0:
+                    conn.recv<std::string>();
+                    break;
+                case 1:
+                    conn.recv<std::vector<int>>();
+                    break;
+                case 2:
+                    conn.recv<std::map<std::string, std::vector<double>>>();
+                    break;
+                case 3:
+                    conn.recv<std::tuple<int, std::string, std::optional<long>>>();
+                    break;
+                default:
+                    conn.recv_bytes();
+                    break;  // takes a frame the typed reads left
             }
         } catch (const mp::EOFError&) {
             break;
