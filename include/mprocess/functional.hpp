@@ -43,15 +43,6 @@ struct ReduceOptions {
     std::size_t chunksize = 0;  // items per worker task; 0: ceil(n / (4 * workers))
 };
 
-namespace detail {
-template <class F, class T>
-T fold_here(F f, std::vector<T> items) {
-    T acc = std::move(items.front());
-    for (std::size_t i = 1; i < items.size(); ++i) acc = f(std::move(acc), std::move(items[i]));
-    return acc;
-}
-}  // namespace detail
-
 // functools.reduce(f, items): ValueError for no items.
 template <class F, class T>
 T parallel_reduce(Pool& pool, F f, std::vector<T> items, ReduceOptions options = {}) {
@@ -59,7 +50,7 @@ T parallel_reduce(Pool& pool, F f, std::vector<T> items, ReduceOptions options =
     static_assert(!std::is_void_v<Fp>, "mprocess: a Pool task must be a plain function or a lambda without captures");
     static_assert(std::is_convertible_v<std::invoke_result_t<Fp, T, T>, T>, "mprocess: reduce needs f(T, T) -> T");
     if (items.empty()) throw ValueError("reduce() of an empty sequence with no initial value");
-    if (!options.associative) return detail::fold_here(Fp(f), std::move(items));
+    if (!options.associative) return detail::fold_left(Fp(f), std::move(items));
     // A level on the pool while there is enough to share; the last few results are folded here.
     const std::size_t workers = pool.processes();
     while (items.size() > 2 * workers) {
@@ -74,7 +65,7 @@ T parallel_reduce(Pool& pool, F f, std::vector<T> items, ReduceOptions options =
         for (auto& p : parts) next.push_back(p.get());
         items = std::move(next);
     }
-    return detail::fold_here(Fp(f), std::move(items));
+    return detail::fold_left(Fp(f), std::move(items));
 }
 
 // functools.reduce(f, items, initial): initial for no items.
@@ -84,7 +75,7 @@ T parallel_reduce(Pool& pool, F f, std::vector<T> items, T initial, ReduceOption
     if (items.empty()) return initial;
     if (!options.associative) {
         items.insert(items.begin(), std::move(initial));
-        return detail::fold_here(Fp(f), std::move(items));
+        return detail::fold_left(Fp(f), std::move(items));
     }
     return Fp(f)(std::move(initial), parallel_reduce(pool, f, std::move(items), options));
 }

@@ -69,14 +69,20 @@ void invoke_chunk(void* fn, std::string_view args, std::string& out) {
     }
 }
 
-// A chunk of a reduce: folds the chunk's items from the left into one value.
+// Folds items from the left: f(f(f(a, b), c), d), as functools.reduce does. items is not empty.
+template <class F, class T>
+T fold_left(F f, std::vector<T> items) {
+    T acc = std::move(items.front());
+    for (std::size_t i = 1; i < items.size(); ++i) acc = f(std::move(acc), std::move(items[i]));
+    return acc;
+}
+
+// A chunk of a reduce: its items folded into one value.
 template <class Fn, class T>
 void invoke_fold(void* fn, std::string_view args, std::string& out) {
     auto items = decode<std::vector<T>>(args);
-    auto f = reinterpret_cast<Fn>(fn);
-    T acc = std::move(items.at(0));
-    for (std::size_t i = 1; i < items.size(); ++i) acc = f(std::move(acc), std::move(items[i]));
-    encode_into(out, acc);
+    if (items.empty()) throw DecodeError("a reduce chunk without items");
+    encode_into(out, fold_left(reinterpret_cast<Fn>(fn), std::move(items)));
 }
 
 class PoolCore;
