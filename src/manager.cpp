@@ -7,7 +7,6 @@
 // call looks every 100 ms whether its client is still there, so a dead client's call ends.
 #include "mprocess/manager.hpp"
 
-#include <openssl/rand.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -20,6 +19,7 @@
 
 #include "channel.hpp"
 #include "mprocess/process.hpp"
+#include "platform/posix.hpp"
 #include "platform/socket.hpp"
 #include "shm_channel.hpp"
 
@@ -39,6 +39,16 @@ bool is_unix_address(const std::string& a) {
     return !a.empty() && (a[0] == '@' || a[0] == '/' || a[0] == '.' || a.rfind("unix:", 0) == 0);
 }
 
+std::string hex(const std::string& bytes) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char b : bytes) {
+        out += digits[b >> 4];
+        out += digits[b & 15];
+    }
+    return out;
+}
+
 // An error for the caller, with Python's name for it.
 struct Fail {
     std::string type, message;
@@ -49,7 +59,9 @@ class Caller {
 public:
     Caller(Connection& conn, std::atomic<bool>& stopping, std::uint64_t id)
         : conn_(conn), stopping_(stopping), id_(id) {}
-    // The client left (its connection shows end of file), or the server stops.
+    // The client left, or the server stops. A client sends its next request only once it has
+    // the reply (proxies never pipeline), so a connection readable while its call waits shows
+    // end of file, or a client that broke the protocol: either way the call ends.
     bool gone() { return stopping_.load() || conn_.poll(0.0); }
     std::uint64_t id() const noexcept { return id_; }
 
@@ -343,6 +355,10 @@ public:
         : listener_(address, {.authkey = authkey, .handshake_timeout = 10.0, .max_message = kMaxRequest}),
           local_(is_unix_address(address)),
           registered_only_(registered_only) {
+        if (!local_)
+            shortcut_.emplace(
+                "@mprocess-manager-" + hex(platform::random_bytes(16)),
+                ListenerOptions{.authkey = authkey, .handshake_timeout = 10.0, .max_message = kMaxRequest});
         for (const auto& [kind, name, args] : registered) {
             objects_[name] = make_kind(kind, args);
             kinds_[name] = kind;
@@ -350,31 +366,12 @@ public:
     }
     const std::string& address() const { return listener_.address(); }
 
-    // Accepts until shutdown; each connection authenticates and is served in its own thread, so
-    // a slow or silent client holds up nobody else.
+    // Accepts until shutdown, on both listeners.
     void run() {
-        while (!stopping_.load()) {
-            reap();
-            Connection conn;
-            try {
-                conn = accept_unauthenticated(listener_, 0.2);
-            } catch (const TimeoutError&) {
-                continue;
-            } catch (const std::exception&) {
-                std::this_thread::sleep_for(std::chrono::milliseconds(50));  // out of descriptors, say: later
-                continue;
-            }
-            std::lock_guard lock(m_);
-            if (live_.size() >= kMaxConnections) continue;  // refused: the connection closes
-            auto c = std::make_shared<Live>();
-            c->conn = conn;
-            try {
-                c->thread = std::thread([this, c, id = ++next_connection_] { serve(*c, id); });
-            } catch (const std::exception&) {
-                continue;
-            }
-            live_.push_back(c);
-        }
+        std::thread side;
+        if (shortcut_) side = std::thread([this] { accept_loop(*shortcut_, true); });
+        accept_loop(listener_, local_);
+        if (side.joinable()) side.join();
         std::vector<std::shared_ptr<Live>> all;
         {
             std::lock_guard lock(m_);
@@ -400,6 +397,34 @@ private:
         }
     };
 
+    // Each connection authenticates and is served in its own thread, so a slow or silent client
+    // holds up nobody else. `local`: a Unix socket, whose clients may move to shared memory.
+    void accept_loop(Listener& listener, bool local) {
+        while (!stopping_.load()) {
+            reap();
+            Connection conn;
+            try {
+                conn = accept_unauthenticated(listener, 0.2);
+            } catch (const TimeoutError&) {
+                continue;
+            } catch (const std::exception&) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));  // out of descriptors, say: later
+                continue;
+            }
+            std::lock_guard lock(m_);
+            if (live_.size() >= kMaxConnections) continue;  // refused: the connection closes
+            auto c = std::make_shared<Live>();
+            c->conn = conn;
+            try {
+                c->thread = std::thread(
+                    [this, c, &listener, local, id = ++next_connection_] { serve(*c, id, listener, local); });
+            } catch (const std::exception&) {
+                continue;
+            }
+            live_.push_back(c);
+        }
+    }
+
     // Joins the threads of connections that have ended.
     void reap() {
         std::vector<std::shared_ptr<Live>> ended;
@@ -417,16 +442,16 @@ private:
         for (auto& c : ended) c->thread.join();
     }
 
-    void serve(Live& live, std::uint64_t id) {
+    void serve(Live& live, std::uint64_t id, const Listener& listener, bool local) {
         Connection conn = live.conn;
         try {
-            authenticate_accepted(listener_, conn);
+            authenticate_accepted(listener, conn);
             Caller caller(conn, stopping_, id);
             bool upgraded = false;
             while (!stopping_.load()) {
                 if (!conn.poll(0.2)) continue;
                 auto [object, method, args] = conn.recv<Request>();
-                if (object.empty() && method == "upgrade" && local_ && !upgraded) {
+                if (object.empty() && method == "upgrade" && local && !upgraded) {
                     Connection pipe = upgrade(conn);
                     std::lock_guard lock(live.m);
                     live.conn = conn = pipe;
@@ -477,6 +502,7 @@ private:
                 stopping_ = true;
                 return {};
             }
+            if (method == "local") return shortcut_ ? Results{shortcut_->address()} : Results{};
             if (method == "make") {
                 const std::string kind = args.at(0), name = args.at(1);
                 if (!name.empty() && name[0] == '#')
@@ -508,6 +534,10 @@ private:
 
     Listener listener_;
     const bool local_;  // a Unix socket: clients may move to shared memory
+    // On TCP, a second door for clients on this machine: a random abstract Unix name, which only
+    // processes of the same host and network namespace can reach. They move there, and on to
+    // shared memory, so a manager reached at a loopback or own address is as fast as a local one.
+    std::optional<Listener> shortcut_;
     const bool registered_only_;
     std::atomic<bool> stopping_{false};
     std::mutex m_;
@@ -541,6 +571,22 @@ Connection upgraded(Connection& sock) {
     return ConnectionAccess::wrap(std::move(ch));
 }
 
+// A TCP connection to a server that may be on this machine: if the server's abstract Unix name
+// answers here, the calls go there instead, and on over shared memory; otherwise over TCP.
+Connection shortcut(Connection& tcp, const std::string& authkey) {
+    tcp.send(Request{"", "local", {}});
+    auto [status, type, message, results] = tcp.recv<Reply>();
+    if (status != 0 || results.empty()) return tcp;
+    try {
+        Connection local = Client(results.at(0), {.authkey = authkey, .timeout = 5.0});
+        Connection pipe = upgraded(local);
+        tcp.close();
+        return pipe;
+    } catch (const std::exception&) {
+        return tcp;  // another host or network namespace: the name is not there
+    }
+}
+
 // This thread's connection to each server (and key), made again after a fork.
 Connection& connection_to(const std::string& address, const std::string& authkey) {
     thread_local std::map<std::string, Connection> conns;
@@ -557,7 +603,7 @@ Connection& connection_to(const std::string& address, const std::string& authkey
     auto it = conns.find(key);
     if (it == conns.end() || it->second.closed()) {
         Connection c = Client(address, {.authkey = authkey});
-        if (is_unix_address(address)) c = upgraded(c);
+        c = is_unix_address(address) ? upgraded(c) : shortcut(c, authkey);
         it = conns.insert_or_assign(key, std::move(c)).first;
     }
     return it->second;
@@ -569,13 +615,6 @@ void run_server(std::string address, std::string authkey, std::vector<Declared> 
     report.send(server.address());
     report.close();
     server.run();
-}
-
-std::string random_key() {
-    std::string key(32, '\0');
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(key.size())) != 1)
-        throw Error("no random bytes for an authkey");
-    return key;
 }
 
 }  // namespace
@@ -633,17 +672,20 @@ void BaseManager::start() {
     there.close();
     if (!here.poll(30.0)) throw ProcessError("the manager's server did not start listening within 30 s");
     address_ = here.recv<std::string>();
+    if (!options_.authkey.empty()) remember_authkey(address_, options_.authkey);
     connected_ = true;
 }
 
 void BaseManager::serve_forever() {
     detail::Server server(address_, options_.authkey, registered_, options_.registered_only);
     address_ = server.address();
+    if (!options_.authkey.empty()) remember_authkey(address_, options_.authkey);
     server.run();
 }
 
 void BaseManager::connect() {
     detail::connection_to(address_, options_.authkey);  // fails here, not at the first call
+    if (!options_.authkey.empty()) remember_authkey(address_, options_.authkey);
     connected_ = true;
 }
 
@@ -679,7 +721,7 @@ Manager::Manager(ManagerOptions options)
     : BaseManager("@mprocess-manager-" + std::to_string(::getpid()) + "-" +
                       std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()),
                   [&] {
-                      if (options.authkey.empty()) options.authkey = detail::random_key();
+                      if (options.authkey.empty()) options.authkey = current_process().authkey();
                       return options;
                   }()) {
     start();

@@ -80,6 +80,8 @@ struct Self {
     bool is_child = false;
     pid_t parent_pid = 0;
     std::string parent_name;
+    std::string authkey;                            // made when first needed, under m
+    std::map<std::string, std::string> known_keys;  // under m
     int counter = 0;
     std::mutex m;
     std::vector<std::shared_ptr<ProcessState>> children;  // started, not yet reaped
@@ -205,6 +207,13 @@ std::pair<int, int> pidfd_or_discard(pid_t pid) {
     }
 }
 
+std::string process_authkey() {
+    auto& s = self();
+    std::lock_guard lock(s.m);
+    if (s.authkey.empty()) s.authkey = platform::random_bytes(32);
+    return s.authkey;
+}
+
 ChildIdentity identity_of(const ProcessState& st) {
     ChildIdentity who;
     who.name = st.name;
@@ -213,6 +222,9 @@ ChildIdentity identity_of(const ProcessState& st) {
     who.die_with_parent = st.die_with_parent;
     who.parent_pid = st.parent_pid;
     who.parent_name = self().name;
+    who.authkey = process_authkey();
+    std::lock_guard lock(self().m);
+    who.known_keys = self().known_keys;
     return who;
 }
 
@@ -232,6 +244,8 @@ void become_child_and_run(const ChildIdentity& who, const std::function<void()>&
     fresh->is_child = true;
     fresh->parent_pid = who.parent_pid;
     fresh->parent_name = who.parent_name;
+    fresh->authkey = who.authkey;
+    fresh->known_keys = who.known_keys;
     self_ptr = fresh;
 
     int code = 0;
@@ -354,6 +368,7 @@ void Process::start() {
     }
     if (method == "fork") {
         platform::flush_stdio();
+        detail::process_authkey();  // made before the fork, so that parent and child share it
         pid_t pid = ::fork();
         if (pid < 0) platform::throw_errno("fork");
         if (pid == 0) child_main();
@@ -468,7 +483,30 @@ void Process::close() {
 
 ProcessInfo current_process() {
     auto& s = detail::self();
-    return ProcessInfo(s.name, ::getpid(), s.daemon);
+    return ProcessInfo(s.name, ::getpid(), s.daemon, detail::process_authkey());
+}
+
+void remember_authkey(const std::string& address, const std::string& key) {
+    auto& s = detail::self();
+    std::lock_guard lock(s.m);
+    s.known_keys[address] = key;
+}
+
+std::string authkey_for(const std::string& address) {
+    {
+        auto& s = detail::self();
+        std::lock_guard lock(s.m);
+        auto it = s.known_keys.find(address);
+        if (it != s.known_keys.end()) return it->second;
+    }
+    return detail::process_authkey();
+}
+
+void set_authkey(std::string key) {
+    if (key.empty()) throw ValueError("an authkey cannot be empty");
+    auto& s = detail::self();
+    std::lock_guard lock(s.m);
+    s.authkey = std::move(key);
 }
 
 std::optional<ProcessInfo> parent_process() {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,9 +20,11 @@ struct ChildIdentity {
     bool die_with_parent = false;
     int parent_pid = 0;
     std::string parent_name;
+    std::string authkey;
+    std::map<std::string, std::string> known_keys;  // by server address
     template <class Archive>
     void serialize(Archive& ar) {
-        ar(name, identity, daemon, die_with_parent, parent_pid, parent_name);
+        ar(name, identity, daemon, die_with_parent, parent_pid, parent_name, authkey, known_keys);
     }
 };
 

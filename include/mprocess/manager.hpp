@@ -55,9 +55,18 @@ struct ObjectRef {
     std::string authkey;
     std::string kind;  // "queue", "dict", ...
     std::string id;
+
+    // The key never travels with the proxy (a queue item, a reply over the network); the receiver
+    // uses the key it knows for that address (see authkey_for in process.hpp).
     template <class Archive>
     void serialize(Archive& ar) {
-        ar(address, authkey, kind, id);
+        enum : std::uint8_t { no_key, withheld };
+        std::uint8_t key_state = authkey.empty() ? no_key : withheld;
+        ar(address, key_state, kind, id);
+        if constexpr (Archive::is_loading::value) {
+            if (key_state > withheld) throw DecodeError("a manager proxy with an unknown key state");
+            authkey = key_state == no_key ? std::string() : authkey_for(address);
+        }
     }
 };
 

@@ -56,16 +56,22 @@ struct ProcessOptions {
 // A description of a process that is not a child of ours: current_process(), parent_process().
 class ProcessInfo {
 public:
-    ProcessInfo(std::string name, pid_t pid, bool daemon) : name_(std::move(name)), pid_(pid), daemon_(daemon) {}
+    ProcessInfo(std::string name, pid_t pid, bool daemon, std::string authkey = {})
+        : name_(std::move(name)), pid_(pid), daemon_(daemon), authkey_(std::move(authkey)) {}
     const std::string& name() const noexcept { return name_; }
     pid_t pid() const noexcept { return pid_; }
     bool daemon() const noexcept { return daemon_; }
     bool is_alive() const;
+    // Python's authkey, known for current_process() only (empty otherwise): 32 random bytes made
+    // in the main process and inherited by every child, under each start method. Manager() uses
+    // it as its key, and so does a manager proxy that arrives without one (see manager.hpp).
+    const std::string& authkey() const noexcept { return authkey_; }
 
 private:
     std::string name_;
     pid_t pid_;
     bool daemon_;
+    std::string authkey_;
 };
 
 namespace detail {
@@ -174,6 +180,16 @@ private:
 };
 
 ProcessInfo current_process();
+// Python's `current_process().authkey = key`: this process's key from now on, and its future
+// children's. An empty key is refused (ValueError).
+void set_authkey(std::string key);
+
+// The keys this process knows for the servers it talks to (managers, by address), inherited by
+// every child under each start method, as the process's own authkey is. A BaseManager given a
+// key remembers it here, so a proxy, which never carries its key, works in any process that
+// knows it; authkey_for() an address it does not know is current_process().authkey().
+void remember_authkey(const std::string& address, const std::string& key);
+std::string authkey_for(const std::string& address);
 // The process that started this one; empty in the main process.
 std::optional<ProcessInfo> parent_process();
 // The children of this process that are still running (finished ones are reaped on the way).

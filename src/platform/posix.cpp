@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -226,6 +227,18 @@ void flush_stdio() noexcept {
     } catch (...) {
     }
     std::fflush(nullptr);
+}
+
+std::string random_bytes(std::size_t n) {
+    std::string out(n, '\0');
+    std::size_t got = 0;
+    while (got < n) {
+        const ssize_t r = ::getrandom(out.data() + got, n - got, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) throw_errno("getrandom");
+        got += static_cast<std::size_t>(r);
+    }
+    return out;
 }
 
 }  // namespace mprocess::platform

@@ -75,6 +75,9 @@ std::uint64_t file_size(int fd);
 std::uint64_t allocated_bytes(int fd);
 void unmap(void* addr, std::size_t size) noexcept;
 
+// n bytes from the kernel's random source (getrandom), for keys and unguessable names.
+std::string random_bytes(std::size_t n);
+
 // A connected, non-blocking, close-on-exec stream socket pair.
 std::pair<Fd, Fd> make_socketpair();
 

@@ -17,6 +17,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "helpers/children.hpp"
@@ -86,6 +87,21 @@ void connect_when_up(mp::BaseManager& m) {
         }
     }
 }
+
+void use_posted(mp::Queue<mp::QueueProxy<int>> post, mp::Queue<std::string> keys) {
+    auto q = post.get();
+    q.put(7);
+    keys.put(mp::current_process().authkey());
+}
+
+void post_proxy(std::string address, mp::Queue<mp::QueueProxy<int>> out) {
+    mp::BaseManager m(address, {.authkey = "secret"});
+    connect_when_up(m);
+    out.put(m.Queue<int>("posted"));
+}
+
+using RawRequest = std::tuple<std::string, std::string, std::vector<std::string>>;
+using RawReply = std::tuple<std::uint8_t, std::string, std::string, std::vector<std::string>>;
 
 }  // namespace
 
@@ -263,6 +279,25 @@ TEST_F(ManagerTest, ABaseManagerServesNamedObjectsToThoseWhoKnowTheKey) {
     EXPECT_EQ(server.exitcode(), 0);
 }
 
+TEST_P(ManagerMethods, AProxyNeverCarriesItsKeyYetEveryChildKnowsIt) {
+    mp::BaseManager m("127.0.0.1:0", {.authkey = "a-key-only-we-know", .start_method = GetParam()});
+    m.start();
+    auto q = m.Queue<int>();
+    EXPECT_EQ(mp::encode(q).find("a-key-only-we-know"), std::string::npos);
+    mp::Queue<mp::QueueProxy<int>> post;  // a queue item, not an argument of the child's start
+    mp::Queue<std::string> keys;
+    auto p = ctx().Process(use_posted, post, keys);
+    p.start();
+    post.put(q);
+    EXPECT_EQ(q.get(true, 30.0), 7);
+    const auto key = mp::current_process().authkey();
+    EXPECT_EQ(key.size(), 32u);
+    EXPECT_EQ(keys.get(true, 30.0), key);
+    p.join(30.0);
+    EXPECT_EQ(p.exitcode(), 0);
+    m.shutdown();
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, ManagerMethods, testing::ValuesIn(testing_support::start_methods()),
                          [](const auto& info) { return info.param; });
 
@@ -373,4 +408,46 @@ TEST_F(ManagerTest, ProducersAndConsumersOnAnotherHostGetEveryItemOnce) {
     std::sort(items.begin(), items.end());
     for (int i = 0; i < 2000; ++i) ASSERT_EQ(items[i], i);
     EXPECT_TRUE(got.empty());
+}
+
+TEST_F(ManagerTest, AProxyFromAStrangerNeedsItsKeyToBeKnownHere) {
+    const std::string address = "@mprocess-stranger-" + std::to_string(::getpid());
+    auto fork = mp::get_context("fork");
+    auto server = fork.Process(serve_at, address);
+    server.start();
+    mp::Queue<mp::QueueProxy<int>> posted;
+    auto poster = fork.Process(post_proxy, address, posted);
+    poster.start();
+    auto q = posted.get(true, 30.0);  // made by a process that knew the key; this one does not
+    poster.join(30.0);
+    EXPECT_THROW(q.put(1), mp::AuthenticationError);  // this process's own authkey is tried
+    mp::remember_authkey(address, "secret");
+    auto again = mp::decode<mp::QueueProxy<int>>(mp::encode(q));
+    again.put(1);
+    EXPECT_EQ(again.get(), 1);
+    EXPECT_THROW(mp::set_authkey(""), mp::ValueError);
+    mp::BaseManager stopper(address, {.authkey = "secret"});
+    stopper.connect();
+    stopper.shutdown();
+    server.join(30.0);
+    EXPECT_EQ(server.exitcode(), 0);
+}
+
+TEST_F(ManagerTest, OnThisHostATcpManagerHasAKeyedLocalDoor) {
+    mp::BaseManager m("127.0.0.1:0", {.authkey = "k"});
+    m.start();
+    auto raw = mp::Client(m.address(), {.authkey = "k"});
+    raw.send(RawRequest{"", "local", {}});
+    auto [status, type, message, results] = raw.recv<RawReply>();
+    ASSERT_EQ(status, 0) << type << ": " << message;
+    ASSERT_EQ(results.size(), 1u);
+    ASSERT_EQ(results[0].substr(0, 1), "@");  // an abstract name: this host and namespace only
+    EXPECT_THROW(mp::Client(results[0], {.authkey = "wrong"}), mp::AuthenticationError);
+    auto door = mp::Client(results[0], {.authkey = "k"});
+    door.send(RawRequest{"", "make", {"dict", "d"}});
+    EXPECT_EQ(std::get<0>(door.recv<RawReply>()), 0);
+    auto d = m.dict<std::string, int>("d");  // the same object, whichever door
+    d.set("x", 1);
+    EXPECT_EQ(d.get("x"), 1);
+    m.shutdown();
 }
