@@ -365,6 +365,8 @@ public:
         }
     }
     const std::string& address() const { return listener_.address(); }
+    // Ends run() within a fraction of a second, as a client's shutdown call does.
+    void stop() { stopping_ = true; }
 
     // Accepts until shutdown, on both listeners.
     void run() {
@@ -619,6 +621,12 @@ void run_server(std::string address, std::string authkey, std::vector<Declared> 
 
 }  // namespace
 
+struct ServerHandle {
+    template <class... A>
+    explicit ServerHandle(A&&... a) : server(std::forward<A>(a)...) {}
+    Server server;
+};
+
 std::vector<std::string> call(const ObjectRef& ref, const std::string& method, std::vector<std::string> args) {
     Connection& conn = connection_to(ref.address, ref.authkey);
     try {
@@ -681,6 +689,27 @@ void BaseManager::serve_forever() {
     address_ = server.address();
     if (!options_.authkey.empty()) remember_authkey(address_, options_.authkey);
     server.run();
+}
+
+ManagerServer BaseManager::get_server() {
+    if (server_ || connected_) throw ProcessError("the manager has already been started or connected");
+    ManagerServer s;
+    s.handle_ =
+        std::make_shared<detail::ServerHandle>(address_, options_.authkey, registered_, options_.registered_only);
+    if (!options_.authkey.empty()) remember_authkey(s.address(), options_.authkey);
+    return s;
+}
+
+const std::string& ManagerServer::address() const {
+    return handle_->server.address();
+}
+
+void ManagerServer::serve_forever() {
+    handle_->server.run();
+}
+
+void ManagerServer::stop() {
+    handle_->server.stop();
 }
 
 void BaseManager::connect() {

@@ -246,6 +246,25 @@ private:
     using Proxy::Proxy;
 };
 
+namespace detail {
+struct ServerHandle;
+}
+
+// Python's BaseManager.get_server(): a server that listens already (so its address is known) and
+// serves in this process, in whichever thread calls serve_forever().
+class ManagerServer {
+public:
+    const std::string& address() const;
+    // Serves until a client calls shutdown(), or stop() is called from another thread.
+    void serve_forever();
+    void stop();
+
+private:
+    friend class BaseManager;
+    ManagerServer() = default;
+    std::shared_ptr<detail::ServerHandle> handle_;
+};
+
 class BaseManager {
 public:
     // address: where the server listens or is (see listener.hpp; a Unix socket for one machine).
@@ -258,6 +277,8 @@ public:
     void start();
     // Runs the server in this process until shutdown() (from any client) or a signal.
     void serve_forever();
+    // The server, listening, to run in this process (see ManagerServer).
+    ManagerServer get_server();
     // Uses a server someone else started.
     void connect();
     // Stops the server (and, if start() made it, waits for its process).

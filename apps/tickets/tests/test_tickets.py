@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the tickets binary: they run the real program and check every answer
+against Python's exact integers. The binary is $TICKETS_BIN."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import uuid
+
+BIN = os.environ.get("TICKETS_BIN", "tickets")
+ANSWER = re.compile(r"^ticket (\d+)-(\d+): (-?\d+) is (even|odd): x\^(\d) = (-?\d+), x\^(\d) = (-?\d+)$")
+SUMMARY = re.compile(r"^summary: (\d+) tickets, (\d+) answered, (\d+) failed")
+KEY = "tickets-test-key"
+
+
+def expected(n: int) -> tuple[int, int]:
+    return (2, 4) if n % 2 == 0 else (3, 5)
+
+
+def check_answers(test: unittest.TestCase, out: str, numbers: list[int], pid: int | None = None) -> None:
+    """Every number answered exactly once, correctly, under this controller's tickets."""
+    got: dict[int, int] = {}
+    tickets = set()
+    for line in out.splitlines():
+        m = ANSWER.match(line)
+        if not m:
+            continue
+        if pid is not None:
+            test.assertEqual(int(m.group(1)), pid, line[:80])
+        test.assertNotIn(m.group(2), tickets, "a ticket answered twice")
+        tickets.add(m.group(2))
+        n = int(m.group(3))
+        a, b = expected(n)
+        test.assertEqual(m.group(4), "even" if n % 2 == 0 else "odd")
+        test.assertEqual((int(m.group(5)), int(m.group(7))), (a, b))
+        test.assertEqual(int(m.group(6)), n ** a, f"x^{a} of {n}")
+        test.assertEqual(int(m.group(8)), n ** b, f"x^{b} of {n}")
+        got[n] = got.get(n, 0) + 1
+    want: dict[int, int] = {}
+    for n in numbers:
+        want[n] = want.get(n, 0) + 1
+    test.assertEqual(got, want)
+
+
+def summary(test: unittest.TestCase, out: str) -> tuple[int, int, int]:
+    m = [SUMMARY.match(l) for l in out.splitlines() if SUMMARY.match(l)]
+    test.assertEqual(len(m), 1, out[-500:])
+    return int(m[0].group(1)), int(m[0].group(2)), int(m[0].group(3))
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class Dispatcher:
+    """A dispatcher process on an address, stopped and reaped however the test ends."""
+
+    def __init__(self, listen: str = "127.0.0.1:0", *extra: str, key: str = KEY, prefix: list[str] | None = None):
+        env = dict(os.environ, TICKETS_AUTHKEY=key)
+        self.proc = subprocess.Popen((prefix or []) + [BIN, "dispatcher", "--listen", listen, *extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        line = self.proc.stdout.readline()
+        m = re.search(r"serving on (\S+)", line)
+        if not m:
+            self.stop()
+            raise AssertionError("the dispatcher did not start: " + line + self.proc.stderr.read())
+        self.address = m.group(1)
+
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> tuple[int, str, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            out, err = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        return self.proc.returncode, out, err
+
+
+def controller(address: str, numbers: list[int], *extra: str, key: str = KEY,
+               prefix: list[str] | None = None) -> subprocess.Popen:
+    env = dict(os.environ, TICKETS_AUTHKEY=key)
+    p = subprocess.Popen((prefix or []) + [BIN, "controller", "--connect", address, *extra],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return p
+
+
+class Local(unittest.TestCase):
+    def run_local(self, stdin: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([BIN, *args], input=stdin, capture_output=True, text=True, timeout=120)
+
+    def test_scripted_session(self):
+        huge = int("9" * 100 + "1" * 100)  # 200 digits
+        numbers = [4, 7, -3, 0, huge, -huge - 1, 1000]
+        text = "4\n7\n-3\nhello\n0\n" + str(huge) + "\n2.5\n" + str(-huge - 1) + "\n\n  +1_000  \n0x10\n"
+        r = self.run_local(text)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        check_answers(self, r.stdout, numbers)
+        self.assertIn("'hello' is not an integer", r.stdout)
+        self.assertIn("'2.5' is not an integer", r.stdout)
+        self.assertIn("'0x10' is not an integer", r.stdout)
+        self.assertEqual(summary(self, r.stdout), (7, 7, 0))
+        self.assertEqual(len(str(huge ** 5)), 1000)
+
+    def test_numbers_on_the_command_line(self):
+        r = subprocess.run([BIN, "12", "-5", "--", "-8"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        check_answers(self, r.stdout, [12, -5, -8])
+
+    def test_bad_usage_is_explained(self):
+        r = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("Usage:", r.stdout)
+        for args, what in ((["--frobnicate"], "unknown option"), (["dispatcher"], "needs --listen"),
+                           (["--workers", "x"], "needs a whole number")):
+            r = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn(what, r.stderr)
+
+    def test_too_long_a_number_is_refused_not_computed(self):
+        r = self.run_local("1" * 100_001 + "\n5\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("too long", r.stdout)
+        check_answers(self, r.stdout, [5])
+
+
+class Network(unittest.TestCase):
+    def test_four_controllers_each_get_their_own_answers(self):
+        d = Dispatcher("127.0.0.1:0", "--quiet")
+        try:
+            inputs = [list(range(i * 1000 - 2000, i * 1000 - 1000)) for i in range(4)]
+            inputs[3][500] = 10 ** 60 + 1  # and a big one among them
+            procs = [controller(d.address, ns) for ns in inputs]
+            outs = []
+            for p, ns in zip(procs, inputs):
+                out, err = p.communicate("\n".join(map(str, ns)) + "\n", timeout=300)
+                self.assertEqual(p.returncode, 0, err)
+                outs.append(out)
+            for p, ns, out in zip(procs, inputs, outs):
+                check_answers(self, out, ns, pid=p.pid)
+                self.assertEqual(summary(self, out), (1000, 1000, 0))
+        finally:
+            rc, _, err = d.stop()
+        self.assertEqual(rc, 0, err)
+
+    def test_a_worker_killed_mid_run_loses_no_ticket(self):
+        d = Dispatcher("127.0.0.1:0", "--workers", "2", "--work-delay", "20")
+        try:
+            workers = children_of(d.pid())
+            self.assertEqual(len(workers), 2)
+            numbers = list(range(1, 101))
+            c = controller(d.address, numbers)
+            c.stdin.write("\n".join(map(str, numbers)) + "\n")
+            c.stdin.close()
+            # Once a ticket is answered the two workers hold 20 ms tasks with ~190 more queued.
+            line = d.proc.stderr.readline()
+            self.assertIn("answered", line)
+            os.kill(workers[0], signal.SIGKILL)
+            out = c.stdout.read()
+            c.wait(timeout=120)
+            self.assertEqual(c.returncode, 0, c.stderr.read())
+            check_answers(self, out, numbers, pid=c.pid)
+            self.assertEqual(summary(self, out), (100, 100, 0))
+            self.assertEqual(len(children_of(d.pid())), 2)  # replaced
+        finally:
+            rc, _, err = d.stop()
+        self.assertEqual(rc, 0)
+        self.assertIn("tried again", err)
+        self.assertFalse(any(alive(w) for w in workers))
+
+    def test_stopping_the_dispatcher_answers_or_fails_every_ticket(self):
+        d = Dispatcher("127.0.0.1:0", "--workers", "1", "--work-delay", "100")
+        workers = children_of(d.pid())
+        numbers = list(range(100))  # more than the dispatcher takes into its pool at once
+        c = controller(d.address, numbers)
+        c.stdin.write("\n".join(map(str, numbers)) + "\n")
+        c.stdin.close()
+        self.assertIn("answered", d.proc.stderr.readline())
+        rc, _, _ = d.stop()  # Ctrl-C
+        out = c.stdout.read()
+        c.wait(timeout=120)
+        self.assertEqual(rc, 0)
+        total, answered, failed = summary(self, out)
+        self.assertEqual((total, answered + failed), (100, 100))
+        self.assertGreater(failed, 0)
+        self.assertEqual(c.returncode, 1)
+        self.assertEqual(len(re.findall(r"failed: ", out)), failed)
+        self.assertFalse(any(alive(w) for w in workers))
+
+    def test_a_wrong_key_or_no_dispatcher_is_a_clear_error(self):
+        d = Dispatcher("127.0.0.1:0")
+        try:
+            c = controller(d.address, [], key="not-the-key")
+            out, err = c.communicate("4\n", timeout=60)
+            self.assertEqual(c.returncode, 2)
+            self.assertIn("refused our key", err)
+        finally:
+            d.stop()
+        c = controller(d.address, [])  # stopped: nobody listens there now
+        out, err = c.communicate("4\n", timeout=60)
+        self.assertEqual(c.returncode, 2)
+        self.assertIn("cannot reach the dispatcher", err)
+
+
+class Terminal(unittest.TestCase):
+    """Types into the interactive prompt through a pseudo-terminal and reads the screen."""
+
+    def setUp(self):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execv(BIN, [BIN])
+        self.screen = ""
+
+    def tearDown(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        os.close(self.fd)
+
+    def read_until(self, pattern: str, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while not re.search(pattern, self.screen):
+            left = end - time.monotonic()
+            if left <= 0:
+                self.fail(f"no {pattern!r} on the screen:\n{self.screen[-800:]}")
+            r, _, _ = select.select([self.fd], [], [], left)
+            if r:
+                try:
+                    self.screen += os.read(self.fd, 65536).decode(errors="replace")
+                except OSError:
+                    self.fail(f"the program ended before {pattern!r}:\n{self.screen[-800:]}")
+
+    def type(self, text: str) -> None:
+        os.write(self.fd, text.encode())
+
+    def test_prompt_answers_invalid_input_and_eof(self):
+        self.read_until(r"number> ")
+        self.type("6\n")
+        self.read_until(r"6 is even: x\^2 = 36, x\^4 = 1296")
+        self.type("abc\n")
+        self.read_until(r"'abc' is not an integer")
+        self.type("-9\n")
+        self.read_until(r"-9 is odd: x\^3 = -729, x\^5 = -59049")
+        self.type("\x04")  # Ctrl-D: end of input
+        self.read_until(r"summary: 2 tickets, 2 answered, 0 failed")
+        _, status = os.waitpid(self.pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+
+    def test_ctrl_c_ends_the_session_cleanly(self):
+        self.read_until(r"number> ")
+        self.type("5\n")
+        self.read_until(r"x\^5 = 3125")
+        kids = children_of(self.pid)
+        self.assertGreaterEqual(len(kids), 1)  # the dispatcher
+        workers = [w for k in kids for w in children_of(k)]
+        self.type("\x03")  # Ctrl-C, to the whole foreground group
+        self.read_until(r"summary: 1 tickets, 1 answered, 0 failed")
+        _, status = os.waitpid(self.pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertFalse(any(alive(p) for p in kids + workers))
+
+
+class TwoHosts(unittest.TestCase):
+    """The dispatcher in one network namespace, the controller in another, joined by veth."""
+
+    def setUp(self):
+        if os.geteuid() != 0 or not shutil.which("ip"):
+            self.skipTest("making network namespaces needs root and iproute2")
+        tag = uuid.uuid4().hex[:6]
+        self.a, self.b = f"tka{tag}", f"tkb{tag}"
+        cmds = [
+            ["ip", "netns", "add", self.a], ["ip", "netns", "add", self.b],
+            ["ip", "link", "add", f"va{tag}", "type", "veth", "peer", "name", f"vb{tag}"],
+            ["ip", "link", "set", f"va{tag}", "netns", self.a], ["ip", "link", "set", f"vb{tag}", "netns", self.b],
+            ["ip", "-n", self.a, "addr", "add", "10.77.0.1/24", "dev", f"va{tag}"],
+            ["ip", "-n", self.b, "addr", "add", "10.77.0.2/24", "dev", f"vb{tag}"],
+            ["ip", "-n", self.a, "link", "set", f"va{tag}", "up"], ["ip", "-n", self.b, "link", "set", f"vb{tag}", "up"],
+            ["ip", "-n", self.a, "link", "set", "lo", "up"], ["ip", "-n", self.b, "link", "set", "lo", "up"],
+        ]
+        for c in cmds:
+            if subprocess.run(c, capture_output=True).returncode != 0:
+                self.tearDown()
+                self.skipTest("cannot make two network namespaces joined by a veth pair here")
+
+    def tearDown(self):
+        for ns in (getattr(self, "a", None), getattr(self, "b", None)):
+            if ns:
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+    def test_a_controller_in_another_namespace(self):
+        d = Dispatcher("10.77.0.1:0", prefix=["ip", "netns", "exec", self.a])
+        try:
+            numbers = list(range(-50, 50)) + [3 ** 200]
+            c = controller(d.address, numbers, prefix=["ip", "netns", "exec", self.b])
+            out, err = c.communicate("\n".join(map(str, numbers)) + "\n", timeout=120)
+            self.assertEqual(c.returncode, 0, err)
+            check_answers(self, out, numbers)
+            self.assertEqual(summary(self, out), (101, 101, 0))
+        finally:
+            rc, _, err = d.stop()
+        self.assertEqual(rc, 0, err)
+
+
+if __name__ == "__main__":
+    unittest.main()
