@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The project's one entry point.
-#   ./dev.sh demo    install what is missing, build, run the demo (the lecture examples in turn)
+#   ./dev.sh demo    install what is missing, build, run the demo: a scripted session of the tickets
+#                    app (the lecture's Controller and Dispatcher)
+#   ./dev.sh examples  the same, then the lecture's example programs in turn
 #   ./dev.sh test    install what is missing, build, run the whole test suite: a normal build, a
 #                    consumer project against the installed package, an ASan+UBSan build, and a
 #                    TSan build of the tests where threads share connections, locks and pools, and a
@@ -11,7 +13,7 @@ cd "$(dirname "$0")"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 install_deps() {
-    local pkgs=(g++ cmake make pkg-config libcereal-dev libssl-dev clang libgtest-dev libgmock-dev libbenchmark-dev python3)
+    local pkgs=(g++ cmake make pkg-config libcereal-dev libssl-dev libgmp-dev iproute2 clang libgtest-dev libgmock-dev libbenchmark-dev python3)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,6 +41,19 @@ run_tests() {
 
 demo() {
     build build/release
+    local input=$'4\n7\n-3\nhello\n2.5\n'"$(printf '9%.0s' {1..60})"$'\n-12345678901234567890\n1_000_000\n'
+    echo
+    echo "======== tickets: a controller, a dispatcher and its workers, on this machine ========"
+    echo "input, one per line (even, odd, negative, not integers, huge):"
+    printf '%s' "$input" | sed 's/^/    /'
+    echo "---- output"
+    printf '%s' "$input" | build/release/apps/tickets/tickets
+    echo
+    echo "Interactive: build/release/apps/tickets/tickets   Across machines: tickets --help"
+}
+
+examples() {
+    demo
     for ex in process1 perf1 mprocess1 pipe_exchange subprocess2 spawn_methods mprocessQueue3 powerof \
         mprocessShared1 mprocessShared2 value_race counter_lock pool_squares mapReduce1 pool_primes net_echo remote_queue; do
         echo
@@ -78,7 +93,8 @@ tests() {
         -R '^(ConnectionTest|ShmLockTest|QueueTest|SyncTest|PoolTest|ProgressLine|ListenerTest|ManagerTest|EveryStartMethod/(ConnectionMethods|QueueMethods|SyncMethods|PoolMethods|ListenerMethods|ManagerMethods))\.'
     echo "== libFuzzer on the receiving side of a connection (frames, message decoding), 60 s"
     cmake -S . -B build/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DMPROCESS_BUILD_TESTS=OFF -DMPROCESS_BUILD_EXAMPLES=OFF -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_FUZZ=ON \
+        -DMPROCESS_BUILD_TESTS=OFF -DMPROCESS_BUILD_EXAMPLES=OFF -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_APPS=OFF \
+        -DMPROCESS_BUILD_FUZZ=ON \
         -DMPROCESS_SANITIZE="address;undefined;fuzzer-no-link" >/dev/null
     cmake --build build/fuzz -j "$jobs" --target fuzz_frames
     rm -rf build/fuzz/corpus && cp -r fuzz/corpus/frames build/fuzz/corpus  # the seeds stay as committed
@@ -95,7 +111,8 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
     demo) install_deps && demo ;;
+    examples) install_deps && examples ;;
     test) install_deps && tests ;;
     bench) install_deps && bench "$@" ;;
-    *) echo "usage: $0 demo|test|bench" >&2; exit 2 ;;
+    *) echo "usage: $0 demo|examples|test|bench" >&2; exit 2 ;;
 esac

@@ -104,8 +104,8 @@ void consume_batches(mp::QueueProxy<int> items, mp::QueueProxy<long> acks) {
 }
 
 // Items from this process to a consumer process through a Manager's queue: both ends are proxies.
-// tcp: a BaseManager on 127.0.0.1 (the socket path all the way); otherwise Manager() on a Unix
-// socket, where clients move to shared memory.
+// tcp: a BaseManager on 127.0.0.1, whose clients find its local door and move on to shared
+// memory; otherwise Manager() on a Unix socket, where clients move to shared memory at once.
 void BM_ManagerQueue(benchmark::State& state, bool tcp) {
     std::optional<mp::Manager> local;
     std::optional<mp::BaseManager> remote;

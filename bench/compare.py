@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -559,6 +560,42 @@ def py_perf1_speedup(n: int = 10_000_000, runs: int = 3) -> float:
     return seq / par
 
 
+def py_tickets(controllers: int = 4, per_controller: int = 500) -> float:
+    """bench/tickets_py.py, the tickets app in Python: a dispatcher (BaseManager on 127.0.0.1, Pool
+    of 2) and 4 controllers feeding it numbers; tickets per second over all, from the controllers'
+    start to the last one's exit, as bench_tickets measures the C++ app."""
+    script = str(Path(__file__).with_name("tickets_py.py"))
+    env = dict(os.environ, TICKETS_AUTHKEY="bench")
+    d = subprocess.Popen([sys.executable, script, "dispatcher", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True,
+                         env=env)
+    try:
+        m = re.search(r"serving on (\S+)", d.stdout.readline())
+        if not m:
+            raise WorkloadError("the Python dispatcher did not start")
+        numbers = "".join(f"{i - per_controller // 2}\n" for i in range(per_controller))
+        t0 = time.perf_counter()
+        cs = [subprocess.Popen([sys.executable, script, "controller", m.group(1)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, env=env) for _ in range(controllers)]
+        for c in cs:
+            c.stdin.write(numbers)
+            c.stdin.close()
+        outs = [c.stdout.read() for c in cs]
+        for c in cs:
+            c.wait()
+        elapsed = time.perf_counter() - t0
+        want = f"summary: {per_controller} tickets, {per_controller} answered, 0 failed"
+        if any(want not in o for o in outs) or any(c.returncode != 0 for c in cs):
+            raise WorkloadError("a Python controller did not get every answer")
+        return controllers * per_controller / elapsed
+    finally:
+        d.send_signal(signal.SIGINT)
+        try:
+            d.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            d.kill()
+            d.wait()
+
+
 def cpp_perf1_speedup(examples_dir: Path, n: int = 1_000_000_000, runs: int = 3) -> tuple[float, float]:
     """examples/perf1 with a count large enough that the work dwarfs process start-up: the speedup of
     two processes, and of two threads (the limit: what this machine's two CPUs give at all)."""
@@ -640,6 +677,8 @@ ROWS: list[Row] = [
     Row("manager-queue-tcp", "The same through a manager on 127.0.0.1 (TCP, authkey)", "rate",
         cpp="BM_ManagerQueue/tcp", python=lambda: py_manager_queue(tcp=True), binary="bench_net", goal=10,
         unit="items"),
+    Row("tickets", "tickets app: 4 controllers, a dispatcher with 2 workers, on 127.0.0.1", "rate",
+        cpp="BM_Tickets4Controllers", python=py_tickets, binary="bench_tickets", goal=10, unit="tickets"),
 ]
 
 
@@ -650,8 +689,8 @@ TIME_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
 def bench_key(run_name: str) -> str:
-    """BM_X/8/min_time:0.500/real_time -> BM_X/8: the name rows refer to."""
-    return "/".join(p for p in run_name.split("/") if ":" not in p and p != "real_time")
+    """BM_X/8/min_time:0.500/real_time (or manual_time) -> BM_X/8: the name rows refer to."""
+    return "/".join(p for p in run_name.split("/") if ":" not in p and p not in ("real_time", "manual_time"))
 
 
 @dataclass

@@ -93,9 +93,7 @@ private:
         int attempts[2] = {0, 0};
     };
 
-    static Answer failure(const Request& r, std::string why) {
-        return Answer{r.ticket, r.number, {}, std::move(why)};
-    }
+    static Answer failure(const Request& r, std::string why) { return Answer{r.ticket, r.number, {}, std::move(why)}; }
 
     void start(Request r) {
         std::string why;
@@ -140,8 +138,10 @@ private:
         if (--it->second.left > 0) return;
         Pending p = std::move(it->second);
         pending_.erase(it);
-        Answer a{p.request.ticket, p.request.number,
-                 {{p.exponents.first, std::move(p.results[0])}, {p.exponents.second, std::move(p.results[1])}}, ""};
+        Answer a{p.request.ticket,
+                 p.request.number,
+                 {{p.exponents.first, std::move(p.results[0])}, {p.exponents.second, std::move(p.results[1])}},
+                 ""};
         room_.notify_all();
         lock.unlock();
         reply(p.request.reply_to, a);
@@ -177,8 +177,8 @@ private:
             lock.unlock();
             q.put(a);
             if (!o_.quiet)
-                std::cerr << "dispatcher: ticket " << a.ticket << (a.error.empty() ? " answered" : " failed: " + a.error)
-                          << std::endl;
+                std::cerr << "dispatcher: ticket " << a.ticket
+                          << (a.error.empty() ? " answered" : " failed: " + a.error) << std::endl;
         } catch (const std::exception& e) {
             std::cerr << "dispatcher: cannot answer ticket " << a.ticket << ": " << e.what() << std::endl;
         }

@@ -107,7 +107,8 @@ Args parse(int argc, char** argv) {
         }
     }
     if (a.mode != "local" && a.address.empty())
-        usage_error(a.mode == "dispatcher" ? "the dispatcher needs --listen ADDRESS" : "the controller needs --connect ADDRESS");
+        usage_error(a.mode == "dispatcher" ? "the dispatcher needs --listen ADDRESS"
+                                           : "the controller needs --connect ADDRESS");
     if (a.mode == "dispatcher" && !a.numbers.empty()) usage_error("the dispatcher takes no numbers");
     if (a.workers == 0) a.workers = static_cast<unsigned>(std::max(2, mp::cpu_count()));
     return a;
@@ -128,7 +129,8 @@ std::string read_authkey(const Args& a) {
     return env ? env : "";
 }
 
-void dispatcher_child(std::string address, std::string authkey, unsigned workers, unsigned delay, mp::Connection ready) {
+void dispatcher_child(std::string address, std::string authkey, unsigned workers, unsigned delay,
+                      mp::Connection ready) {
     // Ctrl-C at the terminal reaches this process too; the controller decides when it stops.
     ::signal(SIGINT, SIG_IGN);
     mp::exit(run_dispatcher({address, authkey, workers, delay, true, false}, ready));
