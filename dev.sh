@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 install_deps() {
-    local pkgs=(g++ cmake make pkg-config libcereal-dev libssl-dev libgmp-dev iproute2 clang libgtest-dev libgmock-dev libbenchmark-dev python3)
+    local pkgs=(g++ cmake make pkg-config libcereal-dev libssl-dev libgmp-dev iproute2 libopenmpi-dev openmpi-bin clang libgtest-dev libgmock-dev libbenchmark-dev python3)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -83,18 +83,18 @@ tests() {
     run_tests build/release
     consumer
     echo "== ASan+UBSan build"
-    build build/asan -DMPROCESS_SANITIZE="address;undefined" -DMPROCESS_BUILD_BENCH=OFF
+    build build/asan -DMPROCESS_SANITIZE="address;undefined" -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_WITH_MPI=OFF
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_tests build/asan
     echo "== TSan build: the tests that share connections, queues and locks between threads and processes"
     cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPROCESS_SANITIZE=thread \
-        -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_EXAMPLES=OFF >/dev/null
+        -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_EXAMPLES=OFF -DMPROCESS_WITH_MPI=OFF >/dev/null
     cmake --build build/tsan -j "$jobs" --target connection_test shm_lock_test queue_test synchronize_test pool_test listener_test manager_test
     TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -j "$jobs" --timeout 300 \
         -R '^(ConnectionTest|ShmLockTest|QueueTest|SyncTest|PoolTest|ProgressLine|ListenerTest|ManagerTest|EveryStartMethod/(ConnectionMethods|QueueMethods|SyncMethods|PoolMethods|ListenerMethods|ManagerMethods))\.'
     echo "== libFuzzer on the receiving side of a connection (frames, message decoding), 60 s"
     cmake -S . -B build/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DMPROCESS_BUILD_TESTS=OFF -DMPROCESS_BUILD_EXAMPLES=OFF -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_APPS=OFF \
-        -DMPROCESS_BUILD_FUZZ=ON \
+        -DMPROCESS_WITH_MPI=OFF -DMPROCESS_BUILD_FUZZ=ON \
         -DMPROCESS_SANITIZE="address;undefined;fuzzer-no-link" >/dev/null
     cmake --build build/fuzz -j "$jobs" --target fuzz_frames
     rm -rf build/fuzz/corpus && cp -r fuzz/corpus/frames build/fuzz/corpus  # the seeds stay as committed

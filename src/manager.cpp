@@ -7,6 +7,8 @@
 // call looks every 100 ms whether its client is still there, so a dead client's call ends.
 #include "mprocess/manager.hpp"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +17,7 @@
 #include <deque>
 #include <list>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "channel.hpp"
@@ -37,6 +40,18 @@ constexpr auto kLook = std::chrono::milliseconds(100);  // how often a waiting c
 
 bool is_unix_address(const std::string& a) {
     return !a.empty() && (a[0] == '@' || a[0] == '/' || a[0] == '.' || a.rfind("unix:", 0) == 0);
+}
+
+// The key of a TCP server's local door: derived from its key and the door's name, so that a
+// handshake made for the door cannot be passed on to the TCP port (or to another door).
+std::string door_key(const std::string& authkey, const std::string& door) {
+    const std::string label = "mprocess manager local door " + door;
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!HMAC(EVP_sha256(), authkey.data(), static_cast<int>(authkey.size()),
+              reinterpret_cast<const unsigned char*>(label.data()), label.size(), out, &n))
+        throw Error("HMAC-SHA256 failed while deriving a key");
+    return std::string(reinterpret_cast<const char*>(out), n);
 }
 
 std::string hex(const std::string& bytes) {
@@ -355,13 +370,16 @@ public:
         : listener_(address, {.authkey = authkey, .handshake_timeout = 10.0, .max_message = kMaxRequest}),
           local_(is_unix_address(address)),
           registered_only_(registered_only) {
-        if (!local_)
-            shortcut_.emplace(
-                "@mprocess-manager-" + hex(platform::random_bytes(16)),
-                ListenerOptions{.authkey = authkey, .handshake_timeout = 10.0, .max_message = kMaxRequest});
+        if (!local_) {
+            const std::string door = "@mprocess-manager-" + hex(platform::random_bytes(16));
+            shortcut_.emplace(door, ListenerOptions{.authkey = door_key(authkey, door),
+                                                    .handshake_timeout = 10.0,
+                                                    .max_message = kMaxRequest});
+        }
         for (const auto& [kind, name, args] : registered) {
             objects_[name] = make_kind(kind, args);
             kinds_[name] = kind;
+            registered_.insert(name);
         }
     }
     const std::string& address() const { return listener_.address(); }
@@ -505,6 +523,22 @@ private:
                 return {};
             }
             if (method == "local") return shortcut_ ? Results{shortcut_->address()} : Results{};
+            if (method == "release") {
+                const std::string name = args.at(0);
+                std::shared_ptr<Object> gone;
+                {
+                    std::lock_guard lock(m_);
+                    if (registered_.count(name))
+                        throw Fail{"ValueError", "'" + name + "' is registered by the server: it stays"};
+                    auto it = objects_.find(name);
+                    if (it == objects_.end()) throw Fail{"KeyError", "the manager has no object '" + name + "'"};
+                    gone = std::move(it->second);
+                    objects_.erase(it);
+                    kinds_.erase(name);
+                }
+                gone->wake_all();
+                return {};
+            }
             if (method == "make") {
                 const std::string kind = args.at(0), name = args.at(1);
                 if (!name.empty() && name[0] == '#')
@@ -524,12 +558,12 @@ private:
             }
             throw Fail{"AttributeError", "the manager has no method '" + method + "'"};
         }
-        Object* obj;
+        std::shared_ptr<Object> obj;  // a call in progress keeps a released object alive
         {
             std::lock_guard lock(m_);
             auto it = objects_.find(object);
             if (it == objects_.end()) throw Fail{"KeyError", "the manager has no object '" + object + "'"};
-            obj = it->second.get();  // objects live as long as the server
+            obj = it->second;
         }
         return obj->call(method, args, caller);
     }
@@ -543,8 +577,9 @@ private:
     const bool registered_only_;
     std::atomic<bool> stopping_{false};
     std::mutex m_;
-    std::map<std::string, std::unique_ptr<Object>> objects_;
+    std::map<std::string, std::shared_ptr<Object>> objects_;
     std::map<std::string, std::string> kinds_;
+    std::set<std::string> registered_;  // the server's own names: never released
     std::list<std::shared_ptr<Live>> live_;
     std::uint64_t next_connection_ = 0;
     std::uint64_t next_object_ = 0;
@@ -580,7 +615,7 @@ Connection shortcut(Connection& tcp, const std::string& authkey) {
     auto [status, type, message, results] = tcp.recv<Reply>();
     if (status != 0 || results.empty()) return tcp;
     try {
-        Connection local = Client(results.at(0), {.authkey = authkey, .timeout = 5.0});
+        Connection local = Client(results.at(0), {.authkey = door_key(authkey, results.at(0)), .timeout = 5.0});
         Connection pipe = upgraded(local);
         tcp.close();
         return pipe;
@@ -628,7 +663,16 @@ struct ServerHandle {
 };
 
 std::vector<std::string> call(const ObjectRef& ref, const std::string& method, std::vector<std::string> args) {
-    Connection& conn = connection_to(ref.address, ref.authkey);
+    std::string key = ref.authkey;
+    if (ref.needs_key) {
+        auto known = authkey_for(ref.address);
+        if (!known)
+            throw AuthenticationError("this process knows no key for the manager at " + ref.address +
+                                      ": connect a BaseManager to it with its key, or call "
+                                      "mp::remember_authkey(address, key), before using proxies it sent");
+        key = *known;
+    }
+    Connection& conn = connection_to(ref.address, key);
     try {
         conn.send(Request{ref.id, method, std::move(args)});
         auto [status, type, message, results] = conn.recv<Reply>();
@@ -735,6 +779,11 @@ void BaseManager::shutdown() {
     connected_ = false;
 }
 
+void BaseManager::release(const std::string& name) {
+    if (!connected_) throw ValueError("the manager is not started or connected: call start() or connect()");
+    detail::call(detail::ObjectRef{address_, options_.authkey, "", ""}, "release", {name});
+}
+
 void BaseManager::declare(const std::string& kind, const std::string& name, std::vector<std::string> args) {
     if (server_ || connected_) throw ValueError("register objects before start() or serve_forever()");
     if (name.empty()) throw ValueError("a registered object needs a name");
@@ -750,7 +799,8 @@ Manager::Manager(ManagerOptions options)
     : BaseManager("@mprocess-manager-" + std::to_string(::getpid()) + "-" +
                       std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()),
                   [&] {
-                      if (options.authkey.empty()) options.authkey = current_process().authkey();
+                      // A key of its own, known to this process and the children it starts.
+                      if (options.authkey.empty()) options.authkey = platform::random_bytes(32);
                       return options;
                   }()) {
     start();

@@ -51,7 +51,7 @@ namespace {
 using TaskHead = std::tuple<Symbol, Symbol>;
 
 // The message's head; the encoded arguments are appended to it.
-std::string task_message_head(const Symbol& invoker, const Symbol& fn) {
+std::string symbols_head(const Symbol& invoker, const Symbol& fn) {
     const std::string head = encode(TaskHead{invoker, fn});
     const auto n = static_cast<std::uint32_t>(head.size());
     std::string msg(reinterpret_cast<const char*>(&n), sizeof n);
@@ -81,13 +81,6 @@ std::string type_of_current_exception() {
 
 // The worker's main loop. A plain function, so that it starts under every method.
 void pool_worker(Connection conn, unsigned maxtasks) {
-    std::map<std::string, void*> resolved;
-    auto address = [&resolved](const Symbol& s) {
-        const std::string key = s.object + '\0' + s.build_id + '\0' + std::to_string(s.offset);
-        auto it = resolved.find(key);
-        if (it == resolved.end()) it = resolved.emplace(key, code_address(s)).first;
-        return it->second;
-    };
     for (unsigned done = 0; maxtasks == 0 || done < maxtasks; ++done) {
         std::string msg;
         try {
@@ -96,19 +89,7 @@ void pool_worker(Connection conn, unsigned maxtasks) {
             return;  // the pool is gone
         }
         if (msg.empty()) return;  // the pool's stop
-        std::string answer(1, '\0');
-        try {
-            auto [head, args] = parse_task(msg);
-            auto& [invoker, fn] = head;
-            reinterpret_cast<Invoker>(address(invoker))(address(fn), args, answer);
-        } catch (const std::exception& e) {
-            answer.assign(1, '\1');
-            answer += encode(Failure{type_of_current_exception(), e.what()});
-        } catch (...) {
-            answer.assign(1, '\1');
-            answer += encode(Failure{type_of_current_exception(), "a non-standard exception"});
-        }
-        conn.send_bytes(answer);
+        conn.send_bytes(run_task_message(msg));
     }
 }
 
@@ -137,6 +118,61 @@ void run_hook(const std::function<void()>& hook) noexcept {
 }
 
 }  // namespace
+
+std::string task_message_head(Invoker invoker, void* fn) {
+    return symbols_head(code_symbol(reinterpret_cast<void*>(invoker)), code_symbol(fn));
+}
+
+std::string run_task_message(std::string_view msg) {
+    // A worker runs one task at a time, each thread its own: the cache needs no lock.
+    thread_local std::map<std::string, void*> resolved;
+    auto address = [](const Symbol& s) {
+        const std::string key = s.object + '\0' + s.build_id + '\0' + std::to_string(s.offset);
+        auto it = resolved.find(key);
+        if (it == resolved.end()) it = resolved.emplace(key, code_address(s)).first;
+        return it->second;
+    };
+    std::string answer(1, '\0');
+    try {
+        auto [head, args] = parse_task(msg);
+        auto& [invoker, fn] = head;
+        reinterpret_cast<Invoker>(address(invoker))(address(fn), args, answer);
+    } catch (const std::exception& e) {
+        answer.assign(1, '\1');
+        answer += encode(Failure{type_of_current_exception(), e.what()});
+    } catch (...) {
+        answer.assign(1, '\1');
+        answer += encode(Failure{type_of_current_exception(), "a non-standard exception"});
+    }
+    return answer;
+}
+
+std::string finish_with_answer(TaskState& st, std::string answer, int pid) {
+    if (!answer.empty() && answer[0] == '\0') {
+        finish(st, std::move(answer), nullptr);  // the result follows the status byte
+        return {};
+    }
+    std::exception_ptr error;
+    std::string failure;
+    try {
+        auto [type, what] = decode<Failure>(std::string_view(answer).substr(answer.empty() ? 0 : 1));
+        failure = type + ": " + what;
+        error = std::make_exception_ptr(RemoteError(type, what, pid));
+    } catch (const Error& e) {
+        failure = std::string("DecodeError: ") + e.what();
+        error = std::make_exception_ptr(RemoteError("DecodeError", e.what(), pid));
+    }
+    finish(st, {}, error);
+    return failure;
+}
+
+void mark_callback_thread(const void* core) noexcept {
+    t_manager_of = core;
+}
+
+void run_callback(const std::function<void()>& fn) noexcept {
+    run_hook(fn);
+}
 
 bool help_collect(PoolCore& core, TaskState& st);
 
@@ -254,16 +290,15 @@ void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::
     }
 }
 
-class PoolCore : public std::enable_shared_from_this<PoolCore> {
+class ProcessPoolCore final : public PoolCore {
 public:
-    PoolCore(unsigned n, std::string method, const PoolOptions& options)
+    ProcessPoolCore(unsigned n, std::string method, const PoolOptions& options)
         : method_(std::move(method)),
           maxtasks_(options.maxtasksperchild),
           break_on_loss_(options.on_worker_lost == OnWorkerLost::break_pool),
           bell_(platform::make_eventfd()) {
         if (options.initializer)
-            init_ = std::make_shared<const std::string>(head(options.initializer.invoker_, options.initializer.fn_) +
-                                                        options.initializer.args_);
+            init_ = std::make_shared<const std::string>(InitializerAccess::message(options.initializer));
         for (unsigned i = 0; i < n; ++i) {
             workers_.push_back(std::make_unique<Worker>());
             start_worker(*workers_.back());
@@ -275,13 +310,13 @@ public:
         manager_running_ = true;
         manager_ = std::thread([this] { manage(); });
     }
-    ~PoolCore() { terminate(); }
+    ~ProcessPoolCore() override { terminate(); }
 
-    std::string head(Invoker invoker, void* fn) {
-        return task_message_head(symbol(reinterpret_cast<void*>(invoker)), symbol(fn));
+    std::string head(Invoker invoker, void* fn) override {
+        return symbols_head(symbol(reinterpret_cast<void*>(invoker)), symbol(fn));
     }
 
-    std::shared_ptr<TaskState> submit(std::string message) {
+    std::shared_ptr<TaskState> submit(std::string message) override {
         auto st = std::make_shared<TaskState>();
         st->pool = this;
         st->core = weak_from_this();
@@ -304,7 +339,7 @@ public:
 
     // A thread waiting for st reads its worker's answer itself, if it is there: the manager may be
     // asleep, and waking it costs more than the task. True if an answer was read.
-    bool help(TaskState& st) {
+    bool help(TaskState& st) override {
         const int slot = st.slot.load(std::memory_order_acquire);
         if (slot < 0 || static_cast<std::size_t>(slot) >= workers_.size()) return false;
         Worker& w = *workers_[static_cast<std::size_t>(slot)];
@@ -314,7 +349,7 @@ public:
 
     // Runs fn on the manager thread (user callbacks run there, one at a time, as in Python);
     // false if the manager has ended.
-    bool post(std::function<void()> fn) {
+    bool post(std::function<void()> fn) override {
         {
             std::lock_guard lock(m_);
             if (!manager_running_) return false;
@@ -325,7 +360,7 @@ public:
     }
 
     // The tasks no worker has begun, taken back: st, or all of them if st is null.
-    bool cancel(const std::shared_ptr<TaskState>& st) {
+    bool cancel(const std::shared_ptr<TaskState>& st) override {
         std::deque<Task> taken;
         {
             std::lock_guard lock(m_);
@@ -349,7 +384,7 @@ public:
         return true;
     }
 
-    void close() {
+    void close() override {
         {
             std::lock_guard lock(m_);
             closed_ = true;
@@ -357,7 +392,7 @@ public:
         platform::signal_efd(bell_);
     }
 
-    void join() {
+    void join() override {
         {
             std::lock_guard lock(m_);
             if (!closed_ && !terminated_) throw ValueError("join() of a Pool that is still running: close() it first");
@@ -368,7 +403,7 @@ public:
     }
 
     // From a callback (the manager thread) this only asks: the manager stops when the callback returns.
-    void terminate() noexcept {
+    void terminate() noexcept override {
         {
             std::lock_guard lock(m_);
             terminated_ = true;
@@ -380,7 +415,7 @@ public:
         shut_down();  // for a pool whose manager had already ended after close(), or never started
     }
 
-    std::vector<pid_t> pids() const {
+    std::vector<int> pids() const override {
         std::lock_guard lock(m_);
         return pids_;
     }
@@ -545,21 +580,9 @@ private:
             if (!init) ++w.done;
         }
         reading.unlock();  // completing runs hooks: they must not hold up this worker's reader
-        if (!answer.empty() && answer[0] == '\0') {
-            finish(*st, std::move(answer), nullptr);  // the result follows the status byte
-        } else {
-            std::exception_ptr error;
-            try {
-                auto [type, what] = decode<Failure>(std::string_view(answer).substr(answer.empty() ? 0 : 1));
-                error = std::make_exception_ptr(RemoteError(type, what, pid));
-                if (init)
-                    break_pool("the Pool's initializer failed in worker " + std::to_string(pid) + ": " + type + ": " +
-                               what);
-            } catch (const Error& e) {
-                error = std::make_exception_ptr(RemoteError("DecodeError", e.what(), pid));
-            }
-            finish(*st, {}, error);
-        }
+        const std::string failure = finish_with_answer(*st, std::move(answer), pid);
+        if (init && !failure.empty())
+            break_pool("the Pool's initializer failed in worker " + std::to_string(pid) + ": " + failure);
         dispatch();  // the worker is free for the next pending task
         return true;
     }
@@ -753,7 +776,7 @@ private:
     bool closed_ = false;
     bool terminated_ = false;
     std::string broken_;  // why the pool is broken, or empty
-    std::vector<pid_t> pids_;
+    std::vector<int> pids_;
     std::vector<std::unique_ptr<Worker>> workers_;  // a fixed set of slots
     std::mutex symbols_m_;
     std::map<void*, Symbol> symbols_;
@@ -764,7 +787,7 @@ private:
 std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& options) {
     if (processes == 0) throw ValueError("Number of processes must be at least 1");
     const std::string method = options.start_method.empty() ? get_start_method() : options.start_method;
-    auto core = std::make_shared<PoolCore>(processes, method, options);
+    auto core = std::make_shared<ProcessPoolCore>(processes, method, options);
     core->run();
     return core;
 }
@@ -816,7 +839,8 @@ void pool_join(PoolCore& core) {
     core.join();
 }
 std::vector<pid_t> pool_pids(const PoolCore& core) {
-    return core.pids();
+    auto p = core.pids();
+    return std::vector<pid_t>(p.begin(), p.end());
 }
 
 }  // namespace detail

@@ -368,10 +368,12 @@ void Process::start() {
     }
     if (method == "fork") {
         platform::flush_stdio();
-        detail::process_authkey();  // made before the fork, so that parent and child share it
+        // Taken before the fork: the child must not lock what another thread here may hold.
+        // It also makes the authkey first, so that parent and child share it.
+        const auto who = detail::identity_of(*st_);
         pid_t pid = ::fork();
         if (pid < 0) platform::throw_errno("fork");
-        if (pid == 0) child_main();
+        if (pid == 0) detail::become_child_and_run(who, [this] { run(); });
         auto [pidfd, status_fd] = detail::pidfd_or_discard(pid);
         adopt_child(pid, pidfd, status_fd);
         return;
@@ -427,10 +429,6 @@ void Process::adopt_child(pid_t pid, int pidfd, int status_fd) {
     // As Python: the parent lets go of the target and its arguments, so that, for example, a
     // Connection passed to the child is not kept open here.
     target_.reset();
-}
-
-void Process::child_main() {
-    detail::become_child_and_run(detail::identity_of(*st_), [this] { run(); });
 }
 
 void Process::join() {
@@ -492,14 +490,12 @@ void remember_authkey(const std::string& address, const std::string& key) {
     s.known_keys[address] = key;
 }
 
-std::string authkey_for(const std::string& address) {
-    {
-        auto& s = detail::self();
-        std::lock_guard lock(s.m);
-        auto it = s.known_keys.find(address);
-        if (it != s.known_keys.end()) return it->second;
-    }
-    return detail::process_authkey();
+std::optional<std::string> authkey_for(const std::string& address) {
+    auto& s = detail::self();
+    std::lock_guard lock(s.m);
+    auto it = s.known_keys.find(address);
+    if (it == s.known_keys.end()) return std::nullopt;
+    return it->second;
 }
 
 void set_authkey(std::string key) {

@@ -21,21 +21,34 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Lines from standard input; a signal (Ctrl-C) ends the input as end of file does.
+// Lines from standard input; a signal (Ctrl-C) ends the input as end of file does. A line longer
+// than any number we take is cut: its first bytes and the rest skipped, so memory stays bounded.
 class LineReader {
 public:
+    static constexpr std::size_t kLongest = kMaxDigits + 1024;
+
     std::optional<std::string> next() {
         for (;;) {
             if (auto nl = buf_.find('\n'); nl != std::string::npos) {
                 std::string line = buf_.substr(0, nl);
                 buf_.erase(0, nl + 1);
+                if (std::exchange(skipping_, false)) continue;  // the tail of a line already cut
                 return line;
             }
+            if (buf_.size() > kLongest) {
+                if (!skipping_) {
+                    skipping_ = true;
+                    std::string head = buf_.substr(0, kLongest);
+                    buf_.clear();
+                    return head;  // too long: refused by parse_integer
+                }
+                buf_.clear();
+            }
             if (eof_ || stop_requested().load()) {
-                if (buf_.empty() || stop_requested().load()) return std::nullopt;
+                if (buf_.empty() || skipping_ || stop_requested().load()) return std::nullopt;
                 return std::exchange(buf_, {});
             }
-            char chunk[4096];
+            char chunk[65536];
             const ssize_t n = ::read(0, chunk, sizeof chunk);
             if (n > 0)
                 buf_.append(chunk, static_cast<std::size_t>(n));
@@ -47,6 +60,7 @@ public:
 private:
     std::string buf_;
     bool eof_ = false;
+    bool skipping_ = false;
 };
 
 std::string host_name() {
@@ -86,6 +100,25 @@ public:
         auto requests = manager.Queue<Request>(kRequests);
         replies_ = manager.Queue<Answer>(reply_to);
         std::thread reader([this] { read_answers(); });
+        // However this ends, the reader stops and is joined, and the reply queue is given back.
+        struct Finally {
+            Controller& c;
+            std::thread& reader;
+            mp::BaseManager& manager;
+            const std::string& queue;
+            ~Finally() {
+                {
+                    std::lock_guard lock(c.m_);
+                    c.input_done_ = true;
+                    c.deadline_ = Clock::now();
+                }
+                if (reader.joinable()) reader.join();
+                try {
+                    manager.release(queue);
+                } catch (const std::exception&) {
+                }
+            }
+        } finally{*this, reader, manager, reply_to};
 
         LineReader stdin_lines;
         std::size_t next_arg = 0;
@@ -172,6 +205,18 @@ private:
     }
 
     void read_answers() {
+        try {
+            read_answers_until_done();
+        } catch (const std::exception& e) {  // an answer this controller cannot read
+            {
+                std::lock_guard lock(m_);
+                gone_ = true;  // nothing reads the answers any more: stop sending
+            }
+            lost(std::string("the dispatcher's answers cannot be read (") + e.what() + ")");
+        }
+    }
+
+    void read_answers_until_done() {
         for (;;) {
             {
                 std::lock_guard lock(m_);
@@ -182,10 +227,13 @@ private:
                 a = replies_.get(true, 0.2);
             } catch (const mp::Empty&) {
                 continue;
+            } catch (const mp::DecodeError&) {
+                throw;
             } catch (const std::exception& e) {
                 lost("the dispatcher went away (" + std::string(e.what()) + ")");
                 return;
             }
+            if (a.error.empty() && a.powers.size() != 2) a.error = "a malformed answer";
             Sent s;
             {
                 std::lock_guard lock(m_);

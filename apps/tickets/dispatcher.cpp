@@ -32,6 +32,7 @@ std::string work(std::string number, unsigned exponent, unsigned delay_ms) {
 // which finishes their tickets before it stops them.
 void ignore_interrupts() {
     ::signal(SIGINT, SIG_IGN);
+    ::signal(SIGTERM, SIG_DFL);  // the dispatcher's handler, inherited: the Pool stops workers with it
 }
 
 constexpr int kAttempts = 3;  // a ticket whose worker dies is tried again, up to this many times
@@ -41,8 +42,8 @@ public:
     Dispatcher(const DispatcherOptions& o, mp::BaseManager& manager)
         : o_(o),
           manager_(manager),
-          pool_(o.workers, {.initializer = mp::Initializer(ignore_interrupts)}),
-          window_(std::max<std::size_t>(16, 8 * std::size_t{o.workers})) {}
+          window_(std::max<std::size_t>(16, 8 * std::size_t{o.workers})),
+          pool_(o.workers, {.initializer = mp::Initializer(ignore_interrupts)}) {}
 
     // Takes tickets until stopped; then finishes or fails every ticket it holds.
     void run() {
@@ -60,8 +61,16 @@ public:
                 r = requests.get(true, 0.2);
             } catch (const mp::Empty&) {
                 continue;
+            } catch (const mp::DecodeError& e) {  // not a Request: a peer's mistake, dropped
+                std::cerr << "dispatcher: dropped a malformed request: " << e.what() << std::endl;
+                continue;
             }
             if (r.ticket.empty()) break;  // a stop request
+            if (r.reply_to.rfind("replies/", 0) != 0) {  // an answer must never land in Q1 itself
+                std::cerr << "dispatcher: dropped ticket " << r.ticket.substr(0, 40)
+                          << ": its reply queue is not a controller's" << std::endl;
+                continue;
+            }
             start(std::move(r));
         }
         // Tickets in progress finish (each takes a worker some microseconds, or work_delay);
@@ -78,10 +87,10 @@ public:
                 break;
             }
         }
-        pool_.terminate();
-        std::lock_guard lock(m_);
-        for (auto& [key, p] : pending_) reply(p.request.reply_to, failure(p.request, "the dispatcher stopped"));
-        pending_.clear();
+        pool_.terminate();  // the tickets it still holds fail through failed()
+        // Answers are read by their controllers before the server goes (at most 5 s).
+        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (std::chrono::steady_clock::now() < end && !delivered()) ::usleep(20'000);
     }
 
 private:
@@ -92,6 +101,19 @@ private:
         int left = 2;
         int attempts[2] = {0, 0};
     };
+
+    // Whether every reply queue this dispatcher answered has been emptied (or released).
+    bool delivered() {
+        std::lock_guard lock(replies_m_);
+        for (auto it = replies_.begin(); it != replies_.end();) {
+            try {
+                if (it->second.qsize() != 0) return false;
+            } catch (const std::exception&) {  // released by its controller, or the server is gone
+            }
+            it = replies_.erase(it);
+        }
+        return true;
+    }
 
     static Answer failure(const Request& r, std::string why) { return Answer{r.ticket, r.number, {}, std::move(why)}; }
 
@@ -114,19 +136,25 @@ private:
         submit(key, 1);
     }
 
+    // A power of a pending ticket to the pool; if the pool refuses it, the ticket fails.
     void submit(const std::string& key, int slot) {
         std::string number;
         unsigned exponent;
         {
             std::lock_guard lock(m_);
-            auto& p = pending_.at(key);
-            ++p.attempts[slot];
-            number = p.request.number;
-            exponent = slot == 0 ? p.exponents.first : p.exponents.second;
+            auto it = pending_.find(key);
+            if (it == pending_.end()) return;  // already failed
+            ++it->second.attempts[slot];
+            number = it->second.request.number;
+            exponent = slot == 0 ? it->second.exponents.first : it->second.exponents.second;
         }
-        auto task = pool_.apply_async(work, number, exponent, o_.work_delay_ms);
-        task.callback([this, key, slot](const std::string& value) { done(key, slot, value); });
-        task.error_callback([this, key, slot](const std::exception& e) { failed(key, slot, e); });
+        try {
+            auto task = pool_.apply_async(work, number, exponent, o_.work_delay_ms);
+            task.callback([this, key, slot](const std::string& value) { done(key, slot, value); });
+            task.error_callback([this, key, slot](const std::exception& e) { failed(key, slot, e, false); });
+        } catch (const std::exception& e) {
+            failed(key, slot, e, true);
+        }
     }
 
     // Callbacks run one at a time in the pool's manager thread.
@@ -147,12 +175,12 @@ private:
         reply(p.request.reply_to, a);
     }
 
-    void failed(const std::string& key, int slot, const std::exception& e) {
+    void failed(const std::string& key, int slot, const std::exception& e, bool refused) {
         std::unique_lock lock(m_);
         auto it = pending_.find(key);
         if (it == pending_.end()) return;
         const bool lost = dynamic_cast<const mp::WorkerLost*>(&e) != nullptr;
-        if (lost && it->second.attempts[slot] < kAttempts && !stop_flag.load()) {
+        if (lost && !refused && it->second.attempts[slot] < kAttempts && !stop_flag.load()) {
             std::cerr << "dispatcher: " << e.what() << "; ticket " << it->second.request.ticket << " is tried again"
                       << std::endl;
             lock.unlock();
@@ -175,7 +203,13 @@ private:
             if (it == replies_.end()) it = replies_.emplace(to, manager_.Queue<Answer>(to)).first;
             auto q = it->second;
             lock.unlock();
-            q.put(a);
+            try {
+                q.put(a);
+            } catch (const mp::RemoteError&) {  // its controller released the queue: it has gone
+                std::lock_guard again(replies_m_);
+                replies_.erase(to);
+                throw;
+            }
             if (!o_.quiet)
                 std::cerr << "dispatcher: ticket " << a.ticket
                           << (a.error.empty() ? " answered" : " failed: " + a.error) << std::endl;
@@ -186,13 +220,14 @@ private:
 
     const DispatcherOptions& o_;
     mp::BaseManager& manager_;
-    mp::Pool pool_;
-    std::mutex m_;
-    std::condition_variable room_;  // pending_ shrank
     const std::size_t window_;
+    std::mutex m_;
+    std::condition_variable room_;            // pending_ shrank
     std::map<std::string, Pending> pending_;  // by reply queue and ticket
     std::mutex replies_m_;
     std::map<std::string, mp::QueueProxy<Answer>> replies_;
+    // Last, so that it goes first: its callbacks use everything above.
+    mp::Pool pool_;
 };
 
 }  // namespace

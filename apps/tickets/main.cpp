@@ -144,7 +144,12 @@ int run_local(const Args& a) {
     auto [ready, ready_there] = mp::Pipe(false);
     mp::Process dispatcher(dispatcher_child, {.name = "Dispatcher", .die_with_parent = true}, address, key, a.workers,
                            a.work_delay_ms, ready_there);
-    dispatcher.start();
+    try {
+        dispatcher.start();
+    } catch (const std::exception& e) {
+        std::cerr << "tickets: cannot start the dispatcher: " << e.what() << "\n";
+        return 2;
+    }
     ready_there.close();
     std::string where;
     try {

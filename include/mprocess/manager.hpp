@@ -55,17 +55,20 @@ struct ObjectRef {
     std::string authkey;
     std::string kind;  // "queue", "dict", ...
     std::string id;
+    bool needs_key = false;  // the server has a key, and this process knew none for it
 
     // The key never travels with the proxy (a queue item, a reply over the network); the receiver
     // uses the key it knows for that address (see authkey_for in process.hpp).
     template <class Archive>
     void serialize(Archive& ar) {
         enum : std::uint8_t { no_key, withheld };
-        std::uint8_t key_state = authkey.empty() ? no_key : withheld;
+        std::uint8_t key_state = authkey.empty() && !needs_key ? no_key : withheld;
         ar(address, key_state, kind, id);
         if constexpr (Archive::is_loading::value) {
             if (key_state > withheld) throw DecodeError("a manager proxy with an unknown key state");
-            authkey = key_state == no_key ? std::string() : authkey_for(address);
+            auto key = key_state == no_key ? std::optional<std::string>("") : authkey_for(address);
+            authkey = key.value_or("");
+            needs_key = !key;  // looked up again at each call: the key may be learned later
         }
     }
 };
@@ -326,6 +329,11 @@ public:
     ValueProxy<T> Value(const T& initial, const std::string& name = "") {
         return ValueProxy<T>(make("value", name, {encode(initial)}));
     }
+    // Frees a named object that a client made (the server's registered ones stay): its memory
+    // goes, and later calls through its proxies fail with RemoteError (KeyError). Objects are
+    // otherwise kept until the server stops; nothing counts proxies (see docs/architecture.md).
+    void release(const std::string& name);
+
     LockProxy Lock(const std::string& name = "") { return LockProxy(make("lock", name, {})); }
     EventProxy Event(const std::string& name = "") { return EventProxy(make("event", name, {})); }
     NamespaceProxy Namespace(const std::string& name = "") { return NamespaceProxy(make("namespace", name, {})); }

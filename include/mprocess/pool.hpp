@@ -58,12 +58,12 @@ private:
     pid_t pid_;
 };
 
-// The worker running a task died before it could answer.
 namespace detail {
-class PoolCore;
+struct InitializerAccess;
 struct PoolAccess;
 }  // namespace detail
 
+// The worker running a task died before it could answer.
 class WorkerLost : public Error {
 public:
     WorkerLost(pid_t pid, int exitcode);
@@ -118,11 +118,18 @@ public:
     explicit operator bool() const noexcept { return invoker_ != nullptr; }
 
 private:
-    friend class detail::PoolCore;
+    friend struct detail::InitializerAccess;
     detail::Invoker invoker_ = nullptr;
     void* fn_ = nullptr;
     std::string args_;
 };
+
+namespace detail {
+// For the cores that run initializers.
+struct InitializerAccess {
+    static std::string message(const Initializer& i) { return task_message_head(i.invoker_, i.fn_) + i.args_; }
+};
+}  // namespace detail
 
 struct PoolOptions {
     std::string start_method{};     // default: get_start_method()
@@ -392,6 +399,11 @@ public:
     // Not in Python's API: the workers' pids now, and how many there are.
     std::vector<pid_t> pids() const { return detail::pool_pids(*core_); }
     unsigned processes() const noexcept { return processes_; }
+
+protected:
+    // A Pool over other workers (mpi::Pool): the same calls, carried by another core.
+    Pool(std::shared_ptr<detail::PoolCore> core, unsigned processes)
+        : core_(std::move(core)), processes_(processes) {}
 
 private:
     friend class ProcessPoolExecutor;

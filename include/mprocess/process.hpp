@@ -63,8 +63,8 @@ public:
     bool daemon() const noexcept { return daemon_; }
     bool is_alive() const;
     // Python's authkey, known for current_process() only (empty otherwise): 32 random bytes made
-    // in the main process and inherited by every child, under each start method. Manager() uses
-    // it as its key, and so does a manager proxy that arrives without one (see manager.hpp).
+    // in the main process and inherited by every child, under each start method: a secret a
+    // program's processes share (for a Listener of their own, say).
     const std::string& authkey() const noexcept { return authkey_; }
 
 private:
@@ -170,7 +170,6 @@ private:
     }
     detail::ProcessState& state() const;    // throws ValueError once closed
     detail::ProcessState& started() const;  // also requires start() and that we are the parent
-    [[noreturn]] void child_main();
     detail::SpawnTarget spawn_target(const std::string& method) const;
     // Takes ownership of the descriptors (-1 for none).
     void adopt_child(pid_t pid, int pidfd, int status_fd);
@@ -186,10 +185,12 @@ void set_authkey(std::string key);
 
 // The keys this process knows for the servers it talks to (managers, by address), inherited by
 // every child under each start method, as the process's own authkey is. A BaseManager given a
-// key remembers it here, so a proxy, which never carries its key, works in any process that
-// knows it; authkey_for() an address it does not know is current_process().authkey().
+// key remembers it here when it starts or connects, so a proxy, which never carries its key,
+// works in any process that knows it. There is no fallback: a proxy for an address whose key is
+// unknown here fails with AuthenticationError when used (its key would otherwise be tried on
+// whatever listens there, which could pass a challenge on to the real server).
 void remember_authkey(const std::string& address, const std::string& key);
-std::string authkey_for(const std::string& address);
+std::optional<std::string> authkey_for(const std::string& address);
 // The process that started this one; empty in the main process.
 std::optional<ProcessInfo> parent_process();
 // The children of this process that are still running (finished ones are reaped on the way).

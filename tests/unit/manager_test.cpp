@@ -74,6 +74,12 @@ void serve_registered(std::string address) {
     server.serve_forever();
 }
 
+void serve_with_jobs(std::string address) {
+    mp::BaseManager server(address, {.authkey = "secret"});
+    server.register_queue("jobs");
+    server.serve_forever();
+}
+
 // Connects, waiting for the server to listen.
 void connect_when_up(mp::BaseManager& m) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -420,11 +426,15 @@ TEST_F(ManagerTest, AProxyFromAStrangerNeedsItsKeyToBeKnownHere) {
     poster.start();
     auto q = posted.get(true, 30.0);  // made by a process that knew the key; this one does not
     poster.join(30.0);
-    EXPECT_THROW(q.put(1), mp::AuthenticationError);  // this process's own authkey is tried
+    try {
+        q.put(1);  // no key is guessed: none is tried on whatever listens there
+        FAIL() << "a proxy without a known key was used";
+    } catch (const mp::AuthenticationError& e) {
+        EXPECT_NE(std::string(e.what()).find("knows no key for the manager at " + address), std::string::npos);
+    }
     mp::remember_authkey(address, "secret");
-    auto again = mp::decode<mp::QueueProxy<int>>(mp::encode(q));
-    again.put(1);
-    EXPECT_EQ(again.get(), 1);
+    q.put(1);  // the same proxy: its key is looked up at each call
+    EXPECT_EQ(q.get(), 1);
     EXPECT_THROW(mp::set_authkey(""), mp::ValueError);
     mp::BaseManager stopper(address, {.authkey = "secret"});
     stopper.connect();
@@ -443,11 +453,30 @@ TEST_F(ManagerTest, OnThisHostATcpManagerHasAKeyedLocalDoor) {
     ASSERT_EQ(results.size(), 1u);
     ASSERT_EQ(results[0].substr(0, 1), "@");  // an abstract name: this host and namespace only
     EXPECT_THROW(mp::Client(results[0], {.authkey = "wrong"}), mp::AuthenticationError);
-    auto door = mp::Client(results[0], {.authkey = "k"});
-    door.send(RawRequest{"", "make", {"dict", "d"}});
-    EXPECT_EQ(std::get<0>(door.recv<RawReply>()), 0);
-    auto d = m.dict<std::string, int>("d");  // the same object, whichever door
+    // Nor the TCP key itself: the door has a key derived from it and its name, so a handshake
+    // made for one cannot be relayed to the other.
+    EXPECT_THROW(mp::Client(results[0], {.authkey = "k"}), mp::AuthenticationError);
+    auto d = m.dict<std::string, int>("d");
     d.set("x", 1);
     EXPECT_EQ(d.get("x"), 1);
     m.shutdown();
+}
+
+TEST_F(ManagerTest, ANamedObjectCanBeReleasedButNotARegisteredOne) {
+    const std::string address = "@mprocess-release-" + std::to_string(::getpid());
+    mp::Process server(serve_with_jobs, address);
+    server.start();
+    mp::BaseManager m(address, {.authkey = "secret"});
+    connect_when_up(m);
+    auto mine = m.Queue<int>("mine");
+    mine.put(1);
+    m.release("mine");
+    EXPECT_THROW(mine.put(2), mp::RemoteError);  // KeyError: it is gone
+    EXPECT_THROW(m.release("mine"), mp::RemoteError);
+    EXPECT_THROW(m.release("jobs"), mp::RemoteError);  // the server's own
+    auto again = m.Queue<int>("mine");                 // a new one of that name, empty
+    EXPECT_TRUE(again.empty());
+    m.shutdown();
+    server.join(30.0);
+    EXPECT_EQ(server.exitcode(), 0);
 }

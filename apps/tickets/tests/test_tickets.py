@@ -12,7 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 import unittest
 import uuid
@@ -78,39 +78,87 @@ def alive(pid: int) -> bool:
 
 
 class Dispatcher:
-    """A dispatcher process on an address, stopped and reaped however the test ends."""
+    """A dispatcher process on an address, stopped and reaped however the test ends. Its stderr
+    is read by a thread (it logs a line per ticket: an unread pipe would stall it)."""
 
-    def __init__(self, listen: str = "127.0.0.1:0", *extra: str, key: str = KEY, prefix: list[str] | None = None):
+    def __init__(self, test: unittest.TestCase, listen: str = "127.0.0.1:0", *extra: str, key: str = KEY,
+                 prefix: list[str] | None = None):
         env = dict(os.environ, TICKETS_AUTHKEY=key)
         self.proc = subprocess.Popen((prefix or []) + [BIN, "dispatcher", "--listen", listen, *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        line = self.proc.stdout.readline()
+        test.addCleanup(self.stop)
+        self.lines: list[str] = []
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self.reader.start()
+        r, _, _ = select.select([self.proc.stdout], [], [], 60)
+        line = self.proc.stdout.readline() if r else ""
         m = re.search(r"serving on (\S+)", line)
         if not m:
             self.stop()
-            raise AssertionError("the dispatcher did not start: " + line + self.proc.stderr.read())
+            raise AssertionError("the dispatcher did not start: " + line + self.log())
         self.address = m.group(1)
+
+    def _read_stderr(self) -> None:
+        for line in self.proc.stderr:
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
+        with self.cond:
+            if not self.cond.wait_for(lambda: any(text in l for l in self.lines), timeout):
+                raise AssertionError(f"the dispatcher never logged {text!r}")
+
+    def log(self) -> str:
+        with self.cond:
+            return "".join(self.lines)
 
     def pid(self) -> int:
         return self.proc.pid
 
-    def stop(self) -> tuple[int, str, str]:
+    def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         try:
-            out, err = self.proc.communicate(timeout=60)
+            self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate()
-        return self.proc.returncode, out, err
+            self.proc.wait()
+        self.reader.join(timeout=10)
+        self.proc.stdout.close()
+        return self.proc.returncode
 
 
-def controller(address: str, numbers: list[int], *extra: str, key: str = KEY,
-               prefix: list[str] | None = None) -> subprocess.Popen:
+def controller(test: unittest.TestCase, address: str, numbers: list[int] | None = None, *extra: str,
+               key: str = KEY, prefix: list[str] | None = None) -> subprocess.Popen:
+    """A controller, fed `numbers` at once (stdin then closed), killed and reaped at the end of the
+    test whatever happens."""
     env = dict(os.environ, TICKETS_AUTHKEY=key)
     p = subprocess.Popen((prefix or []) + [BIN, "controller", "--connect", address, *extra],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def reap():
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+
+    test.addCleanup(reap)
+    if numbers is not None:
+        feed(p, "".join(f"{n}\n" for n in numbers))
     return p
+
+
+def feed(p: subprocess.Popen, text: str) -> None:
+    """All of the input at once, then end of file (the pipe holds it: the controller reads on)."""
+    p.stdin.write(text)
+    p.stdin.close()
+    p.stdin = None  # so that communicate() does not touch it again
+
+
+def finish(p: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
+    out, err = p.communicate(timeout=timeout)
+    return out, err
 
 
 class Local(unittest.TestCase):
@@ -154,60 +202,43 @@ class Local(unittest.TestCase):
 
 class Network(unittest.TestCase):
     def test_four_controllers_each_get_their_own_answers(self):
-        d = Dispatcher("127.0.0.1:0", "--quiet")
-        try:
-            inputs = [list(range(i * 1000 - 2000, i * 1000 - 1000)) for i in range(4)]
-            inputs[3][500] = 10 ** 60 + 1  # and a big one among them
-            procs = [controller(d.address, ns) for ns in inputs]
-            outs = []
-            for p, ns in zip(procs, inputs):
-                out, err = p.communicate("\n".join(map(str, ns)) + "\n", timeout=300)
-                self.assertEqual(p.returncode, 0, err)
-                outs.append(out)
-            for p, ns, out in zip(procs, inputs, outs):
-                check_answers(self, out, ns, pid=p.pid)
-                self.assertEqual(summary(self, out), (1000, 1000, 0))
-        finally:
-            rc, _, err = d.stop()
-        self.assertEqual(rc, 0, err)
+        d = Dispatcher(self, "127.0.0.1:0", "--quiet")
+        inputs = [list(range(i * 1000 - 2000, i * 1000 - 1000)) for i in range(4)]
+        inputs[3][500] = 10 ** 60 + 1  # and a big one among them
+        procs = [controller(self, d.address, ns) for ns in inputs]  # all four at once
+        for p, ns in zip(procs, inputs):
+            out, err = finish(p)
+            self.assertEqual(p.returncode, 0, err)
+            check_answers(self, out, ns, pid=p.pid)
+            self.assertEqual(summary(self, out), (1000, 1000, 0))
+        self.assertEqual(d.stop(), 0, d.log())
 
     def test_a_worker_killed_mid_run_loses_no_ticket(self):
-        d = Dispatcher("127.0.0.1:0", "--workers", "2", "--work-delay", "20")
-        try:
-            workers = children_of(d.pid())
-            self.assertEqual(len(workers), 2)
-            numbers = list(range(1, 101))
-            c = controller(d.address, numbers)
-            c.stdin.write("\n".join(map(str, numbers)) + "\n")
-            c.stdin.close()
-            # Once a ticket is answered the two workers hold 20 ms tasks with ~190 more queued.
-            line = d.proc.stderr.readline()
-            self.assertIn("answered", line)
-            os.kill(workers[0], signal.SIGKILL)
-            out = c.stdout.read()
-            c.wait(timeout=120)
-            self.assertEqual(c.returncode, 0, c.stderr.read())
-            check_answers(self, out, numbers, pid=c.pid)
-            self.assertEqual(summary(self, out), (100, 100, 0))
-            self.assertEqual(len(children_of(d.pid())), 2)  # replaced
-        finally:
-            rc, _, err = d.stop()
-        self.assertEqual(rc, 0)
-        self.assertIn("tried again", err)
+        d = Dispatcher(self, "127.0.0.1:0", "--workers", "2", "--work-delay", "20")
+        workers = children_of(d.pid())
+        self.assertEqual(len(workers), 2)
+        numbers = list(range(1, 101))
+        c = controller(self, d.address, numbers)
+        # Once a ticket is answered both workers are busy: 20 ms tasks, ~190 more to come.
+        d.wait_for_log("answered")
+        os.kill(workers[0], signal.SIGKILL)
+        out, err = finish(c)
+        self.assertEqual(c.returncode, 0, err)
+        check_answers(self, out, numbers, pid=c.pid)
+        self.assertEqual(summary(self, out), (100, 100, 0))
+        self.assertEqual(len(children_of(d.pid())), 2)  # replaced
+        self.assertEqual(d.stop(), 0)
+        self.assertIn("tried again", d.log())
         self.assertFalse(any(alive(w) for w in workers))
 
     def test_stopping_the_dispatcher_answers_or_fails_every_ticket(self):
-        d = Dispatcher("127.0.0.1:0", "--workers", "1", "--work-delay", "100")
+        d = Dispatcher(self, "127.0.0.1:0", "--workers", "1", "--work-delay", "100")
         workers = children_of(d.pid())
         numbers = list(range(100))  # more than the dispatcher takes into its pool at once
-        c = controller(d.address, numbers)
-        c.stdin.write("\n".join(map(str, numbers)) + "\n")
-        c.stdin.close()
-        self.assertIn("answered", d.proc.stderr.readline())
-        rc, _, _ = d.stop()  # Ctrl-C
-        out = c.stdout.read()
-        c.wait(timeout=120)
-        self.assertEqual(rc, 0)
+        c = controller(self, d.address, numbers)
+        d.wait_for_log("answered")
+        self.assertEqual(d.stop(), 0)  # Ctrl-C
+        out, err = finish(c)
         total, answered, failed = summary(self, out)
         self.assertEqual((total, answered + failed), (100, 100))
         self.assertGreater(failed, 0)
@@ -216,18 +247,25 @@ class Network(unittest.TestCase):
         self.assertFalse(any(alive(w) for w in workers))
 
     def test_a_wrong_key_or_no_dispatcher_is_a_clear_error(self):
-        d = Dispatcher("127.0.0.1:0")
-        try:
-            c = controller(d.address, [], key="not-the-key")
-            out, err = c.communicate("4\n", timeout=60)
-            self.assertEqual(c.returncode, 2)
-            self.assertIn("refused our key", err)
-        finally:
-            d.stop()
-        c = controller(d.address, [])  # stopped: nobody listens there now
-        out, err = c.communicate("4\n", timeout=60)
+        d = Dispatcher(self, "127.0.0.1:0")
+        c = controller(self, d.address, [4], key="not-the-key")
+        out, err = finish(c, 60)
+        self.assertEqual(c.returncode, 2)
+        self.assertIn("refused our key", err)
+        nobody = f"@tickets-test-nobody-{uuid.uuid4().hex}"
+        c = controller(self, nobody, [4])
+        out, err = finish(c, 60)
         self.assertEqual(c.returncode, 2)
         self.assertIn("cannot reach the dispatcher", err)
+
+    def test_on_a_unix_address_no_key_is_needed(self):
+        d = Dispatcher(self, "@tickets-test-" + uuid.uuid4().hex, "--quiet", key="")
+        # Garbage lines are refused by the controller itself; the number after them is answered.
+        c = controller(self, d.address, key="")
+        feed(c, "x\n" * 5 + "5\n")
+        out, err = finish(c, 60)
+        self.assertEqual(c.returncode, 0, err)
+        check_answers(self, out, [5])
 
 
 class Terminal(unittest.TestCase):
@@ -236,7 +274,10 @@ class Terminal(unittest.TestCase):
     def setUp(self):
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
-            os.execv(BIN, [BIN])
+            try:
+                os.execv(BIN, [BIN])
+            finally:
+                os._exit(127)  # never run the rest of the suite in the child
         self.screen = ""
 
     def tearDown(self):
@@ -316,22 +357,21 @@ class TwoHosts(unittest.TestCase):
                 self.skipTest("cannot make two network namespaces joined by a veth pair here")
 
     def tearDown(self):
+        tag = getattr(self, "a", "tka")[3:]
+        subprocess.run(["ip", "link", "del", f"va{tag}"], capture_output=True)  # if it never left
         for ns in (getattr(self, "a", None), getattr(self, "b", None)):
             if ns:
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
     def test_a_controller_in_another_namespace(self):
-        d = Dispatcher("10.77.0.1:0", prefix=["ip", "netns", "exec", self.a])
-        try:
-            numbers = list(range(-50, 50)) + [3 ** 200]
-            c = controller(d.address, numbers, prefix=["ip", "netns", "exec", self.b])
-            out, err = c.communicate("\n".join(map(str, numbers)) + "\n", timeout=120)
-            self.assertEqual(c.returncode, 0, err)
-            check_answers(self, out, numbers)
-            self.assertEqual(summary(self, out), (101, 101, 0))
-        finally:
-            rc, _, err = d.stop()
-        self.assertEqual(rc, 0, err)
+        d = Dispatcher(self, "10.77.0.1:0", prefix=["ip", "netns", "exec", self.a])
+        numbers = list(range(-50, 50)) + [3 ** 200]
+        c = controller(self, d.address, numbers, prefix=["ip", "netns", "exec", self.b])
+        out, err = finish(c, 120)
+        self.assertEqual(c.returncode, 0, err)
+        check_answers(self, out, numbers)
+        self.assertEqual(summary(self, out), (101, 101, 0))
+        self.assertEqual(d.stop(), 0, d.log())
 
 
 if __name__ == "__main__":

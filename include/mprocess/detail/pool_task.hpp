@@ -85,7 +85,41 @@ void invoke_fold(void* fn, std::string_view args, std::string& out) {
     encode_into(out, fold_left(reinterpret_cast<Fn>(fn), std::move(items)));
 }
 
-class PoolCore;
+struct TaskState;
+
+// What a Pool runs on: worker processes on this machine (src/pool.cpp), or MPI ranks (mpi.hpp).
+// The Pool's templates build task messages and AsyncResults; a core carries them to workers,
+// completes the tasks with their answers (finish), and runs user callbacks on one thread of its own.
+class PoolCore : public std::enable_shared_from_this<PoolCore> {
+public:
+    virtual ~PoolCore() = default;
+    // A task message's head: the invoker and the function, as symbols any worker can resolve.
+    virtual std::string head(Invoker invoker, void* fn) = 0;
+    virtual std::shared_ptr<TaskState> submit(std::string message) = 0;
+    // A thread waiting for st may read its answer itself: true if it read one.
+    virtual bool help(TaskState& /*st*/) { return false; }
+    // Runs fn on the core's callback thread; false if that thread has ended.
+    virtual bool post(std::function<void()> fn) = 0;
+    // Takes back st (or every pending task, if null) if no worker has begun it.
+    virtual bool cancel(const std::shared_ptr<TaskState>& st) = 0;
+    virtual void close() = 0;
+    virtual void join() = 0;
+    virtual void terminate() noexcept = 0;
+    virtual std::vector<int> pids() const = 0;
+};
+
+// For cores. A task message for `invoker` and `fn`, to which the encoded arguments are appended.
+std::string task_message_head(Invoker invoker, void* fn);
+// In a worker: runs a task message, and returns the answer (a status byte, then the encoded
+// result, or the exception's type and message).
+std::string run_task_message(std::string_view message);
+// Completes st with a worker's answer; a failure becomes RemoteError(type, message, pid). Returns
+// the failure's "type: message", or an empty string for a result.
+std::string finish_with_answer(TaskState& st, std::string answer, int pid);
+// Marks this thread as the one that runs `core`'s callbacks (a wait for its results here throws),
+// and runs a callback as the pool runs them (an exception is reported on stderr).
+void mark_callback_thread(const void* core) noexcept;
+void run_callback(const std::function<void()>& fn) noexcept;
 
 struct TaskState {
     std::mutex m;
