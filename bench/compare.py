@@ -611,6 +611,9 @@ def cpp_perf1_speedup(examples_dir: Path, n: int = 1_000_000_000, runs: int = 3)
 # ---------------------------------------------------------------------------------------------
 # Rows
 
+# bench_mpi runs under mpirun: rank 0 measures, the other two ranks are the mpi::Pool's workers.
+MPIRUN = ("mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "3")
+
 @dataclass
 class Row:
     key: str                 # short id for --only
@@ -627,6 +630,7 @@ class Row:
     raw_share: Optional[float] = None  # rate rows: at least this fraction of the raw limit
     base: Optional[str] = None     # speedup rows: the C++ benchmark of the same work in one thread
     min_speedup: Optional[float] = None  # speedup rows: at least this speedup
+    launcher: tuple[str, ...] = ()  # run the binary through this (mpirun for bench_mpi)
 
 
 ROWS: list[Row] = [
@@ -679,6 +683,11 @@ ROWS: list[Row] = [
         unit="items"),
     Row("tickets", "tickets app: 4 controllers, a dispatcher with 2 workers, on 127.0.0.1", "rate",
         cpp="BM_Tickets4Controllers", python=py_tickets, binary="bench_tickets", goal=10, unit="tickets"),
+    Row("mpi-apply", "mpi::Pool apply_async round trip, 3 ranks (raw: the local Pool, 2 workers)", "time",
+        cpp="BM_MpiApply", python=None, raw="BM_LocalApply", binary="bench_mpi", raw_goal=3, launcher=MPIRUN),
+    Row("mpi-map", "mpi::Pool map of 100,000 tasks, chunksize 1, 3 ranks (raw: the local Pool)", "rate",
+        cpp="BM_MpiMap100k", python=None, raw="BM_LocalMap100k", binary="bench_mpi", unit="tasks",
+        launcher=MPIRUN),
 ]
 
 
@@ -700,14 +709,15 @@ class CppResult:
     error: Optional[str] = None
 
 
-def run_cpp(binary: Path, names: list[str], repetitions: int, timeout: float) -> dict[str, CppResult]:
+def run_cpp(binary: Path, names: list[str], repetitions: int, timeout: float,
+            launcher: tuple[str, ...] = ()) -> dict[str, CppResult]:
     """Runs one bench binary over the named benchmarks; returns medians by bench_key."""
     results: dict[str, CppResult] = {}
     if not binary.exists():
         msg = f"{binary} not found (build it: cmake --build build --target {binary.name})"
         return {n: CppResult(error=msg) for n in names}
     pattern = "^(" + "|".join(names) + ")(/|$)"  # a regex; the names hold no special characters
-    cmd = [str(binary), "--benchmark_format=json", f"--benchmark_filter={pattern}"]
+    cmd = [*launcher, str(binary), "--benchmark_format=json", f"--benchmark_filter={pattern}"]
     if repetitions > 1:
         cmd += [f"--benchmark_repetitions={repetitions}", "--benchmark_report_aggregates_only=true"]
     try:
@@ -853,7 +863,8 @@ def main() -> int:
     for binary, names in by_binary.items():
         path = args.bench if binary == args.bench.name or binary == "bench_pipe" else bench_dir / binary
         print(f"running {path} ({len(names)} benchmarks x {args.cpp_repetitions}) ...", file=sys.stderr, flush=True)
-        for name, res in run_cpp(path, names, args.cpp_repetitions, args.timeout).items():
+        launcher = next((r.launcher for r in rows if r.binary == binary and r.launcher), ())
+        for name, res in run_cpp(path, names, args.cpp_repetitions, args.timeout, launcher).items():
             cpp[(binary, name)] = res
 
     python: dict[str, tuple[Optional[float], Optional[str]]] = {}

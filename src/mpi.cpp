@@ -406,11 +406,12 @@ private:
                 manager_idle_ = false;
                 last = Clock::now();
             } else if (!got && posted_.empty()) {
-                // Answers to look for: spin a little after the last one, then sleep a little
-                // longer each time, up to 1 ms (a waiting thread reads its own answer sooner).
+                // Answers to look for: look again soon, then a little later each time, up to
+                // 1 ms. No spinning: a thread waiting for a result spins and reads its own
+                // answer, and the ranks need the CPUs more than this thread does.
                 const auto idle = Clock::now() - last;
-                if (idle > std::chrono::microseconds(50))
-                    cv_.wait_for(lock, std::min<Clock::duration>(idle / 8, std::chrono::milliseconds(1)));
+                cv_.wait_for(lock, std::clamp<Clock::duration>(idle / 8, std::chrono::microseconds(20),
+                                                               std::chrono::milliseconds(1)));
             }
         }
         std::deque<std::function<void()>> left;
