@@ -24,6 +24,6 @@ int main(int argc, char** argv) {
     for (long h : pool.starmap(pi_hits, jobs, 1)) hits += h;
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("pi ~ %.6f from %ld samples on %u local workers in %.2f s\n",
-                4.0 * static_cast<double>(hits) / static_cast<double>(tasks * (samples / tasks)), tasks * (samples / tasks),
-                pool.processes(), s);
+                4.0 * static_cast<double>(hits) / static_cast<double>(tasks * (samples / tasks)),
+                tasks * (samples / tasks), pool.processes(), s);
 }

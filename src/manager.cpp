@@ -372,9 +372,9 @@ public:
           registered_only_(registered_only) {
         if (!local_) {
             const std::string door = "@mprocess-manager-" + hex(platform::random_bytes(16));
-            shortcut_.emplace(door, ListenerOptions{.authkey = door_key(authkey, door),
-                                                    .handshake_timeout = 10.0,
-                                                    .max_message = kMaxRequest});
+            shortcut_.emplace(
+                door, ListenerOptions{
+                          .authkey = door_key(authkey, door), .handshake_timeout = 10.0, .max_message = kMaxRequest});
         }
         for (const auto& [kind, name, args] : registered) {
             objects_[name] = make_kind(kind, args);

@@ -78,8 +78,7 @@ std::string recv_bytes(MPI_Comm comm, MPI_Status& probed) {
     int n = 0;
     MPI_Get_count(&probed, MPI_BYTE, &n);
     std::string bytes(static_cast<std::size_t>(n), '\0');
-    check(MPI_Recv(bytes.data(), n, MPI_BYTE, probed.MPI_SOURCE, probed.MPI_TAG, comm, MPI_STATUS_IGNORE),
-          "MPI_Recv");
+    check(MPI_Recv(bytes.data(), n, MPI_BYTE, probed.MPI_SOURCE, probed.MPI_TAG, comm, MPI_STATUS_IGNORE), "MPI_Recv");
     return bytes;
 }
 

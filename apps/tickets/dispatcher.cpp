@@ -65,7 +65,7 @@ public:
                 std::cerr << "dispatcher: dropped a malformed request: " << e.what() << std::endl;
                 continue;
             }
-            if (r.ticket.empty()) break;  // a stop request
+            if (r.ticket.empty()) break;                 // a stop request
             if (r.reply_to.rfind("replies/", 0) != 0) {  // an answer must never land in Q1 itself
                 std::cerr << "dispatcher: dropped ticket " << r.ticket.substr(0, 40)
                           << ": its reply queue is not a controller's" << std::endl;

@@ -402,8 +402,7 @@ public:
 
 protected:
     // A Pool over other workers (mpi::Pool): the same calls, carried by another core.
-    Pool(std::shared_ptr<detail::PoolCore> core, unsigned processes)
-        : core_(std::move(core)), processes_(processes) {}
+    Pool(std::shared_ptr<detail::PoolCore> core, unsigned processes) : core_(std::move(core)), processes_(processes) {}
 
 private:
     friend class ProcessPoolExecutor;
