@@ -55,7 +55,7 @@ demo() {
 examples() {
     demo
     for ex in process1 perf1 mprocess1 pipe_exchange subprocess2 spawn_methods mprocessQueue3 powerof \
-        mprocessShared1 mprocessShared2 value_race counter_lock pool_squares mapReduce1 pool_primes net_echo remote_queue; do
+        mprocessShared1 mprocessShared2 value_race counter_lock pool_squares mapReduce1 pool_primes pool_pi net_echo remote_queue; do
         echo
         echo "======== $ex ========"
         "build/release/examples/$ex"

@@ -79,6 +79,8 @@ public:
     // end of file, or a client that broke the protocol: either way the call ends.
     bool gone() { return stopping_.load() || conn_.poll(0.0); }
     std::uint64_t id() const noexcept { return id_; }
+    // The object the call is on: if it is released meanwhile, a waiting call ends.
+    void watch(const std::atomic<bool>* released) noexcept { released_ = released; }
 
     // Waits on cv until pred or the timeout (false then); Fail if the client or server goes.
     template <class Pred>
@@ -87,6 +89,8 @@ public:
         if (!block) return false;
         const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout < 0 ? 1e9 : timeout);
         while (!pred()) {
+            if (released_ && released_->load())
+                throw Fail{"KeyError", "the object was released while this call waited"};
             if (std::chrono::steady_clock::now() >= end) return false;
             cv.wait_for(lock, kLook);
             if (!pred()) {
@@ -103,6 +107,7 @@ private:
     Connection& conn_;
     std::atomic<bool>& stopping_;
     std::uint64_t id_;
+    const std::atomic<bool>* released_ = nullptr;
 };
 
 std::pair<bool, double> timeout_of(const Results& a, std::size_t i) {
@@ -115,6 +120,7 @@ public:
     virtual Results call(const std::string& method, const Results& args, Caller& caller) = 0;
     virtual void left(std::uint64_t /*connection*/) {}
     virtual void wake_all() {}
+    std::atomic<bool> released{false};
 
 protected:
     [[noreturn]] static void no_method(const std::string& kind, const std::string& method) {
@@ -536,7 +542,8 @@ private:
                     objects_.erase(it);
                     kinds_.erase(name);
                 }
-                gone->wake_all();
+                gone->released = true;
+                gone->wake_all();  // its waiting calls end with KeyError
                 return {};
             }
             if (method == "make") {
@@ -565,6 +572,7 @@ private:
             if (it == objects_.end()) throw Fail{"KeyError", "the manager has no object '" + object + "'"};
             obj = it->second;
         }
+        caller.watch(&obj->released);
         return obj->call(method, args, caller);
     }
 

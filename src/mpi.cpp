@@ -47,7 +47,8 @@ struct World {
     std::string program;          // argv[0], for MPI_Comm_spawn
     std::vector<Worker> workers;  // rank 0: every worker it can use
     std::vector<MPI_Comm> spawned;
-    bool pool_alive = false;
+    std::weak_ptr<detail::PoolCore> live;  // the Pool using the ranks, if any
+    int rank = 0, size = 1;
     std::mutex m;  // every MPI call in rank 0 once a Pool exists
 };
 
@@ -106,7 +107,10 @@ bool probe(MPI_Comm comm, int source, int tag, MPI_Status& st) {
         }
         std::string msg = recv_bytes(comm, st);
         if (st.MPI_TAG == kTagStop) break;
-        const std::string answer = detail::run_task_message(msg);
+        std::string answer = detail::run_task_message(msg);
+        if (answer.size() > static_cast<std::size_t>(INT_MAX))
+            answer = detail::failure_answer("ValueError", "a result of " + std::to_string(answer.size()) +
+                                                              " bytes: one MPI message holds at most 2 GiB");
         send_bytes(comm, 0, kTagAnswer, answer);
         last = Clock::now();
     }
@@ -118,6 +122,8 @@ bool probe(MPI_Comm comm, int source, int tag, MPI_Status& st) {
 // Rank 0 at exit: every worker is told to stop, then MPI ends.
 void finish() {
     auto& w = world();
+    if (auto core = w.live.lock()) core->terminate();  // a Pool still alive: its manager stops first
+    std::lock_guard lock(w.m);
     for (auto& worker : w.workers) MPI_Send(nullptr, 0, MPI_BYTE, worker.rank, kTagStop, worker.comm);
     for (auto& c : w.spawned) MPI_Comm_disconnect(&c);
     MPI_Finalize();
@@ -299,8 +305,8 @@ private:
         try {
             std::lock_guard mpi(world().m);
             send_bytes(s.worker.comm, s.worker.rank, kTagTask, msg);
-        } catch (const std::exception& e) {
-            fail_slot(i, std::make_exception_ptr(e));
+        } catch (const std::exception&) {
+            fail_slot(i, std::current_exception());
         }
     }
 
@@ -328,6 +334,7 @@ private:
             t = std::move(s.current);
             s.current.reset();
             if (!t) return true;
+            t->st->slot.store(-1);  // a late helper must not read this rank's next answer
             // The rank is free: the next pending task goes to it. (If none does, a submit may
             // take the rank and send to it itself: only who assigns a task sends it.)
             if (!pending_.empty() && !terminated_) {
@@ -378,6 +385,31 @@ private:
     void manage() {
         detail::mark_callback_thread(this);
         manager_id_ = std::this_thread::get_id();
+        try {
+            serve();
+        } catch (const std::exception& e) {
+            // MPI failed here (a rank's end is not survivable: see mpi.hpp): every task fails.
+            {
+                std::lock_guard lock(m_);
+                broken_ = std::string("the MPI Pool broke: ") + e.what();
+                terminated_ = true;
+            }
+            abandon(std::make_exception_ptr(BrokenPool(broken_)));
+            for (auto& s : slots_) {
+                std::lock_guard lock(m_);
+                s.current.reset();
+            }
+        }
+        std::deque<std::function<void()>> left;
+        {
+            std::lock_guard lock(m_);
+            manager_running_ = false;
+            left.swap(posted_);
+        }
+        for (const auto& fn : left) detail::run_callback(fn);
+    }
+
+    void serve() {
         auto last = Clock::now();
         for (;;) {
             run_posted();
@@ -387,7 +419,8 @@ private:
                 terminated = terminated_;
                 stop = terminated_ || (closed_ && pending_.empty());
             }
-            if (terminated) abandon();
+            if (terminated)
+                abandon(std::make_exception_ptr(ValueError("the Pool was terminated before the task finished")));
             dispatch();
             bool got = false;
             for (std::size_t i = 0; i < slots_.size(); ++i) {
@@ -413,18 +446,11 @@ private:
                                                                std::chrono::milliseconds(1)));
             }
         }
-        std::deque<std::function<void()>> left;
-        {
-            std::lock_guard lock(m_);
-            manager_running_ = false;
-            left.swap(posted_);
-        }
-        for (const auto& fn : left) detail::run_callback(fn);
     }
 
     // After terminate(): what is pending and what the ranks hold fails now; the ranks' answers
     // are still read (and dropped) by collect(), whose tasks are already done.
-    void abandon() {
+    void abandon(const std::exception_ptr& why) {
         std::deque<Task> left;
         std::vector<std::shared_ptr<detail::TaskState>> held;
         {
@@ -433,7 +459,6 @@ private:
             for (auto& s : slots_)
                 if (s.current) held.push_back(s.current->st);
         }
-        const auto why = std::make_exception_ptr(ValueError("the Pool was terminated before the task finished"));
         for (auto& t : left) detail::finish(*t.st, {}, why);
         for (auto& st : held) detail::finish(*st, {}, why);
     }
@@ -456,23 +481,20 @@ private:
 std::shared_ptr<detail::PoolCore> make_core(std::optional<unsigned> n) {
     auto& w = world();
     if (!w.started) throw ValueError("call mp::mpi::freeze_support(argc, argv) first in main");
-    {
-        std::lock_guard lock(w.m);
-        if (w.pool_alive) throw ValueError("an mpi::Pool is alive already: the ranks serve one Pool at a time");
-    }
-    int size = 1;
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    const unsigned want = n.value_or(size > 1 ? static_cast<unsigned>(size - 1) : static_cast<unsigned>(cpu_count()));
+    // Held throughout: no Pool uses MPI now, and a second one made meanwhile must wait and fail.
+    std::lock_guard lock(w.m);
+    if (!w.live.expired()) throw ValueError("an mpi::Pool is alive already: the ranks serve one Pool at a time");
+    const unsigned want =
+        n.value_or(w.size > 1 ? static_cast<unsigned>(w.size - 1) : static_cast<unsigned>(cpu_count()));
     if (want == 0) throw ValueError("Number of processes must be at least 1");
-    if (size > 1 && want > w.workers.size())
+    if (w.size > 1 && want > w.workers.size())
         throw ValueError("an mpi::Pool of " + std::to_string(want) + " workers, but this job has " +
                          std::to_string(w.workers.size()) + " other ranks: start it with mpirun -np " +
                          std::to_string(want + 1));
-    if (size == 1 && want > w.workers.size()) spawn_workers(want - static_cast<unsigned>(w.workers.size()));
+    if (w.size == 1 && want > w.workers.size()) spawn_workers(want - static_cast<unsigned>(w.workers.size()));
     auto core = std::make_shared<MpiPoolCore>(std::vector<Worker>(w.workers.begin(), w.workers.begin() + want));
     core->run();
-    std::lock_guard lock(w.m);
-    w.pool_alive = true;
+    w.live = core;
     return core;
 }
 
@@ -503,6 +525,8 @@ void freeze_support(int argc, char** argv) {
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (me != 0) serve(MPI_COMM_WORLD);
     w.started = true;
+    w.rank = me;
+    w.size = size;
     w.program = argc > 0 && argv && argv[0] ? argv[0] : "";
     for (int r = 1; r < size; ++r) w.workers.push_back(Worker{MPI_COMM_WORLD, r});
     greet(w.workers);
@@ -510,27 +534,17 @@ void freeze_support(int argc, char** argv) {
 }
 
 int rank() {
-    if (!world().started) return 0;
-    int r = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
-    return r;
+    return world().rank;
 }
 
 int size() {
-    if (!world().started) return 1;
-    int s = 1;
-    MPI_Comm_size(MPI_COMM_WORLD, &s);
-    return s;
+    return world().size;
 }
 
 Pool::Pool(std::optional<unsigned> workers) : Pool(make_core(workers)) {}
 
 Pool::Pool(std::shared_ptr<detail::PoolCore> core) : mprocess::Pool(core, workers_of(core)) {}
 
-Pool::~Pool() {
-    terminate();
-    std::lock_guard lock(world().m);
-    world().pool_alive = false;
-}
+Pool::~Pool() = default;  // the base terminates; the ranks are free once the core is gone
 
 }  // namespace mprocess::mpi

@@ -147,6 +147,10 @@ std::string run_task_message(std::string_view msg) {
     return answer;
 }
 
+std::string failure_answer(const std::string& type, const std::string& message) {
+    return std::string(1, '\1') + encode(Failure{type, message});
+}
+
 std::string finish_with_answer(TaskState& st, std::string answer, int pid) {
     if (!answer.empty() && answer[0] == '\0') {
         finish(st, std::move(answer), nullptr);  // the result follows the status byte

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "tickets.hpp"
@@ -82,8 +83,13 @@ public:
         for (;;) {
             try {
                 auto r = requests.get_nowait();
-                if (!r.ticket.empty()) reply(r.reply_to, failure(r, "the dispatcher stopped before this ticket"));
+                if (!r.ticket.empty() && r.reply_to.rfind("replies/", 0) == 0)
+                    reply(r.reply_to, failure(r, "the dispatcher stopped before this ticket"));
             } catch (const mp::Empty&) {
+                break;
+            } catch (const mp::DecodeError&) {  // not a Request: dropped, as while serving
+            } catch (const std::exception& e) {
+                std::cerr << "dispatcher: " << e.what() << std::endl;
                 break;
             }
         }
@@ -199,6 +205,7 @@ private:
     void reply(const std::string& to, const Answer& a) {
         try {
             std::unique_lock lock(replies_m_);
+            if (released_.count(to)) return;  // its controller has gone: made again, it would leak
             auto it = replies_.find(to);
             if (it == replies_.end()) it = replies_.emplace(to, manager_.Queue<Answer>(to)).first;
             auto q = it->second;
@@ -208,6 +215,7 @@ private:
             } catch (const mp::RemoteError&) {  // its controller released the queue: it has gone
                 std::lock_guard again(replies_m_);
                 replies_.erase(to);
+                released_.insert(to);
                 throw;
             }
             if (!o_.quiet)
@@ -226,6 +234,7 @@ private:
     std::map<std::string, Pending> pending_;  // by reply queue and ticket
     std::mutex replies_m_;
     std::map<std::string, mp::QueueProxy<Answer>> replies_;
+    std::set<std::string> released_;  // reply queues whose controllers have gone
     // Last, so that it goes first: its callbacks use everything above.
     mp::Pool pool_;
 };

@@ -45,6 +45,8 @@ public:
     // process, cpu_count() workers started with MPI_Comm_spawn. Under mpirun, more than the job's
     // other ranks is a ValueError; where MPI_Comm_spawn fails, ProcessError says so.
     // One mpi::Pool at a time (a second one while the first lives is a ValueError).
+    // terminate() and the destructor fail unfinished tasks at once, but a rank cannot be
+    // interrupted: they return when the tasks the ranks hold have ended.
     explicit Pool(std::optional<unsigned> workers = std::nullopt);
     ~Pool();
     Pool(const Pool&) = delete;

@@ -325,7 +325,7 @@ class Pool {
 public:
     // Python's Pool(processes=None): cpu_count() workers by default; Pool(0) throws ValueError.
     explicit Pool(std::optional<unsigned> processes = std::nullopt, PoolOptions options = {});
-    ~Pool() { detail::pool_terminate(*core_); }
+    virtual ~Pool() { detail::pool_terminate(*core_); }
     Pool(const Pool&) = delete;
     Pool& operator=(const Pool&) = delete;
 

@@ -476,6 +476,19 @@ TEST_F(ManagerTest, ANamedObjectCanBeReleasedButNotARegisteredOne) {
     EXPECT_THROW(m.release("jobs"), mp::RemoteError);  // the server's own
     auto again = m.Queue<int>("mine");                 // a new one of that name, empty
     EXPECT_TRUE(again.empty());
+    // A call waiting on a released object ends (or, released first, it finds no object).
+    auto waiting = m.Queue<int>("waiting");
+    std::string ended;
+    std::thread blocked([&] {
+        try {
+            waiting.get(true, 60.0);
+        } catch (const mp::RemoteError& e) {
+            ended = e.type_name();
+        }
+    });
+    m.release("waiting");
+    blocked.join();
+    EXPECT_EQ(ended, "KeyError");
     m.shutdown();
     server.join(30.0);
     EXPECT_EQ(server.exitcode(), 0);
