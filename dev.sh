@@ -3,7 +3,8 @@
 #   ./dev.sh demo    install what is missing, build, run the demo: a scripted session of the tickets
 #                    app (the lecture's Controller and Dispatcher)
 #   ./dev.sh examples  the same, then the lecture's example programs in turn
-#   ./dev.sh test    install what is missing, build, run the whole test suite: a normal build, a
+#   ./dev.sh test    install what is missing, build, run the whole test suite: a normal build (with
+#                    the tickets app's end-to-end tests and mpi::Pool under mpirun), a
 #                    consumer project against the installed package, an ASan+UBSan build, and a
 #                    TSan build of the tests where threads share connections, locks and pools, and a
 #                    bounded libFuzzer run on the socket frame and message decoder
