@@ -87,7 +87,10 @@ void authenticate(detail::SocketChannel& ch, const std::string& key, bool server
     } catch (const AuthenticationError&) {
         throw;
     } catch (const TimeoutError&) {
-        throw AuthenticationError("the authentication handshake took too long");
+        // A client with a key meets a listener without one this way: each waits for the other.
+        throw AuthenticationError(server ? "the authentication handshake took too long: the client did not answer"
+                                         : "the authentication handshake took too long: no challenge came (does "
+                                           "the listener have an authkey? both ends need the same one)");
     } catch (const Error& e) {
         throw AuthenticationError(std::string("the authentication handshake failed: ") + e.what());
     }
