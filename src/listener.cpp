@@ -22,6 +22,15 @@
 
 namespace mprocess {
 
+std::string detail::hmac_sha256(const std::string& key, std::string_view data) {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+              reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &n))
+        throw AuthenticationError("HMAC-SHA256 failed");
+    return std::string(reinterpret_cast<const char*>(out), n);
+}
+
 namespace {
 
 constexpr std::string_view kChallenge = "#CHALLENGE#sha256:";
@@ -31,12 +40,7 @@ constexpr std::size_t kNonce = 32;
 constexpr std::size_t kHandshakeLimit = 256;  // no handshake message is longer
 
 std::string hmac(const std::string& key, std::string_view data) {
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-              reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &n))
-        throw AuthenticationError("HMAC-SHA256 failed");
-    return std::string(reinterpret_cast<const char*>(out), n);
+    return detail::hmac_sha256(key, data);
 }
 
 std::string_view role(bool server) {

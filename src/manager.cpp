@@ -7,8 +7,6 @@
 // call looks every 100 ms whether its client is still there, so a dead client's call ends.
 #include "mprocess/manager.hpp"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -25,6 +23,7 @@
 #include "platform/posix.hpp"
 #include "platform/socket.hpp"
 #include "shm_channel.hpp"
+#include "socket_channel.hpp"
 
 namespace mprocess {
 
@@ -45,13 +44,7 @@ bool is_unix_address(const std::string& a) {
 // The key of a TCP server's local door: derived from its key and the door's name, so that a
 // handshake made for the door cannot be passed on to the TCP port (or to another door).
 std::string door_key(const std::string& authkey, const std::string& door) {
-    const std::string label = "mprocess manager local door " + door;
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    if (!HMAC(EVP_sha256(), authkey.data(), static_cast<int>(authkey.size()),
-              reinterpret_cast<const unsigned char*>(label.data()), label.size(), out, &n))
-        throw Error("HMAC-SHA256 failed while deriving a key");
-    return std::string(reinterpret_cast<const char*>(out), n);
+    return hmac_sha256(authkey, "mprocess manager local door " + door);
 }
 
 std::string hex(const std::string& bytes) {

@@ -231,14 +231,7 @@ public:
                 taken.swap(pending_);
             }
         }
-        const auto why = std::make_exception_ptr(CancelledError("the task was cancelled before it started"));
-        for (auto& t : taken) {
-            {
-                std::lock_guard lock(t.st->m);
-                t.st->cancelled = true;
-            }
-            detail::finish(*t.st, {}, why);
-        }
+        for (auto& t : taken) detail::cancel_unstarted(*t.st);
         return true;
     }
 

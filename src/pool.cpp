@@ -147,6 +147,14 @@ std::string run_task_message(std::string_view msg) {
     return answer;
 }
 
+void cancel_unstarted(TaskState& st) {
+    {
+        std::lock_guard lock(st.m);
+        st.cancelled = true;
+    }
+    finish(st, {}, std::make_exception_ptr(CancelledError("the task was cancelled before it started")));
+}
+
 std::string failure_answer(const std::string& type, const std::string& message) {
     return std::string(1, '\1') + encode(Failure{type, message});
 }
@@ -377,14 +385,7 @@ public:
                 taken.swap(pending_);
             }
         }
-        const auto why = std::make_exception_ptr(CancelledError("the task was cancelled before it started"));
-        for (auto& t : taken) {
-            {
-                std::lock_guard lock(t.st->m);
-                t.st->cancelled = true;
-            }
-            finish(*t.st, {}, why);
-        }
+        for (auto& t : taken) cancel_unstarted(*t.st);
         return true;
     }
 

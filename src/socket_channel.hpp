@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "channel.hpp"
 
@@ -27,5 +28,8 @@ void send_frame(SocketChannel& ch, std::string_view message);
 // Rebuilds an end exported by export_to() in another process; false if the blob is not a socket's.
 bool is_socket_export(const std::string& blob);
 std::shared_ptr<Channel> import_socket_channel(const SpawnArgs& args, const std::string& blob);
+
+// HMAC-SHA256 of data under key: the authkey handshake's, and the keys derived from an authkey.
+std::string hmac_sha256(const std::string& key, std::string_view data);
 
 }  // namespace mprocess::detail

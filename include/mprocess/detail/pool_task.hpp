@@ -113,6 +113,8 @@ std::string task_message_head(Invoker invoker, void* fn);
 // In a worker: runs a task message, and returns the answer (a status byte, then the encoded
 // result, or the exception's type and message).
 std::string run_task_message(std::string_view message);
+// Fails a task no worker has begun with CancelledError.
+void cancel_unstarted(TaskState& st);
 // An answer that says the task failed with an exception of `type`.
 std::string failure_answer(const std::string& type, const std::string& message);
 // Completes st with a worker's answer; a failure becomes RemoteError(type, message, pid). Returns
