@@ -223,6 +223,9 @@ ChildIdentity identity_of(const ProcessState& st) {
     who.parent_pid = st.parent_pid;
     who.parent_name = self().name;
     who.authkey = process_authkey();
+    // As Python: a process made through a context keeps its method; one made with the default
+    // keeps the default if it was set (and, under fork, whatever the parent had anyway).
+    who.start_method = st.start_method.empty() ? start_method_if_set() : st.start_method;
     std::lock_guard lock(self().m);
     who.known_keys = self().known_keys;
     return who;
@@ -247,6 +250,7 @@ void become_child_and_run(const ChildIdentity& who, const std::function<void()>&
     fresh->authkey = who.authkey;
     fresh->known_keys = who.known_keys;
     self_ptr = fresh;
+    adopt_start_method(who.start_method);
 
     int code = 0;
     try {
@@ -397,7 +401,7 @@ void Process::start() {
 
 detail::SpawnTarget Process::spawn_target(const std::string& method) const {
     detail::SpawnTarget target;
-    const char* why = nullptr;
+    std::string why;
     if (typeid(*this) != typeid(Process)) {
         why = "it is a subclass of Process: its run() cannot be found again in a fresh program image";
     } else if (!target_) {
@@ -405,7 +409,7 @@ detail::SpawnTarget Process::spawn_target(const std::string& method) const {
     } else {
         why = target_->to_spawn(target);
     }
-    if (why)
+    if (!why.empty())
         throw ProcessError("cannot start " + st_->name + " with the " + method + " start method: " + why +
                            ". Use a plain function (or a lambda without captures) with serializable "
                            "arguments, or the fork start method.");

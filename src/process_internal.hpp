@@ -22,9 +22,10 @@ struct ChildIdentity {
     std::string parent_name;
     std::string authkey;
     std::map<std::string, std::string> known_keys;  // by server address
+    std::string start_method;                       // the one it was started with, if chosen
     template <class Archive>
     void serialize(Archive& ar) {
-        ar(name, identity, daemon, die_with_parent, parent_pid, parent_name, authkey, known_keys);
+        ar(name, identity, daemon, die_with_parent, parent_pid, parent_name, authkey, known_keys, start_method);
     }
 };
 

@@ -27,13 +27,16 @@ constexpr std::size_t kPrefix = 8;              // what a sink sees before it de
 constexpr std::size_t kReadChunk = 64 << 10;    // one read for many small messages
 constexpr std::chrono::microseconds kSpin{20};  // looking before sleeping, as a Pipe does
 
-using SocketExport = std::tuple<std::string, int, std::uint64_t>;  // ("socket", fd index, max message)
+// ("socket", fd index, max message, bytes read ahead): what this end has read from the socket but
+// not yet handed out travels with it, or a child given the connection would never see it.
+using SocketExport = std::tuple<std::string, int, std::uint64_t, std::string>;
 
 }  // namespace
 
 class SocketChannel final : public Channel {
 public:
-    SocketChannel(platform::Fd fd, std::size_t max_message) : fd_(std::move(fd)), max_(max_message) {}
+    SocketChannel(platform::Fd fd, std::size_t max_message, std::string read_ahead = {})
+        : fd_(std::move(fd)), max_(max_message), buf_(std::move(read_ahead)) {}
 
     void send(std::string_view head, std::string_view body) override {
         check_open();
@@ -111,7 +114,13 @@ public:
 
     std::string export_to(SpawnArgs& args) const override {
         check_open();
-        return encode(SocketExport{"socket", args.add_fd(fd_.get()), max_});
+        std::string ahead;
+        if (pending_) {  // the header of the next frame is consumed here: put it back in front
+            const std::uint64_t n = htole64(*pending_);
+            ahead.append(reinterpret_cast<const char*>(&n), kHeader);
+        }
+        ahead.append(buf_, pos_, std::string::npos);
+        return encode(SocketExport{"socket", args.add_fd(fd_.get()), max_, std::move(ahead)});
     }
 
 private:
@@ -197,13 +206,13 @@ bool is_socket_export(const std::string& blob) {
 }
 
 std::shared_ptr<Channel> import_socket_channel(const SpawnArgs& args, const std::string& blob) {
-    auto [kind, index, max] = decode<SocketExport>(blob);
+    auto [kind, index, max, ahead] = decode<SocketExport>(blob);
     if (kind != "socket" || index < 0 || static_cast<std::size_t>(index) >= args.fds.size())
         throw DecodeError("exported connection: bad socket description");
     platform::Fd borrowed(args.fds[static_cast<std::size_t>(index)]);
     platform::Fd own = platform::dup_fd(borrowed);
     borrowed.release();
-    return std::make_shared<SocketChannel>(std::move(own), static_cast<std::size_t>(max));
+    return std::make_shared<SocketChannel>(std::move(own), static_cast<std::size_t>(max), std::move(ahead));
 }
 
 }  // namespace mprocess::detail

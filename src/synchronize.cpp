@@ -421,7 +421,7 @@ std::size_t Barrier::state_bytes() noexcept {
 }
 
 Barrier::Barrier(unsigned parties, Action action, Timeout timeout)
-    : h_(state_bytes()), action_(action), default_timeout_(timeout) {
+    : h_(state_bytes()), action_(std::move(action)), default_timeout_(timeout) {
     if (parties == 0) throw ValueError("a Barrier needs at least one party");
     state_of<BarrierState>(h_).parties = parties;
 }
@@ -437,7 +437,7 @@ unsigned Barrier::wait(Timeout timeout) {
         gen = s.gen.load(std::memory_order_relaxed);
         index = s.count++;
         if (s.count == s.parties) {
-            if (action_ != nullptr) {
+            if (action_) {
                 try {
                     action_();
                 } catch (...) {
@@ -513,19 +513,34 @@ bool Barrier::broken() const noexcept {
     return state_of<BarrierState>(h_).broken != 0;
 }
 
+namespace {
+// (state, the action's maker, its function, its encoding, timeout infinite, timeout ns); no
+// maker: no action.
+using BarrierBlob = std::tuple<std::string, std::string, std::string, std::string, bool, std::int64_t>;
+}  // namespace
+
 std::string detail::SpawnArg<Barrier>::write(SpawnArgs& args, const Barrier& b) {
-    const std::string action = b.action_ ? encode(code_symbol(reinterpret_cast<void*>(b.action_))) : std::string();
+    const BarrierAction& action = b.action_;
+    if (action && !action.make_)
+        throw ProcessError(
+            "a Barrier's action cannot reach a child in a fresh program image: make it a plain function, a lambda "
+            "without captures or a function object with serialize(), or use the fork start method");
+    auto symbol = [](void* p) { return p ? encode(code_symbol(p)) : std::string(); };
     const auto t = b.default_timeout_;
-    return encode(std::tuple<std::string, std::string, bool, std::int64_t>{b.h_.export_to(args), action, t.infinite(),
-                                                                           t.infinite() ? 0 : t.duration().count()});
+    return encode(BarrierBlob{b.h_.export_to(args), symbol(reinterpret_cast<void*>(action.make_)), symbol(action.fn_),
+                              action.state_ ? action.state_(args) : std::string(), t.infinite(),
+                              t.infinite() ? 0 : t.duration().count()});
 }
 
 Barrier detail::SpawnArg<Barrier>::read(const SpawnArgs& args, const std::string& blob) {
-    auto [state, action, infinite, ns] = decode<std::tuple<std::string, std::string, bool, std::int64_t>>(blob);
-    Barrier::Action fn = nullptr;
-    if (!action.empty()) fn = reinterpret_cast<Barrier::Action>(code_address(decode<Symbol>(action)));
+    auto [state, make, fn, action_state, infinite, ns] = decode<BarrierBlob>(blob);
+    BarrierAction action;
+    if (!make.empty()) {
+        auto make_fn = reinterpret_cast<BarrierAction::Make>(code_address(decode<Symbol>(make)));
+        action = make_fn(fn.empty() ? nullptr : code_address(decode<Symbol>(fn)), action_state, args);
+    }
     const Timeout timeout = infinite ? Timeout(forever) : Timeout(std::chrono::nanoseconds(ns));
-    return Barrier(SyncHandle::import(args, state, Barrier::state_bytes()), fn, timeout);
+    return Barrier(SyncHandle::import(args, state, Barrier::state_bytes()), std::move(action), timeout);
 }
 
 }  // namespace mprocess

@@ -19,12 +19,21 @@
 // that names the fix, and the child can start no processes of its own.
 #pragma once
 
+#include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "mprocess/connection.hpp"
+#include "mprocess/executor.hpp"
+#include "mprocess/manager.hpp"
+#include "mprocess/pool.hpp"
 #include "mprocess/process.hpp"
+#include "mprocess/queue.hpp"
+#include "mprocess/shared_value.hpp"
+#include "mprocess/synchronize.hpp"
 
 namespace mprocess {
 
@@ -39,7 +48,15 @@ std::vector<std::string> get_all_start_methods();
 // the child's target and never returns.
 void freeze_support(int argc, char** argv);
 
-// A start method bound to the objects it creates: get_context("spawn").Process(f, args...).
+// A start method bound to the objects it creates, as Python's get_context(method): it has every
+// factory the module has. The method matters where processes are made (Process, Pool,
+// ProcessPoolExecutor, Manager); the other objects work alike under every method and are made
+// here so that code written against a context reads as Python's does:
+//
+//     auto ctx = mp::get_context("spawn");
+//     auto q = ctx.Queue<int>();
+//     auto p = ctx.Process(worker, q);
+//     auto pool = ctx.Pool(4);
 class Context {
 public:
     explicit Context(std::string method) : method_(std::move(method)) {}
@@ -58,6 +75,74 @@ public:
         return mprocess::Process(std::forward<F>(target), std::move(options), std::forward<Args>(args)...);
     }
 
+    mprocess::Pool Pool(std::optional<unsigned> processes = std::nullopt, PoolOptions options = {}) const {
+        options.start_method = method_;
+        return mprocess::Pool(processes, std::move(options));
+    }
+    mprocess::ProcessPoolExecutor ProcessPoolExecutor(std::optional<unsigned> max_workers = std::nullopt,
+                                                      ExecutorOptions options = {}) const {
+        options.start_method = method_;
+        return mprocess::ProcessPoolExecutor(max_workers, std::move(options));
+    }
+    mprocess::Manager Manager(ManagerOptions options = {}) const {
+        options.start_method = method_;
+        return mprocess::Manager(std::move(options));
+    }
+
+    template <class T, class... A>
+    mprocess::Queue<T> Queue(A&&... a) const {
+        return mprocess::Queue<T>(std::forward<A>(a)...);
+    }
+    template <class T, class... A>
+    mprocess::JoinableQueue<T> JoinableQueue(A&&... a) const {
+        return mprocess::JoinableQueue<T>(std::forward<A>(a)...);
+    }
+    template <class T>
+    mprocess::SimpleQueue<T> SimpleQueue() const {
+        return mprocess::SimpleQueue<T>();
+    }
+    std::pair<Connection, Connection> Pipe(bool duplex = true, PipeOptions options = {}) const {
+        return mprocess::Pipe(duplex, options);
+    }
+
+    mprocess::Lock Lock() const { return {}; }
+    mprocess::RLock RLock() const { return {}; }
+    mprocess::Semaphore Semaphore(unsigned value = 1) const { return mprocess::Semaphore(value); }
+    mprocess::BoundedSemaphore BoundedSemaphore(unsigned value = 1) const { return mprocess::BoundedSemaphore(value); }
+    template <class... A>
+    mprocess::Condition Condition(A&&... lock) const {
+        return mprocess::Condition(std::forward<A>(lock)...);
+    }
+    mprocess::Event Event() const { return {}; }
+    mprocess::Barrier Barrier(unsigned parties, BarrierAction action = {}, Timeout timeout = forever) const {
+        return mprocess::Barrier(parties, std::move(action), timeout);
+    }
+
+    template <class T, class... A>
+    mprocess::Value<T> Value(A&&... a) const {
+        return mprocess::Value<T>(std::forward<A>(a)...);
+    }
+    template <class T, class... A>
+    mprocess::RawValue<T> RawValue(A&&... a) const {
+        return mprocess::RawValue<T>(std::forward<A>(a)...);
+    }
+    template <class T, class... A>
+    mprocess::Array<T> Array(A&&... a) const {
+        return mprocess::Array<T>(std::forward<A>(a)...);
+    }
+    template <class T>
+    mprocess::Array<T> Array(std::initializer_list<T> init) const {
+        return mprocess::Array<T>(init);
+    }
+    template <class T, class... A>
+    mprocess::RawArray<T> RawArray(A&&... a) const {
+        return mprocess::RawArray<T>(std::forward<A>(a)...);
+    }
+    template <class T>
+    mprocess::RawArray<T> RawArray(std::initializer_list<T> init) const {
+        return mprocess::RawArray<T>(init);
+    }
+
 private:
     std::string method_;
 };
@@ -67,6 +152,11 @@ Context get_context(std::string_view method = {});
 
 namespace detail {
 void check_start_method(std::string_view method);
-}
+// The method set by set_start_method(), or empty if none was.
+std::string start_method_if_set();
+// In a child: the method it was started with becomes its own, as set, as in Python, so that its
+// children start the same way. Empty: nothing was chosen, the default stays unset.
+void adopt_start_method(const std::string& method);
+}  // namespace detail
 
 }  // namespace mprocess

@@ -81,8 +81,43 @@ struct Target {
     virtual ~Target() = default;
     virtual void invoke() = 0;
     // Fills `out` for a start in a fresh program image; otherwise returns why it cannot be done.
-    virtual const char* to_spawn(SpawnTarget& out) const = 0;
+    virtual std::string to_spawn(SpawnTarget& out) const = 0;
 };
+
+// The types a target's arguments are kept as: the target's own parameter types when its
+// signature is known and each argument converts to its parameter, so that a string literal
+// becomes the std::string the function takes at construction, under every start method;
+// otherwise the arguments' decayed types.
+template <class F, class Fp, class... A>
+struct stored_args {
+    using type = std::tuple<std::decay_t<A>...>;
+};
+template <class F, class R, class... P, class... A>
+requires(sizeof...(P) == sizeof...(A)) && (std::is_constructible_v<std::remove_cvref_t<P>, A&&> && ...) &&
+    std::is_invocable_v<F&, std::remove_cvref_t<P>&...> struct stored_args<F, R (*)(P...), A...> {
+    using type = std::tuple<std::remove_cvref_t<P>...>;
+};
+template <class F, class R, class... P, class... A>
+requires(sizeof...(P) == sizeof...(A)) && (std::is_constructible_v<std::remove_cvref_t<P>, A&&> && ...) &&
+    std::is_invocable_v<F&, std::remove_cvref_t<P>&...> struct stored_args<F, R (*)(P...) noexcept, A...> {
+    using type = std::tuple<std::remove_cvref_t<P>...>;
+};
+
+// Why the first argument that cannot travel to a fresh program image cannot, or empty if all can.
+template <class... Args>
+std::string unspawnable_argument() {
+    std::string why;
+    std::size_t position = 0;
+    auto check = [&]<class T>(std::type_identity<T>) {
+        ++position;
+        if (why.empty() && !spawnable_v<T>)
+            why = "argument " + std::to_string(position) + " (" + std::string(type_name_v<T>) +
+                  ") is neither serializable nor a handle (Connection, queue, lock, shared value), nor a "
+                  "container or a type with serialize() holding those";
+    };
+    (check(std::type_identity<Args>{}), ...);
+    return why;
+}
 
 template <class F, class... Args>
 struct BoundTarget final : Target {
@@ -91,12 +126,12 @@ struct BoundTarget final : Target {
     void invoke() override {
         std::apply([this](auto&... a) { std::invoke(f, a...); }, args);
     }
-    const char* to_spawn(SpawnTarget& out) const override {
+    std::string to_spawn(SpawnTarget& out) const override {
         using Fp = function_pointer_t<F>;
         if constexpr (std::is_void_v<Fp>) {
             return "its target is not a plain function or a lambda without captures";
-        } else if constexpr (!(SpawnArg<Args>::supported && ...)) {
-            return "an argument is neither serializable nor a Connection or queue";
+        } else if constexpr (!(spawnable_v<Args> && ...)) {
+            return unspawnable_argument<Args...>();
         } else {
             Fp fp = f;
             out.entry = &spawn_entry<Fp, Args...>;
@@ -104,12 +139,23 @@ struct BoundTarget final : Target {
             std::apply(
                 [&out](const Args&... a) { (out.args.blobs.push_back(SpawnArg<Args>::write(out.args, a)), ...); },
                 args);
-            return nullptr;
+            return {};
         }
     }
     F f;
     std::tuple<Args...> args;
 };
+
+template <class F, class Stored>
+struct bound_target_for;
+template <class F, class... S>
+struct bound_target_for<F, std::tuple<S...>> {
+    using type = BoundTarget<F, S...>;
+};
+template <class F, class... A>
+using bound_target_t =
+    typename bound_target_for<std::decay_t<F>,
+                              typename stored_args<std::decay_t<F>, function_pointer_t<F>, A...>::type>::type;
 }  // namespace detail
 
 class Process {
@@ -165,8 +211,7 @@ private:
 
     template <class F, class... Args>
     void set_target(F&& f, Args&&... args) {
-        target_ = std::make_unique<detail::BoundTarget<std::decay_t<F>, std::decay_t<Args>...>>(
-            std::forward<F>(f), std::forward<Args>(args)...);
+        target_ = std::make_unique<detail::bound_target_t<F, Args...>>(std::forward<F>(f), std::forward<Args>(args)...);
     }
     detail::ProcessState& state() const;    // throws ValueError once closed
     detail::ProcessState& started() const;  // also requires start() and that we are the parent

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <functional>
 #include <new>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -63,12 +64,63 @@ template <class T>
 concept RawMessage = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
                      !std::is_reference_v<T> && !detail::is_view_v<T>;
 
+namespace detail {
+// Whether T can go through the archive pair (Out, In), looking inside the standard containers:
+// cereal's own functions for them accept any element type, and only fail deep in an
+// instantiation, so their elements are checked here, recursively. Loading default-constructs
+// every element first.
+template <class T, class Out, class In>
+struct archivable;
+
+template <class T, class Out, class In>
+struct elements_archivable : std::true_type {};
+template <class Out, class In, class... T>
+struct all_archivable : std::bool_constant<(archivable<T, Out, In>::value && ...)> {};
+
+template <class Out, class In, class T, class A>
+struct elements_archivable<std::vector<T, A>, Out, In> : archivable<T, Out, In> {};
+template <class Out, class In, class T, class A>
+struct elements_archivable<std::deque<T, A>, Out, In> : archivable<T, Out, In> {};
+template <class Out, class In, class T, class A>
+struct elements_archivable<std::list<T, A>, Out, In> : archivable<T, Out, In> {};
+template <class Out, class In, class T, std::size_t N>
+struct elements_archivable<std::array<T, N>, Out, In> : archivable<T, Out, In> {};
+template <class Out, class In, class T>
+struct elements_archivable<std::optional<T>, Out, In> : archivable<T, Out, In> {};
+template <class Out, class In, class K, class C, class A>
+struct elements_archivable<std::set<K, C, A>, Out, In> : archivable<K, Out, In> {};
+template <class Out, class In, class K, class C, class A>
+struct elements_archivable<std::multiset<K, C, A>, Out, In> : archivable<K, Out, In> {};
+template <class Out, class In, class K, class H, class E, class A>
+struct elements_archivable<std::unordered_set<K, H, E, A>, Out, In> : archivable<K, Out, In> {};
+template <class Out, class In, class K, class H, class E, class A>
+struct elements_archivable<std::unordered_multiset<K, H, E, A>, Out, In> : archivable<K, Out, In> {};
+template <class Out, class In, class K, class V, class C, class A>
+struct elements_archivable<std::map<K, V, C, A>, Out, In> : all_archivable<Out, In, K, V> {};
+template <class Out, class In, class K, class V, class C, class A>
+struct elements_archivable<std::multimap<K, V, C, A>, Out, In> : all_archivable<Out, In, K, V> {};
+template <class Out, class In, class K, class V, class H, class E, class A>
+struct elements_archivable<std::unordered_map<K, V, H, E, A>, Out, In> : all_archivable<Out, In, K, V> {};
+template <class Out, class In, class K, class V, class H, class E, class A>
+struct elements_archivable<std::unordered_multimap<K, V, H, E, A>, Out, In> : all_archivable<Out, In, K, V> {};
+template <class Out, class In, class A, class B>
+struct elements_archivable<std::pair<A, B>, Out, In> : all_archivable<Out, In, A, B> {};
+template <class Out, class In, class... T>
+struct elements_archivable<std::tuple<T...>, Out, In> : all_archivable<Out, In, T...> {};
+template <class Out, class In, class... T>
+struct elements_archivable<std::variant<T...>, Out, In> : all_archivable<Out, In, T...> {};
+
+template <class T, class Out, class In>
+struct archivable
+    : std::bool_constant<
+          !std::is_pointer_v<T> && !std::is_member_pointer_v<T> && !std::is_reference_v<T> && !is_view_v<T> &&
+          std::is_default_constructible_v<T> && cereal::traits::is_output_serializable<T, Out>::value &&
+          cereal::traits::is_input_serializable<T, In>::value && elements_archivable<T, Out, In>::value> {};
+}  // namespace detail
+
 // Sent through cereal.
 template <class T>
-concept ArchiveMessage =
-    !RawMessage<T> && !std::is_pointer_v<T> && !detail::is_view_v<T> && std::is_default_constructible_v<T> &&
-    cereal::traits::is_output_serializable<T, detail::OutArchive>::value &&
-    cereal::traits::is_input_serializable<T, detail::InArchive>::value;
+concept ArchiveMessage = !RawMessage<T> && detail::archivable<T, detail::OutArchive, detail::InArchive>::value;
 
 template <class T>
 concept Serializable = RawMessage<T> || ArchiveMessage<T>;

@@ -74,7 +74,7 @@ private:
 namespace detail {
 template <>
 struct SpawnArg<SharedMemory> {
-    static constexpr bool supported = true;
+    static constexpr bool handle = true;
     static std::string write(SpawnArgs& args, const SharedMemory& m);
     static SharedMemory read(const SpawnArgs& args, const std::string& blob);
 };

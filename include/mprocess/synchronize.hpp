@@ -31,6 +31,8 @@
 
 namespace mprocess {
 
+class Barrier;
+
 // Python's AssertionError where multiprocessing uses assertions: releasing an RLock this thread
 // does not own, notifying or waiting on a Condition without holding its lock.
 template <class>
@@ -69,7 +71,7 @@ private:
 
 template <class T>
 struct SyncSpawnArg {
-    static constexpr bool supported = true;
+    static constexpr bool handle = true;
     static std::string write(SpawnArgs& args, const T& v) { return v.h_.export_to(args); }
     static T read(const SpawnArgs& args, const std::string& blob) {
         return T(SyncHandle::import(args, blob, T::state_bytes()));
@@ -255,15 +257,59 @@ private:
     detail::SyncHandle h_;
 };
 
+// A Barrier's action: any callable under fork. To reach a child in a fresh program image (spawn,
+// forkserver) it must be a plain function, a lambda without captures, or a function object that
+// can travel as an argument does (serialize(), which may hold handles such as a Value); there it
+// is called as a copy, as Python unpickles one. Starting such a child with a Barrier whose action
+// cannot travel throws ProcessError.
+class BarrierAction {
+public:
+    BarrierAction() = default;
+    BarrierAction(std::nullptr_t) {}
+    template <class F>
+    requires(std::invocable<F&> && !std::same_as<std::decay_t<F>, BarrierAction> &&
+             !std::same_as<std::decay_t<F>, std::nullptr_t>) BarrierAction(F f) {
+        using Fp = detail::function_pointer_t<F>;
+        if constexpr (!std::is_void_v<Fp>) {
+            Fp fp = f;
+            make_ = &from_function<Fp>;
+            fn_ = reinterpret_cast<void*>(fp);
+        } else if constexpr (detail::SpawnArchivable<F>) {
+            // Not raw bytes: a lambda's captures are, references and pointers included.
+            make_ = &from_object<F>;
+            state_ = [f](detail::SpawnArgs& args) { return detail::SpawnArg<F>::write(args, f); };
+        }
+        run_ = std::move(f);
+    }
+    explicit operator bool() const noexcept { return static_cast<bool>(run_); }
+    void operator()() const { run_(); }
+
+private:
+    friend struct detail::SpawnArg<Barrier>;
+    // Makes the action again in a fresh program image, from its function or its encoding.
+    using Make = BarrierAction (*)(void* fn, const std::string& state, const detail::SpawnArgs& args);
+    template <class Fp>
+    static BarrierAction from_function(void* fn, const std::string&, const detail::SpawnArgs&) {
+        return BarrierAction(reinterpret_cast<Fp>(fn));
+    }
+    template <class F>
+    static BarrierAction from_object(void*, const std::string& state, const detail::SpawnArgs& args) {
+        return BarrierAction(detail::SpawnArg<F>::read(args, state));
+    }
+
+    std::function<void()> run_;
+    Make make_ = nullptr;  // null: it cannot leave this program image
+    void* fn_ = nullptr;
+    std::function<std::string(detail::SpawnArgs&)> state_;
+};
+
 // threading.Barrier across processes: `parties` waits release each other. wait() returns a
 // different index in [0, parties) to each of them (the first to arrive gets 0); the last to
-// arrive runs `action` first. A timed-out wait, abort() and reset() break the waits in progress
-// with BrokenBarrierError. The action must be a plain function (it is found again in spawned
-// children, like a Process target).
+// arrive runs `action` first (in its own process).
 class Barrier {
 public:
-    using Action = void (*)();
-    explicit Barrier(unsigned parties, Action action = nullptr, Timeout timeout = forever);
+    using Action = BarrierAction;
+    explicit Barrier(unsigned parties, Action action = {}, Timeout timeout = forever);
 
     unsigned wait(Timeout timeout);
     unsigned wait() { return wait(default_timeout_); }
@@ -279,7 +325,7 @@ public:
 private:
     friend struct detail::SpawnArg<Barrier>;
     Barrier(detail::SyncHandle h, Action action, Timeout timeout)
-        : h_(std::move(h)), action_(action), default_timeout_(timeout) {}
+        : h_(std::move(h)), action_(std::move(action)), default_timeout_(timeout) {}
 
     detail::SyncHandle h_;
     Action action_;
@@ -299,13 +345,13 @@ template <>
 struct SpawnArg<Event> : SyncSpawnArg<Event> {};
 template <>
 struct SpawnArg<Condition> {
-    static constexpr bool supported = true;
+    static constexpr bool handle = true;
     static std::string write(SpawnArgs& args, const Condition& c);
     static Condition read(const SpawnArgs& args, const std::string& blob);
 };
 template <>
 struct SpawnArg<Barrier> {
-    static constexpr bool supported = true;
+    static constexpr bool handle = true;
     static std::string write(SpawnArgs& args, const Barrier& b);
     static Barrier read(const SpawnArgs& args, const std::string& blob);
 };

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -80,6 +81,19 @@ void counting_client(std::string address, int n) {
 
 void answer_on(mp::Connection c) {
     c.send(c.recv<int>() * 2);
+}
+
+// The second hop: reads one message, hands the connection on to a grandchild of the same start
+// method, which reads the next and answers with both.
+void read_last_and_answer(mp::Connection c, int first) {
+    c.send(first * 10 + c.recv<int>());
+}
+void read_one_and_hand_on(mp::Connection c, std::string method) {
+    const int first = c.recv<int>();
+    auto p = mp::get_context(method).Process(read_last_and_answer, c, first);
+    p.start();
+    p.join();
+    mp::exit(p.exitcode().value_or(99));
 }
 
 }  // namespace
@@ -308,6 +322,37 @@ TEST_P(ListenerMethods, AClientConnectionCanBeHandedToAChild) {
     EXPECT_EQ(server_side.recv<int>(), 42);
     p.join();
     EXPECT_EQ(p.exitcode(), 0);
+}
+
+// A client that sends at once may have its messages read ahead by accept() (or by an earlier
+// recv) into this end's buffer: they travel with the connection, to a child and on to its child.
+TEST_P(ListenerMethods, MessagesReadAheadTravelWithAConnectionToAChildAndAGrandchild) {
+    for (const std::string key : {"k", ""}) {
+        mp::Listener listener("127.0.0.1:0", {.authkey = key});
+        std::promise<void> all_sent;
+        int answer = -1;
+        std::thread client([&] {
+            auto c = mp::Client(listener.address(), {.authkey = key});
+            for (int i = 1; i <= 3; ++i) c.send(i);
+            all_sent.set_value();
+            try {
+                answer = c.recv<int>();
+            } catch (const mp::Error&) {  // the answer never came: the checks below say so
+            }
+        });
+        auto server_side = listener.accept(30.0);
+        all_sent.get_future().wait();
+        // On loopback a finished send is in our receive queue: this recv reads all three.
+        EXPECT_EQ(server_side.recv<int>(), 1);
+        auto p = ctx().Process(read_one_and_hand_on, server_side, GetParam());
+        p.start();
+        if (!p.join(60.0)) p.kill();  // a lost message would leave the child waiting for it
+        p.join();
+        server_side.close();
+        client.join();
+        EXPECT_EQ(p.exitcode(), 0) << "key '" << key << "'";
+        EXPECT_EQ(answer, 23) << "key '" << key << "'";
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, ListenerMethods, testing::ValuesIn(testing_support::start_methods()),

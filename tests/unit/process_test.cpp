@@ -10,6 +10,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -493,8 +495,184 @@ TEST_P(ProcessMethods, ExitCodesAreTheLowEightBitsAsOnPosix) {
     }
 }
 
+// The lecture's dispatcher keeps a map of its controllers' queues: handles inside standard
+// containers and inside user types travel as handles, under every start method.
+struct Routes {
+    std::map<int, mp::Queue<std::string>> by_id;
+    mp::Connection done;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(by_id, done);
+    }
+};
+
+void answer_every_queue(std::vector<mp::Queue<int>> queues, Routes routes) {
+    for (std::size_t i = 0; i < queues.size(); ++i) queues[i].put(static_cast<int>(i) * 10);
+    for (auto& [id, q] : routes.by_id) q.put("to " + std::to_string(id));
+    routes.done.send(std::string("done"));
+}
+
+TEST_P(ProcessMethods, ContainersOfQueuesAndUserTypesHoldingHandlesTravelAsHandles) {
+    std::vector<mp::Queue<int>> queues(3);
+    Routes routes;
+    routes.by_id.emplace(7, mp::Queue<std::string>());
+    routes.by_id.emplace(9, mp::Queue<std::string>());
+    auto [r, w] = mp::Pipe(false);
+    routes.done = w;
+    auto p = ctx().Process(answer_every_queue, queues, routes);
+    p.start();
+    EXPECT_EQ(r.recv<std::string>(), "done");
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(queues[static_cast<std::size_t>(i)].get(true, 30.0), i * 10);
+    EXPECT_EQ(routes.by_id.at(7).get(true, 30.0), "to 7");
+    EXPECT_EQ(routes.by_id.at(9).get(true, 30.0), "to 9");
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+void greet(std::string name, mp::Connection out) {
+    out.send("hello " + name);
+}
+
+TEST_P(ProcessMethods, AStringLiteralArgumentBecomesTheTargetsStdString) {
+    auto [r, w] = mp::Pipe(false);
+    auto p = ctx().Process(greet, "bob", w);
+    p.start();
+    EXPECT_EQ(r.recv<std::string>(), "hello bob");
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+void takes_an_address(int* where, int value) {
+    *where = value;
+}
+
+TEST_P(ProcessMethods, AnArgumentThatCannotTravelIsNamedByPositionAndType) {
+    int x = 0;
+    auto p = ctx().Process(takes_an_address, &x, 5);
+    if (GetParam() == "fork") {  // the child's copy of x: fine under fork
+        p.start();
+        p.join();
+        EXPECT_EQ(p.exitcode(), 0);
+        return;
+    }
+    try {
+        p.start();
+        ADD_FAILURE() << "an address reached a fresh program image";
+    } catch (const mp::ProcessError& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("argument 1 (int*)"), std::string::npos) << what;
+    }
+}
+
+std::string my_start_method() {
+    return mp::get_start_method();
+}
+
+void use_what_a_context_made(mp::Queue<int> q, mp::JoinableQueue<int> jq, mp::SimpleQueue<int> sq, mp::Value<int> v,
+                             mp::Array<int> a, mp::Lock lock, mp::Event ev, mp::Semaphore sem, mp::Barrier bar,
+                             mp::Connection out) {
+    q.put(1);
+    jq.put(2);
+    sq.put(3);
+    {
+        std::lock_guard g(lock);
+        v.set_value(v.value() + 1);
+        a[2] = 30;
+    }
+    ev.set();
+    sem.release();
+    bar.wait(60.0);
+    out.send(mp::get_start_method());
+}
+
+// Python's ctx.Queue(), ctx.Pool(), ctx.Manager(), ...: a context has every factory, and its
+// method reaches the processes that the Pool, the executor and the Manager start.
+TEST_P(ProcessMethods, AContextMakesEveryObjectAndItsMethodReachesPoolsAndManagers) {
+    const auto c = ctx();
+    auto q = c.Queue<int>();
+    auto jq = c.JoinableQueue<int>();
+    auto sq = c.SimpleQueue<int>();
+    auto v = c.Value<int>(5);
+    auto a = c.Array<int>({1, 2, 3});
+    auto lock = c.Lock();
+    auto ev = c.Event();
+    auto sem = c.Semaphore(0);
+    auto bar = c.Barrier(2);
+    auto [r, w] = c.Pipe(false);
+    auto p = c.Process(use_what_a_context_made, q, jq, sq, v, a, lock, ev, sem, bar, w);
+    p.start();
+    bar.wait(60.0);
+    EXPECT_EQ(r.recv<std::string>(), GetParam());
+    EXPECT_EQ(q.get(true, 30.0), 1);
+    EXPECT_EQ(jq.get(true, 30.0), 2);
+    jq.task_done();
+    EXPECT_EQ(sq.get(), 3);
+    EXPECT_TRUE(ev.wait(30.0));
+    EXPECT_TRUE(sem.acquire(true, 30.0));
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+    EXPECT_EQ(v.value(), 6);
+    EXPECT_EQ(a[2], 30);
+    auto rl = c.RLock();
+    auto cond = c.Condition(rl);
+    auto bs = c.BoundedSemaphore(1);
+    EXPECT_THROW(bs.release(), mp::ValueError);  // a BoundedSemaphore, not a plain one
+
+    auto pool = c.Pool(1);
+    EXPECT_EQ(pool.apply(my_start_method), GetParam());
+    pool.close();
+    pool.join();
+    auto executor = c.ProcessPoolExecutor(1);
+    EXPECT_EQ(executor.submit(my_start_method).result(), GetParam());
+    executor.shutdown();
+    auto manager = c.Manager();
+    auto shared = manager.Queue<int>();
+    shared.put(4);
+    EXPECT_EQ(shared.get(), 4);
+    manager.shutdown();
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, ProcessMethods, ::testing::ValuesIn(testing_support::start_methods()),
                          [](const auto& info) { return info.param; });
+
+// Set by the test before it starts children: a forked child sees it, a fresh image does not.
+int g_set_in_the_test = 0;
+
+// Reports (its start method, whether it was forked from the test's image), then does the same
+// through a grandchild started with the default method, as CPython's check_context does.
+void report_start_method(mp::Connection out, int depth) {
+    out.send(std::pair<std::string, int>{mp::get_start_method(), g_set_in_the_test});
+    if (depth == 0) return;
+    mp::Process p(report_start_method, out, depth - 1);
+    p.start();
+    p.join();
+}
+
+void expect_children_keep(const std::string& method, const std::function<mp::Process(mp::Connection)>& make) {
+    g_set_in_the_test = 42;
+    auto [r, w] = mp::Pipe(false);
+    auto p = make(w);
+    p.start();
+    const int fresh = method == "fork" ? 42 : 0;
+    for (const char* who : {"child", "grandchild"}) {
+        auto [m, marker] = r.recv<std::pair<std::string, int>>();
+        EXPECT_EQ(m, method) << who;
+        EXPECT_EQ(marker, fresh) << who << (fresh ? " is not a fork" : " is not a fresh image");
+    }
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+    g_set_in_the_test = 0;
+}
+
+TEST_P(ProcessMethods, ChildrenAndGrandchildrenKeepTheirContextsStartMethod) {
+    expect_children_keep(GetParam(), [&](mp::Connection w) { return ctx().Process(report_start_method, w, 1); });
+}
+
+TEST_P(ProcessMethods, ChildrenAndGrandchildrenKeepTheSetStartMethod) {
+    mp::set_start_method(GetParam(), true);
+    expect_children_keep(GetParam(), [](mp::Connection w) { return mp::Process(report_start_method, w, 1); });
+    mp::set_start_method("", true);
+}
 
 TEST(ContextTest, TheStartMethodIsSetOnceUnlessForced) {
     EXPECT_EQ(mp::get_start_method(), "fork");

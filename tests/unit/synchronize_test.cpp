@@ -1,5 +1,6 @@
 #include <mprocess/process.hpp>
 #include <mprocess/queue.hpp>
+#include <mprocess/shared_value.hpp>
 #include <mprocess/synchronize.hpp>
 
 #include <unistd.h>
@@ -326,6 +327,99 @@ TEST_P(SyncMethods, BarrierOfFiveProcessesGivesOneZeroPerPassAndRunsTheActionOnc
         EXPECT_EQ(seen.count(0), 1u) << "pass " << k;
         EXPECT_EQ(seen, (std::multiset<int>{0, 1, 2, 3, 4})) << "pass " << k;
     }
+}
+
+// The lecture's Counter: a user type holding a Value and a Lock, which travels to a child under
+// every start method once it says how (serialize()), its handles as handles.
+class Counter {
+public:
+    explicit Counter(int initval = 0) : val_(initval) {}
+    void increment() {
+        std::lock_guard with(lock_);
+        val_.set_value(val_.value() + 1);
+    }
+    int value() {
+        std::lock_guard with(lock_);
+        return val_.value();
+    }
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(val_, lock_);
+    }
+
+private:
+    mp::Value<int> val_;
+    mp::Lock lock_;
+};
+
+void count_fifty(Counter counter) {
+    for (int i = 0; i < 50; ++i) counter.increment();
+}
+
+TEST_P(SyncMethods, TheLecturesCounterOfAValueAndALockTravelsToEveryChild) {
+    Counter counter(0);
+    std::vector<mp::Process> procs;
+    for (int i = 0; i < 4; ++i) procs.push_back(ctx().Process(count_fifty, counter));
+    for (auto& p : procs) p.start();
+    for (auto& p : procs) {
+        p.join();
+        EXPECT_EQ(p.exitcode(), 0);
+    }
+    EXPECT_EQ(counter.value(), 200);
+}
+
+// A function object with state (a shared Value) as a Barrier's action: it travels as an argument
+// does, under every start method.
+struct CountPasses {
+    mp::Value<int> passes{0};
+    void operator()() { passes.set_value(passes.value() + 1); }
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(passes);
+    }
+};
+
+void wait_three_times(mp::Barrier b) {
+    for (int i = 0; i < 3; ++i) b.wait(60.0);
+}
+
+TEST_P(SyncMethods, ABarrierActionMayBeAFunctionObjectWithStateUnderEveryMethod) {
+    CountPasses action;
+    mp::Barrier b(3, action);
+    std::vector<mp::Process> procs;
+    for (int i = 0; i < 2; ++i) procs.push_back(ctx().Process(wait_three_times, b));
+    for (auto& p : procs) p.start();
+    wait_three_times(b);
+    for (auto& p : procs) {
+        p.join();
+        EXPECT_EQ(p.exitcode(), 0);
+    }
+    EXPECT_EQ(action.passes.value(), 3);  // once per pass, in whichever process came last
+}
+
+TEST_P(SyncMethods, ABarrierActionMayBeAnyCallableUnderForkAndSaysWhyNotElsewhere) {
+    mp::Value<int> passes(0);
+    int calls_here = 0;
+    mp::Barrier b(2, [passes, &calls_here]() mutable {
+        passes.set_value(passes.value() + 1);
+        ++calls_here;  // a capture by reference: it cannot leave this program image
+    });
+    auto p = ctx().Process(wait_three_times, b);
+    if (GetParam() != "fork") {
+        try {
+            p.start();
+            ADD_FAILURE() << "a capturing lambda reached a fresh program image";
+        } catch (const mp::ProcessError& e) {
+            EXPECT_NE(std::string(e.what()).find("Barrier's action"), std::string::npos) << e.what();
+        }
+        return;
+    }
+    p.start();
+    wait_three_times(b);
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+    EXPECT_EQ(passes.value(), 3);
+    EXPECT_LE(calls_here, 3);  // the child's passes ran on the child's copy of calls_here
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, SyncMethods, testing::ValuesIn(testing_support::start_methods()),

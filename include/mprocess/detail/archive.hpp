@@ -19,20 +19,38 @@
 
 namespace mprocess::detail {
 
-class OutArchive : public cereal::OutputArchive<OutArchive, cereal::AllowEmptyClassElision> {
+struct SpawnArgs;
+
+// No context: the archives of messages, where only plain data may travel.
+struct NoContext {};
+
+// Ctx is what an archive carries besides bytes. The archives of process arguments carry the
+// SpawnArgs whose descriptors handles (queues, locks, connections, ...) refer to; handles have
+// save and load functions for those archives only, so a handle inside a message does not
+// compile, while a handle inside a container or a user type given to a process travels.
+template <class Ctx>
+class BasicOutArchive : public cereal::OutputArchive<BasicOutArchive<Ctx>, cereal::AllowEmptyClassElision> {
 public:
-    explicit OutArchive(std::string& out) : OutputArchive(this), out_(out) {}
+    explicit BasicOutArchive(std::string& out, Ctx* ctx = nullptr)
+        : cereal::OutputArchive<BasicOutArchive, cereal::AllowEmptyClassElision>(this), out_(out), ctx_(ctx) {}
     void saveBinary(const void* data, std::size_t size) {
         if (size != 0) out_.append(static_cast<const char*>(data), size);
     }
+    Ctx& context() const noexcept { return *ctx_; }
 
 private:
     std::string& out_;
+    Ctx* ctx_;
 };
 
-class InArchive : public cereal::InputArchive<InArchive, cereal::AllowEmptyClassElision> {
+template <class Ctx>
+class BasicInArchive : public cereal::InputArchive<BasicInArchive<Ctx>, cereal::AllowEmptyClassElision> {
 public:
-    InArchive(const char* data, std::size_t size) : InputArchive(this), pos_(data), end_(data + size) {}
+    BasicInArchive(const char* data, std::size_t size, const Ctx* ctx = nullptr)
+        : cereal::InputArchive<BasicInArchive, cereal::AllowEmptyClassElision>(this),
+          pos_(data),
+          end_(data + size),
+          ctx_(ctx) {}
 
     void loadBinary(void* data, std::size_t size) {
         if (size > remaining())
@@ -43,18 +61,25 @@ public:
         pos_ += size;
     }
     std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - pos_); }
+    const Ctx& context() const noexcept { return *ctx_; }
 
 private:
     const char* pos_;
     const char* end_;
+    const Ctx* ctx_;
 };
 
-template <class T>
-std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_SAVE_FUNCTION_NAME(OutArchive& ar, const T& t) {
+using OutArchive = BasicOutArchive<NoContext>;
+using InArchive = BasicInArchive<NoContext>;
+using SpawnOutArchive = BasicOutArchive<SpawnArgs>;
+using SpawnInArchive = BasicInArchive<SpawnArgs>;
+
+template <class Ctx, class T>
+std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_SAVE_FUNCTION_NAME(BasicOutArchive<Ctx>& ar, const T& t) {
     ar.saveBinary(std::addressof(t), sizeof(t));
 }
-template <class T>
-std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(InArchive& ar, T& t) {
+template <class Ctx, class T>
+std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(BasicInArchive<Ctx>& ar, T& t) {
     if constexpr (std::is_same_v<T, bool>) {
         // Any byte but 0 or 1 in a bool is undefined behaviour: reject it here.
         unsigned char b = 0;
@@ -66,19 +91,22 @@ std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(InArchive& a
     }
 }
 
-template <class Archive, class T>
-std::enable_if_t<std::is_same_v<Archive, OutArchive> || std::is_same_v<Archive, InArchive>>
-CEREAL_SERIALIZE_FUNCTION_NAME(Archive& ar, cereal::NameValuePair<T>& t) {
+template <class Ctx, class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(BasicOutArchive<Ctx>& ar, cereal::NameValuePair<T>& t) {
+    ar(t.value);
+}
+template <class Ctx, class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(BasicInArchive<Ctx>& ar, cereal::NameValuePair<T>& t) {
     ar(t.value);
 }
 
-template <class T>
-void CEREAL_SAVE_FUNCTION_NAME(OutArchive& ar, const cereal::SizeTag<T>& t) {
+template <class Ctx, class T>
+void CEREAL_SAVE_FUNCTION_NAME(BasicOutArchive<Ctx>& ar, const cereal::SizeTag<T>& t) {
     std::uint64_t n = t.size;
     ar.saveBinary(&n, sizeof n);
 }
-template <class T>
-void CEREAL_LOAD_FUNCTION_NAME(InArchive& ar, cereal::SizeTag<T>& t) {
+template <class Ctx, class T>
+void CEREAL_LOAD_FUNCTION_NAME(BasicInArchive<Ctx>& ar, cereal::SizeTag<T>& t) {
     std::uint64_t n = 0;
     ar.loadBinary(&n, sizeof n);
     if (n > ar.remaining())
@@ -87,12 +115,12 @@ void CEREAL_LOAD_FUNCTION_NAME(InArchive& ar, cereal::SizeTag<T>& t) {
     t.size = static_cast<std::remove_reference_t<T>>(n);
 }
 
-template <class T>
-void CEREAL_SAVE_FUNCTION_NAME(OutArchive& ar, const cereal::BinaryData<T>& bd) {
+template <class Ctx, class T>
+void CEREAL_SAVE_FUNCTION_NAME(BasicOutArchive<Ctx>& ar, const cereal::BinaryData<T>& bd) {
     ar.saveBinary(bd.data, static_cast<std::size_t>(bd.size));
 }
-template <class T>
-void CEREAL_LOAD_FUNCTION_NAME(InArchive& ar, cereal::BinaryData<T>& bd) {
+template <class Ctx, class T>
+void CEREAL_LOAD_FUNCTION_NAME(BasicInArchive<Ctx>& ar, cereal::BinaryData<T>& bd) {
     ar.loadBinary(bd.data, static_cast<std::size_t>(bd.size));
 }
 
@@ -104,15 +132,16 @@ inline constexpr bool raw_class_v =
     std::is_class_v<T>&& std::is_trivially_copyable_v<T> && !std::is_empty_v<T> &&
     cereal::traits::detail::count_output_serializers<T, cereal::BinaryOutputArchive>::value == 0;
 
-template <class T>
-std::enable_if_t<raw_class_v<T>> CEREAL_SAVE_FUNCTION_NAME(OutArchive& ar, const T& t) {
+template <class Ctx, class T>
+std::enable_if_t<raw_class_v<T>> CEREAL_SAVE_FUNCTION_NAME(BasicOutArchive<Ctx>& ar, const T& t) {
     ar.saveBinary(std::addressof(t), sizeof(T));
 }
-template <class T>
-std::enable_if_t<raw_class_v<T>> CEREAL_LOAD_FUNCTION_NAME(InArchive& ar, T& t) {
+template <class Ctx, class T>
+std::enable_if_t<raw_class_v<T>> CEREAL_LOAD_FUNCTION_NAME(BasicInArchive<Ctx>& ar, T& t) {
     ar.loadBinary(std::addressof(t), sizeof(T));
 }
 
 }  // namespace mprocess::detail
 
 CEREAL_SETUP_ARCHIVE_TRAITS(mprocess::detail::InArchive, mprocess::detail::OutArchive)
+CEREAL_SETUP_ARCHIVE_TRAITS(mprocess::detail::SpawnInArchive, mprocess::detail::SpawnOutArchive)

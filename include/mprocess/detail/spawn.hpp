@@ -33,21 +33,80 @@ struct SpawnArgs {
     }
 };
 
-// How one argument type is written and read. Serializable types use their message encoding;
-// types that hold descriptors (Connection) specialize this.
+// How one argument type is written and read. Handles (types that refer to descriptors or shared
+// state: Connection, queues, locks, shared values) specialize it, with `handle` true. Other types
+// use their message encoding, or, when they hold handles (a vector of queues, a user struct with
+// serialize() over a Value and a Lock), the argument archives, in which handles travel too.
+template <class T>
+struct SpawnArg;
+
+template <class T>
+concept SpawnHandle = requires {
+    requires SpawnArg<T>::handle;
+};
+
+// Goes through the argument archives: plain data, and handles anywhere inside a container or a
+// user type's serialize(). (A serialize() is a template, so whether it holds handles shows only
+// once it is instantiated: the argument archives take both kinds.)
+template <class T>
+concept SpawnArchivable = !RawMessage<T> && archivable<T, SpawnOutArchive, SpawnInArchive>::value;
+
+// Whether an argument of type T can be given to a child in a fresh program image.
+template <class T>
+inline constexpr bool spawnable_v = SpawnHandle<T> || RawMessage<T> || SpawnArchivable<T>;
+
 template <class T>
 struct SpawnArg {
-    static constexpr bool supported = Serializable<T>;
-    static std::string write(SpawnArgs&, const T& v) { return encode(v); }
-    static T read(const SpawnArgs&, const std::string& blob) { return decode<T>(blob); }
+    static std::string write(SpawnArgs& args, const T& v) {
+        if constexpr (RawMessage<T>) {
+            return encode(v);
+        } else {
+            static_assert(SpawnArchivable<T>);
+            std::string out;
+            constexpr std::uint64_t tag = type_tag<T>;
+            out.append(reinterpret_cast<const char*>(&tag), tag_size);
+            SpawnOutArchive ar(out, &args);
+            ar(v);
+            return out;
+        }
+    }
+    static T read(const SpawnArgs& args, const std::string& blob) {
+        if constexpr (RawMessage<T>) {
+            return decode<T>(blob);
+        } else {
+            constexpr std::uint64_t tag = type_tag<T>;
+            if (blob.size() < tag_size || read_tag(blob) != tag) throw_type_mismatch(type_name_v<T>, tag, blob);
+            T obj{};
+            SpawnInArchive ar(blob.data() + tag_size, blob.size() - tag_size, &args);
+            try {
+                ar(obj);
+            } catch (const cereal::Exception& e) {
+                throw DecodeError(std::string("corrupt argument for ") + std::string(type_name_v<T>) + ": " + e.what());
+            }
+            if (ar.remaining() != 0) throw DecodeError("trailing bytes after an argument");
+            return obj;
+        }
+    }
 };
 
 template <>
 struct SpawnArg<Connection> {
-    static constexpr bool supported = true;
+    static constexpr bool handle = true;
     static std::string write(SpawnArgs& args, const Connection& c);
     static Connection read(const SpawnArgs& args, const std::string& blob);
 };
+
+// A handle inside an argument's container or user type: its own blob, as a string.
+template <SpawnHandle H>
+void CEREAL_SAVE_FUNCTION_NAME(SpawnOutArchive& ar, const H& h) {
+    ar(SpawnArg<H>::write(ar.context(), h));
+}
+template <SpawnHandle H>
+void CEREAL_LOAD_FUNCTION_NAME(SpawnInArchive& ar, H& h) {
+    std::string blob;
+    ar(blob);
+    h = SpawnArg<H>::read(ar.context(), blob);
+}
 
 // The function pointer type a callable converts to, or void if it is not a plain function.
 template <class F, class = void>
