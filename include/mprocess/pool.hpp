@@ -374,7 +374,9 @@ public:
 
     // Python's map(func, iterable, chunksize): results in order; chunksize 0 means
     // ceil(n / (4 * workers)), as Python. A progress function hears how many items are done.
-    // A function that returns void gives a map that returns void.
+    // It returns once every chunk is done, even when one has failed (then it throws the first
+    // error to arrive), as Python's: the pool is not left busy with the rest of the map. A
+    // function that returns void gives a map that returns void.
     template <class F, class T>
     auto map(F f, const std::vector<T>& items, std::size_t chunksize = 0, const Progress& progress = {}) {
         using Fp = target_t<F>;
@@ -481,19 +483,17 @@ private:
         return AsyncResult<C>(detail::join_parts(std::move(states)));
     }
 
-    // Waits for every chunk, telling `progress` as they finish, and joins their results in order.
+    // Waits for every chunk, telling `progress` as they finish, then gives their results in order
+    // or the first error, as map_async's result does.
     template <class C>
     static C gather(const std::vector<AsyncResult<C>>& parts, std::size_t total, std::size_t chunksize,
                     const Progress& progress) {
-        if (progress) {
-            std::vector<std::shared_ptr<detail::TaskState>> states;
-            for (const auto& p : parts) states.push_back(p.st_);
-            detail::report_progress(states, total, chunksize, progress);
-        }
-        for (const auto& p : parts) {
-            p.wait();
-            if (p.st_->error) std::rethrow_exception(p.st_->error);
-        }
+        const AsyncResult<C> whole = joined(parts);
+        if (progress) detail::report_progress(whole.st_->parts, total, chunksize, progress);
+        // Each chunk's own wait may read its worker's answer here, sooner than the manager would.
+        for (const auto& p : parts) p.wait();
+        whole.wait();  // its last chunk's hook may still be completing it
+        if (whole.st_->error) std::rethrow_exception(whole.st_->error);
         if constexpr (!std::is_void_v<C>) {
             C out;
             out.reserve(total);

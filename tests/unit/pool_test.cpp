@@ -125,6 +125,25 @@ void fail_void(int x) {
     throw std::runtime_error("bad void item " + std::to_string(x));
 }
 
+// One item of a map whose first chunk fails while the others still run: item 0 fails at once;
+// each other item marks dir/started, waits (up to a minute) for dir/open, marks dir/done, and the
+// last item then fails too, later than the first.
+int fail_first_or_wait(std::string dir, int i, int last) {
+    std::ofstream(dir + "/started/" + std::to_string(i)).put('x');
+    if (i == 0) throw std::runtime_error("the first failure");
+    for (int t = 0; t < 60000 && !std::filesystem::exists(dir + "/open"); ++t) slow(1);
+    std::ofstream(dir + "/done/" + std::to_string(i)).put('x');
+    if (i == last) throw std::runtime_error("a later failure");
+    return i;
+}
+int fail_first_or_wait_item(std::tuple<std::string, int, int> item) {
+    return std::apply(fail_first_or_wait, item);
+}
+
+std::size_t files_in(const std::string& dir) {
+    return static_cast<std::size_t>(std::distance(std::filesystem::directory_iterator(dir), {}));
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -612,6 +631,62 @@ TEST_P(PoolMethods, AWorkerIsSeenDeadEvenIfAnotherProcessHoldsItsPipe) {
     }
     EXPECT_LT(seconds_since(t0), 5.0);
     EXPECT_EQ(pool.apply(square, 6), 36);
+}
+
+namespace {
+// `run` maps fail_first_or_wait over n items, one chunk each, under `method`: the first chunk fails
+// at once while the others wait for a gate this test opens. The map must not end before the gate
+// opens, then must throw the first failure, every chunk having run.
+void expect_a_map_to_wait_for_every_chunk(const std::string& method,
+                                          void (*run)(mp::Pool&,
+                                                      const std::vector<std::tuple<std::string, int, int>>&)) {
+    constexpr int n = 4;
+    mp::Pool pool(n, {.start_method = method});
+    const std::string dir = scratch_dir();
+    std::filesystem::create_directory(dir + "/started");
+    std::filesystem::create_directory(dir + "/done");
+    std::vector<std::tuple<std::string, int, int>> items;
+    for (int i = 0; i < n; ++i) items.emplace_back(dir, i, n - 1);
+    auto map = std::async(std::launch::async, [&] { run(pool, items); });
+    // Declared after the map: opened first on the way out, so that a failed assertion cannot hang it.
+    struct Gate {
+        std::string path;
+        void open() const { std::ofstream(path).put('x'); }
+        ~Gate() { open(); }
+    } gate{dir + "/open"};
+
+    wait_for_files(dir + "/started", n);
+    // The failed chunk's worker takes this task only once the failure is in.
+    EXPECT_EQ(pool.apply(square, 3), 9);
+    // The map cannot end before the gate opens unless it gives up on its other chunks: this wait
+    // only bounds how long a map with that defect is given to show it.
+    EXPECT_EQ(map.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout)
+        << "the map ended while its other chunks still ran";
+    EXPECT_EQ(files_in(dir + "/done"), 0u);
+    gate.open();
+    try {
+        map.get();
+        ADD_FAILURE() << "no RemoteError";
+    } catch (const mp::RemoteError& e) {
+        EXPECT_NE(std::string(e.what()).find("the first failure"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(files_in(dir + "/done"), std::size_t{n - 1});
+}
+}  // namespace
+
+TEST_P(PoolMethods, MapWaitsForEveryChunkThenThrowsTheFirstError) {
+    expect_a_map_to_wait_for_every_chunk(
+        GetParam(), [](mp::Pool& pool, const auto& items) { pool.map(fail_first_or_wait_item, items, 1); });
+}
+
+TEST_P(PoolMethods, StarmapWaitsForEveryChunkThenThrowsTheFirstError) {
+    expect_a_map_to_wait_for_every_chunk(
+        GetParam(), [](mp::Pool& pool, const auto& items) { pool.starmap(fail_first_or_wait, items, 1); });
+}
+
+TEST_P(PoolMethods, MapAsyncWaitsForEveryChunkThenThrowsTheFirstError) {
+    expect_a_map_to_wait_for_every_chunk(
+        GetParam(), [](mp::Pool& pool, const auto& items) { pool.map_async(fail_first_or_wait_item, items, 1).get(); });
 }
 
 TEST_P(PoolMethods, TasksThatReturnVoidRunAndTheirErrorsTravel) {
