@@ -22,6 +22,7 @@
 
 namespace mprocess {
 
+// Pool::map: the results in order, or nothing for an f that returns void.
 template <class F, class T>
 auto parallel_map(Pool& pool, F f, const std::vector<T>& items, std::size_t chunksize = 0,
                   const Progress& progress = {}) {

@@ -33,6 +33,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <sys/types.h>
@@ -162,12 +163,22 @@ std::vector<pid_t> pool_pids(const PoolCore& core);
 void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::size_t total, std::size_t chunksize,
                      const Progress& progress);
 
+// A success callback takes the result; for a task that returns void, nothing.
+template <class R>
+struct result_callback {
+    using type = std::function<void(const R&)>;
+};
+template <>
+struct result_callback<void> {
+    using type = std::function<void()>;
+};
+
 }  // namespace detail
 
 template <class R>
 class AsyncResult {
 public:
-    using Callback = std::conditional_t<std::is_void_v<R>, std::function<void()>, std::function<void(const R&)>>;
+    using Callback = typename detail::result_callback<R>::type;
     using ErrorCallback = std::function<void(const std::exception&)>;
 
     // Waits up to the timeout (TimeoutError), then returns the result or throws the task's error.
@@ -227,10 +238,13 @@ private:
 // What imap() and imap_unordered() return: the results one by one, in order or as they come.
 // next(timeout) gives the next one (TimeoutError if it is not there in time; a task's error is
 // thrown when its result's turn comes) and std::nullopt after the last; it is also a range.
+// For a function that returns void, each item done gives std::monostate (Python's None).
 template <class R>
 class IMapIterator {
 public:
-    std::optional<R> next(Timeout timeout = forever) {
+    using value_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+
+    std::optional<value_type> next(Timeout timeout = forever) {
         while (pos_ == buf_.size()) {
             if (!fill(timeout)) return std::nullopt;
         }
@@ -239,11 +253,11 @@ public:
 
     class iterator {
     public:
-        using value_type = R;
+        using value_type = IMapIterator::value_type;
         using difference_type = std::ptrdiff_t;
         iterator() = default;
         explicit iterator(IMapIterator* it) : it_(it) { ++*this; }
-        const R& operator*() const { return *cur_; }
+        const value_type& operator*() const { return *cur_; }
         iterator& operator++() {
             cur_ = it_->next();
             if (!cur_) it_ = nullptr;
@@ -254,15 +268,21 @@ public:
 
     private:
         IMapIterator* it_ = nullptr;
-        std::optional<R> cur_;
+        std::optional<value_type> cur_;
     };
     iterator begin() { return iterator(this); }
     iterator end() { return iterator(); }
 
 private:
     friend class Pool;
-    IMapIterator(std::vector<AsyncResult<std::vector<R>>> parts, bool ordered)
-        : parts_(std::move(parts)), taken_(parts_.size(), false), ordered_(ordered) {
+    using Chunk = detail::chunk_result_t<R>;
+
+    IMapIterator(std::vector<AsyncResult<Chunk>> parts, std::size_t total, std::size_t chunksize, bool ordered)
+        : parts_(std::move(parts)),
+          taken_(parts_.size(), false),
+          ordered_(ordered),
+          total_(total),
+          chunksize_(chunksize) {
         if (!ordered_) {
             for (auto& p : parts_) {
                 detail::when_done(p.st_, [n = notifier_] {
@@ -296,7 +316,12 @@ private:
         }
         if (pick == parts_.size()) return false;
         try {
-            buf_ = parts_[pick].get(timeout);
+            if constexpr (std::is_void_v<R>) {
+                parts_[pick].get(timeout);
+                buf_.assign(std::min(chunksize_, total_ - pick * chunksize_), std::monostate{});
+            } else {
+                buf_ = parts_[pick].get(timeout);
+            }
         } catch (const TimeoutError&) {
             throw;  // not there yet: ask again later
         } catch (...) {
@@ -308,16 +333,17 @@ private:
         return true;
     }
 
-    std::vector<AsyncResult<std::vector<R>>> parts_;
+    std::vector<AsyncResult<Chunk>> parts_;
     std::vector<bool> taken_;
     bool ordered_;
+    std::size_t total_, chunksize_;  // how many items, and per chunk: what a void chunk stands for
     struct Notifier {
         std::mutex m;
         std::condition_variable cv;
     };
     std::shared_ptr<Notifier> notifier_ = std::make_shared<Notifier>();
     std::size_t next_ = 0;
-    std::vector<R> buf_;
+    std::vector<value_type> buf_;
     std::size_t pos_ = 0;
 };
 
@@ -348,6 +374,9 @@ public:
 
     // Python's map(func, iterable, chunksize): results in order; chunksize 0 means
     // ceil(n / (4 * workers)), as Python. A progress function hears how many items are done.
+    // It returns once every chunk is done, even when one has failed (then it throws the first
+    // error to arrive), as Python's: the pool is not left busy with the rest of the map. A
+    // function that returns void gives a map that returns void.
     template <class F, class T>
     auto map(F f, const std::vector<T>& items, std::size_t chunksize = 0, const Progress& progress = {}) {
         using Fp = target_t<F>;
@@ -355,7 +384,8 @@ public:
         const std::size_t cs = default_chunksize(items.size(), chunksize);
         return gather(chunks<R, Fp, T, false>(f, items, cs), items.size(), cs, progress);
     }
-    // Python's map_async: one AsyncResult for the whole list, ready once every chunk is.
+    // Python's map_async: one AsyncResult for the whole list (AsyncResult<void> for a function
+    // that returns void), ready once every chunk is.
     template <class F, class T>
     auto map_async(F f, const std::vector<T>& items, std::size_t chunksize = 0) {
         using Fp = target_t<F>;
@@ -423,51 +453,53 @@ private:
         using Fp = target_t<F>;
         using R = std::invoke_result_t<Fp, T&>;
         if (chunksize == 0) throw ValueError("chunksize must be at least 1");
-        return IMapIterator<R>(chunks<R, Fp, T, false>(f, items, chunksize), ordered);
+        return IMapIterator<R>(chunks<R, Fp, T, false>(f, items, chunksize), items.size(), chunksize, ordered);
     }
 
     // One task per chunk of `chunksize` items.
     template <class R, class Fp, class T, bool Star, class F>
-    std::vector<AsyncResult<std::vector<R>>> chunks(F f, const std::vector<T>& items, std::size_t chunksize) {
+    std::vector<AsyncResult<detail::chunk_result_t<R>>> chunks(F f, const std::vector<T>& items,
+                                                               std::size_t chunksize) {
         static_assert(is_target<F>, "mprocess: a Pool task must be a plain function or a lambda without captures");
         detail::require_serializable<T>();
-        detail::require_serializable<R>();
+        if constexpr (!std::is_void_v<R>) detail::require_serializable<R>();
         Fp fp = f;
-        std::vector<AsyncResult<std::vector<R>>> parts;
+        std::vector<AsyncResult<detail::chunk_result_t<R>>> parts;
         for (std::size_t i = 0; i < items.size(); i += chunksize) {
             const std::size_t end = std::min(items.size(), i + chunksize);
             std::string msg =
                 detail::task_head(*core_, &detail::invoke_chunk<Fp, R, T, Star>, reinterpret_cast<void*>(fp));
             detail::encode_slice_into(msg, items, i, end);
-            parts.push_back(AsyncResult<std::vector<R>>(detail::submit_message(*core_, std::move(msg))));
+            parts.push_back(AsyncResult<detail::chunk_result_t<R>>(detail::submit_message(*core_, std::move(msg))));
         }
         return parts;
     }
 
-    template <class R>
-    static AsyncResult<std::vector<R>> joined(const std::vector<AsyncResult<std::vector<R>>>& parts) {
+    // C is a chunk's result: std::vector<R>, or void.
+    template <class C>
+    static AsyncResult<C> joined(const std::vector<AsyncResult<C>>& parts) {
         std::vector<std::shared_ptr<detail::TaskState>> states;
         for (const auto& p : parts) states.push_back(p.st_);
-        return AsyncResult<std::vector<R>>(detail::join_parts(std::move(states)));
+        return AsyncResult<C>(detail::join_parts(std::move(states)));
     }
 
-    // Waits for every chunk, telling `progress` as they finish, and joins their results in order.
-    template <class R>
-    static std::vector<R> gather(const std::vector<AsyncResult<std::vector<R>>>& parts, std::size_t total,
-                                 std::size_t chunksize, const Progress& progress) {
-        if (progress) {
-            std::vector<std::shared_ptr<detail::TaskState>> states;
-            for (const auto& p : parts) states.push_back(p.st_);
-            detail::report_progress(states, total, chunksize, progress);
+    // Waits for every chunk, telling `progress` as they finish, then gives their results in order
+    // or the first error, as map_async's result does.
+    template <class C>
+    static C gather(const std::vector<AsyncResult<C>>& parts, std::size_t total, std::size_t chunksize,
+                    const Progress& progress) {
+        const AsyncResult<C> whole = joined(parts);
+        if (progress) detail::report_progress(whole.st_->parts, total, chunksize, progress);
+        // Each chunk's own wait may read its worker's answer here, sooner than the manager would.
+        for (const auto& p : parts) p.wait();
+        whole.wait();  // its last chunk's hook may still be completing it
+        if (whole.st_->error) std::rethrow_exception(whole.st_->error);
+        if constexpr (!std::is_void_v<C>) {
+            C out;
+            out.reserve(total);
+            for (const auto& p : parts) detail::decode_append(out, detail::encoded_result(*p.st_));
+            return out;
         }
-        std::vector<R> out;
-        out.reserve(total);
-        for (const auto& p : parts) {
-            p.wait();
-            if (p.st_->error) std::rethrow_exception(p.st_->error);
-            detail::decode_append(out, detail::encoded_result(*p.st_));
-        }
-        return out;
     }
 
     // One task that folds items[begin, end) (parallel_reduce's tree).

@@ -19,6 +19,8 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "helpers/children.hpp"
@@ -110,6 +112,36 @@ long minus(long a, long b) {
 }
 std::string concat(std::string a, std::string b) {
     return a + b;
+}
+
+// Tasks that return void: they leave a file behind, or throw.
+void touch(std::string path) {
+    std::ofstream(path).put('x');
+}
+void touch_in(std::string dir, int name) {
+    touch(dir + "/" + std::to_string(name));
+}
+void fail_void(int x) {
+    throw std::runtime_error("bad void item " + std::to_string(x));
+}
+
+// One item of a map whose first chunk fails while the others still run: item 0 fails at once;
+// each other item marks dir/started, waits (up to a minute) for dir/open, marks dir/done, and the
+// last item then fails too, later than the first.
+int fail_first_or_wait(std::string dir, int i, int last) {
+    std::ofstream(dir + "/started/" + std::to_string(i)).put('x');
+    if (i == 0) throw std::runtime_error("the first failure");
+    for (int t = 0; t < 60000 && !std::filesystem::exists(dir + "/open"); ++t) slow(1);
+    std::ofstream(dir + "/done/" + std::to_string(i)).put('x');
+    if (i == last) throw std::runtime_error("a later failure");
+    return i;
+}
+int fail_first_or_wait_item(std::tuple<std::string, int, int> item) {
+    return std::apply(fail_first_or_wait, item);
+}
+
+std::size_t files_in(const std::string& dir) {
+    return static_cast<std::size_t>(std::distance(std::filesystem::directory_iterator(dir), {}));
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -599,6 +631,177 @@ TEST_P(PoolMethods, AWorkerIsSeenDeadEvenIfAnotherProcessHoldsItsPipe) {
     }
     EXPECT_LT(seconds_since(t0), 5.0);
     EXPECT_EQ(pool.apply(square, 6), 36);
+}
+
+namespace {
+// `run` maps fail_first_or_wait over n items, one chunk each, under `method`: the first chunk fails
+// at once while the others wait for a gate this test opens. The map must not end before the gate
+// opens, then must throw the first failure, every chunk having run.
+void expect_a_map_to_wait_for_every_chunk(const std::string& method,
+                                          void (*run)(mp::Pool&,
+                                                      const std::vector<std::tuple<std::string, int, int>>&)) {
+    constexpr int n = 4;
+    mp::Pool pool(n, {.start_method = method});
+    const std::string dir = scratch_dir();
+    std::filesystem::create_directory(dir + "/started");
+    std::filesystem::create_directory(dir + "/done");
+    std::vector<std::tuple<std::string, int, int>> items;
+    for (int i = 0; i < n; ++i) items.emplace_back(dir, i, n - 1);
+    auto map = std::async(std::launch::async, [&] { run(pool, items); });
+    // Declared after the map: opened first on the way out, so that a failed assertion cannot hang it.
+    struct Gate {
+        std::string path;
+        void open() const { std::ofstream(path).put('x'); }
+        ~Gate() { open(); }
+    } gate{dir + "/open"};
+
+    wait_for_files(dir + "/started", n);
+    // The failed chunk's worker takes this task only once the failure is in.
+    EXPECT_EQ(pool.apply(square, 3), 9);
+    // The map cannot end before the gate opens unless it gives up on its other chunks: this wait
+    // only bounds how long a map with that defect is given to show it.
+    EXPECT_EQ(map.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout)
+        << "the map ended while its other chunks still ran";
+    EXPECT_EQ(files_in(dir + "/done"), 0u);
+    gate.open();
+    try {
+        map.get();
+        ADD_FAILURE() << "no RemoteError";
+    } catch (const mp::RemoteError& e) {
+        EXPECT_NE(std::string(e.what()).find("the first failure"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(files_in(dir + "/done"), std::size_t{n - 1});
+}
+}  // namespace
+
+TEST_P(PoolMethods, MapWaitsForEveryChunkThenThrowsTheFirstError) {
+    expect_a_map_to_wait_for_every_chunk(
+        GetParam(), [](mp::Pool& pool, const auto& items) { pool.map(fail_first_or_wait_item, items, 1); });
+}
+
+TEST_P(PoolMethods, StarmapWaitsForEveryChunkThenThrowsTheFirstError) {
+    expect_a_map_to_wait_for_every_chunk(
+        GetParam(), [](mp::Pool& pool, const auto& items) { pool.starmap(fail_first_or_wait, items, 1); });
+}
+
+TEST_P(PoolMethods, MapAsyncWaitsForEveryChunkThenThrowsTheFirstError) {
+    expect_a_map_to_wait_for_every_chunk(
+        GetParam(), [](mp::Pool& pool, const auto& items) { pool.map_async(fail_first_or_wait_item, items, 1).get(); });
+}
+
+TEST_P(PoolMethods, TasksThatReturnVoidRunAndTheirErrorsTravel) {
+    mp::Pool pool(2, {.start_method = GetParam()});
+    const std::string dir = scratch_dir();
+    auto path = [&](int i) { return dir + "/" + std::to_string(i); };
+    auto paths = [&](int from, int to) {
+        std::vector<std::string> out;
+        for (int i = from; i < to; ++i) out.push_back(path(i));
+        return out;
+    };
+    auto all_exist = [](const std::vector<std::string>& ps) {
+        return std::all_of(ps.begin(), ps.end(), [](const auto& p) { return std::filesystem::exists(p); });
+    };
+
+    static_assert(std::is_void_v<decltype(pool.apply(touch, path(0)))>);
+    pool.apply(touch, path(0));
+    EXPECT_TRUE(std::filesystem::exists(path(0)));
+    mp::AsyncResult<void> a = pool.apply_async(touch, path(1));
+    a.get(30.0);
+    EXPECT_TRUE(a.successful());
+    EXPECT_TRUE(std::filesystem::exists(path(1)));
+    EXPECT_THROW(pool.apply(fail_void, 1), mp::RemoteError);
+
+    // Callbacks take no value.
+    std::promise<bool> ok;
+    std::promise<std::string> err;
+    std::atomic<int> wrong{0};
+    pool.apply_async(touch, path(2))
+        .callback([&] { ok.set_value(std::filesystem::exists(path(2))); })
+        .error_callback([&](const std::exception&) { ++wrong; });
+    pool.apply_async(fail_void, 5).callback([&] { ++wrong; }).error_callback([&](const std::exception& e) {
+        err.set_value(dynamic_cast<const mp::RemoteError*>(&e) ? e.what() : std::string("not a RemoteError"));
+    });
+    auto okf = ok.get_future();
+    auto errf = err.get_future();
+    ASSERT_EQ(okf.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    ASSERT_EQ(errf.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    EXPECT_TRUE(okf.get());
+    EXPECT_NE(errf.get().find("bad void item 5"), std::string::npos);
+
+    // map and starmap return void, in chunks, with progress, and async.
+    const auto mapped = paths(100, 150);
+    static_assert(std::is_void_v<decltype(pool.map(touch, mapped, 3))>);
+    pool.map(touch, mapped, 3);
+    EXPECT_TRUE(all_exist(mapped));
+    const auto reported = paths(200, 240);
+    std::vector<std::size_t> done;
+    pool.map(touch, reported, 4, [&](std::size_t d, std::size_t total) {
+        EXPECT_EQ(total, reported.size());
+        done.push_back(d);
+    });
+    EXPECT_TRUE(all_exist(reported));
+    ASSERT_FALSE(done.empty());
+    EXPECT_EQ(done.front(), 0u);
+    EXPECT_EQ(done.back(), reported.size());
+    const auto later = paths(300, 320);
+    std::promise<void> whole;
+    mp::AsyncResult<void> all = pool.map_async(touch, later, 6);
+    all.callback([&] { whole.set_value(); });
+    all.get(30.0);
+    EXPECT_TRUE(all_exist(later));
+    ASSERT_EQ(whole.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    std::vector<std::tuple<std::string, int>> starred;
+    for (int i = 400; i < 410; ++i) starred.emplace_back(dir, i);
+    pool.starmap(touch_in, starred, 3);
+    pool.starmap_async(touch_in, std::vector<std::tuple<std::string, int>>{{dir, 410}}).get(30.0);
+    EXPECT_TRUE(all_exist(paths(400, 411)));
+    EXPECT_THROW(pool.map(fail_void, std::vector<int>{1, 2, 3}, 2), mp::RemoteError);
+    EXPECT_THROW(pool.map_async(fail_void, std::vector<int>{1, 2, 3}).get(30.0), mp::RemoteError);
+    pool.map(touch, std::vector<std::string>{});
+
+    // imap and imap_unordered give std::monostate (Python's None) for each item done.
+    for (bool ordered : {true, false}) {
+        const auto items = ordered ? paths(500, 511) : paths(600, 611);
+        auto it = ordered ? pool.imap(touch, items, 3) : pool.imap_unordered(touch, items, 3);
+        static_assert(std::is_same_v<decltype(it.next()), std::optional<std::monostate>>);
+        std::size_t n = 0;
+        for (std::monostate none : it) {
+            (void)none;
+            ++n;
+        }
+        EXPECT_EQ(n, items.size());
+        EXPECT_TRUE(all_exist(items));
+    }
+    auto failing = pool.imap(fail_void, std::vector<int>{7, 8}, 1);
+    EXPECT_THROW(failing.next(30.0), mp::RemoteError);
+    EXPECT_THROW(failing.next(30.0), mp::RemoteError);
+    EXPECT_FALSE(failing.next(30.0).has_value());
+    pool.close();
+    pool.join();
+    EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_P(PoolMethods, TheExecutorRunsTasksThatReturnVoid) {
+    mp::ProcessPoolExecutor ex(2, {.start_method = GetParam()});
+    const std::string dir = scratch_dir();
+    mp::Future<void> f = ex.submit(touch, dir + "/a");
+    f.result(30.0);
+    EXPECT_TRUE(f.done());
+    EXPECT_EQ(f.exception(0.0), nullptr);
+    EXPECT_TRUE(std::filesystem::exists(dir + "/a"));
+    std::promise<bool> cb;
+    f.add_done_callback([&](const mp::Future<void>& fut) { cb.set_value(fut.exception(0.0) == nullptr); });
+    EXPECT_TRUE(cb.get_future().get());
+    mp::Future<void> e = ex.submit(fail_void, 2);
+    ASSERT_NE(e.exception(30.0), nullptr);
+    EXPECT_THROW(e.result(), mp::RemoteError);
+    std::size_t n = 0;
+    for (std::monostate none : ex.map(touch, std::vector<std::string>{dir + "/b", dir + "/c"})) {
+        (void)none;
+        ++n;
+    }
+    EXPECT_EQ(n, 2u);
+    EXPECT_TRUE(std::filesystem::exists(dir + "/b") && std::filesystem::exists(dir + "/c"));
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, PoolMethods, testing::ValuesIn(testing_support::start_methods()),

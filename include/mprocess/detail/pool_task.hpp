@@ -26,6 +26,18 @@ inline constexpr bool is_vector_v = false;
 template <class T, class A>
 inline constexpr bool is_vector_v<std::vector<T, A>> = true;
 
+// What a map's chunk gives back: its results in order, or nothing for a function that returns void.
+template <class R>
+struct chunk_result {
+    using type = std::vector<R>;
+};
+template <>
+struct chunk_result<void> {
+    using type = void;
+};
+template <class R>
+using chunk_result_t = typename chunk_result<R>::type;
+
 // Runs one task in a worker: decodes the arguments, calls the function, and appends the encoded
 // result to `out`.
 using Invoker = void (*)(void* fn, std::string_view args, std::string& out);
@@ -45,7 +57,15 @@ void invoke_task(void* fn, std::string_view args, std::string& out) {
 template <class Fn, class R, class T, bool Star>
 void invoke_chunk(void* fn, std::string_view args, std::string& out) {
     auto f = reinterpret_cast<Fn>(fn);
-    if constexpr (!Star && flat_item_v<T> && flat_item_v<R>) {
+    if constexpr (std::is_void_v<R>) {
+        // Nothing to answer but success: the caller knows how many items the chunk had.
+        for (auto& item : decode<std::vector<T>>(args)) {
+            if constexpr (Star)
+                std::apply(f, item);
+            else
+                f(item);
+        }
+    } else if constexpr (!Star && flat_item_v<T> && flat_item_v<R>) {
         // Numbers in and out: each read from the message and its result written into the answer.
         const auto [in, n] = flat_items<T>(args);
         char* to = append_flat_items<R>(out, n);
