@@ -1,8 +1,10 @@
 // Errors named after Python's, all deriving from mprocess::Error.
 #pragma once
 
+#include <cerrno>
 #include <stdexcept>
 #include <string>
+
 #include <sys/types.h>
 
 namespace mprocess {
@@ -57,6 +59,16 @@ public:
 
 private:
     int errno_;
+};
+
+// Python's FileExistsError and FileNotFoundError, as OSErrors with EEXIST and ENOENT.
+class FileExistsError : public OSError {
+public:
+    explicit FileExistsError(const std::string& what) : OSError(EEXIST, what) {}
+};
+class FileNotFoundError : public OSError {
+public:
+    explicit FileNotFoundError(const std::string& what) : OSError(ENOENT, what) {}
 };
 
 // recv_bytes_into() got a message larger than the buffer. Like Python, the whole message is
