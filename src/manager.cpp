@@ -681,7 +681,7 @@ std::vector<std::string> call(const ObjectRef& ref, const std::string& method, s
         if (type == "Empty") throw Empty(message);
         if (type == "Full") throw Full(message);
         if (type == "EOFError") throw EOFError(message);
-        throw RemoteError(type, message, 0);
+        std::rethrow_exception(make_remote_error(type, message, "manager " + ref.address));
     } catch (const EOFError&) {
         conn.close();  // the next call connects again
         throw;

@@ -30,12 +30,6 @@
 
 namespace mprocess {
 
-RemoteError::RemoteError(std::string type, std::string message, pid_t pid)
-    : Error(type + ": " + message + " (in worker " + std::to_string(pid) + ")"),
-      type_(std::move(type)),
-      message_(std::move(message)),
-      pid_(pid) {}
-
 WorkerLost::WorkerLost(pid_t pid, int exitcode)
     : Error("worker " + std::to_string(pid) +
             (exitcode < 0 ? " was killed by signal " + std::to_string(-exitcode)
@@ -169,10 +163,10 @@ std::string finish_with_answer(TaskState& st, std::string answer, int pid) {
     try {
         auto [type, what] = decode<Failure>(std::string_view(answer).substr(answer.empty() ? 0 : 1));
         failure = type + ": " + what;
-        error = std::make_exception_ptr(RemoteError(type, what, pid));
+        error = make_remote_error(type, what, "worker " + std::to_string(pid), pid);
     } catch (const Error& e) {
         failure = std::string("DecodeError: ") + e.what();
-        error = std::make_exception_ptr(RemoteError("DecodeError", e.what(), pid));
+        error = make_remote_error("DecodeError", e.what(), "worker " + std::to_string(pid), pid);
     }
     finish(st, {}, error);
     return failure;

@@ -1,8 +1,9 @@
 // Named blocks are POSIX shared memory objects (shm_open, in /dev/shm); anonymous ones memfds.
 // The creator of a named block registers it with the resource tracker (resource_tracker.hpp)
-// and unregisters it in unlink().
+// and unregisters it in unlink(), once.
 #include "mprocess/shared_memory.hpp"
 
+#include <atomic>
 #include <cerrno>
 #include <tuple>
 
@@ -17,9 +18,6 @@
 
 namespace mprocess {
 
-FileExistsError::FileExistsError(const std::string& what) : OSError(EEXIST, what) {}
-FileNotFoundError::FileNotFoundError(const std::string& what) : OSError(ENOENT, what) {}
-
 namespace detail {
 
 struct SharedBlock {
@@ -27,7 +25,7 @@ struct SharedBlock {
     platform::Fd fd;
     void* base = nullptr;
     std::size_t size = 0;
-    bool created = false;
+    std::atomic<bool> tracked{false};  // created here and registered with the tracker, not yet unregistered
     bool closed = false;
     ~SharedBlock() { unmap(); }
     void unmap() noexcept {
@@ -72,7 +70,7 @@ SharedMemory::SharedMemory(std::optional<std::string> name, bool create, std::si
         if (fd < 0 && errno == EEXIST) throw FileExistsError("shared memory '" + b.name + "' already exists");
         if (fd < 0) platform::throw_errno("shm_open of '" + b.name + "'");
         b.fd = platform::Fd(fd);
-        b.created = true;
+        b.tracked = true;
         try {
             // Registered before anything else can fail or the process can die with the name taken.
             detail::tracker_register(b.name);
@@ -122,9 +120,13 @@ void SharedMemory::close() {
 void SharedMemory::unlink() {
     auto& b = block();
     if (b.name.empty()) return;
-    if (::shm_unlink(("/" + b.name).c_str()) != 0 && errno != ENOENT)
-        platform::throw_errno("shm_unlink of '" + b.name + "'");
-    if (b.created) detail::tracker_unregister(b.name);
+    const int err = ::shm_unlink(("/" + b.name).c_str()) == 0 ? 0 : errno;
+    // Once the name is gone, by this call or by another process, it is no longer ours to track:
+    // the tracker must not unlink a block made later under the same name. The exchange makes
+    // that one record per block, however many copies of the handle call unlink().
+    if ((err == 0 || err == ENOENT) && b.tracked.exchange(false)) detail::tracker_unregister(b.name);
+    if (err == ENOENT) throw FileNotFoundError("no shared memory named '" + b.name + "': it has already been unlinked");
+    if (err != 0) platform::throw_os_error(err, "shm_unlink of '" + b.name + "'");
 }
 
 using ExportedBlock = std::tuple<std::string, std::uint64_t, int>;  // name, size, descriptor index

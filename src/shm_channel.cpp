@@ -124,12 +124,14 @@ public:
 private:
     Dir& in() {
         check_open();
-        if (!in_) throw ValueError("connection is write-only");
+        // OSError, as Python's: the end is usable, only not in this direction (EBADF, as a
+        // read from a write-only descriptor).
+        if (!in_) throw OSError(EBADF, "connection is write-only");
         return in_;
     }
     Dir& out() {
         check_open();
-        if (!out_) throw ValueError("connection is read-only");
+        if (!out_) throw OSError(EBADF, "connection is read-only");
         return out_;
     }
     void check_open() const {

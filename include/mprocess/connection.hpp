@@ -171,7 +171,8 @@ private:
 };
 
 // Python's Pipe(duplex=True): two connected ends. With duplex = false the first end can only
-// receive and the second can only send.
+// receive and the second can only send; using one the other way throws OSError ("connection is
+// read-only" / "write-only"), as Python does.
 std::pair<Connection, Connection> Pipe(bool duplex = true, PipeOptions options = {});
 
 // Something mprocess::wait() can wait on: a Connection (ready when recv() would not block) or a

@@ -1,8 +1,14 @@
 // Errors named after Python's, all deriving from mprocess::Error.
 #pragma once
 
+#include <cerrno>
+#include <exception>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
 #include <sys/types.h>
 
 namespace mprocess {
@@ -59,6 +65,16 @@ private:
     int errno_;
 };
 
+// Python's FileExistsError and FileNotFoundError, as OSErrors with EEXIST and ENOENT.
+class FileExistsError : public OSError {
+public:
+    explicit FileExistsError(const std::string& what) : OSError(EEXIST, what) {}
+};
+class FileNotFoundError : public OSError {
+public:
+    explicit FileNotFoundError(const std::string& what) : OSError(ENOENT, what) {}
+};
+
 // recv_bytes_into() got a message larger than the buffer. Like Python, the whole message is
 // consumed and handed over here, so nothing is lost.
 class BufferTooShort : public Error {
@@ -81,6 +97,75 @@ class TypeMismatch : public DecodeError {
 public:
     using DecodeError::DecodeError;
 };
+
+// An exception raised in another process and re-raised here: by a task in a Pool's worker, or by a
+// call on a manager's shared object. It carries the exception's type name, its message, and where
+// it was raised ("worker 1234", "manager 127.0.0.1:5000").
+class RemoteError : public Error {
+public:
+    // pid: the worker's, or 0 for a manager.
+    RemoteError(std::string type, std::string message, std::string source, pid_t pid = 0)
+        : Error(type + ": " + message + " (in " + source + ")"),
+          type_(std::move(type)),
+          message_(std::move(message)),
+          source_(std::move(source)),
+          pid_(pid) {}
+    // "KeyError", "mprocess::ValueError", "std::out_of_range", ...
+    const std::string& type_name() const noexcept { return type_; }
+    const std::string& message() const noexcept { return message_; }
+    // Where it was raised: "worker <pid>" or "manager <address>".
+    const std::string& source() const noexcept { return source_; }
+    // The worker's pid, or 0 if a manager raised it.
+    pid_t pid() const noexcept { return pid_; }
+
+private:
+    std::string type_, message_, source_;
+    pid_t pid_;
+};
+
+// The kinds of RemoteError a caller can catch by type, as Python re-raises the original exception:
+// `except KeyError:` is `catch (const mp::RemoteKeyError&)`. They are named Remote... because
+// mp::ValueError is already the library's own, local error. Which type names become which is
+// make_remote_error's table.
+class RemoteKeyError : public RemoteError {
+public:
+    using RemoteError::RemoteError;
+};
+class RemoteIndexError : public RemoteError {
+public:
+    using RemoteError::RemoteError;
+};
+class RemoteValueError : public RemoteError {
+public:
+    using RemoteError::RemoteError;
+};
+class RemoteTypeError : public RemoteError {
+public:
+    using RemoteError::RemoteError;
+};
+class RemoteAttributeError : public RemoteError {
+public:
+    using RemoteError::RemoteError;
+};
+
+// The RemoteError for an exception of type `type`, as the subclass that names it. The table is
+// exact names, so that where an error lands never depends on the sending side's class hierarchy:
+// Python's names (what a manager sends), the library's own ValueError, and the two standard
+// exceptions whose meaning is Python's (std::invalid_argument, std::out_of_range, as pybind11
+// translates them). Everything else is a plain RemoteError whose type_name() tells.
+inline std::exception_ptr make_remote_error(std::string type, std::string message, std::string source, pid_t pid = 0) {
+    auto as = [&]<class E>(std::type_identity<E>) {
+        return std::make_exception_ptr(E(std::move(type), std::move(message), std::move(source), pid));
+    };
+    const std::string_view t = type;
+    if (t == "KeyError") return as(std::type_identity<RemoteKeyError>());
+    if (t == "IndexError" || t == "std::out_of_range") return as(std::type_identity<RemoteIndexError>());
+    if (t == "ValueError" || t == "mprocess::ValueError" || t == "std::invalid_argument")
+        return as(std::type_identity<RemoteValueError>());
+    if (t == "TypeError") return as(std::type_identity<RemoteTypeError>());
+    if (t == "AttributeError") return as(std::type_identity<RemoteAttributeError>());
+    return as(std::type_identity<RemoteError>());
+}
 
 // Thrown by mprocess::exit() inside a child to end it with a given exit code after unwinding.
 // Deliberately not a std::exception, like Python's SystemExit is not an Exception, so that

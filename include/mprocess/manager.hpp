@@ -14,8 +14,10 @@
 //
 // The server stores items as encoded messages, so it runs without knowing the item types, and
 // programs built separately can share it; a proxy of the wrong type gets TypeMismatch when it
-// reads an item. A call that fails on the server throws RemoteError here (KeyError, IndexError,
-// ...); a lost server, EOFError or BrokenPipeError. A Lock held by a connection that ends (its
+// reads an item. A call that fails on the server throws a RemoteError here, whose source() is
+// "manager <address>", as the subclass of its Python kind (RemoteKeyError, RemoteIndexError,
+// RemoteValueError, RemoteTypeError, RemoteAttributeError); Empty, Full and EOFError cross as
+// themselves; a lost server, EOFError or BrokenPipeError. A Lock held by a connection that ends (its
 // process died) is released by the server.
 #pragma once
 
@@ -31,7 +33,6 @@
 
 #include "mprocess/error.hpp"
 #include "mprocess/listener.hpp"
-#include "mprocess/pool.hpp"
 #include "mprocess/process.hpp"
 #include "mprocess/queue.hpp"
 #include "mprocess/serialize.hpp"
@@ -129,7 +130,7 @@ public:
     std::size_t qsize() const { return call1<std::uint64_t>("qsize"); }
     bool empty() const { return qsize() == 0; }
     bool full() const { return call1<bool>("full"); }
-    // JoinableQueue's; on a plain Queue they throw RemoteError.
+    // JoinableQueue's; on a plain Queue they throw RemoteAttributeError.
     void task_done() { call("task_done"); }
     void join() { call("join"); }
 
@@ -142,7 +143,7 @@ template <class K, class V>
 class DictProxy : public detail::Proxy {
 public:
     DictProxy() = default;
-    // RemoteError(KeyError) for a missing key, as dict[k] raises.
+    // RemoteKeyError for a missing key, as dict[k] raises KeyError.
     V get(const K& key) const { return decode<V>(call("get", {encode(key)}).at(0)); }
     std::optional<V> get(const K& key, std::nullopt_t) const {
         auto r = call("get_or_none", {encode(key)});
@@ -171,7 +172,7 @@ class ListProxy : public detail::Proxy {
 public:
     ListProxy() = default;
     void append(const T& item) { call("append", {encode(item)}); }
-    // Python's indexes: negative counts from the end; RemoteError(IndexError) out of range.
+    // Python's indexes: negative counts from the end; RemoteIndexError out of range.
     T get(std::int64_t i) const { return decode<T>(call("get", {encode(i)}).at(0)); }
     void set(std::int64_t i, const T& item) { call("set", {encode(i), encode(item)}); }
     T pop(std::int64_t i = -1) { return decode<T>(call("pop", {encode(i)}).at(0)); }
@@ -232,7 +233,7 @@ private:
 class NamespaceProxy : public detail::Proxy {
 public:
     NamespaceProxy() = default;
-    // RemoteError(AttributeError) if it has none of that name.
+    // RemoteAttributeError if it has none of that name.
     template <class T>
     T get(const std::string& name) const {
         return decode<T>(call("get", {encode(name)}).at(0));
@@ -330,7 +331,7 @@ public:
         return ValueProxy<T>(make("value", name, {encode(initial)}));
     }
     // Frees a named object that a client made (the server's registered ones stay): its memory
-    // goes, and later calls through its proxies fail with RemoteError (KeyError). Objects are
+    // goes, and later calls through its proxies fail with RemoteKeyError. Objects are
     // otherwise kept until the server stops; nothing counts proxies (see docs/architecture.md).
     void release(const std::string& name);
 

@@ -46,19 +46,6 @@
 
 namespace mprocess {
 
-// A task raised an exception in a worker.
-class RemoteError : public Error {
-public:
-    RemoteError(std::string type, std::string message, pid_t pid);
-    const std::string& type_name() const noexcept { return type_; }
-    const std::string& message() const noexcept { return message_; }
-    pid_t pid() const noexcept { return pid_; }
-
-private:
-    std::string type_, message_;
-    pid_t pid_;
-};
-
 namespace detail {
 struct InitializerAccess;
 struct PoolAccess;

@@ -29,16 +29,6 @@
 
 namespace mprocess {
 
-// Python's FileExistsError and FileNotFoundError, as OSErrors with EEXIST and ENOENT.
-class FileExistsError : public OSError {
-public:
-    explicit FileExistsError(const std::string& what);
-};
-class FileNotFoundError : public OSError {
-public:
-    explicit FileNotFoundError(const std::string& what);
-};
-
 namespace detail {
 struct SharedBlock;
 }
@@ -59,7 +49,8 @@ public:
     // This process stops using the block (every copy of the handle here): buf() then throws.
     void close();
     // Removes the name, so that no one else can attach; the memory lives on until every process
-    // has closed it. Nothing to do for an anonymous block.
+    // has closed it. FileNotFoundError if the name is already gone (unlinked before, here or by
+    // another process), as Python's. Nothing to do for an anonymous block.
     void unlink();
 
     friend bool operator==(const SharedMemory& a, const SharedMemory& b) noexcept { return a.b_ == b.b_; }

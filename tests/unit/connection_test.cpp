@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <map>
 #include <numeric>
@@ -103,16 +104,33 @@ TEST_P(ConnectionMethods, AQuarterGigabyteMessageArrivesIntact) {
     EXPECT_TRUE(got == pattern(got.size(), 7));
 }
 
-TEST_F(ConnectionTest, AOneWayPipeUsedBackwardsThrows) {
+TEST_F(ConnectionTest, AOneWayPipeUsedBackwardsThrowsOSErrorAsPythonDoes) {
     auto [r, w] = mp::Pipe(false);
     EXPECT_TRUE(r.readable());
     EXPECT_FALSE(r.writable());
     EXPECT_TRUE(w.writable());
     EXPECT_FALSE(w.readable());
-    EXPECT_THROW(r.send(1), mp::ValueError);
-    EXPECT_THROW(w.recv<int>(), mp::ValueError);
+    try {
+        r.send(1);
+        FAIL() << "sent on the read-only end";
+    } catch (const mp::OSError& e) {
+        EXPECT_EQ(e.error_code(), EBADF);
+        EXPECT_NE(std::string(e.what()).find("connection is read-only"), std::string::npos) << e.what();
+    }
+    try {
+        w.recv<int>();
+        FAIL() << "received on the write-only end";
+    } catch (const mp::OSError& e) {
+        EXPECT_EQ(e.error_code(), EBADF);
+        EXPECT_NE(std::string(e.what()).find("connection is write-only"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(r.send_bytes("x"), mp::OSError);
+    EXPECT_THROW(w.recv_bytes(), mp::OSError);
+    EXPECT_THROW(w.poll(), mp::OSError);
     w.send(5);
     EXPECT_EQ(r.recv<int>(), 5);
+    r.close();
+    EXPECT_THROW(r.recv<int>(), mp::ValueError);  // a closed end is still Python's ValueError
 }
 
 TEST_P(ConnectionMethods, RecvDrainsWhatWasSentThenThrowsEOFError) {

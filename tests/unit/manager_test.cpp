@@ -109,6 +109,16 @@ void post_proxy(std::string address, mp::Queue<mp::QueueProxy<int>> out) {
 using RawRequest = std::tuple<std::string, std::string, std::vector<std::string>>;
 using RawReply = std::tuple<std::uint8_t, std::string, std::string, std::vector<std::string>>;
 
+// In a child: a missing key is caught as the manager's KeyError, which names that manager.
+void catch_key_error(mp::DictProxy<std::string, int> d, std::string address) {
+    try {
+        d.get("missing");
+    } catch (const mp::RemoteKeyError& e) {
+        mp::exit(e.source() == "manager " + address && e.pid() == 0 ? 0 : 2);
+    }
+    mp::exit(1);
+}
+
 }  // namespace
 
 TEST_F(ManagerTest, AServerMayOfferOnlyTheObjectsItRegistered) {
@@ -237,6 +247,36 @@ TEST_F(ManagerTest, ServerSideErrorsComeBackAsExceptions) {
     auto wrong = m.Queue<std::string>("shared");
     EXPECT_THROW(wrong.get(), mp::TypeMismatch);
     EXPECT_THROW((m.dict<int, int>("shared")), mp::RemoteError);  // a queue of that name exists
+}
+
+TEST_P(ManagerMethods, AnErrorFromTheManagerNamesItAndIsCaughtByItsKind) {
+    mp::Manager m({.start_method = GetParam()});
+    auto d = m.dict<std::string, int>();
+    try {
+        d.get("missing");
+        FAIL() << "no exception";
+    } catch (const mp::RemoteKeyError& e) {
+        EXPECT_EQ(e.type_name(), "KeyError");
+        EXPECT_EQ(e.source(), "manager " + m.address());
+        EXPECT_EQ(e.pid(), 0);
+        const std::string what = e.what();
+        EXPECT_NE(what.find("(in manager " + m.address() + ")"), std::string::npos) << what;
+        EXPECT_EQ(what.find("worker"), std::string::npos) << what;
+    }
+    auto l = m.list<int>();
+    EXPECT_THROW(l.get(5), mp::RemoteIndexError);
+    auto q = m.Queue<int>();
+    EXPECT_THROW(q.task_done(), mp::RemoteAttributeError);  // a plain Queue is not joinable
+    auto jq = m.JoinableQueue<int>();
+    EXPECT_THROW(jq.task_done(), mp::RemoteValueError);  // called too many times
+    auto ns = m.Namespace();
+    EXPECT_THROW(ns.get<int>("nothing"), mp::RemoteAttributeError);
+    m.Queue<int>("shared");
+    EXPECT_THROW((m.dict<int, int>("shared")), mp::RemoteTypeError);  // a queue of that name exists
+    auto p = ctx().Process(catch_key_error, d, m.address());
+    p.start();
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
 }
 
 TEST_P(ManagerMethods, AJoinableQueueIsJoinedWhenEveryTaskIsDone) {

@@ -51,6 +51,12 @@ int slow(int ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     return ms;
 }
+// Throws the exception kind named by `kind`: 0 out_of_range, 1 invalid_argument, 2 the library's ValueError.
+int throw_kind(int kind) {
+    if (kind == 0) throw std::out_of_range("index 9 of 3");
+    if (kind == 1) throw std::invalid_argument("not a number");
+    throw mp::ValueError("a closed object");
+}
 pid_t whoami(int) {
     return ::getpid();
 }
@@ -215,6 +221,33 @@ TEST_P(PoolMethods, AnExceptionInATaskComesBackAsRemoteErrorAndThePoolGoesOn) {
     }
     EXPECT_FALSE(r.successful());
     EXPECT_EQ(pool.apply(square, 3), 9);
+}
+
+TEST_P(PoolMethods, ATaskErrorNamesItsWorkerAndIsCaughtByItsKind) {
+    mp::Pool pool(1, {.start_method = GetParam()});
+    const pid_t worker = pool.pids().at(0);
+    try {
+        pool.apply(throw_kind, 0);
+        FAIL() << "no exception";
+    } catch (const mp::RemoteIndexError& e) {
+        EXPECT_EQ(e.type_name(), "std::out_of_range");
+        EXPECT_EQ(e.source(), "worker " + std::to_string(worker));
+        EXPECT_EQ(e.pid(), worker);
+        EXPECT_NE(std::string(e.what()).find("(in worker " + std::to_string(worker) + ")"), std::string::npos)
+            << e.what();
+    }
+    EXPECT_THROW(pool.apply(throw_kind, 1), mp::RemoteValueError);
+    EXPECT_THROW(pool.apply(throw_kind, 2), mp::RemoteValueError);
+    try {
+        pool.apply(fail, 1);  // std::runtime_error: no Python kind, a plain RemoteError
+        FAIL() << "no exception";
+    } catch (const mp::RemoteValueError&) {
+        FAIL() << "a runtime_error taken for a ValueError";
+    } catch (const mp::RemoteIndexError&) {
+        FAIL() << "a runtime_error taken for an IndexError";
+    } catch (const mp::RemoteError& e) {
+        EXPECT_EQ(e.type_name(), "std::runtime_error");
+    }
 }
 
 TEST_P(PoolMethods, AWorkerKilledOrCrashingFailsOnlyItsTaskAndIsReplaced) {

@@ -48,6 +48,29 @@ TEST_F(SharedMemoryTest, BadArgumentsGiveThePythonErrors) {
     EXPECT_FALSE(in_dev_shm(name));
 }
 
+TEST_F(SharedMemoryTest, ASecondUnlinkOfTheSameNameRaisesFileNotFoundError) {
+    const std::string name = unique_name("unlinked-twice");
+    mp::SharedMemory shm(name, true, 100);
+    mp::SharedMemory copy = shm;
+    shm.unlink();
+    EXPECT_FALSE(in_dev_shm(name));
+    try {
+        shm.unlink();
+        FAIL() << "a second unlink was silent";
+    } catch (const mp::OSError& e) {  // FileNotFoundError is an OSError, with ENOENT
+        EXPECT_NE(dynamic_cast<const mp::FileNotFoundError*>(&e), nullptr) << e.what();
+        EXPECT_EQ(e.error_code(), ENOENT);
+        EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(copy.unlink(), mp::FileNotFoundError);
+    // The name is free for a new block, tracked and unlinked as any other.
+    mp::SharedMemory again(name, true, 100);
+    EXPECT_TRUE(in_dev_shm(name));
+    again.unlink();
+    EXPECT_FALSE(in_dev_shm(name));
+    EXPECT_THROW(again.unlink(), mp::FileNotFoundError);
+}
+
 TEST_F(SharedMemoryTest, AnAnonymousBlockIsZeroedAndClosesForEveryCopy) {
     mp::SharedMemory shm(std::nullopt, true, 10000);
     EXPECT_EQ(shm.size(), 10000u);
@@ -97,6 +120,19 @@ TEST_P(SharedMemoryMethods, ABlockWhoseCreatorWasKilledIsGoneOnceTheProgramHasEn
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_FALSE(in_dev_shm(name)) << "left behind: /dev/shm/" << name;
     if (in_dev_shm(name)) ::unlink(("/dev/shm/" + name).c_str());
+}
+
+TEST_P(SharedMemoryMethods, UnlinkAfterAnotherProcessUnlinkedTheNameRaisesFileNotFoundError) {
+    const std::string name = unique_name("unlinked-elsewhere");
+    mp::SharedMemory shm(name, true, 64);
+    auto p = ctx().Process([](std::string name) { mp::SharedMemory(name).unlink(); }, name);
+    p.start();
+    p.join();
+    ASSERT_EQ(p.exitcode(), 0);
+    EXPECT_FALSE(in_dev_shm(name));
+    EXPECT_THROW(shm.unlink(), mp::FileNotFoundError);
+    EXPECT_EQ(shm.buf().size(), 64u);  // the memory itself lives on until closed
+    shm.close();
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, SharedMemoryMethods, testing::ValuesIn(testing_support::start_methods()),
