@@ -1,6 +1,10 @@
 // Listener, Client, and the authentication handshake.
 //
-// The handshake, with an authkey on both sides (server first, then the client in turn):
+// The handshake. The client speaks first: a hello that says whether it has an authkey. The
+// listener answers a key-less hello with "#WELCOME#", or "#NEEDKEY#" if it has a key (the client
+// reads that answer with its first recv: see expect_welcome), and a hello with a key with
+// "#NOKEY#" if it has none; so a key on one end only fails at once on both. With an authkey on both
+// sides (server first, then the client in turn):
 //   challenger -> "#CHALLENGE#sha256:" + 32 fresh random bytes
 //   answerer   -> HMAC-SHA256(authkey, its role ("server" or "client") + those 32 bytes)
 //   challenger -> "#WELCOME#" or "#FAILURE#" (the digest compared in constant time)
@@ -33,8 +37,12 @@ std::string detail::hmac_sha256(const std::string& key, std::string_view data) {
 
 namespace {
 
+using detail::kHelloWithKey;
+using detail::kHelloWithoutKey;
+using detail::kNeedKey;
+using detail::kWelcome;
 constexpr std::string_view kChallenge = "#CHALLENGE#sha256:";
-constexpr std::string_view kWelcome = "#WELCOME#";
+constexpr std::string_view kNoKey = "#NOKEY#";
 constexpr std::string_view kFailure = "#FAILURE#";
 constexpr std::size_t kNonce = 32;
 constexpr std::size_t kHandshakeLimit = 256;  // no handshake message is longer
@@ -70,6 +78,8 @@ void deliver_challenge(detail::SocketChannel& ch, const std::string& key, bool s
 void answer_challenge(detail::SocketChannel& ch, const std::string& key, bool server,
                       const platform::Deadline& deadline) {
     const std::string challenge = detail::recv_small(ch, kHandshakeLimit, deadline);
+    if (!server && challenge == kNoKey)
+        throw AuthenticationError("the listener has no authkey and this client has one: both ends need the same key");
     if (challenge.size() != kChallenge.size() + kNonce || challenge.compare(0, kChallenge.size(), kChallenge) != 0)
         throw AuthenticationError("the other end did not send an authentication challenge (does it use an authkey?)");
     detail::send_frame(ch, hmac(key, std::string(role(server)) + challenge.substr(kChallenge.size())));
@@ -78,23 +88,46 @@ void answer_challenge(detail::SocketChannel& ch, const std::string& key, bool se
     if (verdict != kWelcome) throw AuthenticationError("the other end broke the authentication protocol");
 }
 
+// The listener's side of the hello; true if the key-less exchange is complete.
+bool greet_client(detail::SocketChannel& ch, const std::string& key, const platform::Deadline& deadline) {
+    const std::string hello = detail::recv_small(ch, kHandshakeLimit, deadline);
+    const bool client_has_key = hello == kHelloWithKey;
+    if (!client_has_key && hello != kHelloWithoutKey)
+        throw AuthenticationError("the client did not begin with the mprocess handshake");
+    if (client_has_key == !key.empty()) {
+        if (key.empty()) detail::send_frame(ch, kWelcome);
+        return key.empty();
+    }
+    try {
+        detail::send_frame(ch, key.empty() ? kNoKey : kNeedKey);
+    } catch (const Error&) {
+    }
+    throw AuthenticationError(key.empty()
+                                  ? "the client has an authkey and this listener has none: both ends need the same key"
+                                  : "the client has no authkey and this listener requires one");
+}
+
 // Runs the handshake within the deadline; every failure is an AuthenticationError.
 void authenticate(detail::SocketChannel& ch, const std::string& key, bool server, const platform::Deadline& deadline) {
     try {
         if (server) {
+            if (greet_client(ch, key, deadline)) return;
             deliver_challenge(ch, key, true, deadline);
             answer_challenge(ch, key, true, deadline);
         } else {
+            detail::send_frame(ch, key.empty() ? kHelloWithoutKey : kHelloWithKey);
+            if (key.empty()) {
+                detail::expect_welcome(ch);
+                return;
+            }
             answer_challenge(ch, key, false, deadline);
             deliver_challenge(ch, key, false, deadline);
         }
     } catch (const AuthenticationError&) {
         throw;
     } catch (const TimeoutError&) {
-        // A client with a key meets a listener without one this way: each waits for the other.
         throw AuthenticationError(server ? "the authentication handshake took too long: the client did not answer"
-                                         : "the authentication handshake took too long: no challenge came (does "
-                                           "the listener have an authkey? both ends need the same one)");
+                                         : "the authentication handshake took too long: the listener did not answer");
     } catch (const Error& e) {
         throw AuthenticationError(std::string("the authentication handshake failed: ") + e.what());
     }
@@ -146,7 +179,6 @@ Connection detail::accept_unauthenticated(Listener& l, Timeout timeout) {
 }
 
 void detail::authenticate_accepted(const Listener& l, Connection& c) {
-    if (l.st_->options.authkey.empty()) return;
     auto* ch = as_socket_channel(ConnectionAccess::channel(c));
     if (!ch) throw ValueError("not a socket connection");
     try {
@@ -181,7 +213,7 @@ Connection Client(const std::string& address, ClientOptions options) {
     const auto deadline = deadline_in(options.timeout);
     platform::Fd fd = platform::connect_to(platform::parse_address(address), deadline);
     auto ch = detail::make_socket_channel(std::move(fd), options.max_message);
-    if (!options.authkey.empty()) authenticate(*ch, options.authkey, false, deadline);
+    authenticate(*ch, options.authkey, false, deadline);
     return detail::ConnectionAccess::wrap(detail::as_channel(std::move(ch)));
 }
 

@@ -27,16 +27,19 @@ constexpr std::size_t kPrefix = 8;              // what a sink sees before it de
 constexpr std::size_t kReadChunk = 64 << 10;    // one read for many small messages
 constexpr std::chrono::microseconds kSpin{20};  // looking before sleeping, as a Pipe does
 
-// ("socket", fd index, max message, bytes read ahead): what this end has read from the socket but
-// not yet handed out travels with it, or a child given the connection would never see it.
-using SocketExport = std::tuple<std::string, int, std::uint64_t, std::string>;
+// ("socket", fd index, max message, bytes read ahead, welcome still due): what this end has read
+// from the socket but not yet handed out travels with it, or a child given the connection would
+// never see it.
+using SocketExport = std::tuple<std::string, int, std::uint64_t, std::string, bool>;
 
 }  // namespace
 
 class SocketChannel final : public Channel {
 public:
-    SocketChannel(platform::Fd fd, std::size_t max_message, std::string read_ahead = {})
-        : fd_(std::move(fd)), max_(max_message), buf_(std::move(read_ahead)) {}
+    SocketChannel(platform::Fd fd, std::size_t max_message, std::string read_ahead = {}, bool welcome_due = false)
+        : fd_(std::move(fd)), max_(max_message), buf_(std::move(read_ahead)), welcome_due_(welcome_due) {}
+
+    void expect_welcome() noexcept { welcome_due_ = true; }
 
     void send(std::string_view head, std::string_view body) override {
         check_open();
@@ -50,6 +53,7 @@ public:
 
     bool recv_until(FrameSink& sink, const platform::Deadline& deadline) {
         check_open();
+        if (welcome_due_) take_welcome(deadline);
         if (!pending_) {
             fill(kHeader, deadline, false);
             std::uint64_t n = 0;
@@ -88,18 +92,16 @@ public:
 
     bool poll(const platform::Deadline& deadline) override {
         check_open();
-        if (has_data()) return true;
-        pollfd p{fd_.get(), POLLIN, 0};
-        // As recv does: look without sleeping for a while before sleeping in the kernel.
-        const auto t0 = platform::Clock::now();
-        for (auto now = t0; now - t0 < kSpin && (!deadline || now < *deadline); now = platform::Clock::now()) {
-            if (platform::poll_until(&p, 1, now) > 0) return true;
-            if (now - t0 > std::chrono::microseconds(5)) platform::yield_cpu();
+        if (welcome_due_) {
+            if (!wait_readable(deadline)) return false;
+            take_welcome(deadline);
         }
-        return platform::poll_until(&p, 1, deadline) > 0;
+        if (has_data()) return true;
+        return wait_readable(deadline);
     }
     bool ready_now() override { return poll(platform::Clock::now()); }
     bool has_data() override { return pending_ || avail() != 0; }
+
     void arm(std::vector<pollfd>& fds) override { fds.push_back({fd_.get(), POLLIN, 0}); }
     void disarm() override {}
 
@@ -120,10 +122,43 @@ public:
             ahead.append(reinterpret_cast<const char*>(&n), kHeader);
         }
         ahead.append(buf_, pos_, std::string::npos);
-        return encode(SocketExport{"socket", args.add_fd(fd_.get()), max_, std::move(ahead)});
+        return encode(SocketExport{"socket", args.add_fd(fd_.get()), max_, std::move(ahead), welcome_due_});
     }
 
 private:
+    bool wait_readable(const platform::Deadline& deadline) {
+        if (avail() != 0) return true;
+        pollfd p{fd_.get(), POLLIN, 0};
+        // As recv does: look without sleeping for a while before sleeping in the kernel.
+        const auto t0 = platform::Clock::now();
+        for (auto now = t0; now - t0 < kSpin && (!deadline || now < *deadline); now = platform::Clock::now()) {
+            if (platform::poll_until(&p, 1, now) > 0) return true;
+            if (now - t0 > std::chrono::microseconds(5)) platform::yield_cpu();
+        }
+        return platform::poll_until(&p, 1, deadline) > 0;
+    }
+
+    // The listener's answer to a key-less hello, owed before the first message.
+    void take_welcome(const platform::Deadline& deadline) {
+        welcome_due_ = false;  // whatever comes, it is consumed (or the connection is over)
+        std::string answer;
+        try {
+            answer = recv_small(*this, kWelcome.size() + kNeedKey.size(), deadline);
+        } catch (const TimeoutError&) {
+            welcome_due_ = true;  // not yet: the next look takes it
+            throw;
+        } catch (const EOFError&) {
+            throw AuthenticationError("the listener closed the connection before accepting it");
+        } catch (const Error& e) {
+            throw AuthenticationError(std::string("the listener's answer to our hello broke the protocol: ") +
+                                      e.what());
+        }
+        if (answer == kWelcome) return;
+        fail("the listener refused the connection");
+        if (answer == kNeedKey) throw AuthenticationError("the listener requires an authkey and this client has none");
+        throw AuthenticationError("the listener did not welcome this client (an authkey on one end only?)");
+    }
+
     void check_open() const {
         if (closed_.load()) throw ValueError("connection is closed");
         if (broken_) throw EOFError("the connection was ended: " + broken_why_);
@@ -164,6 +199,7 @@ private:
     std::string buf_;
     std::size_t pos_ = 0;
     std::optional<std::uint64_t> pending_;  // a frame whose header is read
+    bool welcome_due_ = false;              // see expect_welcome()
     std::atomic<bool> broken_{false};       // set by the receiving thread, read by senders too
     std::string broken_why_;                // written before broken_ is set, never after
 };
@@ -197,6 +233,10 @@ std::string recv_small(SocketChannel& ch, std::size_t limit, const platform::Dea
     return std::move(sink.out);
 }
 
+void expect_welcome(SocketChannel& ch) noexcept {
+    ch.expect_welcome();
+}
+
 void send_frame(SocketChannel& ch, std::string_view message) {
     ch.send(message, {});
 }
@@ -206,13 +246,14 @@ bool is_socket_export(const std::string& blob) {
 }
 
 std::shared_ptr<Channel> import_socket_channel(const SpawnArgs& args, const std::string& blob) {
-    auto [kind, index, max, ahead] = decode<SocketExport>(blob);
+    auto [kind, index, max, ahead, welcome_due] = decode<SocketExport>(blob);
     if (kind != "socket" || index < 0 || static_cast<std::size_t>(index) >= args.fds.size())
         throw DecodeError("exported connection: bad socket description");
     platform::Fd borrowed(args.fds[static_cast<std::size_t>(index)]);
     platform::Fd own = platform::dup_fd(borrowed);
     borrowed.release();
-    return std::make_shared<SocketChannel>(std::move(own), static_cast<std::size_t>(max), std::move(ahead));
+    return std::make_shared<SocketChannel>(std::move(own), static_cast<std::size_t>(max), std::move(ahead),
+                                           welcome_due);
 }
 
 }  // namespace mprocess::detail

@@ -25,6 +25,17 @@ SocketChannel* as_socket_channel(Channel& ch) noexcept;
 std::string recv_small(SocketChannel& ch, std::size_t limit, const platform::Deadline& deadline);
 void send_frame(SocketChannel& ch, std::string_view message);
 
+// The handshake's first exchange: every client says whether it has a key; the listener answers
+// a key-less client with kWelcome, or with kNeedKey if it has a key itself.
+inline constexpr std::string_view kHelloWithKey = "#HELLO#authkey";
+inline constexpr std::string_view kHelloWithoutKey = "#HELLO#nokey";
+inline constexpr std::string_view kWelcome = "#WELCOME#";
+inline constexpr std::string_view kNeedKey = "#NEEDKEY#";
+// A key-less Client() returns without waiting for that answer, as Python's does (so that one
+// thread may connect, then accept): the answer is the first frame on the connection, checked by
+// the first recv() or poll(), which throw AuthenticationError if the listener wanted a key.
+void expect_welcome(SocketChannel& ch) noexcept;
+
 // Rebuilds an end exported by export_to() in another process; false if the blob is not a socket's.
 bool is_socket_export(const std::string& blob);
 std::shared_ptr<Channel> import_socket_channel(const SpawnArgs& args, const std::string& blob);

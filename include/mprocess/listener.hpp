@@ -13,7 +13,9 @@
 //
 // The authkey authenticates; it does not encrypt. With one, each side proves that it knows the
 // key (HMAC-SHA256 of a fresh random challenge, in both directions, compared in constant time)
-// before accept() or Client() returns; a wrong key fails with AuthenticationError on both ends.
+// before accept() or Client() returns; a wrong key fails with AuthenticationError on both ends,
+// and so does a key on one end only, at once (a key-less client, which does not wait for
+// accept() as in Python, learns it at its first recv() or poll()).
 // Everything after the handshake travels in the clear: use TCP without an authkey only on a
 // network you trust, and to cross an untrusted one, a tunnel (SSH, WireGuard, TLS).
 //
