@@ -33,6 +33,13 @@ public:
         return val_.value();
     }
 
+    // How a Counter travels to a child started by spawn or forkserver: its two handles, as
+    // handles (under fork the child's copy shares them anyway).
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(val_, lock_);
+    }
+
 private:
     // Both are handles on shared memory: a Counter copied into a child shares them.
     mp::Value<int> val_;
@@ -48,6 +55,7 @@ void func(Counter counter) {
 
 int main(int argc, char** argv) {
     mp::freeze_support(argc, argv);
+    if (argc > 1) mp::set_start_method(argv[1]);  // counter_lock [fork|spawn|forkserver]
     Counter counter(0);
     std::vector<mp::Process> procs;
     for (int i = 0; i < 10; ++i) procs.emplace_back(func, counter);
