@@ -590,6 +590,10 @@ private:
 // whose end the server sends through the socket. A call then costs about a microsecond instead
 // of two socket system calls and, often, a sleep and a wake-up on each side.
 Connection upgraded(Connection& sock) {
+    // The descriptors come with their bytes and must not be read ahead: so a key-less client
+    // takes the listener's welcome first, while nothing can follow it.
+    if (auto* ch = as_socket_channel(ConnectionAccess::channel(sock)))
+        take_welcome(*ch, platform::Clock::now() + std::chrono::seconds(30));
     sock.send(Request{"", "upgrade", {}});
     std::uint64_t n = 0;
     std::vector<int> fds;

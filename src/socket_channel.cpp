@@ -40,6 +40,9 @@ public:
         : fd_(std::move(fd)), max_(max_message), buf_(std::move(read_ahead)), welcome_due_(welcome_due) {}
 
     void expect_welcome() noexcept { welcome_due_ = true; }
+    void settle_welcome(const platform::Deadline& deadline) {
+        if (welcome_due_) take_welcome(deadline);
+    }
 
     void send(std::string_view head, std::string_view body) override {
         check_open();
@@ -235,6 +238,10 @@ std::string recv_small(SocketChannel& ch, std::size_t limit, const platform::Dea
 
 void expect_welcome(SocketChannel& ch) noexcept {
     ch.expect_welcome();
+}
+
+void take_welcome(SocketChannel& ch, const platform::Deadline& deadline) {
+    ch.settle_welcome(deadline);
 }
 
 void send_frame(SocketChannel& ch, std::string_view message) {

@@ -35,6 +35,8 @@ inline constexpr std::string_view kNeedKey = "#NEEDKEY#";
 // thread may connect, then accept): the answer is the first frame on the connection, checked by
 // the first recv() or poll(), which throw AuthenticationError if the listener wanted a key.
 void expect_welcome(SocketChannel& ch) noexcept;
+// Takes that answer now, if it is still due: for a caller that next reads the socket itself.
+void take_welcome(SocketChannel& ch, const platform::Deadline& deadline);
 
 // Rebuilds an end exported by export_to() in another process; false if the blob is not a socket's.
 bool is_socket_export(const std::string& blob);

@@ -412,7 +412,9 @@ TEST_P(ProcessMethods, AChildCanBeMadeToDieWithItsParent) {
     auto [r, w] = mp::Pipe(false);
     auto parent = ctx().Process(
         [](mp::Connection c) {
-            mp::Process orphan(sleep_forever, {.die_with_parent = true});
+            // The child's own method (its parent's), except forkserver, which refuses die_with_parent.
+            const std::string method = mp::get_start_method() == "forkserver" ? "fork" : mp::get_start_method();
+            mp::Process orphan(sleep_forever, {.die_with_parent = true, .start_method = method});
             orphan.start();
             c.send(orphan.pid());
             sleep_forever();
