@@ -176,6 +176,7 @@ class Local(unittest.TestCase):
         self.assertIn("'2.5' is not an integer", r.stdout)
         self.assertIn("'0x10' is not an integer", r.stdout)
         self.assertEqual(summary(self, r.stdout), (7, 7, 0))
+        self.assertRegex(r.stdout, r"(?m)^summary: .*; [0-9]+ tickets/s$")  # input at once: a rate
         self.assertEqual(len(str(huge ** 5)), 1000)
 
     def test_numbers_on_the_command_line(self):
@@ -316,9 +317,21 @@ class Terminal(unittest.TestCase):
         self.type("-9\n")
         self.read_until(r"-9 is odd: x\^3 = -729, x\^5 = -59049")
         self.type("\x04")  # Ctrl-D: end of input
-        self.read_until(r"summary: 2 tickets, 2 answered, 0 failed")
+        self.read_until(r"summary: 2 tickets, 2 answered, 0 failed.*\n")
+        # A rate over the time someone took to type would say nothing: none at a terminal.
+        self.assertNotIn("tickets/s", self.screen)
         _, status = os.waitpid(self.pid, 0)
         self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+
+    def test_invalid_input_draws_the_prompt_once(self):
+        self.read_until(r"number> ")
+        # Both at once: the line is answered before the end of input is read, so nothing typed
+        # later can fall between the prompts drawn after the message.
+        self.type("abc\n\x04")
+        self.read_until(r"summary: 0 tickets.*\n")
+        after = re.search(r"'abc' is not an integer[^\n]*\n(.*)summary:", self.screen, re.S)
+        self.assertIsNotNone(after, self.screen)
+        self.assertEqual(after.group(1).count("number> "), 1, repr(self.screen))
 
     def test_ctrl_c_ends_the_session_cleanly(self):
         self.read_until(r"number> ")
