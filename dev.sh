@@ -48,7 +48,8 @@ demo() {
     echo "input, one per line (even, odd, negative, not integers, huge):"
     printf '%s' "$input" | sed 's/^/    /'
     echo "---- output"
-    printf '%s' "$input" | build/release/apps/tickets/tickets
+    # From a here-string, not a pipe: under pipefail a writer that outlives its reader fails.
+    build/release/apps/tickets/tickets <<<"$input"
     echo
     echo "Interactive: build/release/apps/tickets/tickets   Across machines: tickets --help"
 }
