@@ -5,6 +5,7 @@ against Python's exact integers. The binary is $TICKETS_BIN."""
 from __future__ import annotations
 
 import os
+import platform
 import pty
 import re
 import select
@@ -75,6 +76,33 @@ def alive(pid: int) -> bool:
             return f.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+# The system calls a thread sleeps in (nanosleep, clock_nanosleep), by machine.
+SLEEP_CALLS = {"x86_64": {35, 230}, "aarch64": {101, 115}}
+
+
+def stop_inside_a_task(pid: int, timeout: float = 60.0) -> None:
+    """Stops a dispatcher's worker (SIGSTOP) at a moment it is inside a ticket's work, that is in
+    the --work-delay sleep: then the task it holds cannot finish. A worker found elsewhere (idle,
+    or between two tasks) is let go on and stopped again a little later."""
+    sleeping = SLEEP_CALLS[platform.machine()]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        os.kill(pid, signal.SIGSTOP)
+        state = ""
+        while state != "T" and time.monotonic() < end:  # at its next return to user space
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(") ", 1)[1][0]
+            if state in "ZX":
+                raise AssertionError(f"worker {pid} ended before it was stopped")
+        with open(f"/proc/{pid}/syscall") as f:
+            call = f.read().split()[0]
+        if call.lstrip("-").isdigit() and int(call) in sleeping:
+            return
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.002)
+    raise AssertionError(f"worker {pid} was never found inside a task")
 
 
 class Dispatcher:
@@ -230,8 +258,10 @@ class Network(unittest.TestCase):
         self.assertEqual(len(workers), 2)
         numbers = list(range(1, 101))
         c = controller(self, d.address, numbers)
-        # Once a ticket is answered both workers are busy: 20 ms tasks, ~190 more to come.
+        # Killed inside a task (20 ms each, ~190 more to come once a ticket is answered), not
+        # while idle: a busy dispatcher (a slow machine, a sanitizer) may leave a worker waiting.
         d.wait_for_log("answered")
+        stop_inside_a_task(workers[0])
         os.kill(workers[0], signal.SIGKILL)
         out, err = finish(c)
         self.assertEqual(c.returncode, 0, err)
