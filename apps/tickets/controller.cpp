@@ -132,6 +132,7 @@ public:
         unsigned long seq = 0;
         prompt();
         while (auto line = next_line()) {
+            entered();
             std::string why;
             auto number = parse_integer(*line, why);
             if (!number) {
@@ -163,7 +164,11 @@ public:
             }
             prompt();
         }
-        if (tty_) std::cout << std::endl;
+        if (tty_) {
+            std::lock_guard lock(m_);
+            prompt_shown_ = false;  // what follows is no longer typed at it
+            std::cout << std::endl;
+        }
         {
             // Answers still on their way get o_.wait_s after the input ends (2 s after Ctrl-C).
             std::unique_lock lock(m_);
@@ -189,18 +194,27 @@ private:
         Clock::time_point at;
     };
 
+    // The prompt is drawn once per line the user is to type: answers printed while it is up draw
+    // it again below them, and the loop draws it after each line typed.
     void prompt() {
         if (!tty_) return;
         std::lock_guard lock(m_);
+        if (std::exchange(prompt_shown_, true)) return;
         std::cout << "number> " << std::flush;
     }
 
-    // A line of the session; at a terminal, above the prompt, which is drawn again.
+    // The user ended a line (Enter): the terminal moved below the prompt.
+    void entered() {
+        std::lock_guard lock(m_);
+        prompt_shown_ = false;
+    }
+
+    // A line of the session; at a terminal, above the prompt if it is up, which is drawn again.
     void say(const std::string& text) {
         std::lock_guard lock(m_);
         if (tty_) std::cout << "\r\033[K";
         std::cout << text << "\n";
-        if (tty_) std::cout << "number> ";
+        if (tty_ && prompt_shown_) std::cout << "number> ";
         std::cout << std::flush;
     }
 
@@ -281,7 +295,9 @@ private:
             const double span = std::chrono::duration<double>(last_answer_ - first_sent_).count();
             out << std::fixed << std::setprecision(2) << "; latency avg " << sum / latencies_.size() << " ms, p99 "
                 << latencies_[p99] << " ms";
-            if (span > 0) out << std::setprecision(0) << "; " << latencies_.size() / span << " tickets/s";
+            // A rate over the time someone took to type says nothing: only input that came at once
+            // (a pipe, a file, the command line) measures the dispatcher.
+            if (!tty_ && span > 0) out << std::setprecision(0) << "; " << latencies_.size() / span << " tickets/s";
         }
         std::cout << out.str() << std::endl;
     }
@@ -296,6 +312,7 @@ private:
     Clock::time_point first_sent_{}, last_answer_{}, deadline_{};
     bool input_done_ = false;
     bool gone_ = false;
+    bool prompt_shown_ = false;  // the last thing on the terminal is "number> " (tty_ only)
 };
 
 }  // namespace
