@@ -137,7 +137,9 @@ struct BoundTarget final : Target {
             out.entry = &spawn_entry<Fp, Args...>;
             out.fn = reinterpret_cast<void*>(fp);
             std::apply(
-                [&out](const Args&... a) { (out.args.blobs.push_back(SpawnArg<Args>::write(out.args, a)), ...); },
+                [&](const Args&... a) {  // [&]: no capture left unused when there are no arguments
+                    (out.args.blobs.push_back(SpawnArg<Args>::write(out.args, a)), ...);
+                },
                 args);
             return {};
         }
