@@ -95,8 +95,14 @@ bool greet_client(detail::SocketChannel& ch, const std::string& key, const platf
     if (!client_has_key && hello != kHelloWithoutKey)
         throw AuthenticationError("the client did not begin with the mprocess handshake");
     if (client_has_key == !key.empty()) {
-        if (key.empty()) detail::send_frame(ch, kWelcome);
-        return key.empty();
+        if (!key.empty()) return false;
+        try {
+            detail::send_frame(ch, kWelcome);
+        } catch (const Error&) {
+            // A client that sent and left at once (as Python's may) cannot be welcomed, but what
+            // it sent is here to be read, then its end of file.
+        }
+        return true;
     }
     try {
         detail::send_frame(ch, key.empty() ? kNoKey : kNeedKey);

@@ -41,6 +41,7 @@ public:
 
     void expect_welcome() noexcept { welcome_due_ = true; }
     void settle_welcome(const platform::Deadline& deadline) {
+        std::lock_guard rx(rx_m_);
         if (welcome_due_) take_welcome(deadline);
     }
 
@@ -56,7 +57,30 @@ public:
 
     bool recv_until(FrameSink& sink, const platform::Deadline& deadline) {
         check_open();
+        std::lock_guard rx(rx_m_);
         if (welcome_due_) take_welcome(deadline);
+        return recv_frame(sink, deadline);
+    }
+
+    bool poll(const platform::Deadline& deadline) override {
+        check_open();
+        std::lock_guard rx(rx_m_);
+        if (welcome_due_) {
+            try {
+                take_welcome(deadline);
+            } catch (const TimeoutError&) {
+                return false;  // not all of it is here yet: nothing to read either
+            }
+        }
+        if (has_data()) return true;
+        return wait_readable(deadline);
+    }
+    bool ready_now() override { return poll(platform::Clock::now()); }
+    bool has_data() override { return pending_ || avail() != 0; }
+
+private:
+    // The receiving side's work, under rx_m_.
+    bool recv_frame(FrameSink& sink, const platform::Deadline& deadline) {
         if (!pending_) {
             fill(kHeader, deadline, false);
             std::uint64_t n = 0;
@@ -93,24 +117,22 @@ public:
         return true;
     }
 
-    bool poll(const platform::Deadline& deadline) override {
-        check_open();
-        if (welcome_due_) {
-            if (!wait_readable(deadline)) return false;
-            take_welcome(deadline);
-        }
-        if (has_data()) return true;
-        return wait_readable(deadline);
-    }
-    bool ready_now() override { return poll(platform::Clock::now()); }
-    bool has_data() override { return pending_ || avail() != 0; }
-
+public:
     void arm(std::vector<pollfd>& fds) override { fds.push_back({fd_.get(), POLLIN, 0}); }
     void disarm() override {}
 
+    // As Python's: the descriptor is closed, so a child given the connection keeps it. Only a
+    // thread of ours blocked receiving on it is woken by shutting the socket down, which ends it
+    // for every process (the descriptor cannot be closed under that thread).
     void close() override {
         if (closed_.exchange(true)) return;
-        ::shutdown(fd_.get(), SHUT_RDWR);  // wakes a thread blocked on it; the descriptor goes with us
+        std::unique_lock rx(rx_m_, std::try_to_lock);
+        if (!rx.owns_lock()) {
+            ::shutdown(fd_.get(), SHUT_RDWR);
+            return;
+        }
+        std::lock_guard tx(send_m_);
+        fd_.reset();
     }
     bool closed() const noexcept override { return closed_.load(); }
     bool readable() const noexcept override { return true; }
@@ -119,6 +141,9 @@ public:
 
     std::string export_to(SpawnArgs& args) const override {
         check_open();
+        std::unique_lock rx(rx_m_, std::try_to_lock);
+        if (!rx.owns_lock())
+            throw ProcessError("a socket connection cannot be handed to a child while a thread receives on it");
         std::string ahead;
         if (pending_) {  // the header of the next frame is consumed here: put it back in front
             const std::uint64_t n = htole64(*pending_);
@@ -141,25 +166,32 @@ private:
         return platform::poll_until(&p, 1, deadline) > 0;
     }
 
-    // The listener's answer to a key-less hello, owed before the first message.
+    // The listener's answer to a key-less hello, owed before the first message. Both answers are
+    // frames of the same size, taken only once whole: a timeout leaves everything as it was.
     void take_welcome(const platform::Deadline& deadline) {
-        welcome_due_ = false;  // whatever comes, it is consumed (or the connection is over)
-        std::string answer;
+        static_assert(kWelcome.size() == kNeedKey.size());
+        constexpr std::size_t frame = kHeader + kWelcome.size();
         try {
-            answer = recv_small(*this, kWelcome.size() + kNeedKey.size(), deadline);
+            fill(frame, deadline, true);
         } catch (const TimeoutError&) {
-            welcome_due_ = true;  // not yet: the next look takes it
             throw;
-        } catch (const EOFError&) {
+        } catch (const Error&) {
+            fail("the listener closed the connection before accepting it");
             throw AuthenticationError("the listener closed the connection before accepting it");
-        } catch (const Error& e) {
-            throw AuthenticationError(std::string("the listener's answer to our hello broke the protocol: ") +
-                                      e.what());
         }
-        if (answer == kWelcome) return;
+        welcome_due_ = false;
+        std::uint64_t n = 0;
+        std::memcpy(&n, buf_.data() + pos_, kHeader);
+        const std::string_view answer(buf_.data() + pos_ + kHeader, kWelcome.size());
+        if (le64toh(n) == kWelcome.size() && answer == kWelcome) {
+            pos_ += frame;
+            return;
+        }
+        const bool need_key = le64toh(n) == kNeedKey.size() && answer == kNeedKey;
         fail("the listener refused the connection");
-        if (answer == kNeedKey) throw AuthenticationError("the listener requires an authkey and this client has none");
-        throw AuthenticationError("the listener did not welcome this client (an authkey on one end only?)");
+        throw AuthenticationError(need_key ? "the listener requires an authkey and this client has none"
+                                           : "the listener did not welcome this client (an authkey on one end only, "
+                                             "or not an mprocess listener?)");
     }
 
     void check_open() const {
@@ -184,7 +216,13 @@ private:
         while (buf_.size() < n) {
             const std::size_t at = buf_.size();
             buf_.resize(at + kReadChunk);
-            const std::size_t got = platform::read_some(fd_.get(), buf_.data() + at, kReadChunk, deadline, kSpin);
+            std::size_t got = 0;
+            try {
+                got = platform::read_some(fd_.get(), buf_.data() + at, kReadChunk, deadline, kSpin);
+            } catch (...) {
+                buf_.resize(at);  // no room left looking like bytes read
+                throw;
+            }
             buf_.resize(at + got);
             if (got == 0) {
                 if (!in_frame && buf_.empty()) throw EOFError("the other end closed the connection");
@@ -198,7 +236,9 @@ private:
     const std::size_t max_;
     std::atomic<bool> closed_{false};
     std::mutex send_m_;
-    // The receiving side, used by one thread at a time.
+    // The receiving side. Held while receiving (one thread at a time does), so that an export
+    // never copies a buffer being filled, and close() knows whether a receiver must be woken.
+    mutable std::mutex rx_m_;
     std::string buf_;
     std::size_t pos_ = 0;
     std::optional<std::uint64_t> pending_;  // a frame whose header is read

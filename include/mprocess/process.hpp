@@ -84,23 +84,31 @@ struct Target {
     virtual std::string to_spawn(SpawnTarget& out) const = 0;
 };
 
-// The types a target's arguments are kept as: the target's own parameter types when its
-// signature is known and each argument converts to its parameter, so that a string literal
-// becomes the std::string the function takes at construction, under every start method;
-// otherwise the arguments' decayed types.
+// The type an argument is kept as: the target's parameter type P when the argument converts to
+// it and keeping P loses nothing, so that a string literal becomes the std::string the function
+// takes at construction, under every start method; otherwise the argument's decayed type. Not P
+// when P is a view (a std::string_view of a temporary std::string would dangle) or a base of the
+// argument's class (a Derived kept as a Base would be sliced).
+template <class P, class A>
+using kept_t = std::conditional_t<std::is_convertible_v<A&&, P> && !is_view_v<std::remove_cvref_t<P>> &&
+                                      !(std::is_class_v<std::decay_t<A>> &&
+                                        std::is_base_of_v<std::remove_cvref_t<P>, std::decay_t<A>> &&
+                                        !std::is_same_v<std::remove_cvref_t<P>, std::decay_t<A>>),
+                                  std::remove_cvref_t<P>, std::decay_t<A>>;
+
 template <class F, class Fp, class... A>
 struct stored_args {
     using type = std::tuple<std::decay_t<A>...>;
 };
 template <class F, class R, class... P, class... A>
-requires(sizeof...(P) == sizeof...(A)) && (std::is_constructible_v<std::remove_cvref_t<P>, A&&> && ...) &&
-    std::is_invocable_v<F&, std::remove_cvref_t<P>&...> struct stored_args<F, R (*)(P...), A...> {
-    using type = std::tuple<std::remove_cvref_t<P>...>;
+requires(sizeof...(P) == sizeof...(A)) &&
+    std::is_invocable_v<F&, kept_t<P, A>&...> struct stored_args<F, R (*)(P...), A...> {
+    using type = std::tuple<kept_t<P, A>...>;
 };
 template <class F, class R, class... P, class... A>
-requires(sizeof...(P) == sizeof...(A)) && (std::is_constructible_v<std::remove_cvref_t<P>, A&&> && ...) &&
-    std::is_invocable_v<F&, std::remove_cvref_t<P>&...> struct stored_args<F, R (*)(P...) noexcept, A...> {
-    using type = std::tuple<std::remove_cvref_t<P>...>;
+requires(sizeof...(P) == sizeof...(A)) &&
+    std::is_invocable_v<F&, kept_t<P, A>&...> struct stored_args<F, R (*)(P...) noexcept, A...> {
+    using type = std::tuple<kept_t<P, A>...>;
 };
 
 // Why the first argument that cannot travel to a fresh program image cannot, or empty if all can.

@@ -247,7 +247,7 @@ const QueueHandle& queue_handle(const TypedQueue<T>& q) noexcept {
 
 template <class Q, class T>
 struct QueueSpawnArg {
-    static constexpr bool handle = true;
+    static constexpr bool handle = true, nestable = true;
     static std::string write(SpawnArgs& args, const Q& q) { return q.h_.export_to(args); }
     static Q read(const SpawnArgs& args, const std::string& blob) {
         return Q(QueueHandle::import(args, blob, type_tag<T>, type_name_v<T>, Q::joinable));

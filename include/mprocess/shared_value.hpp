@@ -196,7 +196,7 @@ using SharedBlob = std::tuple<std::string, std::uint64_t, bool>;
 
 template <class S>
 struct SharedSpawnArg {
-    static constexpr bool handle = true;
+    static constexpr bool handle = true, nestable = true;
     static std::string write(SpawnArgs& args, const S& s) {
         return encode(SharedBlob{s.h_.export_to(args), s.shared_count(), s.shared_lock()});
     }

@@ -71,7 +71,7 @@ private:
 
 template <class T>
 struct SyncSpawnArg {
-    static constexpr bool handle = true;
+    static constexpr bool handle = true, nestable = true;
     static std::string write(SpawnArgs& args, const T& v) { return v.h_.export_to(args); }
     static T read(const SpawnArgs& args, const std::string& blob) {
         return T(SyncHandle::import(args, blob, T::state_bytes()));
@@ -345,13 +345,13 @@ template <>
 struct SpawnArg<Event> : SyncSpawnArg<Event> {};
 template <>
 struct SpawnArg<Condition> {
-    static constexpr bool handle = true;
+    static constexpr bool handle = true, nestable = true;
     static std::string write(SpawnArgs& args, const Condition& c);
     static Condition read(const SpawnArgs& args, const std::string& blob);
 };
 template <>
 struct SpawnArg<Barrier> {
-    static constexpr bool handle = true;
+    static constexpr bool handle = true, nestable = true;
     static std::string write(SpawnArgs& args, const Barrier& b);
     static Barrier read(const SpawnArgs& args, const std::string& blob);
 };

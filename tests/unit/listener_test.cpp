@@ -353,10 +353,88 @@ TEST_P(ListenerMethods, AClientConnectionCanBeHandedToAChild) {
     auto server_side = listener.accept(30.0);
     auto p = ctx().Process(answer_on, conn);
     p.start();
+    conn.close();  // as Python's usual p.start(); conn.close(): the child's copy lives on
     server_side.send(21);
     EXPECT_EQ(server_side.recv<int>(), 42);
     p.join();
     EXPECT_EQ(p.exitcode(), 0);
+}
+
+// A raw listening socket on loopback that speaks for the listener, byte by byte as the test says.
+struct RawListener {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    unsigned port = 0;
+    RawListener() {
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof sa;
+        ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+        ::listen(fd, 4);
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+        port = ntohs(sa.sin_port);
+    }
+    ~RawListener() { ::close(fd); }
+    std::string address() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+std::string frame(const std::string& body) {
+    std::uint64_t n = body.size();
+    return std::string(reinterpret_cast<const char*>(&n), sizeof n) + body;
+}
+
+// A key-less client does not wait for the listener's welcome; when it comes in pieces, a look
+// for messages in between finds none (no error), and the first message after it is whole.
+TEST_F(ListenerTest, AWelcomeArrivingInPiecesIsTakenWholeBeforeTheFirstMessage) {
+    RawListener raw;
+    auto client = mp::Client(raw.address());
+    const int peer = ::accept(raw.fd, nullptr, nullptr);
+    ASSERT_GE(peer, 0);
+    const std::string welcome = frame("#WELCOME#");
+    raw_write(peer, welcome.data(), 5);
+    EXPECT_FALSE(client.poll(0.05));
+    EXPECT_FALSE(client.poll(0.0));
+    const std::string rest = welcome.substr(5) + frame(mp::encode(42));
+    raw_write(peer, rest.data(), rest.size());
+    EXPECT_EQ(client.recv<int>(), 42);
+    ::close(peer);
+}
+
+// Anything but a welcome (a listener that needs a key, one that speaks another protocol) ends the
+// connection: its bytes are never handed out as a message.
+TEST_F(ListenerTest, ARefusalOrAStrangeFirstFrameEndsAKeylessClientsConnection) {
+    for (const std::string first :
+         {std::string("#NEEDKEY#"), std::string("#CHALLENGE#sha256:") + std::string(32, 'x')}) {
+        RawListener raw;
+        auto client = mp::Client(raw.address());
+        const int peer = ::accept(raw.fd, nullptr, nullptr);
+        ASSERT_GE(peer, 0);
+        const std::string bytes = frame(first) + frame(mp::encode(7));
+        raw_write(peer, bytes.data(), bytes.size());
+        try {
+            client.recv<int>();
+            ADD_FAILURE() << "a connection the listener did not welcome was used";
+        } catch (const mp::AuthenticationError& e) {
+            if (first == "#NEEDKEY#")
+                EXPECT_NE(std::string(e.what()).find("requires an authkey"), std::string::npos) << e.what();
+        }
+        EXPECT_THROW(client.recv<int>(), mp::Error);  // still over, never the 7
+        ::close(peer);
+    }
+}
+
+// A key-less client may send and leave before the listener accepts (as Python's may): what it
+// sent is still delivered, then its end of file.
+TEST_F(ListenerTest, AClientThatSendsAndLeavesBeforeAcceptIsStillHeard) {
+    mp::Listener listener("@mprocess-leaver-" + std::to_string(::getpid()));
+    {
+        auto client = mp::Client(listener.address());
+        client.send(std::string("parting words"));
+        client.close();
+    }
+    auto conn = listener.accept(30.0);
+    EXPECT_EQ(conn.recv<std::string>(), "parting words");
+    EXPECT_THROW(conn.recv<std::string>(), mp::EOFError);
 }
 
 // A client that sends at once may have its messages read ahead by accept() (or by an earlier

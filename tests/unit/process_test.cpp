@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "helpers/children.hpp"
@@ -540,6 +541,21 @@ TEST_P(ProcessMethods, AStringLiteralArgumentBecomesTheTargetsStdString) {
     auto p = ctx().Process(greet, "bob", w);
     p.start();
     EXPECT_EQ(r.recv<std::string>(), "hello bob");
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+void echo_view(std::string_view s, mp::Connection out) {
+    out.send(std::string(s));
+}
+
+// A view parameter does not make the Process keep a view: the temporary string below is gone by
+// start(), its copy in the Process is not.
+TEST_P(ProcessMethods, AViewParameterKeepsTheArgumentsOwnString) {
+    auto [r, w] = mp::Pipe(false);
+    auto p = ctx().Process(echo_view, std::string(100, 'k'), w);
+    p.start();
+    EXPECT_EQ(r.recv<std::string>(), std::string(100, 'k'));
     p.join();
     EXPECT_EQ(p.exitcode(), 0);
 }

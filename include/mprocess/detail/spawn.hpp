@@ -44,6 +44,13 @@ template <class T>
 concept SpawnHandle = requires {
     requires SpawnArg<T>::handle;
 };
+// A handle that can also sit inside a container or a user type: loading one there first builds a
+// default one to assign to, which a handle without a cheap default (SharedMemory, whose default
+// would attach to no name) cannot offer.
+template <class T>
+concept NestableHandle = SpawnHandle<T> && requires {
+    requires SpawnArg<T>::nestable;
+};
 
 // Goes through the argument archives: plain data, and handles anywhere inside a container or a
 // user type's serialize(). (A serialize() is a template, so whether it holds handles shows only
@@ -91,17 +98,17 @@ struct SpawnArg {
 
 template <>
 struct SpawnArg<Connection> {
-    static constexpr bool handle = true;
+    static constexpr bool handle = true, nestable = true;
     static std::string write(SpawnArgs& args, const Connection& c);
     static Connection read(const SpawnArgs& args, const std::string& blob);
 };
 
 // A handle inside an argument's container or user type: its own blob, as a string.
-template <SpawnHandle H>
+template <NestableHandle H>
 void CEREAL_SAVE_FUNCTION_NAME(SpawnOutArchive& ar, const H& h) {
     ar(SpawnArg<H>::write(ar.context(), h));
 }
-template <SpawnHandle H>
+template <NestableHandle H>
 void CEREAL_LOAD_FUNCTION_NAME(SpawnInArchive& ar, H& h) {
     std::string blob;
     ar(blob);
