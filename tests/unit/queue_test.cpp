@@ -512,5 +512,31 @@ TEST_P(QueueMethods, SimpleQueueCrossesAProcessBoundary) {
     p.join();
 }
 
+// The second hop: a child takes the first item and hands the queue on to a grandchild (with its own
+// method, inherited), which takes the rest; nothing is lost or seen twice on the way.
+void take_the_rest(mp::Queue<int> q, mp::Queue<int> out) {
+    for (int i = 0; i < 2; ++i) out.put(q.get(true, 30.0));
+}
+void take_one_and_hand_on(mp::Queue<int> q, mp::Queue<int> out) {
+    out.put(q.get(true, 30.0));
+    mp::Process p(take_the_rest, q, out);
+    p.start();
+    p.join();
+    mp::exit(p.exitcode().value_or(99));
+}
+
+TEST_P(QueueMethods, AQueueHandedOnToAGrandchildLosesNothing) {
+    mp::Queue<int> q, out;
+    for (int i = 1; i <= 3; ++i) q.put(i);
+    auto p = ctx().Process(take_one_and_hand_on, q, out);
+    p.start();
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+    std::vector<int> got;
+    for (int i = 0; i < 3; ++i) got.push_back(out.get(true, 30.0));
+    EXPECT_EQ(got, (std::vector<int>{1, 2, 3}));
+    EXPECT_TRUE(q.empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, QueueMethods, testing::ValuesIn(testing_support::start_methods()),
                          [](const auto& info) { return info.param; });
