@@ -578,7 +578,9 @@ TEST_P(ProcessMethods, AnArgumentThatCannotTravelIsNamedByPositionAndType) {
         ADD_FAILURE() << "an address reached a fresh program image";
     } catch (const mp::ProcessError& e) {
         const std::string what = e.what();
-        EXPECT_NE(what.find("argument 1 (int*)"), std::string::npos) << what;
+        // g++ spells the type "int*", clang "int *".
+        EXPECT_NE(what.find("argument 1 (int"), std::string::npos) << what;
+        EXPECT_NE(what.find("*) is neither serializable"), std::string::npos) << what;
     }
 }
 
