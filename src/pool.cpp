@@ -153,8 +153,22 @@ std::string failure_answer(const std::string& type, const std::string& message) 
     return std::string(1, '\1') + encode(Failure{type, message});
 }
 
+bool answer_succeeded(std::string_view answer) {
+    return !answer.empty() && answer[0] == '\0';  // the result follows the status byte
+}
+
+// Why a failed task's answer says it failed: "type: message".
+std::string failure_of(std::string_view answer) {
+    try {
+        auto [type, what] = decode<Failure>(answer.substr(answer.empty() ? 0 : 1));
+        return type + ": " + what;
+    } catch (const Error& e) {
+        return std::string("DecodeError: ") + e.what();
+    }
+}
+
 std::string finish_with_answer(TaskState& st, std::string answer, int pid) {
-    if (!answer.empty() && answer[0] == '\0') {
+    if (answer_succeeded(answer)) {
         finish(st, std::move(answer), nullptr);  // the result follows the status byte
         return {};
     }
@@ -568,20 +582,25 @@ private:
             return manager;
         }
         std::shared_ptr<TaskState> st;
-        bool init = false;
+        bool init_failed = false;
         const pid_t pid = w.proc->pid();
         {
             std::lock_guard lock(m_);
             if (!w.current) return true;
             st = w.current->st;
             w.current.reset();
-            init = std::exchange(w.initializing, false);
+            const bool init = std::exchange(w.initializing, false);
             if (!init) ++w.done;
+            // The pool breaks before this worker looks idle: a task handed to it now would run in
+            // a worker whose initializer failed, and succeed.
+            init_failed = init && !answer_succeeded(answer);
+            if (init_failed && broken_.empty())
+                broken_ = "the Pool's initializer failed in worker " + std::to_string(pid) + ": " + failure_of(answer);
+            if (init_failed) terminated_ = true;
         }
         reading.unlock();  // completing runs hooks: they must not hold up this worker's reader
-        const std::string failure = finish_with_answer(*st, std::move(answer), pid);
-        if (init && !failure.empty())
-            break_pool("the Pool's initializer failed in worker " + std::to_string(pid) + ": " + failure);
+        finish_with_answer(*st, std::move(answer), pid);
+        if (init_failed) platform::signal_efd(bell_);
         dispatch();  // the worker is free for the next pending task
         return true;
     }
