@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Linked into every program of an ASan build (mprocess_sanitizer_defaults() in helpers.cmake).
 //
 // ASan's quarantine (freed blocks held back to catch a use after free) has a lock that the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A handle (a queue, a lock) travels as a Process argument, inside containers too, but never
 // inside a message: a queue of vectors of queues must not compile. The check looks inside the
 // container, where cereal's own functions would accept any element.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Forks children that allocate and free while two other threads allocate and free without pause:
 // what the fork-method Pool does when its manager thread replaces a worker. The children must all
 // end. Under a sanitizer runtime that does not hold its allocator's locks across fork() (GCC 12's
