@@ -120,17 +120,19 @@ std::string task_message_head(Invoker invoker, void* fn) {
 std::string run_task_message(std::string_view msg) {
     // A worker runs one task at a time, each thread its own: the cache needs no lock.
     thread_local std::map<std::string, void*> resolved;
-    auto address = [](const Symbol& s) {
-        const std::string key = s.object + '\0' + s.build_id + '\0' + std::to_string(s.offset);
+    // Keyed by role too: an address cleared as a function is not thereby cleared as an entry point.
+    auto address = [](const Symbol& s, void* (*resolve)(const Symbol&)) {
+        const std::string key = std::string(resolve == entry_address ? "e" : "f") + s.object + '\0' + s.build_id +
+                                '\0' + std::to_string(s.offset);
         auto it = resolved.find(key);
-        if (it == resolved.end()) it = resolved.emplace(key, code_address(s)).first;
+        if (it == resolved.end()) it = resolved.emplace(key, resolve(s)).first;
         return it->second;
     };
     std::string answer(1, '\0');
     try {
         auto [head, args] = parse_task(msg);
         auto& [invoker, fn] = head;
-        reinterpret_cast<Invoker>(address(invoker))(address(fn), args, answer);
+        reinterpret_cast<Invoker>(address(invoker, entry_address))(address(fn, function_address), args, answer);
     } catch (const std::exception& e) {
         answer.assign(1, '\1');
         answer += encode(Failure{type_of_current_exception(), e.what()});

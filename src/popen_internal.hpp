@@ -6,27 +6,12 @@
 
 #include <sys/types.h>
 
+#include "code_symbol.hpp"
 #include "mprocess/detail/spawn.hpp"
 #include "platform/posix.hpp"
 #include "process_internal.hpp"
 
 namespace mprocess::detail {
-
-// A code address as (object, build-id, offset): valid in every process that maps the object.
-struct Symbol {
-    std::string object;
-    std::string build_id;
-    std::uint64_t offset = 0;
-    template <class Archive>
-    void serialize(Archive& ar) {
-        ar(object, build_id, offset);
-    }
-};
-
-// The symbol of a code address in this process, and the address of a symbol here (ProcessError
-// if its object is not loaded or is another build).
-Symbol code_symbol(void* addr);
-void* code_address(const Symbol& s);
 
 // An own copy of descriptor number `index` of the arguments of a spawned target; DecodeError
 // naming `what` if there is no such descriptor.

@@ -8,14 +8,17 @@
 // having called freeze_support() answers 'E' instead, and the parent gives up on a child that
 // says nothing within kGuardTimeout.
 #include <cerrno>
+#include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
 #include <iterator>
-#include <link.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,91 +41,59 @@ using platform::Fd;
 constexpr const char* kSpawnVar = "MPROCESS_SPAWN_FD";
 constexpr const char* kServerVar = "MPROCESS_FORKSERVER_FD";
 
-int take_env_fd(const char* var) {
+// Why descriptor `fd` is not a start-up channel from our parent, or empty if it is. The parent
+// makes it with socketpair() just before it forks us, so its peer's credentials are the parent's
+// pid and user; a descriptor anyone else hands us (a file on stdin, a socket of another process
+// or user) fails that.
+std::string distrust(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return "it is not a socket";
+    ucred peer{};
+    socklen_t len = sizeof peer;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || len != sizeof peer)
+        return "it is not a Unix socket";
+    if (peer.pid != ::getppid()) return "its other end is not our parent process";
+    if (peer.uid != ::getuid() || peer.uid != ::geteuid()) return "its other end is another user";
+    return {};
+}
+
+// The start-up channel named by `var`, which is removed from the environment (it is not for our
+// own children). In secure-execution mode (setuid, setgid, file capabilities) the environment is
+// our caller's to choose, so the variable is ignored: the program runs as itself.
+struct StartChannel {
+    int fd = -1;
+    std::string refused;  // why the variable was not honoured
+};
+
+StartChannel take_start_channel(const char* var) {
     const char* v = std::getenv(var);
-    if (!v) return -1;
-    int fd = std::atoi(v);
-    ::unsetenv(var);  // not for our own children
-    return fd;
+    if (!v) return {};
+    const std::string value = v;
+    ::unsetenv(var);
+    if (::getauxval(AT_SECURE) != 0) return {};
+    int fd = -1;
+    const auto [end, err] = std::from_chars(value.data(), value.data() + value.size(), fd);
+    std::string why = err != std::errc() || end != value.data() + value.size() || fd < 0
+                          ? "it is not a descriptor number"
+                          : distrust(fd);
+    if (why.empty()) return {fd, {}};
+    return {-1, std::string(var) + "=" + value + " was refused: " + why};
 }
 
 // The socket to the parent in a fresh image that has not reached freeze_support() yet, and
 // what it was started as.
 int guard_fd = -1;
 bool started_as_server = false;
+std::string start_refused;
 [[maybe_unused]] const bool env_read = [] {
-    guard_fd = take_env_fd(kSpawnVar);
-    if (guard_fd < 0) {
-        guard_fd = take_env_fd(kServerVar);
-        started_as_server = guard_fd >= 0;
-    }
+    StartChannel spawn = take_start_channel(kSpawnVar), server = take_start_channel(kServerVar);
+    const bool as_server = spawn.fd < 0 && spawn.refused.empty();
+    StartChannel& ch = as_server ? server : spawn;
+    started_as_server = as_server && ch.fd >= 0;
+    guard_fd = ch.fd;
+    start_refused = std::move(ch.refused);
     return true;
 }();
-
-std::string build_id_of(const dl_phdr_info* info) {
-    for (int i = 0; i < info->dlpi_phnum; ++i) {
-        const auto& ph = info->dlpi_phdr[i];
-        if (ph.p_type != PT_NOTE) continue;
-        auto* p = reinterpret_cast<const char*>(info->dlpi_addr + ph.p_vaddr);
-        const char* end = p + ph.p_memsz;
-        while (p + sizeof(ElfW(Nhdr)) <= end) {
-            auto* n = reinterpret_cast<const ElfW(Nhdr)*>(p);
-            const char* name = p + sizeof(ElfW(Nhdr));
-            const char* desc = name + ((n->n_namesz + 3) & ~3u);
-            if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && std::memcmp(name, "GNU", 4) == 0)
-                return std::string(desc, n->n_descsz);
-            p = desc + ((n->n_descsz + 3) & ~3u);
-        }
-    }
-    return {};
-}
-
-struct Lookup {
-    std::uintptr_t addr = 0;       // find the object containing this address,
-    const Symbol* want = nullptr;  // or the object this symbol names
-    Symbol found;
-    std::uintptr_t base = 0;
-    bool ok = false;
-};
-
-int visit(dl_phdr_info* info, std::size_t, void* data) {
-    auto& q = *static_cast<Lookup*>(data);
-    const std::string name = info->dlpi_name ? info->dlpi_name : "";
-    if (q.want) {
-        if (name != q.want->object) return 0;
-        q.found.build_id = build_id_of(info);
-        q.base = info->dlpi_addr;
-        return q.ok = true;
-    }
-    for (int i = 0; i < info->dlpi_phnum; ++i) {
-        const auto& ph = info->dlpi_phdr[i];
-        std::uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
-        if (ph.p_type == PT_LOAD && q.addr >= lo && q.addr < lo + ph.p_memsz) {
-            q.found = Symbol{name, build_id_of(info), q.addr - info->dlpi_addr};
-            return q.ok = true;
-        }
-    }
-    return 0;
-}
-
-Symbol symbol_of(void* addr) {
-    Lookup q;
-    q.addr = reinterpret_cast<std::uintptr_t>(addr);
-    dl_iterate_phdr(visit, &q);
-    if (!q.ok) throw ProcessError("cannot find the loaded object holding the target's code");
-    return q.found;
-}
-
-void* address_of(const Symbol& s) {
-    Lookup q;
-    q.want = &s;
-    dl_iterate_phdr(visit, &q);
-    const std::string what = s.object.empty() ? std::string("the program") : "'" + s.object + "'";
-    if (!q.ok) throw ProcessError("started child: " + what + ", which holds the target, is not loaded here");
-    if (q.found.build_id != s.build_id)
-        throw ProcessError("started child: " + what + " is not the same build as in the parent (build-id differs)");
-    return reinterpret_cast<void*>(q.base + s.offset);
-}
 
 const std::vector<std::string>& own_argv() {
     static const std::vector<std::string> argv = [] {
@@ -156,14 +127,6 @@ platform::Fd copy_spawn_fd(const SpawnArgs& args, int index, const char* what) {
     return own;
 }
 
-Symbol code_symbol(void* addr) {
-    return symbol_of(addr);
-}
-
-void* code_address(const Symbol& s) {
-    return address_of(s);
-}
-
 void write_all(int fd, const void* data, std::size_t n, const platform::Deadline& deadline) {
     auto* p = static_cast<const char*>(data);
     while (n > 0) {
@@ -191,13 +154,13 @@ void discard_child(pid_t pid) noexcept {
 }
 
 Payload make_payload(const ChildIdentity& who, const SpawnTarget& target) {
-    return Payload{who, symbol_of(reinterpret_cast<void*>(target.entry)), symbol_of(target.fn), target.args.blobs};
+    return Payload{who, code_symbol(reinterpret_cast<const void*>(target.entry)), code_symbol(target.fn), target.args.blobs};
 }
 
 void run_payload(Payload& payload, std::vector<int> fds) {
     SpawnArgs args{std::move(payload.blobs), std::move(fds)};
-    auto entry = reinterpret_cast<SpawnEntry>(address_of(payload.entry));
-    void* fn = address_of(payload.fn);
+    auto entry = reinterpret_cast<SpawnEntry>(entry_address(payload.entry));
+    void* fn = function_address(payload.fn);
     become_child_and_run(payload.who, [&] { entry(args, fn); });
 }
 
@@ -306,6 +269,12 @@ pid_t popen_spawn(const ChildIdentity& who, SpawnTarget& target) {
 
 void freeze_support(int, char**) {
     using namespace detail;
+    if (!start_refused.empty()) {
+        // Started as a child, but not by our parent: run neither its payload nor, in its place,
+        // the whole program.
+        std::fprintf(stderr, "mprocess: %s; not starting as a child\n", start_refused.c_str());
+        ::_exit(1);
+    }
     if (guard_fd < 0) return;
     const int fd = guard_fd;
     guard_fd = -1;
@@ -323,8 +292,8 @@ void freeze_support(int, char**) {
         if (!read_all(fd, bytes.data(), len)) throw DecodeError("truncated payload");
         payload = decode<Payload>(bytes);
         // Resolve now, so that a wrong binary is reported to the parent instead of run.
-        address_of(payload.entry);
-        address_of(payload.fn);
+        entry_address(payload.entry);
+        function_address(payload.fn);
     } catch (const std::exception& e) {
         answer_parent(fd, std::string("E") + "spawned child: " + e.what());
         ::_exit(1);

@@ -536,8 +536,8 @@ Barrier detail::SpawnArg<Barrier>::read(const SpawnArgs& args, const std::string
     auto [state, make, fn, action_state, infinite, ns] = decode<BarrierBlob>(blob);
     BarrierAction action;
     if (!make.empty()) {
-        auto make_fn = reinterpret_cast<BarrierAction::Make>(code_address(decode<Symbol>(make)));
-        action = make_fn(fn.empty() ? nullptr : code_address(decode<Symbol>(fn)), action_state, args);
+        auto make_fn = reinterpret_cast<BarrierAction::Make>(entry_address(decode<Symbol>(make)));
+        action = make_fn(fn.empty() ? nullptr : function_address(decode<Symbol>(fn)), action_state, args);
     }
     const Timeout timeout = infinite ? Timeout(forever) : Timeout(std::chrono::nanoseconds(ns));
     return Barrier(SyncHandle::import(args, state, Barrier::state_bytes()), std::move(action), timeout);

@@ -99,7 +99,8 @@ public:
         static_assert(!std::is_void_v<Fp>,
                       "mprocess: an initializer must be a plain function or a lambda without captures");
         Fp fp = f;
-        invoker_ = &detail::invoke_task<Fp, std::invoke_result_t<Fp, std::decay_t<A>&...>, std::decay_t<A>...>;
+        invoker_ =
+            detail::entry_point<&detail::invoke_task<Fp, std::invoke_result_t<Fp, std::decay_t<A>&...>, std::decay_t<A>...>>();
         fn_ = reinterpret_cast<void*>(fp);
         args_ = encode(std::tuple<std::decay_t<A>...>(std::forward<A>(args)...));
     }
@@ -349,7 +350,7 @@ public:
         (detail::require_serializable<std::decay_t<A>>(), ...);
         if constexpr (!std::is_void_v<R>) detail::require_serializable<R>();
         Fp fp = f;
-        return AsyncResult<R>(detail::submit(*core_, &detail::invoke_task<Fp, R, std::decay_t<A>...>,
+        return AsyncResult<R>(detail::submit(*core_, detail::entry_point<&detail::invoke_task<Fp, R, std::decay_t<A>...>>(),
                                              reinterpret_cast<void*>(fp),
                                              encode(std::tuple<std::decay_t<A>...>(std::forward<A>(args)...))));
     }
@@ -455,7 +456,7 @@ private:
         for (std::size_t i = 0; i < items.size(); i += chunksize) {
             const std::size_t end = std::min(items.size(), i + chunksize);
             std::string msg =
-                detail::task_head(*core_, &detail::invoke_chunk<Fp, R, T, Star>, reinterpret_cast<void*>(fp));
+                detail::task_head(*core_, detail::entry_point<&detail::invoke_chunk<Fp, R, T, Star>>(), reinterpret_cast<void*>(fp));
             detail::encode_slice_into(msg, items, i, end);
             parts.push_back(AsyncResult<detail::chunk_result_t<R>>(detail::submit_message(*core_, std::move(msg))));
         }
@@ -492,7 +493,7 @@ private:
     // One task that folds items[begin, end) (parallel_reduce's tree).
     template <class Fp, class T>
     AsyncResult<T> fold_async(Fp fp, const std::vector<T>& items, std::size_t begin, std::size_t end) {
-        std::string msg = detail::task_head(*core_, &detail::invoke_fold<Fp, T>, reinterpret_cast<void*>(fp));
+        std::string msg = detail::task_head(*core_, detail::entry_point<&detail::invoke_fold<Fp, T>>(), reinterpret_cast<void*>(fp));
         detail::encode_slice_into(msg, items, begin, end);
         return AsyncResult<T>(detail::submit_message(*core_, std::move(msg)));
     }

@@ -142,7 +142,7 @@ struct BoundTarget final : Target {
             return unspawnable_argument<Args...>();
         } else {
             Fp fp = f;
-            out.entry = &spawn_entry<Fp, Args...>;
+            out.entry = entry_point<&spawn_entry<Fp, Args...>>();
             out.fn = reinterpret_cast<void*>(fp);
             std::apply(
                 [&](const Args&... a) {  // [&]: no capture left unused when there are no arguments

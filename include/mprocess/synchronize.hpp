@@ -272,11 +272,11 @@ public:
         using Fp = detail::function_pointer_t<F>;
         if constexpr (!std::is_void_v<Fp>) {
             Fp fp = f;
-            make_ = &from_function<Fp>;
+            make_ = detail::entry_point<&from_function<Fp>>();
             fn_ = reinterpret_cast<void*>(fp);
         } else if constexpr (detail::SpawnArchivable<F>) {
             // Not raw bytes: a lambda's captures are, references and pointers included.
-            make_ = &from_object<F>;
+            make_ = detail::entry_point<&from_object<F>>();
             state_ = [f](detail::SpawnArgs& args) { return detail::SpawnArg<F>::write(args, f); };
         }
         run_ = std::move(f);

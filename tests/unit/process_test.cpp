@@ -1,21 +1,27 @@
+// SPDX-License-Identifier: Apache-2.0
 #include <mprocess/process.hpp>
 
 #include <dirent.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "helpers/children.hpp"
 #include "popen_internal.hpp"
@@ -93,23 +99,38 @@ TEST_F(ProcessTest, MoveOnlyArgumentsAreAccepted) {
     p.join();
 }
 
+// A forkserver child writes to the server's stderr, as in Python: a server started before the
+// capture would write past it. So these tests start their own server inside the capture.
+class StderrCapture {
+public:
+    StderrCapture() {
+        mp::detail::forkserver_stop();
+        testing::internal::CaptureStderr();
+    }
+    std::string text() {
+        std::string t = testing::internal::GetCapturedStderr();
+        mp::detail::forkserver_stop();  // its stderr is the capture's file: no later test's
+        return t;
+    }
+};
+
 TEST_P(ProcessMethods, AThrowingTargetExitsWithOneAndReportsTheException) {
-    testing::internal::CaptureStderr();
+    StderrCapture capture;
     auto p = ctx().Process([] { throw std::invalid_argument("bad input 42"); }, {.name = "thrower"});
     p.start();
     p.join();
-    std::string err = testing::internal::GetCapturedStderr();
+    std::string err = capture.text();
     EXPECT_EQ(p.exitcode(), 1);
     EXPECT_NE(err.find("Process thrower:"), std::string::npos) << err;
     EXPECT_NE(err.find("std::invalid_argument: bad input 42"), std::string::npos) << err;
 }
 
 TEST_P(ProcessMethods, ANonStandardExceptionAlsoExitsWithOne) {
-    testing::internal::CaptureStderr();
+    StderrCapture capture;
     auto p = ctx().Process([] { throw 42; });
     p.start();
     p.join();
-    std::string err = testing::internal::GetCapturedStderr();
+    std::string err = capture.text();
     EXPECT_EQ(p.exitcode(), 1);
     EXPECT_NE(err.find("int"), std::string::npos) << err;
 }
@@ -773,4 +794,173 @@ TEST_P(ProcessMethods, NoexceptFunctionsAreTargetsToo) {
     w.close();
     EXPECT_EQ(r.recv<int>(), 42);
     p.join();
+}
+
+// Who may make a program start as a child. A fresh image takes its payload from the descriptor
+// its environment names, so the environment must not be enough: the descriptor must be a socket
+// made by the real parent, of the same user, and the payload may enter only registered code.
+namespace {
+
+std::string helper_output(const std::vector<std::string>& args) {
+    int out[2];
+    if (::pipe(out) != 0) return {};
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(out[1], 1);
+        ::close(out[0]);
+        std::vector<char*> argv{const_cast<char*>(MPROCESS_TEST_START_CHANNEL_HELPER)};
+        for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+    ::close(out[0]);
+    ::waitpid(pid, nullptr, 0);
+    return text;
+}
+
+// A payload that would run the helper's pwned(): "fn" through a registered entry point, "entry"
+// as the entry point itself.
+std::string forged_payload(const char* kind) {
+    return helper_output({"payload", kind});
+}
+
+enum class Channel {
+    stdin_file,   // the variable names stdin, a file holding the payload
+    from_parent,  // a socket pair this process made, and this process starts the helper
+    from_other,   // a socket pair this process made, but a child of ours starts the helper
+};
+
+struct Outcome {
+    int status = -1;
+    std::string output;  // stdout and stderr
+    std::string answer;  // what the helper wrote back on the channel
+};
+
+// Starts `program` with `var`=<channel> in its environment, the payload waiting on the channel.
+// `as_nobody`: the program runs with user and group nobody (it must then be readable by them).
+Outcome run_with_channel(const std::string& program, const char* var, Channel how, const std::string& payload,
+                         bool as_nobody = false) {
+    Outcome o;
+    int out[2], sv[2] = {-1, -1};
+    if (::pipe(out) != 0) return o;
+    int channel_fd = -1;
+    if (how == Channel::stdin_file) {
+        channel_fd = ::memfd_create("forged-payload", 0);
+        if (::write(channel_fd, payload.data(), payload.size()) != static_cast<ssize_t>(payload.size())) return o;
+        ::lseek(channel_fd, 0, SEEK_SET);
+    } else {
+        if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return o;
+        if (::write(sv[0], payload.data(), payload.size()) != static_cast<ssize_t>(payload.size())) return o;
+        channel_fd = sv[1];
+    }
+    const std::string assignment = std::string(var) + "=" + (how == Channel::stdin_file ? "0" : std::to_string(channel_fd));
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(out[1], 1);
+        ::dup2(out[1], 2);
+        if (how == Channel::stdin_file) ::dup2(channel_fd, 0);
+        if (as_nobody && (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+                          ::setresuid(65534, 65534, 65534) != 0))
+            ::_exit(126);
+        ::setenv(var, assignment.substr(std::strlen(var) + 1).c_str(), 1);
+        const char* argv[] = {program.c_str(), nullptr};
+        if (how == Channel::from_other) {
+            pid_t grandchild = ::fork();
+            if (grandchild == 0) {
+                ::execv(argv[0], const_cast<char**>(argv));
+                ::_exit(127);
+            }
+            int st = 0;
+            ::waitpid(grandchild, &st, 0);
+            ::_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+        }
+        ::execv(argv[0], const_cast<char**>(argv));
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    ::close(channel_fd);
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(out[0], buf, sizeof buf)) > 0) o.output.append(buf, static_cast<std::size_t>(n));
+    ::close(out[0]);
+    ::waitpid(pid, &o.status, 0);
+    if (sv[0] >= 0) {
+        ::fcntl(sv[0], F_SETFL, O_NONBLOCK);
+        while ((n = ::read(sv[0], buf, sizeof buf)) > 0) o.answer.append(buf, static_cast<std::size_t>(n));
+        ::close(sv[0]);
+    }
+    return o;
+}
+
+int exit_code(int status) {
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+TEST_F(ProcessTest, AWellFormedPayloadFromTheRealParentRuns) {
+    // The control for the tests below: the forged payload is good enough to run pwned() when it
+    // comes the way a parent sends it.
+    const std::string payload = forged_payload("fn");
+    ASSERT_FALSE(payload.empty());
+    auto o = run_with_channel(MPROCESS_TEST_START_CHANNEL_HELPER, "MPROCESS_SPAWN_FD", Channel::from_parent, payload);
+    EXPECT_NE(o.output.find("PWNED"), std::string::npos) << o.output;
+    EXPECT_EQ(o.answer, "R");
+}
+
+TEST_F(ProcessTest, AStartChannelNamedByTheEnvironmentAloneRunsNoCode) {
+    const std::string payload = forged_payload("fn");
+    for (const char* var : {"MPROCESS_SPAWN_FD", "MPROCESS_FORKSERVER_FD"}) {
+        for (Channel how : {Channel::stdin_file, Channel::from_other}) {
+            auto o = run_with_channel(MPROCESS_TEST_START_CHANNEL_HELPER, var, how, payload);
+            EXPECT_EQ(o.output.find("PWNED"), std::string::npos) << var << ": " << o.output;
+            EXPECT_EQ(o.output.find("main ran"), std::string::npos) << var << ": " << o.output;
+            EXPECT_EQ(exit_code(o.status), 1) << var << ": " << o.output;
+            EXPECT_NE(o.output.find(std::string(var) + "="), std::string::npos) << o.output;
+            EXPECT_NE(o.output.find(how == Channel::stdin_file ? "not a socket" : "not our parent process"),
+                      std::string::npos)
+                << o.output;
+            EXPECT_TRUE(o.answer.empty()) << o.answer;
+        }
+    }
+}
+
+TEST_F(ProcessTest, EvenTheRealParentCanEnterOnlyRegisteredEntryPoints) {
+    const std::string payload = forged_payload("entry");
+    ASSERT_FALSE(payload.empty());
+    auto o = run_with_channel(MPROCESS_TEST_START_CHANNEL_HELPER, "MPROCESS_SPAWN_FD", Channel::from_parent, payload);
+    EXPECT_EQ(o.output.find("PWNED"), std::string::npos) << o.output;
+    EXPECT_EQ(exit_code(o.status), 1) << o.output;
+    EXPECT_EQ(o.answer.substr(0, 1), "E");
+    EXPECT_NE(o.answer.find("not an entry point"), std::string::npos) << o.answer;
+}
+
+TEST_F(ProcessTest, ASetuidProgramIgnoresTheStartChannel) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root, to make a setuid-root copy of a program and run it as nobody";
+    // A setuid-root copy that nobody may run: in secure-execution mode the environment belongs
+    // to the caller, so the program runs as itself.
+    char dir[] = "/tmp/mprocess-setuid-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    const std::string copy = std::string(dir) + "/start_channel";
+    {
+        std::ifstream in(MPROCESS_TEST_START_CHANNEL_HELPER, std::ios::binary);
+        std::ofstream out(copy, std::ios::binary);
+        out << in.rdbuf();
+    }
+    ASSERT_EQ(::chmod(dir, 0755), 0);
+    ASSERT_EQ(::chmod(copy.c_str(), 04755), 0);
+    const std::string payload = forged_payload("fn");
+    auto o = run_with_channel(copy, "MPROCESS_SPAWN_FD", Channel::from_parent, payload, true);
+    ::unlink(copy.c_str());
+    ::rmdir(dir);
+    if (exit_code(o.status) == 126) GTEST_SKIP() << "cannot become nobody here";
+    EXPECT_EQ(o.output.find("PWNED"), std::string::npos) << o.output;
+    EXPECT_NE(o.output.find("main ran"), std::string::npos) << o.output;
+    EXPECT_EQ(exit_code(o.status), 0) << o.output;
 }

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "mprocess/detail/entry_point.hpp"
 #include "mprocess/serialize.hpp"
 
 namespace mprocess {
