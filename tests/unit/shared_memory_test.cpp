@@ -2,6 +2,8 @@
 #include <mprocess/shared_memory.hpp>
 #include <mprocess/subprocess.hpp>
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include <thread>
 
 #include "helpers/children.hpp"
+#include "helpers/other_user.hpp"
 
 using testing_support::ChildrenTest;
 
@@ -80,6 +83,40 @@ TEST_F(SharedMemoryTest, AnAnonymousBlockIsZeroedAndClosesForEveryCopy) {
     shm.close();
     EXPECT_THROW(copy.buf(), mp::ValueError);
     shm.unlink();  // nothing to remove: fine
+}
+
+// A root process must not take a block that another user made (and may have left writable to
+// all) for its own: attaching checks the owner, and only an explicit option accepts another.
+TEST_F(SharedMemoryTest, AttachingToABlockAnotherUserOwnsIsRefusedUnlessAllowed) {
+    if (const auto why = testing_support::cannot_become_another_user(); !why.empty()) GTEST_SKIP() << why;
+    const std::string name = unique_name("stranger");
+    const std::string path = "/" + name;
+    struct Unlink {
+        std::string path;
+        ~Unlink() { ::shm_unlink(path.c_str()); }
+    } unlink{path};
+    const int made = testing_support::as_nobody([&] {
+        const int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, 0666);
+        if (fd < 0) return 1;
+        const bool ok = ::fchmod(fd, 0666) == 0 && ::ftruncate(fd, 64) == 0;
+        ::close(fd);
+        return ok ? 0 : 2;
+    });
+    ASSERT_EQ(made, 0) << "nobody could not make a block";
+    try {
+        mp::SharedMemory stranger(name);
+        ADD_FAILURE() << "attached to a block another user owns";
+    } catch (const mp::OSError& e) {
+        EXPECT_EQ(e.error_code(), EACCES);
+        const std::string what = e.what();
+        EXPECT_NE(what.find("'nobody'"), std::string::npos) << what;
+        EXPECT_NE(what.find(name), std::string::npos) << what;
+        EXPECT_NE(what.find("allow_other_owner"), std::string::npos) << what;
+    }
+    EXPECT_THROW(mp::SharedMemory{name}, mp::PermissionError);
+    mp::SharedMemory allowed(name, false, 0, {.allow_other_owner = true});
+    EXPECT_EQ(allowed.size(), 64u);
+    allowed.close();
 }
 
 TEST_P(SharedMemoryMethods, NamedAndAnonymousBlocksAreSharedWithChildren) {
