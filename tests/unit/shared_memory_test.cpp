@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -157,6 +158,31 @@ TEST_P(SharedMemoryMethods, ABlockWhoseCreatorWasKilledIsGoneOnceTheProgramHasEn
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_FALSE(in_dev_shm(name)) << "left behind: /dev/shm/" << name;
     if (in_dev_shm(name)) ::unlink(("/dev/shm/" + name).c_str());
+}
+
+// More blocks than any fixed table the tracker might keep: every one goes.
+TEST_P(SharedMemoryMethods, FourThousandTwoHundredBlocksWhoseCreatorWasKilledAreAllGone) {
+    constexpr int kBlocks = 4200;
+    const std::string name = unique_name("many");
+    auto block = [&](int i) { return i == 0 ? name : name + "-" + std::to_string(i); };
+    struct Cleanup {  // what a failure leaves behind
+        std::function<std::string(int)> block;
+        ~Cleanup() {
+            for (int i = 0; i < kBlocks; ++i) ::shm_unlink(("/" + block(i)).c_str());
+        }
+    } cleanup{block};
+    auto r = mp::subprocess::run({MPROCESS_TEST_SHM_HELPER, name, GetParam(), std::to_string(kBlocks)},
+                                 {.timeout = 120.0, .stdout_ = mp::subprocess::PIPE});
+    ASSERT_EQ(r.returncode, 0) << r.stdout_;
+    auto left = [&] {
+        int n = 0;
+        for (int i = 0; i < kBlocks; ++i) n += in_dev_shm(block(i));
+        return n;
+    };
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (left() != 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(left(), 0) << "blocks left behind in /dev/shm";
 }
 
 TEST_P(SharedMemoryMethods, UnlinkAfterAnotherProcessUnlinkedTheNameRaisesFileNotFoundError) {
