@@ -80,17 +80,30 @@ int wait_for_gate(std::string dir) {
     return 1;
 }
 // Forks a child that keeps this worker's descriptors (its pipe too) open for a minute, leaves the
-// child's pid in dir, and dies.
-int fork_holder_then_die(std::string dir) {
+// child's pid in dir, and returns this worker's pid: once the worker dies, only its process tells.
+pid_t fork_holder(std::string dir) {
     const pid_t holder = ::fork();
     if (holder == 0) {
         ::sleep(60);
         ::_exit(0);
     }
     std::ofstream(dir + "/" + std::to_string(holder));
-    ::raise(SIGKILL);
-    return 0;
+    return ::getpid();
 }
+// The same, then dies.
+int fork_holder_then_die(std::string dir) {
+    fork_holder(dir);
+    return die(SIGKILL);
+}
+// Kills the holders whose pids are in dir: reparented when their worker dies, they are ours to
+// end, not to reap.
+struct KillHolders {
+    std::string dir;
+    ~KillHolders() {
+        for (const auto& f : std::filesystem::directory_iterator(dir))
+            ::kill(std::stoi(f.path().filename().string()), SIGKILL);
+    }
+};
 // Leaves its mark in dir, waits for dir/open, then is killed.
 int die_at_gate(std::string dir) {
     wait_for_gate(dir);
@@ -651,13 +664,7 @@ TEST_P(PoolMethods, ACallbackMayTerminateThePool) {
 TEST_P(PoolMethods, AWorkerIsSeenDeadEvenIfAnotherProcessHoldsItsPipe) {
     mp::Pool pool(1, {.start_method = GetParam()});
     const std::string dir = scratch_dir();
-    struct KillHolders {  // reparented to init when the worker dies: ours to end, not to reap
-        std::string dir;
-        ~KillHolders() {
-            for (const auto& f : std::filesystem::directory_iterator(dir))
-                ::kill(std::stoi(f.path().filename().string()), SIGKILL);
-        }
-    } holders{dir};
+    KillHolders holders{dir};
     auto r = pool.apply_async(fork_holder_then_die, dir);
     const auto t0 = std::chrono::steady_clock::now();
     try {
@@ -675,18 +682,6 @@ namespace {
 int count_run(std::string dir, int name) {
     std::ofstream(dir + "/" + std::to_string(name), std::ios::app).put('x');
     return name;
-}
-
-// Forks a child that keeps this worker's descriptors (its pipe too) open for a minute, leaves the
-// child's pid in dir, and returns this worker's pid: once the worker dies, only its process tells.
-pid_t fork_holder(std::string dir) {
-    const pid_t holder = ::fork();
-    if (holder == 0) {
-        ::sleep(60);
-        ::_exit(0);
-    }
-    std::ofstream(dir + "/" + std::to_string(holder));
-    return ::getpid();
 }
 
 // Kills pid and returns once it has ended (its pidfd is readable), whoever its parent is.
@@ -722,13 +717,7 @@ TEST_P(PoolMethods, ATaskHandedToAWorkerThatDiedIdleRunsElsewhereExactlyOnce) {
     constexpr int kRounds = 20, kTasks = 8;
     mp::Pool pool(2, {.start_method = GetParam()});
     const std::string dir = scratch_dir(), holders = scratch_dir();
-    struct KillHolders {  // reparented when their worker dies: ours to end, not to reap
-        std::string dir;
-        ~KillHolders() {
-            for (const auto& f : std::filesystem::directory_iterator(dir))
-                ::kill(std::stoi(f.path().filename().string()), SIGKILL);
-        }
-    } kill_holders{holders};
+    KillHolders kill_holders{holders};
     std::set<pid_t> killed;
     for (int round = 0; round < kRounds; ++round) {
         wait_for_replacements(pool, killed);
