@@ -2,7 +2,9 @@
 // Pipe(). Sockets (Listener/Client) will be a second.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -36,6 +38,10 @@ public:
     virtual bool readable() const noexcept = 0;
     virtual bool writable() const noexcept = 0;
     virtual int fileno() const noexcept = 0;
+    // How many messages sent on this end the other end has received whole, where the transport
+    // can tell (a Pipe's ring counts them in shared memory; a socket cannot know): a fact that
+    // outlives the receiver, so a sender can learn whether a dead peer took its last message.
+    virtual std::optional<std::uint64_t> delivered() const noexcept { return std::nullopt; }
 
     // Describes this end for a child started by spawn or forkserver: descriptors go into `args`.
     virtual std::string export_to(SpawnArgs& args) const = 0;

@@ -155,7 +155,7 @@ struct Listener::State {
 
 Listener::Listener(const std::string& address, ListenerOptions options) : st_(std::make_unique<State>()) {
     const auto parsed = platform::parse_address(address);
-    st_->fd = platform::listen_on(parsed, options.backlog, st_->address);
+    st_->fd = platform::listen_on(parsed, options.backlog, options.mode, st_->address);
     if (parsed.kind == platform::SocketAddress::Kind::unix_path) st_->unix_path = parsed.path;
     st_->options = std::move(options);
 }

@@ -5,8 +5,9 @@
 // encoded arguments; an answer is a status byte (0: result, 1: exception as (type, message)) and
 // its payload. Arguments and results are never copied to be wrapped: a big map's chunks are
 // megabytes. The manager watches every
-// worker's connection: a result completes the worker's task; end of file means the worker died,
-// and its task fails with WorkerLost once its exit status is known.
+// worker's connection and process: a result completes the worker's task; end of file or the
+// process's end means the worker died. Its task then fails with WorkerLost (once the exit status
+// is known) if the worker had taken it from the pipe, and goes to another worker if not.
 #include "mprocess/pool.hpp"
 
 #include <cxxabi.h>
@@ -446,8 +447,11 @@ private:
         bool stopped = false;  // dead or shut down: nobody reads, sends or hands it tasks
         // Under m_.
         std::optional<Task> current;
-        bool initializing = false;  // current is the initializer
-        unsigned done = 0;          // tasks answered
+        bool initializing = false;      // current is the initializer
+        unsigned done = 0;              // tasks answered
+        std::uint64_t generation = 0;   // processes started in the slot
+        std::uint64_t handed = 0;       // messages handed to this process, the initializer's too
+        std::uint64_t current_msg = 0;  // which of them `current` is
     };
 
     // A task given to a worker, to be sent outside the lock.
@@ -455,6 +459,7 @@ private:
         Connection conn;
         Task task;
         std::size_t slot;
+        std::uint64_t generation;  // of the worker it was given to
     };
 
     // Starts a process for the slot (which nobody else touches meanwhile).
@@ -479,9 +484,12 @@ private:
         w.current.reset();
         w.initializing = false;
         w.done = 0;
+        ++w.generation;
+        w.handed = 0;
         if (init_) {
             // Its first message: the worker answers it before it takes any task.
             w.current = Task{init_, std::make_shared<TaskState>()};
+            w.current_msg = ++w.handed;
             w.initializing = true;
             try {
                 w.conn.send_bytes(*init_);
@@ -518,13 +526,39 @@ private:
             }
             t.st->slot.store(static_cast<int>(i), std::memory_order_release);
             w.current = t;
-            return Handed{w.conn, std::move(t), i};
+            w.current_msg = ++w.handed;
+            return Handed{w.conn, std::move(t), i, w.generation};
         }
         return std::nullopt;
     }
 
-    // Sends a reserved task. A worker that is gone hands it back to the queue, unless its death was
-    // already handled (then the task has failed with it).
+    // Under m_: whether w's process has received its current message whole. A fact kept in the
+    // pipe's shared memory, so it holds after the worker's death; a transport that cannot tell
+    // counts as taken.
+    bool took_current(const Worker& w) const {
+        if (!w.current) return false;
+        const auto received = ConnectionAccess::channel(w.conn).delivered();
+        return !received || *received >= w.current_msg;
+    }
+
+    // Under m_, once w's current task can no longer reach its process (it is dead, or the send
+    // failed): the task goes back to the head of the queue if the worker never took it, so that
+    // it runs once, elsewhere. True if it went back.
+    bool hand_back_untaken(Worker& w) {
+        if (!w.current || took_current(w)) return false;
+        Task t = std::move(*w.current);
+        w.current.reset();
+        {
+            std::lock_guard st_lock(t.st->m);
+            t.st->started = false;
+        }
+        t.st->slot.store(-1, std::memory_order_release);
+        pending_.push_front(std::move(t));
+        return true;
+    }
+
+    // Sends a reserved task. If that fails, the task goes back to the queue, unless the worker's
+    // death was handled first (then the task is queued again or failed already).
     void send(Handed& h) {
         try {
             h.conn.send_bytes(*h.task.message);
@@ -534,14 +568,10 @@ private:
         {
             std::lock_guard lock(m_);
             Worker& w = *workers_[h.slot];
-            if (!w.current || w.current->st != h.task.st) return;
-            w.current.reset();
-            {
-                std::lock_guard st_lock(h.task.st->m);
-                h.task.st->started = false;
-            }
-            h.task.st->slot.store(-1, std::memory_order_release);
-            pending_.push_front(std::move(h.task));
+            // The generation tells this hand-over from a later one of the same task to the
+            // slot's next process.
+            if (w.generation != h.generation || !w.current || w.current->st != h.task.st) return;
+            if (!hand_back_untaken(w)) return;
         }
         platform::signal_efd(bell_);
     }
@@ -620,11 +650,12 @@ private:
         bool initializing, breaking;
         {
             std::lock_guard lock(m_);
+            initializing = std::exchange(w.initializing, false);
+            const bool renewal = code == 0 && maxtasks_ != 0 && w.done >= maxtasks_ && !w.current;
+            breaking = !renewal && (break_on_loss_ || initializing);
+            if (!breaking) hand_back_untaken(w);  // it is dead: what it took is final
             held = std::move(w.current);
             w.current.reset();
-            initializing = std::exchange(w.initializing, false);
-            const bool renewal = code == 0 && maxtasks_ != 0 && w.done >= maxtasks_ && !held;
-            breaking = !renewal && (break_on_loss_ || initializing);
             w.stopped = true;  // no task may be handed to the dead slot
         }
         w.conn.close();

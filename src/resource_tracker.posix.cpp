@@ -7,7 +7,8 @@
 // different processes never mix.
 //
 // The tracker is forked from a process that may have threads, so it uses no allocator and no
-// locks: a static table of names, read(), shm_unlink().
+// locks: read(), shm_unlink(), and a table of names in memory it maps itself, which doubles
+// (mremap) whenever it is full, so there is no fixed limit to the names it keeps.
 #include "resource_tracker.hpp"
 
 #include <cstring>
@@ -27,13 +28,49 @@ namespace mprocess::detail {
 namespace {
 
 constexpr std::size_t kRecord = 256;  // 1 op byte + a name of up to 254 bytes + NUL
-constexpr std::size_t kMaxNames = 4096;
+constexpr std::size_t kFirstNames = 4096;  // 1 MiB of address space; pages are touched as names come
 
-char g_names[kMaxNames][kRecord];  // the tracker's table (in the tracker process only)
+// The tracker's table (in the tracker process only): names[0, used), in no order.
+struct Names {
+    char (*names)[kRecord] = nullptr;
+    std::size_t used = 0;
+    std::size_t capacity = 0;
+
+    // Room for one more name; false only if the system has no memory left for it.
+    bool make_room() noexcept {
+        if (used < capacity) return true;
+        const std::size_t want = capacity == 0 ? kFirstNames : 2 * capacity;
+        void* p = capacity == 0 ? ::mmap(nullptr, want * kRecord, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                                : ::mremap(names, capacity * kRecord, want * kRecord, MREMAP_MAYMOVE);
+        if (p == MAP_FAILED) return false;
+        names = static_cast<char (*)[kRecord]>(p);
+        capacity = want;
+        return true;
+    }
+    // A name registered twice (made again after an unlink the tracker did not hear of) is kept
+    // twice, and needs two unregistrations.
+    // name: NUL-terminated within kRecord - 1 bytes.
+    void add(const char* name) noexcept {
+        // Out of memory, the tracker has nobody to tell (it only reads): that one block would
+        // outlive a crash of its creator. 256 bytes a name make it unlikely before the creator
+        // itself runs out.
+        if (!make_room()) return;
+        std::memcpy(names[used++], name, kRecord - 1);
+    }
+    void remove(const char* name) noexcept {
+        for (std::size_t i = 0; i < used; ++i)
+            if (std::strcmp(names[i], name) == 0) {
+                if (i != --used) std::memcpy(names[i], names[used], kRecord);  // the last takes its place
+                return;
+            }
+    }
+};
 
 [[noreturn]] void tracker_main(int in) {
     ::signal(SIGINT, SIG_IGN);
     ::signal(SIGTERM, SIG_IGN);
+    Names table;
     char rec[kRecord];
     for (;;) {
         std::size_t got = 0;
@@ -45,23 +82,12 @@ char g_names[kMaxNames][kRecord];  // the tracker's table (in the tracker proces
         }
         if (got < kRecord) break;  // every writer is gone
         rec[kRecord - 1] = '\0';
-        const char* name = rec + 1;
-        if (rec[0] == 'R') {
-            for (auto& slot : g_names)
-                if (slot[0] == '\0') {
-                    std::memcpy(slot, name, kRecord - 1);
-                    break;
-                }
-        } else {
-            for (auto& slot : g_names)
-                if (slot[0] != '\0' && std::strcmp(slot, name) == 0) {
-                    slot[0] = '\0';
-                    break;
-                }
-        }
+        if (rec[0] == 'R')
+            table.add(rec + 1);
+        else
+            table.remove(rec + 1);
     }
-    for (auto& slot : g_names)
-        if (slot[0] != '\0') ::shm_unlink(slot);
+    for (std::size_t i = 0; i < table.used; ++i) ::shm_unlink(table.names[i]);
     ::_exit(0);
 }
 

@@ -52,7 +52,7 @@ void map(SharedBlock& b) {
 }  // namespace
 }  // namespace detail
 
-SharedMemory::SharedMemory(std::optional<std::string> name, bool create, std::size_t size)
+SharedMemory::SharedMemory(std::optional<std::string> name, bool create, std::size_t size, SharedMemoryOptions options)
     : b_(std::make_shared<detail::SharedBlock>()) {
     auto& b = *b_;
     if (create && size == 0) throw ValueError("'size' must be a positive number different from zero");
@@ -88,6 +88,12 @@ SharedMemory::SharedMemory(std::optional<std::string> name, bool create, std::si
     if (fd < 0 && errno == ENOENT) throw FileNotFoundError("no shared memory named '" + b.name + "'");
     if (fd < 0) platform::throw_errno("shm_open of '" + b.name + "'");
     b.fd = platform::Fd(fd);
+    // Whoever made the name: a block of another user's (made writable to all, perhaps) is not
+    // taken for ours unless the caller says it trusts that user.
+    if (const uid_t owner = platform::file_owner(fd); owner != platform::effective_uid() && !options.allow_other_owner)
+        throw PermissionError("shared memory '" + b.name + "' belongs to user " + platform::describe_user(owner) +
+                              ", not to this process's user " + platform::describe_user(platform::effective_uid()) +
+                              ": attach with {.allow_other_owner = true} only if you trust its owner");
     b.size = platform::file_size(fd);
     detail::map(b);
 }

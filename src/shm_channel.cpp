@@ -39,6 +39,7 @@ constexpr unsigned kPeerCheckEvery = 256;  // sends between liveness checks of t
 struct RingCtl {
     alignas(64) std::atomic<std::uint64_t> tail;
     alignas(64) std::atomic<std::uint64_t> head;
+    std::atomic<std::uint64_t> received;  // whole messages taken; on head's line, the receiver's
     alignas(64) std::atomic<std::uint32_t> rsleepers;  // receivers asleep, waiting for data
     std::atomic<std::uint32_t> rrung;
     alignas(64) std::atomic<std::uint32_t> wsleepers;  // senders asleep, waiting for space
@@ -119,6 +120,10 @@ public:
     bool readable() const noexcept override { return !closed_ && in_; }
     bool writable() const noexcept override { return !closed_ && out_; }
     int fileno() const noexcept override { return sock_.get(); }
+    std::optional<std::uint64_t> delivered() const noexcept override {
+        if (!out_) return std::nullopt;
+        return out_.ctl->received.load(std::memory_order_seq_cst);
+    }
     std::string export_to(SpawnArgs& args) const override;
 
 private:
@@ -369,6 +374,9 @@ bool ShmChannel::recv(FrameSink& sink) {
         release(end);  // then clear, as in send()
         c.rpartial.store(0);
     }
+    // Counted (under the reader lock) before the caller sees the message: a receiver that dies
+    // after this may have acted on it; one that dies before cannot have.
+    c.received.store(c.received.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     // Sleepers first: that line is rarely written, while `tail` is the sender's hot line.
     if (c.rsleepers.load() != 0 && c.tail.load() != end) signal_efd(d.data_efd);
     return true;

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -69,14 +70,6 @@ std::string host_name() {
     return h;
 }
 
-std::string random_hex() {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    auto n = static_cast<unsigned long long>(Clock::now().time_since_epoch().count()) ^
-             (static_cast<unsigned long long>(::getpid()) << 32);
-    for (int i = 0; i < 12; ++i, n >>= 4) out += digits[n & 15];
-    return out;
-}
 
 class Controller {
 public:
@@ -96,7 +89,7 @@ public:
         const std::string me = std::to_string(::getpid());
         // A reply queue of our own: pids repeat across machines, so the host and a random tail
         // make the name ours alone.
-        const std::string reply_to = "replies/" + host_name() + "/" + me + "/" + random_hex();
+        const std::string reply_to = "replies/" + host_name() + "/" + me + "/" + random_hex(12);
         auto requests = manager.Queue<Request>(kRequests);
         replies_ = manager.Queue<Answer>(reply_to);
         std::thread reader([this] { read_answers(); });
@@ -316,6 +309,15 @@ private:
 };
 
 }  // namespace
+
+std::string random_hex(std::size_t digits) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::random_device source;  // the kernel's random source, not a seeded generator
+    std::string out;
+    while (out.size() < digits)
+        for (unsigned n = source(), i = 0; i < 8 && out.size() < digits; ++i, n >>= 4) out += hex[n & 15];
+    return out;
+}
 
 int run_controller(const ControllerOptions& options) {
     try {

@@ -137,9 +137,10 @@ void dispatcher_child(std::string address, std::string authkey, unsigned workers
 }
 
 // All on this machine: the dispatcher in a child process on a private address and key (this
-// process's authkey, which its children inherit), and a controller here.
+// process's authkey, which its children inherit), and a controller here. The address is random:
+// an abstract name is open to every user, and one made from the pid could be taken first.
 int run_local(const Args& a) {
-    const std::string address = "@tickets-" + std::to_string(::getpid());
+    const std::string address = "@tickets-" + random_hex(32);
     const std::string key = mp::current_process().authkey();
     auto [ready, ready_there] = mp::Pipe(false);
     mp::Process dispatcher(dispatcher_child, {.name = "Dispatcher", .die_with_parent = true}, address, key, a.workers,

@@ -60,6 +60,9 @@ std::string power(std::string number, unsigned exponent);
 
 // ---- the two roles
 
+// `digits` hex digits from the system's random source: for names others must not guess.
+std::string random_hex(std::size_t digits);
+
 // What ends a role early: Ctrl-C or SIGTERM set it (see install_stop_handlers).
 std::atomic<bool>& stop_requested();
 // SIGINT and SIGTERM set stop_requested(), interrupting blocking reads (no SA_RESTART).

@@ -74,6 +74,11 @@ class FileNotFoundError : public OSError {
 public:
     explicit FileNotFoundError(const std::string& what) : OSError(ENOENT, what) {}
 };
+// Python's PermissionError, as an OSError with EACCES: not ours to use.
+class PermissionError : public OSError {
+public:
+    explicit PermissionError(const std::string& what) : OSError(EACCES, what) {}
+};
 
 // recv_bytes_into() got a message larger than the buffer. Like Python, the whole message is
 // consumed and handed over here, so nothing is lost.

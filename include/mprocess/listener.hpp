@@ -38,6 +38,11 @@ struct ListenerOptions {
     int backlog = 128;                     // connections the kernel queues before accept()
     double handshake_timeout = 10.0;       // seconds a client has to authenticate
     std::size_t max_message = 1ull << 30;  // longest message a connection accepts (bytes)
+    // Permissions of a Unix socket file ("/path"), less the umask, as any new file's: connecting
+    // needs write permission. By default only its owner may connect; 0660 lets the group in.
+    // At most 0777. An abstract name ("@name") has no permissions: anyone on the machine may
+    // connect to it, so give it an authkey.
+    unsigned mode = 0600;
 };
 
 struct ClientOptions {

@@ -16,6 +16,9 @@
 //    with SIGKILL, say), the tracker unlinks the name once they have all ended. Attaching never
 //    registers a block, so a process that only attached never unlinks one it did not create
 //    (Python's tracker does, gh-82300).
+//  - Attaching by name checks the block's owner: a block another user made is refused
+//    (PermissionError) unless SharedMemoryOptions::allow_other_owner says otherwise, so that a
+//    process (root, say) never takes a stranger's memory, perhaps writable by anyone, for its own.
 #pragma once
 
 #include <cstddef>
@@ -33,14 +36,22 @@ namespace detail {
 struct SharedBlock;
 }
 
+struct SharedMemoryOptions {
+    // Attach to a named block even if another user owns it. Only for a block whose owner you
+    // trust: its owner can change or resize it under you, and may have let anyone write to it.
+    bool allow_other_owner = false;
+};
+
 class SharedMemory {
 public:
     // Python's SharedMemory(name=None, create=False, size=0). create = true makes a new block of
     // `size` bytes (ValueError if 0; FileExistsError if the name is taken), anonymous when there
-    // is no name. create = false attaches to the named block (FileNotFoundError), at its size.
-    explicit SharedMemory(std::optional<std::string> name = std::nullopt, bool create = false, std::size_t size = 0);
-    SharedMemory(const char* name, bool create = false, std::size_t size = 0)
-        : SharedMemory(std::optional<std::string>(name), create, size) {}
+    // is no name. create = false attaches to the named block (FileNotFoundError), at its size,
+    // if this process's user owns it (PermissionError naming the owner otherwise; see options).
+    explicit SharedMemory(std::optional<std::string> name = std::nullopt, bool create = false, std::size_t size = 0,
+                          SharedMemoryOptions options = {});
+    SharedMemory(const char* name, bool create = false, std::size_t size = 0, SharedMemoryOptions options = {})
+        : SharedMemory(std::optional<std::string>(name), create, size, options) {}
 
     std::span<std::byte> buf() const;
     // The name given at creation (without a leading '/'); empty for an anonymous block.

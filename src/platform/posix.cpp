@@ -6,10 +6,12 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <vector>
 #include <pthread.h>
 #include <linux/futex.h>
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -113,6 +115,25 @@ std::uint64_t file_size(int fd) {
     struct stat st {};
     if (::fstat(fd, &st) != 0) throw_errno("fstat");
     return static_cast<std::uint64_t>(st.st_size);
+}
+
+uid_t file_owner(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw_errno("fstat");
+    return st.st_uid;
+}
+
+uid_t effective_uid() noexcept {
+    return ::geteuid();
+}
+
+std::string describe_user(uid_t uid) {
+    const std::string number = "uid " + std::to_string(uid);
+    std::vector<char> buf(16384);
+    passwd pw{};
+    passwd* found = nullptr;
+    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) return number;
+    return "'" + std::string(found->pw_name) + "' (" + number + ")";
 }
 
 std::uint64_t allocated_bytes(int fd) {

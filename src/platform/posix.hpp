@@ -73,6 +73,11 @@ void punch_hole(int fd, std::uint64_t offset, std::uint64_t length) noexcept;
 // The file's size, and the bytes of memory its pages take.
 std::uint64_t file_size(int fd);
 std::uint64_t allocated_bytes(int fd);
+// The user who owns the file; this process's effective user; a user's name for messages
+// ("nobody (uid 65534)", or the number alone if the user has no name).
+uid_t file_owner(int fd);
+uid_t effective_uid() noexcept;
+std::string describe_user(uid_t uid);
 void unmap(void* addr, std::size_t size) noexcept;
 
 // n bytes from the kernel's random source (getrandom), for keys and unguessable names.

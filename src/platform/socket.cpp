@@ -6,11 +6,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 
@@ -57,6 +59,12 @@ std::string describe(const sockaddr* sa) {
     const socklen_t len = sa->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
     if (::getnameinfo(sa, len, host, sizeof host, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV) != 0) return "?";
     return sa->sa_family == AF_INET6 ? "[" + std::string(host) + "]:" + port : std::string(host) + ":" + port;
+}
+
+std::string octal(unsigned n) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%o", n);
+    return buf;
 }
 
 void set_nodelay(int fd) noexcept {
@@ -154,12 +162,18 @@ SocketAddress parse_address(const std::string& address) {
     return a;
 }
 
-Fd listen_on(const SocketAddress& a, int backlog, std::string& bound) {
+Fd listen_on(const SocketAddress& a, int backlog, unsigned mode, std::string& bound) {
     if (a.kind != SocketAddress::Kind::tcp) {
+        if (mode > 0777) throw ValueError("a Unix socket file's mode is at most 0777, not 0" + octal(mode));
         socklen_t len = 0;
         const sockaddr_un un = unix_address(a, len);
         Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
         if (!fd.valid()) throw_errno("socket");
+        // Linux makes the file with the socket's own mode less the umask: set before bind(), the
+        // file never exists with wider permissions, whatever the umask (even 0) and whatever
+        // other threads do with it meanwhile.
+        if (a.kind == SocketAddress::Kind::unix_path && ::fchmod(fd.get(), static_cast<mode_t>(mode)) != 0)
+            throw_errno("fchmod of a socket");
         if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&un), len) != 0)
             throw_errno("cannot listen on '" + (a.kind == SocketAddress::Kind::unix_abstract ? "@" + a.path : a.path) +
                         "'");

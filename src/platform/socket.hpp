@@ -25,8 +25,9 @@ struct SocketAddress {
 SocketAddress parse_address(const std::string& address);
 
 // A listening socket (close-on-exec, blocking); reports the address it is bound to (with the
-// port the system picked). A Unix path that exists is refused (FileExistsError-like OSError).
-Fd listen_on(const SocketAddress& address, int backlog, std::string& bound);
+// port the system picked). A Unix path that exists is refused (FileExistsError-like OSError); a
+// new one is created with the permissions `mode` less the umask, never wider in between.
+Fd listen_on(const SocketAddress& address, int backlog, unsigned mode, std::string& bound);
 // Accepts one connection, waiting up to the deadline (TimeoutError after it).
 Fd accept_until(int listening, const Deadline& deadline);
 // Connects, waiting up to the deadline: tries each address a TCP host resolves to.

@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "helpers/children.hpp"
+#include "helpers/other_user.hpp"
 
 using testing_support::ChildrenTest;
 
@@ -160,6 +163,70 @@ TEST_F(ListenerTest, Ipv6AndUnixSocketsWork) {
             EXPECT_FALSE(std::filesystem::exists(path));
         }
     }
+}
+
+namespace {
+// A socket file path of this test's own in /tmp, which every user may reach.
+std::string socket_path(const char* what) {
+    return "/tmp/mprocess-test-" + std::to_string(::getpid()) + "-" + what + ".sock";
+}
+
+mode_t permissions_of(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return 07777;
+    return st.st_mode & 07777;
+}
+
+// 0 if a connect() to the socket file at path succeeds, else its errno.
+int try_connect(const char* path) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::strncpy(un.sun_path, path, sizeof un.sun_path - 1);
+    const int err = ::connect(fd, reinterpret_cast<const sockaddr*>(&un), sizeof un) == 0 ? 0 : errno;
+    ::close(fd);
+    return err;
+}
+}  // namespace
+
+TEST_F(ListenerTest, AUnixSocketFileIsItsOwnersAloneWhateverTheUmask) {
+    const std::string path = socket_path("owner");
+    mp::Listener listener = [&] {
+        testing_support::Umask none(0);
+        return mp::Listener(path);
+    }();
+    EXPECT_EQ(permissions_of(path), 0600u);
+    listener.close();
+    EXPECT_EQ(permissions_of(path), 07777u) << "the socket file was left behind";
+}
+
+TEST_F(ListenerTest, AUnixSocketFileTakesTheModeAskedForLessTheUmask) {
+    const std::string path = socket_path("mode");
+    {
+        testing_support::Umask none(0);
+        mp::Listener listener(path, {.mode = 0666});
+        EXPECT_EQ(permissions_of(path), 0666u);
+    }
+    {
+        testing_support::Umask group(027);
+        mp::Listener listener(path, {.mode = 0666});
+        EXPECT_EQ(permissions_of(path), 0640u);
+    }
+    EXPECT_THROW(mp::Listener(path, {.mode = 04777}), mp::ValueError);
+    EXPECT_EQ(permissions_of(path), 07777u);
+}
+
+TEST_F(ListenerTest, AnotherUserCannotConnectToAUnixSocketFileUnlessTheModeAllows) {
+    if (const auto why = testing_support::cannot_become_another_user(); !why.empty()) GTEST_SKIP() << why;
+    const std::string path = socket_path("stranger");
+    testing_support::Umask none(0);
+    {
+        mp::Listener listener(path);
+        EXPECT_EQ(testing_support::as_nobody([&] { return try_connect(path.c_str()); }), EACCES);
+    }
+    mp::Listener listener(path, {.mode = 0666});
+    EXPECT_EQ(testing_support::as_nobody([&] { return try_connect(path.c_str()); }), 0);
 }
 
 TEST_P(ListenerMethods, AWrongKeyFailsOnBothEndsAndTheListenerGoesOn) {

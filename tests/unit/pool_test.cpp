@@ -4,7 +4,9 @@
 #include <mprocess/progress.hpp>
 #include <mprocess/process.hpp>
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,7 +14,9 @@
 #include <future>
 #include <mutex>
 #include <set>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -76,17 +80,30 @@ int wait_for_gate(std::string dir) {
     return 1;
 }
 // Forks a child that keeps this worker's descriptors (its pipe too) open for a minute, leaves the
-// child's pid in dir, and dies.
-int fork_holder_then_die(std::string dir) {
+// child's pid in dir, and returns this worker's pid: once the worker dies, only its process tells.
+pid_t fork_holder(std::string dir) {
     const pid_t holder = ::fork();
     if (holder == 0) {
         ::sleep(60);
         ::_exit(0);
     }
     std::ofstream(dir + "/" + std::to_string(holder));
-    ::raise(SIGKILL);
-    return 0;
+    return ::getpid();
 }
+// The same, then dies.
+int fork_holder_then_die(std::string dir) {
+    fork_holder(dir);
+    return die(SIGKILL);
+}
+// Kills the holders whose pids are in dir: reparented when their worker dies, they are ours to
+// end, not to reap.
+struct KillHolders {
+    std::string dir;
+    ~KillHolders() {
+        for (const auto& f : std::filesystem::directory_iterator(dir))
+            ::kill(std::stoi(f.path().filename().string()), SIGKILL);
+    }
+};
 // Leaves its mark in dir, waits for dir/open, then is killed.
 int die_at_gate(std::string dir) {
     wait_for_gate(dir);
@@ -647,13 +664,7 @@ TEST_P(PoolMethods, ACallbackMayTerminateThePool) {
 TEST_P(PoolMethods, AWorkerIsSeenDeadEvenIfAnotherProcessHoldsItsPipe) {
     mp::Pool pool(1, {.start_method = GetParam()});
     const std::string dir = scratch_dir();
-    struct KillHolders {  // reparented to init when the worker dies: ours to end, not to reap
-        std::string dir;
-        ~KillHolders() {
-            for (const auto& f : std::filesystem::directory_iterator(dir))
-                ::kill(std::stoi(f.path().filename().string()), SIGKILL);
-        }
-    } holders{dir};
+    KillHolders holders{dir};
     auto r = pool.apply_async(fork_holder_then_die, dir);
     const auto t0 = std::chrono::steady_clock::now();
     try {
@@ -664,6 +675,72 @@ TEST_P(PoolMethods, AWorkerIsSeenDeadEvenIfAnotherProcessHoldsItsPipe) {
     }
     EXPECT_LT(seconds_since(t0), 5.0);
     EXPECT_EQ(pool.apply(square, 6), 36);
+}
+
+namespace {
+// Leaves one more byte in dir/name: a task that ran twice leaves two.
+int count_run(std::string dir, int name) {
+    std::ofstream(dir + "/" + std::to_string(name), std::ios::app).put('x');
+    return name;
+}
+
+// Kills pid and returns once it has ended (its pidfd is readable), whoever its parent is.
+void kill_and_wait_for_death(pid_t pid) {
+    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    ASSERT_GE(fd, 0) << "pidfd_open: " << std::strerror(errno);
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    pollfd p{fd, POLLIN, 0};
+    const int n = ::poll(&p, 1, 30000);
+    ::close(fd);
+    ASSERT_EQ(n, 1) << "the worker did not die";
+}
+
+// Waits (up to 30 s) until the pool has replaced every worker in `dead`.
+void wait_for_replacements(const mp::Pool& pool, const std::set<pid_t>& dead) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto replaced = [&] {
+        const auto pids = pool.pids();
+        return std::none_of(pids.begin(), pids.end(), [&](pid_t p) { return p <= 0 || dead.count(p) != 0; });
+    };
+    while (!replaced()) {
+        ASSERT_LT(seconds_since(t0), 30.0) << "the pool did not replace its dead worker";
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+}
+}  // namespace
+
+// A task handed to a worker that had died idle never reached it: it goes to another worker and
+// runs once; only a task a worker has taken fails with WorkerLost. Each round kills an idle worker
+// whose pipe another process holds open, so that the pool learns of the death from the process
+// alone, and submits at once: the tasks meet the dead worker before the pool has replaced it.
+TEST_P(PoolMethods, ATaskHandedToAWorkerThatDiedIdleRunsElsewhereExactlyOnce) {
+    constexpr int kRounds = 20, kTasks = 8;
+    mp::Pool pool(2, {.start_method = GetParam()});
+    const std::string dir = scratch_dir(), holders = scratch_dir();
+    KillHolders kill_holders{holders};
+    std::set<pid_t> killed;
+    for (int round = 0; round < kRounds; ++round) {
+        wait_for_replacements(pool, killed);
+        if (HasFatalFailure()) return;
+        const pid_t victim = pool.apply(fork_holder, holders);
+        killed.insert(victim);
+        kill_and_wait_for_death(victim);
+        if (HasFatalFailure()) return;
+        std::vector<mp::AsyncResult<int>> rs;
+        for (int i = 0; i < kTasks; ++i) rs.push_back(pool.apply_async(count_run, dir, round * kTasks + i));
+        for (int i = 0; i < kTasks; ++i) {
+            try {
+                EXPECT_EQ(rs[i].get(30.0), round * kTasks + i);
+            } catch (const mp::Error& e) {
+                ADD_FAILURE() << "round " << round << ", task " << i << ": " << e.what();
+            }
+        }
+    }
+    for (int i = 0; i < kRounds * kTasks; ++i) {
+        std::ifstream f(dir + "/" + std::to_string(i));
+        const std::string runs((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        EXPECT_EQ(runs.size(), 1u) << "task " << i << " ran " << runs.size() << " times";
+    }
 }
 
 namespace {

@@ -2,15 +2,19 @@
 #include <mprocess/shared_memory.hpp>
 #include <mprocess/subprocess.hpp>
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 
 #include "helpers/children.hpp"
+#include "helpers/other_user.hpp"
 
 using testing_support::ChildrenTest;
 
@@ -82,6 +86,40 @@ TEST_F(SharedMemoryTest, AnAnonymousBlockIsZeroedAndClosesForEveryCopy) {
     shm.unlink();  // nothing to remove: fine
 }
 
+// A root process must not take a block that another user made (and may have left writable to
+// all) for its own: attaching checks the owner, and only an explicit option accepts another.
+TEST_F(SharedMemoryTest, AttachingToABlockAnotherUserOwnsIsRefusedUnlessAllowed) {
+    if (const auto why = testing_support::cannot_become_another_user(); !why.empty()) GTEST_SKIP() << why;
+    const std::string name = unique_name("stranger");
+    const std::string path = "/" + name;
+    struct Unlink {
+        std::string path;
+        ~Unlink() { ::shm_unlink(path.c_str()); }
+    } unlink{path};
+    const int made = testing_support::as_nobody([&] {
+        const int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, 0666);
+        if (fd < 0) return 1;
+        const bool ok = ::fchmod(fd, 0666) == 0 && ::ftruncate(fd, 64) == 0;
+        ::close(fd);
+        return ok ? 0 : 2;
+    });
+    ASSERT_EQ(made, 0) << "nobody could not make a block";
+    try {
+        mp::SharedMemory stranger(name);
+        ADD_FAILURE() << "attached to a block another user owns";
+    } catch (const mp::OSError& e) {
+        EXPECT_EQ(e.error_code(), EACCES);
+        const std::string what = e.what();
+        EXPECT_NE(what.find("'nobody'"), std::string::npos) << what;
+        EXPECT_NE(what.find(name), std::string::npos) << what;
+        EXPECT_NE(what.find("allow_other_owner"), std::string::npos) << what;
+    }
+    EXPECT_THROW(mp::SharedMemory{name}, mp::PermissionError);
+    mp::SharedMemory allowed(name, false, 0, {.allow_other_owner = true});
+    EXPECT_EQ(allowed.size(), 64u);
+    allowed.close();
+}
+
 TEST_P(SharedMemoryMethods, NamedAndAnonymousBlocksAreSharedWithChildren) {
     const std::string name = unique_name("shared");
     mp::SharedMemory named(name, true, 64);
@@ -120,6 +158,31 @@ TEST_P(SharedMemoryMethods, ABlockWhoseCreatorWasKilledIsGoneOnceTheProgramHasEn
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_FALSE(in_dev_shm(name)) << "left behind: /dev/shm/" << name;
     if (in_dev_shm(name)) ::unlink(("/dev/shm/" + name).c_str());
+}
+
+// More blocks than any fixed table the tracker might keep: every one goes.
+TEST_P(SharedMemoryMethods, FourThousandTwoHundredBlocksWhoseCreatorWasKilledAreAllGone) {
+    constexpr int kBlocks = 4200;
+    const std::string name = unique_name("many");
+    auto block = [&](int i) { return i == 0 ? name : name + "-" + std::to_string(i); };
+    struct Cleanup {  // what a failure leaves behind
+        std::function<std::string(int)> block;
+        ~Cleanup() {
+            for (int i = 0; i < kBlocks; ++i) ::shm_unlink(("/" + block(i)).c_str());
+        }
+    } cleanup{block};
+    auto r = mp::subprocess::run({MPROCESS_TEST_SHM_HELPER, name, GetParam(), std::to_string(kBlocks)},
+                                 {.timeout = 120.0, .stdout_ = mp::subprocess::PIPE});
+    ASSERT_EQ(r.returncode, 0) << r.stdout_;
+    auto left = [&] {
+        int n = 0;
+        for (int i = 0; i < kBlocks; ++i) n += in_dev_shm(block(i));
+        return n;
+    };
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (left() != 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(left(), 0) << "blocks left behind in /dev/shm";
 }
 
 TEST_P(SharedMemoryMethods, UnlinkAfterAnotherProcessUnlinkedTheNameRaisesFileNotFoundError) {

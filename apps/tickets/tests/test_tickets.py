@@ -11,6 +11,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -103,6 +104,34 @@ def stop_inside_a_task(pid: int, timeout: float = 60.0) -> None:
         os.kill(pid, signal.SIGCONT)
         time.sleep(0.002)
     raise AssertionError(f"worker {pid} was never found inside a task")
+
+
+def hold_abstract_name_as_nobody(name: str) -> int:
+    """Forks a process that becomes user nobody, binds the abstract Unix name and keeps it until
+    killed. Returns its pid once the name is taken."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.closerange(3, w)  # the test's pipes too: only the readiness pipe is kept
+            os.closerange(w + 1, 65536)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind("\0" + name)
+            s.listen()
+            os.write(w, b"bound")
+            while True:
+                signal.pause()
+        finally:
+            os._exit(1)
+    os.close(w)
+    with os.fdopen(r, "rb") as ready:
+        if ready.read(5) != b"bound":
+            os.waitpid(pid, 0)
+            raise RuntimeError(f"could not bind @{name} as nobody")
+    return pid
 
 
 class Dispatcher:
@@ -237,6 +266,25 @@ class Local(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("too long", r.stdout)
         check_answers(self, r.stdout, [5])
+
+    def test_a_stranger_holding_the_pids_name_does_not_stop_local_mode(self):
+        """Another user binds the abstract name the dispatcher would take if it were made from the
+        pid: local mode must not depend on a name anyone can guess."""
+        if os.geteuid() != 0:
+            self.skipTest("only root can act as another user: run the tests as root to check this")
+        # tickets runs in this shell's process once it is told to go, so its pid is known before.
+        p = subprocess.Popen(["sh", "-c", 'read go && exec "$@" </dev/null', "sh", BIN, "12", "-5"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        squatter = hold_abstract_name_as_nobody(f"tickets-{p.pid}")
+        try:
+            out, err = p.communicate("go\n", timeout=120)
+        finally:
+            p.kill()
+            p.wait()
+            os.kill(squatter, signal.SIGKILL)
+            os.waitpid(squatter, 0)
+        self.assertEqual(p.returncode, 0, err)
+        check_answers(self, out, [12, -5])
 
 
 class Network(unittest.TestCase):
