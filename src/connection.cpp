@@ -64,8 +64,8 @@ void Connection::send_parts(std::string_view head, std::string_view body) {
     channel().send(head, body);
 }
 
-void Connection::recv_frame(detail::FrameSink& sink) {
-    channel().recv(sink);
+void Connection::recv_frame(detail::FrameSink& sink, Timeout timeout) {
+    channel().recv(sink, timeout.deadline());
 }
 
 void Connection::send_bytes(std::string_view data) {
@@ -79,41 +79,47 @@ void Connection::send_bytes(std::string_view data, std::size_t offset, std::opti
     channel().send(data.substr(offset, n), {});
 }
 
-std::string Connection::recv_bytes(std::optional<std::size_t> maxlength) {
+std::string Connection::recv_bytes(std::optional<std::size_t> maxlength, Timeout timeout) {
     struct Sink final : detail::FrameSink {
         std::optional<std::size_t> max;
         std::string out;
-        char* reserve(std::size_t length, std::string_view) override {
+        bool take(std::size_t length, std::string_view) override {
             if (max && length > *max)
                 throw OSError(EMSGSIZE, "message of " + std::to_string(length) + " bytes exceeds maxlength " +
                                             std::to_string(*max) + "; it was left unread");
-            out.resize(length);
+            return true;
+        }
+        char* room(std::size_t n) override {
+            if (out.size() < n) out.resize(n);
             return out.data();
         }
     } sink;
     sink.max = maxlength;
-    channel().recv(sink);
+    recv_frame(sink, timeout);
     return std::move(sink.out);
 }
 
 std::size_t Connection::recv_bytes_into(std::span<char> buffer, std::size_t offset) {
     if (offset > buffer.size()) throw ValueError("offset is larger than the buffer");
     struct Sink final : detail::FrameSink {
-        std::span<char> room;
+        std::span<char> buffer;
         std::string overflow;
         std::size_t length = 0;
         bool too_short = false;
-        char* reserve(std::size_t n, std::string_view) override {
+        bool take(std::size_t n, std::string_view) override {
             length = n;
-            if (n <= room.size()) return room.data();
-            too_short = true;
-            overflow.resize(n);
+            too_short = n > buffer.size();
+            return true;
+        }
+        char* room(std::size_t n) override {
+            if (!too_short) return buffer.data();
+            if (overflow.size() < n) overflow.resize(n);
             return overflow.data();
         }
     } sink;
-    sink.room = buffer.subspan(offset);
-    channel().recv(sink);
-    if (sink.too_short) throw BufferTooShort(std::move(sink.overflow), sink.room.size());
+    sink.buffer = buffer.subspan(offset);
+    recv_frame(sink);
+    if (sink.too_short) throw BufferTooShort(std::move(sink.overflow), sink.buffer.size());
     return sink.length;
 }
 

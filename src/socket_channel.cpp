@@ -1,10 +1,13 @@
 // Frames on a stream socket. Reads go through a buffer, so that small messages cost one system
-// call for many; a large message's body is read straight into its destination.
+// call for many; a large message's body is read straight into its destination, whose room grows
+// as the bytes arrive (a length is only a peer's word: it bounds the read, it sizes nothing).
 //
 // A frame's header and first bytes are read before the receiver decides (its type, its room): if
-// it declines, the frame stays pending here and the next recv() starts from it. Anything that
-// breaks the framing (a length over the maximum, the peer gone mid-frame) ends the connection:
-// the stream cannot be trusted past it.
+// it declines, the frame stays pending here and the next recv() starts from it. A receive that
+// times out half way through a body puts what came back here, in front of the buffer, and the
+// frame stays pending too: the next receive goes on from it. Anything that breaks the framing (a
+// length over the maximum, the peer gone mid-frame) ends the connection: the stream cannot be
+// trusted past it.
 #include "socket_channel.hpp"
 
 #include <endian.h>
@@ -53,9 +56,7 @@ public:
                            body.size());
     }
 
-    bool recv(FrameSink& sink) override { return recv_until(sink, std::nullopt); }
-
-    bool recv_until(FrameSink& sink, const platform::Deadline& deadline) {
+    bool recv(FrameSink& sink, const platform::Deadline& deadline) override {
         check_open();
         std::lock_guard rx(rx_m_);
         if (welcome_due_) take_welcome(deadline);
@@ -99,21 +100,35 @@ private:
         const std::size_t length = *pending_;
         const std::size_t prefix = std::min(length, kPrefix);
         fill(prefix, deadline, true);
-        char* to = sink.reserve(length, std::string_view(buf_.data() + pos_, prefix));
-        if (!to) return false;
-        // Committed: whatever happens now, this frame is consumed.
-        pending_.reset();
-        const std::size_t from_buffer = std::min(length, avail());
-        std::memcpy(to, buf_.data() + pos_, from_buffer);
-        pos_ += from_buffer;
-        for (std::size_t got = from_buffer; got < length;) {
-            const std::size_t n = platform::read_some(fd_.get(), to + got, length - got, deadline);
-            if (n == 0) {
-                fail("the other end closed the connection in the middle of a message");
-                throw EOFError(broken_why_);
+        if (!sink.take(length, std::string_view(buf_.data() + pos_, prefix))) return false;
+        // The body goes into the sink as it arrives, its room growing with it.
+        GrowingRoom room(sink, length);
+        std::size_t got = std::min(length, avail());
+        if (got != 0) std::memcpy(room.at_least(got), buf_.data() + pos_, got);
+        pos_ += got;
+        try {
+            while (got < length) {
+                char* to = room.at_least(got + 1);
+                const std::size_t n = platform::read_some(fd_.get(), to + got, room.size() - got, deadline);
+                if (n == 0) {
+                    fail("the other end closed the connection in the middle of a message");
+                    throw EOFError(broken_why_);
+                }
+                got += n;
             }
-            got += n;
+        } catch (const TimeoutError&) {
+            // Kept for the next receive, as if not read yet: the frame is still pending.
+            buf_.assign(got != 0 ? room.at_least(got) : "", got);
+            pos_ = 0;
+            throw;
+        } catch (const EOFError&) {
+            throw;
+        } catch (...) {
+            fail("a message could not be received whole (out of memory?)");
+            throw;
         }
+        pending_.reset();
+        if (avail() == 0) release_buffer();
         return true;
     }
 
@@ -133,6 +148,7 @@ public:
         }
         std::lock_guard tx(send_m_);
         fd_.reset();
+        release_buffer();
     }
     bool closed() const noexcept override { return closed_.load(); }
     bool readable() const noexcept override { return true; }
@@ -194,16 +210,29 @@ private:
                                              "or not an mprocess listener?)");
     }
 
+    // An empty read buffer whose memory goes back, if it grew past what small messages need
+    // (it held a message's first part across a timeout, say).
+    void release_buffer() noexcept {
+        pos_ = 0;
+        if (buf_.capacity() > 2 * kReadChunk)
+            std::string().swap(buf_);
+        else
+            buf_.clear();
+    }
+
     void check_open() const {
         if (closed_.load()) throw ValueError("connection is closed");
         if (broken_) throw EOFError("the connection was ended: " + broken_why_);
     }
+    // Under rx_m_: nothing more will be read, and what was is dropped.
     void fail(std::string why) {
         if (!broken_.load()) {
             broken_why_ = std::move(why);
             broken_.store(true);
         }
         ::shutdown(fd_.get(), SHUT_RDWR);
+        pending_.reset();
+        release_buffer();
     }
     std::size_t avail() const noexcept { return buf_.size() - pos_; }
 
@@ -263,16 +292,19 @@ std::string recv_small(SocketChannel& ch, std::size_t limit, const platform::Dea
     struct Sink final : FrameSink {
         std::size_t limit;
         std::string out;
-        char* reserve(std::size_t length, std::string_view) override {
+        bool take(std::size_t length, std::string_view) override {
             if (length > limit)
                 throw AuthenticationError("the handshake got a message of " + std::to_string(length) +
                                           " bytes, more than the " + std::to_string(limit) + " it allows");
-            out.resize(length);
+            return true;
+        }
+        char* room(std::size_t n) override {
+            out.resize(n);
             return out.data();
         }
     } sink;
     sink.limit = limit;
-    ch.recv_until(sink, deadline);
+    ch.recv(sink, deadline);
     return std::move(sink.out);
 }
 

@@ -56,10 +56,13 @@ namespace detail {
 class Channel;
 struct ConnectionAccess;  // the library's own code, for the Channel behind a Connection
 
-// Receives one message: told its length and first bytes (up to 8), returns where to copy it, or
-// nullptr (or throws) to leave the message unread.
+// Receives one message. Told its length and first bytes (up to 8), take() says whether to
+// receive it: false (or an exception) leaves it unread. Then room(n) gives where its first n
+// bytes go, asked again with a larger n (up to the length) as more arrive, bytes written before
+// kept: so memory follows the bytes that came, never only the length a peer announced.
 struct FrameSink {
-    virtual char* reserve(std::size_t length, std::string_view prefix) = 0;
+    virtual bool take(std::size_t length, std::string_view prefix) = 0;
+    virtual char* room(std::size_t n) = 0;
 
 protected:
     ~FrameSink() = default;
@@ -69,23 +72,37 @@ void check_frame(std::size_t length, std::string_view prefix, std::uint64_t tag,
                  std::size_t raw_size);
 std::string& scratch();
 void release_scratch(std::string& buf) noexcept;
+// This thread's scratch buffer for one message; a large one's memory is given back however the
+// use ends (a receive that fails or times out included).
+struct Scratch {
+    std::string& buf = scratch();
+    Scratch() = default;
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    ~Scratch() { release_scratch(buf); }
+};
 
 template <class T>
 struct DecodeSink final : FrameSink {
     explicit DecodeSink(std::string& b) : buf(b) {}
-    char* reserve(std::size_t length, std::string_view prefix) override {
+    bool take(std::size_t length, std::string_view prefix) override {
         check_frame(length, prefix, type_tag<T>, type_name_v<T>, RawMessage<T> ? sizeof(T) : 0);
-        buf.resize(length);
+        buf.clear();
+        return true;
+    }
+    char* room(std::size_t n) override {
+        if (buf.size() < n) buf.resize(n);
         return buf.data();
     }
     std::string& buf;
 };
 template <class T>
 struct RawSink final : FrameSink {
-    char* reserve(std::size_t length, std::string_view prefix) override {
+    bool take(std::size_t length, std::string_view prefix) override {
         check_frame(length, prefix, type_tag<T>, type_name_v<T>, sizeof(T));
-        return buf;
+        return true;
     }
+    char* room(std::size_t) override { return buf; }
     char buf[tag_size + sizeof(T)];
 };
 }  // namespace detail
@@ -106,45 +123,48 @@ public:
             send_parts({reinterpret_cast<const char*>(&tag), tag_size},
                        {reinterpret_cast<const char*>(std::addressof(obj)), sizeof(T)});
         } else {
-            auto& buf = detail::scratch();
-            buf.clear();
-            encode_into(buf, obj);
-            send_parts(buf, {});
-            detail::release_scratch(buf);
+            detail::Scratch scratch;
+            scratch.buf.clear();
+            encode_into(scratch.buf, obj);
+            send_parts(scratch.buf, {});
         }
     }
 
     // Receives the next message as a T. TypeMismatch (message left unread) if it is not a T.
+    // With a timeout: TimeoutError if the message has not come whole in time. Nothing is lost: on a
+    // socket the part that came is kept, and the next receive goes on from it; on a Pipe the
+    // timeout bounds the wait for a message to begin (one that has begun is read to its end: its
+    // sender is writing it now, and one that dies half way ends it with EOFError).
     template <class T>
-    T recv() {
+    T recv(Timeout timeout = forever) {
         detail::require_serializable<T>();
         if constexpr (RawMessage<T> && sizeof(T) <= 256) {
             // Small plain values: straight from the ring into a stack buffer, no allocation.
             detail::RawSink<T> sink;
-            recv_frame(sink);
+            recv_frame(sink, timeout);
             alignas(T) unsigned char obj[sizeof(T)];
             std::memcpy(obj, sink.buf + tag_size, sizeof(T));
             return *std::launder(reinterpret_cast<T*>(obj));
         }
-        auto& buf = detail::scratch();
-        detail::DecodeSink<T> sink(buf);
-        recv_frame(sink);
-        T obj = decode<T>(buf);
-        detail::release_scratch(buf);
-        return obj;
+        detail::Scratch scratch;
+        detail::DecodeSink<T> sink(scratch.buf);
+        recv_frame(sink, timeout);
+        return decode<T>(scratch.buf);
     }
 
     void send_bytes(std::string_view data);
     void send_bytes(std::string_view data, std::size_t offset, std::optional<std::size_t> size = std::nullopt);
-    // OSError (EMSGSIZE) if the message is longer than maxlength; it is left unread.
-    std::string recv_bytes(std::optional<std::size_t> maxlength = std::nullopt);
+    // OSError (EMSGSIZE) if the message is longer than maxlength; it is left unread. A timeout as
+    // recv()'s: recv_bytes(std::nullopt, 0.5).
+    std::string recv_bytes(std::optional<std::size_t> maxlength = std::nullopt, Timeout timeout = forever);
     // Copies the message into buffer[offset...] and returns its length. BufferTooShort, carrying
     // the whole message, if it does not fit.
     std::size_t recv_bytes_into(std::span<char> buffer, std::size_t offset = 0);
     std::size_t recv_bytes_into(std::span<std::byte> buffer, std::size_t offset = 0);
 
-    // True if recv() would not block: a message is waiting, or the peer is gone. poll() returns at
-    // once; poll(seconds) waits up to that long; poll(mp::forever) waits until then.
+    // True if recv() would not block: a message is waiting, or the peer is gone (on a socket: a
+    // message has begun to arrive; recv with a timeout bounds the wait for the rest). poll()
+    // returns at once; poll(seconds) waits up to that long; poll(mp::forever) waits until then.
     bool poll(Timeout timeout = 0.0);
 
     void close();
@@ -164,7 +184,7 @@ private:
     friend std::vector<Waitable> wait(const std::vector<Waitable>&, Timeout);
     explicit Connection(std::shared_ptr<detail::Channel> ch) : ch_(std::move(ch)) {}
     void send_parts(std::string_view head, std::string_view body);
-    void recv_frame(detail::FrameSink& sink);
+    void recv_frame(detail::FrameSink& sink, Timeout timeout = forever);
     detail::Channel& channel() const;
 
     std::shared_ptr<detail::Channel> ch_;

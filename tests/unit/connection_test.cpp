@@ -1,11 +1,16 @@
 #include <mprocess/connection.hpp>
+#include <mprocess/listener.hpp>
 #include <mprocess/process.hpp>
 
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
+#include <future>
 #include <map>
 #include <numeric>
 #include <random>
@@ -200,6 +205,59 @@ TEST_F(ConnectionTest, AMessageThatCannotBeReceivedAsAskedStaysUnread) {
     a.send_bytes("raw");
     EXPECT_THROW(b.recv<int>(), mp::TypeMismatch);
     EXPECT_EQ(b.recv_bytes(), "raw");
+}
+
+// A receive with a timeout: TimeoutError when no message comes in time, and nothing is lost: a
+// message that comes later is received whole by the next call.
+TEST_F(ConnectionTest, RecvWithATimeoutThrowsTimeoutErrorAndLosesNothing) {
+    auto [a, b] = mp::Pipe();
+    EXPECT_THROW(b.recv<int>(0.05), mp::TimeoutError);
+    EXPECT_THROW(b.recv<std::string>(0.0), mp::TimeoutError);
+    EXPECT_THROW(b.recv_bytes(std::nullopt, 0.05), mp::TimeoutError);
+    a.send(7);
+    a.send_bytes("raw");
+    EXPECT_EQ(b.recv<int>(30.0), 7);
+    EXPECT_EQ(b.recv_bytes(std::nullopt, 30.0), "raw");
+    a.send_bytes("");
+    EXPECT_EQ(b.recv_bytes(std::nullopt, 0.0), "");  // a message that is there is taken, even with no time
+}
+
+// On a socket a message may arrive in parts: a receive that times out half way keeps what came,
+// and the next receive, of the same kind or another, goes on from it.
+TEST_F(ConnectionTest, ASocketMessageHalfArrivedIsKeptAcrossATimeout) {
+    mp::Listener listener("@mprocess-recv-timeout-" + std::to_string(::getpid()));
+    auto client = mp::Client(listener.address());
+    auto conn = listener.accept(30.0);
+    std::string big(4 << 20, 'z');  // longer than the read buffer: its body goes past it
+    big[12345] = 'a';
+    big.back() = 'b';
+    const std::string body = mp::encode(big);
+    const std::uint64_t length = body.size();
+    const std::string wire = std::string(reinterpret_cast<const char*>(&length), sizeof length) + body;
+    const std::size_t half = wire.size() / 2;
+    std::promise<void> go;
+    // The client's socket, written raw: the first half now, the rest when told.
+    std::thread writer([&, fd = client.fileno()] {
+        auto send_all = [fd](const char* p, std::size_t n) {
+            while (n > 0) {
+                const ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
+                if (k <= 0) return;
+                p += k;
+                n -= static_cast<std::size_t>(k);
+            }
+        };
+        send_all(wire.data(), half);
+        go.get_future().wait();
+        send_all(wire.data() + half, wire.size() - half);
+    });
+    EXPECT_THROW(conn.recv<std::string>(0.3), mp::TimeoutError);
+    EXPECT_THROW(conn.recv_bytes(std::nullopt, 0.1), mp::TimeoutError);
+    EXPECT_THROW(conn.recv<std::string>(0.1), mp::TimeoutError);
+    go.set_value();
+    EXPECT_EQ(conn.recv<std::string>(30.0), big);
+    writer.join();
+    client.send(5);
+    EXPECT_EQ(conn.recv<int>(30.0), 5);
 }
 
 TEST_F(ConnectionTest, SendBytesHonoursOffsetAndSize) {
