@@ -1,148 +1,53 @@
-// Listener, Client, and the authentication handshake.
-//
-// The handshake. The client speaks first: a hello that says whether it has an authkey. The
-// listener answers a key-less hello with "#WELCOME#", or "#NEEDKEY#" if it has a key (the client
-// reads that answer with its first recv: see expect_welcome), and a hello with a key with
-// "#NOKEY#" if it has none; so a key on one end only fails at once on both. With an authkey on both
-// sides (server first, then the client in turn):
-//   challenger -> "#CHALLENGE#sha256:" + 32 fresh random bytes
-//   answerer   -> HMAC-SHA256(authkey, its role ("server" or "client") + those 32 bytes)
-//   challenger -> "#WELCOME#" or "#FAILURE#" (the digest compared in constant time)
-// The role in the digest stops a fake server from bouncing a client's own challenge to another
-// connection of the same client and using the answer.
-// Every handshake message is a small frame read against the handshake's deadline, so a silent or
-// babbling peer costs that one connection its timeout, nothing more.
+// Listener and Client. The handshake itself is in handshake.cpp; here, the listener's side of
+// running many at once: the connections accepted whose handshake is under way, each with its own
+// deadline, in arrival order, driven from one poll loop.
 #include "mprocess/listener.hpp"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
-
+#include <algorithm>
+#include <iterator>
+#include <list>
+#include <mutex>
+#include <optional>
 #include <utility>
+#include <vector>
 
+#include "handshake.hpp"
 #include "platform/socket.hpp"
 #include "socket_channel.hpp"
 
 namespace mprocess {
 
-std::string detail::hmac_sha256(const std::string& key, std::string_view data) {
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-              reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &n))
-        throw AuthenticationError("HMAC-SHA256 failed");
-    return std::string(reinterpret_cast<const char*>(out), n);
-}
-
 namespace {
 
-using detail::kHelloWithKey;
-using detail::kHelloWithoutKey;
-using detail::kNeedKey;
-using detail::kWelcome;
-constexpr std::string_view kChallenge = "#CHALLENGE#sha256:";
-constexpr std::string_view kNoKey = "#NOKEY#";
-constexpr std::string_view kFailure = "#FAILURE#";
-constexpr std::size_t kNonce = 32;
-constexpr std::size_t kHandshakeLimit = 256;  // no handshake message is longer
+using detail::Handshake;
 
-std::string hmac(const std::string& key, std::string_view data) {
-    return detail::hmac_sha256(key, data);
-}
+// New connections taken from the kernel's queue in one go, before the handshakes under way are
+// looked at again: a flood of connections cannot starve them.
+constexpr int kAcceptBatch = 64;
+// A handshake whose peer has owed it a message this long is stalled: a client that means it
+// answers within a round trip and an HMAC, even across the world on a loaded machine.
+constexpr auto kStalled = std::chrono::seconds(1);
 
-std::string_view role(bool server) {
-    return server ? "server" : "client";
-}
-
-// Asks the peer to prove it knows the key; `server`: which side we are.
-void deliver_challenge(detail::SocketChannel& ch, const std::string& key, bool server,
-                       const platform::Deadline& deadline) {
-    std::string nonce(kNonce, '\0');
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(nonce.data()), static_cast<int>(nonce.size())) != 1)
-        throw AuthenticationError("no random bytes for a challenge");
-    detail::send_frame(ch, std::string(kChallenge) + nonce);
-    const std::string answer = detail::recv_small(ch, kHandshakeLimit, deadline);
-    const std::string want = hmac(key, std::string(role(!server)) + nonce);
-    if (answer.size() != want.size() || CRYPTO_memcmp(answer.data(), want.data(), want.size()) != 0) {
-        try {
-            detail::send_frame(ch, kFailure);
-        } catch (const Error&) {
-        }
-        throw AuthenticationError("the other end does not know the authkey (its answer to our challenge was wrong)");
-    }
-    detail::send_frame(ch, kWelcome);
-}
-
-// Proves to the peer that we know the key.
-void answer_challenge(detail::SocketChannel& ch, const std::string& key, bool server,
-                      const platform::Deadline& deadline) {
-    const std::string challenge = detail::recv_small(ch, kHandshakeLimit, deadline);
-    if (!server && challenge == kNoKey)
-        throw AuthenticationError("the listener has no authkey and this client has one: both ends need the same key");
-    if (challenge.size() != kChallenge.size() + kNonce || challenge.compare(0, kChallenge.size(), kChallenge) != 0)
-        throw AuthenticationError("the other end did not send an authentication challenge (does it use an authkey?)");
-    detail::send_frame(ch, hmac(key, std::string(role(server)) + challenge.substr(kChallenge.size())));
-    const std::string verdict = detail::recv_small(ch, kHandshakeLimit, deadline);
-    if (verdict == kFailure) throw AuthenticationError("the other end rejected our authkey");
-    if (verdict != kWelcome) throw AuthenticationError("the other end broke the authentication protocol");
-}
-
-// The listener's side of the hello; true if the key-less exchange is complete.
-bool greet_client(detail::SocketChannel& ch, const std::string& key, const platform::Deadline& deadline) {
-    const std::string hello = detail::recv_small(ch, kHandshakeLimit, deadline);
-    const bool client_has_key = hello == kHelloWithKey;
-    if (!client_has_key && hello != kHelloWithoutKey)
-        throw AuthenticationError("the client did not begin with the mprocess handshake");
-    if (client_has_key == !key.empty()) {
-        if (!key.empty()) return false;
-        try {
-            detail::send_frame(ch, kWelcome);
-        } catch (const Error&) {
-            // A client that sent and left at once (as Python's may) cannot be welcomed, but what
-            // it sent is here to be read, then its end of file.
-        }
-        return true;
-    }
-    try {
-        detail::send_frame(ch, key.empty() ? kNoKey : kNeedKey);
-    } catch (const Error&) {
-    }
-    throw AuthenticationError(key.empty()
-                                  ? "the client has an authkey and this listener has none: both ends need the same key"
-                                  : "the client has no authkey and this listener requires one");
-}
-
-// Runs the handshake within the deadline; every failure is an AuthenticationError.
-void authenticate(detail::SocketChannel& ch, const std::string& key, bool server, const platform::Deadline& deadline) {
-    try {
-        if (server) {
-            if (greet_client(ch, key, deadline)) return;
-            deliver_challenge(ch, key, true, deadline);
-            answer_challenge(ch, key, true, deadline);
-        } else {
-            detail::send_frame(ch, key.empty() ? kHelloWithoutKey : kHelloWithKey);
-            if (key.empty()) {
-                detail::expect_welcome(ch);
-                return;
-            }
-            answer_challenge(ch, key, false, deadline);
-            deliver_challenge(ch, key, false, deadline);
-        }
-    } catch (const AuthenticationError&) {
-        throw;
-    } catch (const TimeoutError&) {
-        throw AuthenticationError(server ? "the authentication handshake took too long: the client did not answer"
-                                         : "the authentication handshake took too long: the listener did not answer");
-    } catch (const Error& e) {
-        throw AuthenticationError(std::string("the authentication handshake failed: ") + e.what());
-    }
-}
-
-platform::Deadline deadline_in(double seconds) {
+platform::Clock::time_point seconds_from_now(double seconds) {
     return platform::Clock::now() + std::chrono::duration_cast<platform::Clock::duration>(
                                         std::chrono::duration<double>(seconds > 0 ? seconds : 0));
 }
+
+// A connection accepted, its handshake under way.
+struct Pending {
+    Pending(platform::Fd f, std::string_view key, platform::Clock::time_point now, double timeout, std::string from)
+        : fd(std::move(f)),
+          handshake(fd.get(), Handshake::Side::listener, key),
+          deadline(now + std::chrono::duration_cast<platform::Clock::duration>(
+                             std::chrono::duration<double>(timeout > 0 ? timeout : 0))),
+          waiting_since(now),
+          source(std::move(from)) {}
+    platform::Fd fd;
+    Handshake handshake;
+    platform::Clock::time_point deadline;
+    platform::Clock::time_point waiting_since;  // for the peer's next message
+    std::string source;
+};
 
 }  // namespace
 
@@ -151,9 +56,106 @@ struct Listener::State {
     std::string address;
     std::string unix_path;  // a socket file to remove at close
     ListenerOptions options;
+    std::timed_mutex accepting;  // one accept() at a time: the pending handshakes are its own
+    std::list<Pending> pending;  // oldest first
+    // For the TimeoutError of an accept() that found no client: the connections that failed
+    // meanwhile, and why the last did.
+    std::size_t failed = 0;
+    std::string last_failure;
+
+    void drop(std::list<Pending>::iterator it, std::string why) {
+        ++failed;
+        last_failure = std::move(why);
+        pending.erase(it);
+    }
+
+    Connection wrap(platform::Fd fd) const {
+        return detail::ConnectionAccess::wrap(
+            detail::as_channel(detail::make_socket_channel(std::move(fd), options.max_message)));
+    }
+
+    // Moves a handshake on with what has arrived: the connection, if that completed it.
+    std::optional<Connection> progress(std::list<Pending>::iterator it) {
+        const std::size_t heard = it->handshake.received();
+        try {
+            const bool done = it->handshake.advance();
+            if (it->handshake.received() != heard) it->waiting_since = platform::Clock::now();
+            if (!done) return std::nullopt;
+        } catch (const Error& e) {
+            drop(it, e.what());
+            return std::nullopt;
+        }
+        Connection c = wrap(std::move(it->fd));
+        pending.erase(it);
+        return c;
+    }
+
+    // The handshake that has waited longest for its peer, among those from `source` (or all).
+    std::list<Pending>::iterator longest_waiting(const std::string* source) {
+        auto best = pending.end();
+        for (auto it = pending.begin(); it != pending.end(); ++it)
+            if ((!source || it->source == *source) &&
+                (best == pending.end() || it->waiting_since < best->waiting_since))
+                best = it;
+        return best;
+    }
+
+    // Room for one more from `source`. Decision: past max_pending_per_source, the one of that
+    // source that has waited longest goes, but only if it is stalled: so a flood from one address
+    // costs that address its own old connections, while a burst of real clients from one host
+    // (a pool's workers connecting at once) is not cut down. Past max_pending, the one that has
+    // waited longest of all goes, stalled or not: a client that answers promptly is the last to.
+    void make_room(const std::string& source, platform::Clock::time_point now) {
+        const auto same = static_cast<std::size_t>(
+            std::count_if(pending.begin(), pending.end(), [&](const Pending& p) { return p.source == source; }));
+        if (same >= options.max_pending_per_source) {
+            auto it = longest_waiting(&source);
+            if (now - it->waiting_since >= kStalled)
+                drop(it, "dropped: its client stalled while more than " +
+                             std::to_string(options.max_pending_per_source) + " handshakes were under way from " +
+                             source);
+        }
+        if (pending.size() >= options.max_pending)
+            drop(longest_waiting(nullptr), "dropped: it waited longest while more than " +
+                                               std::to_string(options.max_pending) + " handshakes were under way");
+    }
+
+    // Takes the connections waiting in the kernel's queue and starts their handshakes; a
+    // connection whose handshake is already complete (a key-less client's hello came with it).
+    std::optional<Connection> take_new() {
+        for (int i = 0; i < kAcceptBatch; ++i) {
+            platform::Fd fd = platform::accept_now(this->fd.get());
+            if (!fd.valid()) return std::nullopt;
+            platform::Peer peer = platform::peer_of(fd.get());
+            const auto now = platform::Clock::now();
+            make_room(peer.source, now);
+            pending.emplace_back(std::move(fd), options.authkey, now, options.handshake_timeout,
+                                 std::move(peer.source));
+            if (auto c = progress(std::prev(pending.end()))) return c;
+        }
+        return std::nullopt;
+    }
+
+    void drop_late(platform::Clock::time_point now) {
+        for (auto it = pending.begin(); it != pending.end();) {
+            auto cur = it++;
+            if (cur->deadline <= now)
+                drop(cur, "the authentication handshake took too long: the client did not answer");
+        }
+    }
+
+    std::string timed_out() const {
+        std::string why = "timed out waiting for a client to connect and authenticate";
+        if (failed != 0)
+            why += "; meanwhile " + std::to_string(failed) + (failed == 1 ? " connection" : " connections") +
+                   " failed, the last because " + last_failure;
+        return why;
+    }
 };
 
 Listener::Listener(const std::string& address, ListenerOptions options) : st_(std::make_unique<State>()) {
+    if (options.max_pending == 0 || options.max_pending_per_source == 0)
+        throw ValueError("max_pending and max_pending_per_source must be at least 1");
     const auto parsed = platform::parse_address(address);
     st_->fd = platform::listen_on(parsed, options.backlog, options.mode, st_->address);
     if (parsed.kind == platform::SocketAddress::Kind::unix_path) st_->unix_path = parsed.path;
@@ -173,22 +175,49 @@ Listener& Listener::operator=(Listener&& o) noexcept {
 }
 
 Connection Listener::accept(Timeout timeout) {
-    Connection c = detail::accept_unauthenticated(*this, timeout);
-    detail::authenticate_accepted(*this, c);
-    return c;
+    if (closed()) throw ValueError("the Listener is closed");
+    const auto deadline = timeout.deadline();
+    State& st = *st_;
+    std::unique_lock lock(st.accepting, std::defer_lock);
+    if (!deadline)
+        lock.lock();
+    else if (!lock.try_lock_until(*deadline))
+        throw TimeoutError("timed out waiting for a client: another thread was accepting");
+    st.failed = 0;
+    st.last_failure.clear();
+    std::vector<pollfd> fds;
+    for (;;) {
+        st.drop_late(platform::Clock::now());
+        fds.assign(1, pollfd{st.fd.get(), POLLIN, 0});
+        platform::Deadline wake = deadline;
+        for (const auto& p : st.pending) {
+            fds.push_back({p.fd.get(), POLLIN, 0});
+            if (!wake || p.deadline < *wake) wake = p.deadline;
+        }
+        platform::poll_until(fds.data(), fds.size(), wake);
+        auto it = st.pending.begin();
+        for (std::size_t i = 1; i < fds.size(); ++i) {
+            auto cur = it++;
+            if (fds[i].revents == 0) continue;
+            if (auto c = st.progress(cur)) return *c;
+        }
+        if (fds[0].revents != 0)
+            if (auto c = st.take_new()) return *c;
+        if (deadline && platform::Clock::now() >= *deadline) throw TimeoutError(st.timed_out());
+    }
 }
 
 Connection detail::accept_unauthenticated(Listener& l, Timeout timeout) {
     if (l.closed()) throw ValueError("the Listener is closed");
-    platform::Fd fd = platform::accept_until(l.st_->fd.get(), timeout.deadline());
-    return ConnectionAccess::wrap(as_channel(make_socket_channel(std::move(fd), l.st_->options.max_message)));
+    return l.st_->wrap(platform::accept_until(l.st_->fd.get(), timeout.deadline()));
 }
 
 void detail::authenticate_accepted(const Listener& l, Connection& c) {
     auto* ch = as_socket_channel(ConnectionAccess::channel(c));
     if (!ch) throw ValueError("not a socket connection");
     try {
-        authenticate(*ch, l.st_->options.authkey, true, deadline_in(l.st_->options.handshake_timeout));
+        run_handshake(c.fileno(), Handshake::Side::listener, l.st_->options.authkey,
+                      seconds_from_now(l.st_->options.handshake_timeout));
     } catch (...) {
         c.close();
         throw;
@@ -197,6 +226,7 @@ void detail::authenticate_accepted(const Listener& l, Connection& c) {
 
 void Listener::close() {
     if (!st_ || !st_->fd.valid()) return;
+    st_->pending.clear();
     st_->fd.reset();
     if (!st_->unix_path.empty()) platform::unlink_socket_path(st_->unix_path);
 }
@@ -216,10 +246,11 @@ int Listener::fileno() const {
 }
 
 Connection Client(const std::string& address, ClientOptions options) {
-    const auto deadline = deadline_in(options.timeout);
+    const auto deadline = seconds_from_now(options.timeout);
     platform::Fd fd = platform::connect_to(platform::parse_address(address), deadline);
+    detail::run_handshake(fd.get(), Handshake::Side::client, options.authkey, deadline);
     auto ch = detail::make_socket_channel(std::move(fd), options.max_message);
-    authenticate(*ch, options.authkey, false, deadline);
+    if (options.authkey.empty()) detail::expect_welcome(*ch);
     return detail::ConnectionAccess::wrap(detail::as_channel(std::move(ch)));
 }
 

@@ -288,36 +288,12 @@ SocketChannel* as_socket_channel(Channel& ch) noexcept {
     return dynamic_cast<SocketChannel*>(&ch);
 }
 
-std::string recv_small(SocketChannel& ch, std::size_t limit, const platform::Deadline& deadline) {
-    struct Sink final : FrameSink {
-        std::size_t limit;
-        std::string out;
-        bool take(std::size_t length, std::string_view) override {
-            if (length > limit)
-                throw AuthenticationError("the handshake got a message of " + std::to_string(length) +
-                                          " bytes, more than the " + std::to_string(limit) + " it allows");
-            return true;
-        }
-        char* room(std::size_t n) override {
-            out.resize(n);
-            return out.data();
-        }
-    } sink;
-    sink.limit = limit;
-    ch.recv(sink, deadline);
-    return std::move(sink.out);
-}
-
 void expect_welcome(SocketChannel& ch) noexcept {
     ch.expect_welcome();
 }
 
 void take_welcome(SocketChannel& ch, const platform::Deadline& deadline) {
     ch.settle_welcome(deadline);
-}
-
-void send_frame(SocketChannel& ch, std::string_view message) {
-    ch.send(message, {});
 }
 
 bool is_socket_export(const std::string& blob) {

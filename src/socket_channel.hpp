@@ -20,11 +20,6 @@ std::shared_ptr<Channel> as_channel(std::shared_ptr<SocketChannel> ch);
 // The socket channel behind a Channel, or null if it is another kind.
 SocketChannel* as_socket_channel(Channel& ch) noexcept;
 
-// For the handshake: one frame of at most `limit` bytes, read before the deadline (TimeoutError),
-// and a frame sent.
-std::string recv_small(SocketChannel& ch, std::size_t limit, const platform::Deadline& deadline);
-void send_frame(SocketChannel& ch, std::string_view message);
-
 // The handshake's first exchange: every client says whether it has a key; the listener answers
 // a key-less client with kWelcome, or with kNeedKey if it has a key itself.
 inline constexpr std::string_view kHelloWithKey = "#HELLO#authkey";

@@ -13,14 +13,30 @@
 //
 // The authkey authenticates; it does not encrypt. With one, each side proves that it knows the
 // key (HMAC-SHA256 of a fresh random challenge, in both directions, compared in constant time)
-// before accept() or Client() returns; a wrong key fails with AuthenticationError on both ends,
-// and so does a key on one end only, at once (a key-less client, which does not wait for
-// accept() as in Python, learns it at its first recv() or poll()).
+// before accept() returns the connection or Client() returns; a wrong key fails the client with
+// AuthenticationError, and so does a key on one end only, at once (a key-less client, which does
+// not wait for accept() as in Python, learns it at its first recv() or poll()).
 // Everything after the handshake travels in the clear: use TCP without an authkey only on a
 // network you trust, and to cross an untrusted one, a tunnel (SSH, WireGuard, TLS).
 //
+// No peer can hold up the others. accept() runs the handshakes of every connection that has come
+// side by side, from one poll loop, and returns the first to complete; those still under way wait
+// for the next accept(). Each has handshake_timeout seconds, and is dropped then, or at once if it
+// breaks the protocol. At most max_pending are under way: past it, the one that has waited longest
+// for its peer goes. Past max_pending_per_source from one IP address (or, on a Unix socket, one
+// user), the one of those that has waited longest goes if its peer has stalled (owed a message for
+// a second): a flood costs its source its own connections, and a burst of real clients from one
+// host is not cut down. A handshake never buffers more than one message of at most 256 bytes.
+// Handshakes move forward only while accept() runs, as a kernel's queue of connections waits for it.
+// Decision: a client that fails the handshake does not make accept() throw, as Python's raises
+// AuthenticationError: one bad or hostile peer would then break the usual server loop
+// (`for (;;) serve(listener.accept());`) and make it lose the good clients in flight. It is
+// dropped, and accept() waits on for a client that does authenticate; a TimeoutError at the end
+// says how many connections failed meanwhile and why the last one did.
+//
 // A peer cannot break the receiving side: a frame longer than max_message, a peer that vanishes
-// mid-message, or a handshake that is wrong or late ends that one connection with an error.
+// mid-message, or a handshake that is wrong or late ends that one connection with an error. A
+// message's memory grows with the bytes that arrive, not with the length the peer announces.
 #pragma once
 
 #include <cstddef>
@@ -34,15 +50,17 @@
 namespace mprocess {
 
 struct ListenerOptions {
-    std::string authkey{};                 // empty: no authentication
-    int backlog = 128;                     // connections the kernel queues before accept()
-    double handshake_timeout = 10.0;       // seconds a client has to authenticate
-    std::size_t max_message = 1ull << 30;  // longest message a connection accepts (bytes)
+    std::string authkey{};                    // empty: no authentication
+    int backlog = 128;                        // connections the kernel queues before accept()
+    double handshake_timeout = 5.0;           // seconds each client has to authenticate
+    std::size_t max_message = 1ull << 30;     // longest message a connection accepts (bytes)
     // Permissions of a Unix socket file ("/path"), less the umask, as any new file's: connecting
     // needs write permission. By default only its owner may connect; 0660 lets the group in.
     // At most 0777. An abstract name ("@name") has no permissions: anyone on the machine may
     // connect to it, so give it an authkey.
     unsigned mode = 0600;
+    std::size_t max_pending = 256;            // handshakes under way at once (see above)
+    std::size_t max_pending_per_source = 32;  // of those, from one IP address, or one user on a Unix socket
 };
 
 struct ClientOptions {
@@ -53,8 +71,8 @@ struct ClientOptions {
 
 class Listener;
 namespace detail {
-// For servers that authenticate in each connection's own thread, so that a slow client never
-// holds up the accept loop: accept() in two steps.
+// accept() in two steps, for servers that authenticate in each connection's own thread.
+// accept() itself no longer needs this.
 Connection accept_unauthenticated(Listener& l, Timeout timeout);
 void authenticate_accepted(const Listener& l, Connection& c);
 }  // namespace detail
@@ -66,10 +84,11 @@ public:
     Listener(Listener&&) noexcept;
     Listener& operator=(Listener&&) noexcept;
 
-    // The next connection, authenticated if there is an authkey: AuthenticationError if that
-    // client fails the handshake (the listener is unharmed and accepts the next). TimeoutError
-    // if no client comes in time.
+    // The next connection to complete its handshake (authenticated, if there is an authkey).
+    // TimeoutError if none does in time (it says how many failed meanwhile, and why the last
+    // did). One thread accepts at a time: another waits its turn, within its own timeout.
     Connection accept(Timeout timeout = forever);
+    // Not while another thread is inside accept().
     void close();
     bool closed() const noexcept;
     // Where clients connect: the address it was given, with the port the system picked.

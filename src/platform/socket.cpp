@@ -167,7 +167,7 @@ Fd listen_on(const SocketAddress& a, int backlog, unsigned mode, std::string& bo
         if (mode > 0777) throw ValueError("a Unix socket file's mode is at most 0777, not 0" + octal(mode));
         socklen_t len = 0;
         const sockaddr_un un = unix_address(a, len);
-        Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
         if (!fd.valid()) throw_errno("socket");
         // Linux makes the file with the socket's own mode less the umask: set before bind(), the
         // file never exists with wider permissions, whatever the umask (even 0) and whatever
@@ -185,7 +185,7 @@ Fd listen_on(const SocketAddress& a, int backlog, unsigned mode, std::string& bo
     resolve(a, true, ai);
     int err = EADDRNOTAVAIL;
     for (addrinfo* p = ai.list; p; p = p->ai_next) {
-        Fd fd(::socket(p->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        Fd fd(::socket(p->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
         if (!fd.valid()) {
             err = errno;
             continue;
@@ -208,16 +208,39 @@ Fd listen_on(const SocketAddress& a, int backlog, unsigned mode, std::string& bo
 Fd accept_until(int listening, const Deadline& deadline) {
     for (;;) {
         wait_ready(listening, POLLIN, deadline, "waiting for a connection");
+        if (Fd fd = accept_now(listening); fd.valid()) return fd;
+    }
+}
+
+Fd accept_now(int listening) {
+    for (;;) {
         Fd fd(::accept4(listening, nullptr, nullptr, SOCK_CLOEXEC));
         if (fd.valid()) {
             set_nodelay(fd.get());
             set_keepalive(fd.get());
             return fd;
         }
-        // A connection that went away before it was accepted, or a signal: wait for the next.
-        if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN || errno == EPROTO) continue;
+        if (errno == EINTR) continue;
+        // None waiting, or one that went away before it was accepted.
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED || errno == EPROTO) return Fd();
         throw_errno("accept");
     }
+}
+
+Peer peer_of(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+    if (ss.ss_family == AF_UNIX) {
+        ucred cred{};
+        socklen_t n = sizeof cred;
+        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &n) != 0) throw_errno("SO_PEERCRED");
+        return {cred.uid, "user " + std::to_string(cred.uid)};
+    }
+    char host[NI_MAXHOST];
+    if (::getnameinfo(reinterpret_cast<const sockaddr*>(&ss), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST) != 0)
+        return {};
+    return {std::nullopt, host};
 }
 
 Fd connect_to(const SocketAddress& a, const Deadline& deadline) {
@@ -273,6 +296,25 @@ void send_all(int fd, const char* a, std::size_t an, const char* b, std::size_t 
             v->iov_base = static_cast<char*>(v->iov_base) + done;
             v->iov_len -= done;
         }
+    }
+}
+
+bool send_now(int fd, std::string_view bytes) noexcept {
+    for (;;) {
+        const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        return n == static_cast<ssize_t>(bytes.size());
+    }
+}
+
+std::optional<std::size_t> recv_now(int fd, char* into, std::size_t n) {
+    for (;;) {
+        const ssize_t got = ::recv(fd, into, n, MSG_DONTWAIT);
+        if (got >= 0) return static_cast<std::size_t>(got);
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
+        if (errno == ECONNRESET || errno == ENOTCONN || errno == EPIPE || errno == ETIMEDOUT) return 0;
+        throw_errno("recv");
     }
 }
 

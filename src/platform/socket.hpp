@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "platform/posix.hpp"
@@ -24,12 +26,25 @@ struct SocketAddress {
 // Parses it, or throws ValueError saying what is wrong.
 SocketAddress parse_address(const std::string& address);
 
-// A listening socket (close-on-exec, blocking); reports the address it is bound to (with the
-// port the system picked). A Unix path that exists is refused (FileExistsError-like OSError); a
-// new one is created with the permissions `mode` less the umask, never wider in between.
+// A listening socket (close-on-exec, non-blocking, so that accepting when the queue is empty
+// says so instead of waiting); reports the address it is bound to (with the port the system
+// picked). A Unix path that exists is refused (FileExistsError-like OSError); a new one is
+// created with the permissions `mode` less the umask, never wider in between.
 Fd listen_on(const SocketAddress& address, int backlog, unsigned mode, std::string& bound);
-// Accepts one connection, waiting up to the deadline (TimeoutError after it).
+// Accepts one connection, waiting up to the deadline (TimeoutError after it). Accepted sockets
+// are blocking and close-on-exec.
 Fd accept_until(int listening, const Deadline& deadline);
+// Accepts one connection if one is waiting, or returns an invalid Fd.
+Fd accept_now(int listening);
+
+// Who is at the other end of an accepted connection: on a Unix socket, the user (SO_PEERCRED, as
+// the kernel recorded it at connect); and a name for where it comes from, for limits per source:
+// the IP address (TCP), or the user (Unix).
+struct Peer {
+    std::optional<uid_t> uid;
+    std::string source;
+};
+Peer peer_of(int fd);
 // Connects, waiting up to the deadline: tries each address a TCP host resolves to.
 Fd connect_to(const SocketAddress& address, const Deadline& deadline);
 
@@ -39,6 +54,13 @@ void send_all(int fd, const char* a, std::size_t an, const char* b, std::size_t 
 // after the deadline. It looks without blocking for `spin` first.
 std::size_t read_some(int fd, char* into, std::size_t n, const Deadline& deadline,
                       std::chrono::nanoseconds spin = std::chrono::nanoseconds(0));
+
+// A small message sent now, whole, or not at all: false if the socket cannot take all of it at
+// once (its buffer is full, the peer is gone).
+bool send_now(int fd, std::string_view bytes) noexcept;
+// Reads up to n bytes that have arrived, never waiting: nullopt if none has, 0 at end of file (or
+// a reset).
+std::optional<std::size_t> recv_now(int fd, char* into, std::size_t n);
 
 // Unix sockets: n bytes with descriptors attached (SCM_RIGHTS, at most 250), and their receipt
 // (blocking; false at end of file). Received descriptors are close-on-exec.
