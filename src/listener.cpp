@@ -69,6 +69,17 @@ struct Listener::State {
         pending.erase(it);
     }
 
+    // A peer of another user on a Unix socket is refused, unless allowed.
+    bool let_in(const platform::Peer& peer) {
+        if (!peer.uid || *peer.uid == platform::own_uid()) return true;
+        const auto& allowed = options.allowed_uids;
+        if (std::find(allowed.begin(), allowed.end(), *peer.uid) != allowed.end()) return true;
+        ++failed;
+        last_failure = "a client of user " + std::to_string(*peer.uid) +
+                       " was refused (only this process's user and allowed_uids may connect)";
+        return false;
+    }
+
     Connection wrap(platform::Fd fd) const {
         return detail::ConnectionAccess::wrap(
             detail::as_channel(detail::make_socket_channel(std::move(fd), options.max_message)));
@@ -127,6 +138,7 @@ struct Listener::State {
             platform::Fd fd = platform::accept_now(this->fd.get());
             if (!fd.valid()) return std::nullopt;
             platform::Peer peer = platform::peer_of(fd.get());
+            if (!let_in(peer)) continue;  // closed at once, before the handshake
             const auto now = platform::Clock::now();
             make_room(peer.source, now);
             pending.emplace_back(std::move(fd), options.authkey, now, options.handshake_timeout,
@@ -209,7 +221,11 @@ Connection Listener::accept(Timeout timeout) {
 
 Connection detail::accept_unauthenticated(Listener& l, Timeout timeout) {
     if (l.closed()) throw ValueError("the Listener is closed");
-    return l.st_->wrap(platform::accept_until(l.st_->fd.get(), timeout.deadline()));
+    const auto deadline = timeout.deadline();
+    for (;;) {
+        platform::Fd fd = platform::accept_until(l.st_->fd.get(), deadline);
+        if (l.st_->let_in(platform::peer_of(fd.get()))) return l.st_->wrap(std::move(fd));
+    }
 }
 
 void detail::authenticate_accepted(const Listener& l, Connection& c) {

@@ -34,14 +34,22 @@
 // dropped, and accept() waits on for a client that does authenticate; a TimeoutError at the end
 // says how many connections failed meanwhile and why the last one did.
 //
+// On a Unix socket (a path or an abstract "@name", which any user can reach and find in
+// /proc/net/unix) a client of another user is refused before any byte of the handshake: its
+// connection is closed at once. allowed_uids lets named users in; root (uid 0) is a user like any
+// other here, refused unless listed (or the listener is root's).
+//
 // A peer cannot break the receiving side: a frame longer than max_message, a peer that vanishes
 // mid-message, or a handshake that is wrong or late ends that one connection with an error. A
 // message's memory grows with the bytes that arrive, not with the length the peer announces.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "mprocess/connection.hpp"
 #include "mprocess/error.hpp"
@@ -61,6 +69,7 @@ struct ListenerOptions {
     unsigned mode = 0600;
     std::size_t max_pending = 256;            // handshakes under way at once (see above)
     std::size_t max_pending_per_source = 32;  // of those, from one IP address, or one user on a Unix socket
+    std::vector<uid_t> allowed_uids{};        // Unix sockets: users let in besides this process's own
 };
 
 struct ClientOptions {
@@ -71,8 +80,8 @@ struct ClientOptions {
 
 class Listener;
 namespace detail {
-// accept() in two steps, for servers that authenticate in each connection's own thread.
-// accept() itself no longer needs this.
+// accept() in two steps, for servers that authenticate in each connection's own thread (other
+// users are refused in the first step, as by accept()). accept() itself no longer needs this.
 Connection accept_unauthenticated(Listener& l, Timeout timeout);
 void authenticate_accepted(const Listener& l, Connection& c);
 }  // namespace detail

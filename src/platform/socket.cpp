@@ -243,6 +243,10 @@ Peer peer_of(int fd) {
     return {std::nullopt, host};
 }
 
+uid_t own_uid() noexcept {
+    return ::geteuid();
+}
+
 Fd connect_to(const SocketAddress& a, const Deadline& deadline) {
     int err = 0;
     if (a.kind != SocketAddress::Kind::tcp) {

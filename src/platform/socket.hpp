@@ -45,6 +45,7 @@ struct Peer {
     std::string source;
 };
 Peer peer_of(int fd);
+uid_t own_uid() noexcept;
 // Connects, waiting up to the deadline: tries each address a TCP host resolves to.
 Fd connect_to(const SocketAddress& address, const Deadline& deadline);
 

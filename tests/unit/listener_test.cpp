@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -252,6 +253,27 @@ std::string accept_nothing_while(mp::Listener& listener, mp::Process& p) {
         }
     }
     return said;
+}
+
+// A child's side: becomes the user nobody, connects, sends its uid and expects 1 back. Exits 0 if
+// let in, 3 if refused.
+void client_as_nobody(std::string address) {
+    constexpr uid_t nobody = 65534;
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(nobody, nobody, nobody) != 0 ||
+        ::setresuid(nobody, nobody, nobody) != 0)
+        mp::exit(5);
+    try {
+        auto c = mp::Client(address, {.timeout = 30});
+        c.send(static_cast<unsigned>(::getuid()));
+        if (!c.poll(30.0)) mp::exit(4);
+        mp::exit(c.recv<int>() == 1 ? 0 : 4);
+    } catch (const mp::AuthenticationError&) {
+        mp::exit(3);
+    } catch (const mp::EOFError&) {
+        mp::exit(3);
+    } catch (const mp::BrokenPipeError&) {
+        mp::exit(3);
+    }
 }
 
 }  // namespace
@@ -775,6 +797,32 @@ TEST_F(ListenerTest, PeersAnnouncingHugeMessagesCostOnlyWhatTheySent) {
     for (int fd : peers) ::close(fd);
     for (auto& c : conns) EXPECT_THROW(c.recv<std::string>(30.0), mp::EOFError);
     EXPECT_LT(resident_bytes(), before + 64 * MiB) << "memory was kept after the peers left";
+}
+
+// A client whose user differs from ours is refused on an abstract name (which any user can
+// reach, and anyone can find in /proc/net/unix), before any byte of the handshake; allowed_uids
+// lets a named user in.
+TEST_P(ListenerMethods, AnAbstractNameRefusesAnotherUserUnlessAllowed) {
+    if (::geteuid() != 0) GTEST_SKIP() << "only root can run a client as another user (nobody) to try this";
+    const std::string name = "@mprocess-uid-" + std::to_string(::getpid()) + "-" + GetParam();
+    {
+        mp::Listener listener(name);
+        auto p = ctx().Process(client_as_nobody, listener.address());
+        p.start();
+        accept_nothing_while(listener, p);
+        p.join();
+        EXPECT_EQ(p.exitcode(), 3) << "the other user's client was not refused";
+    }
+    {
+        mp::Listener listener(name, {.allowed_uids = {65534}});
+        auto p = ctx().Process(client_as_nobody, listener.address());
+        p.start();
+        auto conn = listener.accept(60.0);
+        EXPECT_EQ(conn.recv<unsigned>(), 65534u);
+        conn.send(1);
+        p.join();
+        EXPECT_EQ(p.exitcode(), 0);
+    }
 }
 
 // A soak, a few seconds long: rounds of 200 silent peers and noise, each with a good client
