@@ -28,9 +28,13 @@ constexpr int kAcceptBatch = 64;
 // answers within a round trip and an HMAC, even across the world on a loaded machine.
 constexpr auto kStalled = std::chrono::seconds(1);
 
+platform::Clock::time_point seconds_after(platform::Clock::time_point t, double seconds) {
+    return t + std::chrono::duration_cast<platform::Clock::duration>(
+                   std::chrono::duration<double>(seconds > 0 ? seconds : 0));
+}
+
 platform::Clock::time_point seconds_from_now(double seconds) {
-    return platform::Clock::now() + std::chrono::duration_cast<platform::Clock::duration>(
-                                        std::chrono::duration<double>(seconds > 0 ? seconds : 0));
+    return seconds_after(platform::Clock::now(), seconds);
 }
 
 // A connection accepted, its handshake under way.
@@ -38,8 +42,7 @@ struct Pending {
     Pending(platform::Fd f, std::string_view key, platform::Clock::time_point now, double timeout, std::string from)
         : fd(std::move(f)),
           handshake(fd.get(), Handshake::Side::listener, key),
-          deadline(now + std::chrono::duration_cast<platform::Clock::duration>(
-                             std::chrono::duration<double>(timeout > 0 ? timeout : 0))),
+          deadline(seconds_after(now, timeout)),
           waiting_since(now),
           source(std::move(from)) {}
     platform::Fd fd;
@@ -54,7 +57,8 @@ struct Pending {
 struct Listener::State {
     platform::Fd fd;
     std::string address;
-    std::string unix_path;  // a socket file to remove at close
+    std::string unix_path;     // a socket file to remove at close
+    bool unix_socket = false;  // a path or an abstract name: its peers' users are checked
     ListenerOptions options;
     std::timed_mutex accepting;  // one accept() at a time: the pending handshakes are its own
     std::list<Pending> pending;  // oldest first
@@ -69,15 +73,19 @@ struct Listener::State {
         pending.erase(it);
     }
 
-    // A peer of another user on a Unix socket is refused, unless allowed.
-    bool let_in(const platform::Peer& peer) {
-        if (!peer.uid || *peer.uid == platform::own_uid()) return true;
+    // Where a new connection comes from (its IP address, or on a Unix socket its user), or
+    // nullopt if it is refused: on a Unix socket, a user neither ours nor allowed, or unknown.
+    std::optional<std::string> admit(int conn) {
+        if (!unix_socket) return platform::peer_address(conn);
+        const auto uid = platform::peer_uid(conn);
         const auto& allowed = options.allowed_uids;
-        if (std::find(allowed.begin(), allowed.end(), *peer.uid) != allowed.end()) return true;
+        if (uid && (*uid == platform::own_uid() || std::find(allowed.begin(), allowed.end(), *uid) != allowed.end()))
+            return "user " + std::to_string(*uid);
         ++failed;
-        last_failure = "a client of user " + std::to_string(*peer.uid) +
-                       " was refused (only this process's user and allowed_uids may connect)";
-        return false;
+        last_failure = uid ? "a client of user " + std::to_string(*uid) +
+                                 " was refused (only this process's user and allowed_uids may connect)"
+                           : "a client whose user could not be known was refused";
+        return std::nullopt;
     }
 
     Connection wrap(platform::Fd fd) const {
@@ -137,12 +145,11 @@ struct Listener::State {
         for (int i = 0; i < kAcceptBatch; ++i) {
             platform::Fd fd = platform::accept_now(this->fd.get());
             if (!fd.valid()) return std::nullopt;
-            platform::Peer peer = platform::peer_of(fd.get());
-            if (!let_in(peer)) continue;  // closed at once, before the handshake
+            auto source = admit(fd.get());
+            if (!source) continue;  // closed at once, before the handshake
             const auto now = platform::Clock::now();
-            make_room(peer.source, now);
-            pending.emplace_back(std::move(fd), options.authkey, now, options.handshake_timeout,
-                                 std::move(peer.source));
+            make_room(*source, now);
+            pending.emplace_back(std::move(fd), options.authkey, now, options.handshake_timeout, std::move(*source));
             if (auto c = progress(std::prev(pending.end()))) return c;
         }
         return std::nullopt;
@@ -171,6 +178,7 @@ Listener::Listener(const std::string& address, ListenerOptions options) : st_(st
     const auto parsed = platform::parse_address(address);
     st_->fd = platform::listen_on(parsed, options.backlog, options.mode, st_->address);
     if (parsed.kind == platform::SocketAddress::Kind::unix_path) st_->unix_path = parsed.path;
+    st_->unix_socket = parsed.kind != platform::SocketAddress::Kind::tcp;
     st_->options = std::move(options);
 }
 
@@ -224,7 +232,7 @@ Connection detail::accept_unauthenticated(Listener& l, Timeout timeout) {
     const auto deadline = timeout.deadline();
     for (;;) {
         platform::Fd fd = platform::accept_until(l.st_->fd.get(), deadline);
-        if (l.st_->let_in(platform::peer_of(fd.get()))) return l.st_->wrap(std::move(fd));
+        if (l.st_->admit(fd.get())) return l.st_->wrap(std::move(fd));
     }
 }
 

@@ -227,20 +227,21 @@ Fd accept_now(int listening) {
     }
 }
 
-Peer peer_of(int fd) {
+std::optional<uid_t> peer_uid(int fd) noexcept {
+    ucred cred{};
+    socklen_t n = sizeof cred;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &n) != 0 || n != sizeof cred) return std::nullopt;
+    return cred.uid;
+}
+
+std::string peer_address(int fd) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
-    if (ss.ss_family == AF_UNIX) {
-        ucred cred{};
-        socklen_t n = sizeof cred;
-        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &n) != 0) throw_errno("SO_PEERCRED");
-        return {cred.uid, "user " + std::to_string(cred.uid)};
-    }
     char host[NI_MAXHOST];
-    if (::getnameinfo(reinterpret_cast<const sockaddr*>(&ss), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST) != 0)
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0 ||
+        ::getnameinfo(reinterpret_cast<const sockaddr*>(&ss), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST) != 0)
         return {};
-    return {std::nullopt, host};
+    return host;
 }
 
 uid_t own_uid() noexcept {

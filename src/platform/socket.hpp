@@ -37,14 +37,11 @@ Fd accept_until(int listening, const Deadline& deadline);
 // Accepts one connection if one is waiting, or returns an invalid Fd.
 Fd accept_now(int listening);
 
-// Who is at the other end of an accepted connection: on a Unix socket, the user (SO_PEERCRED, as
-// the kernel recorded it at connect); and a name for where it comes from, for limits per source:
-// the IP address (TCP), or the user (Unix).
-struct Peer {
-    std::optional<uid_t> uid;
-    std::string source;
-};
-Peer peer_of(int fd);
+// Who is at the other end of an accepted connection. On a Unix socket, its user (SO_PEERCRED, as
+// the kernel recorded it at connect: still there after the peer has gone), or nullopt if that
+// cannot be known; on TCP, its IP address (empty if it has gone already).
+std::optional<uid_t> peer_uid(int fd) noexcept;
+std::string peer_address(int fd);
 uid_t own_uid() noexcept;
 // Connects, waiting up to the deadline: tries each address a TCP host resolves to.
 Fd connect_to(const SocketAddress& address, const Deadline& deadline);

@@ -772,7 +772,7 @@ TEST_F(ListenerTest, PastItsLimitASourcesStalledHandshakesAreDroppedOldestFirst)
 // peers announce 256 MiB each and send 64 KiB: the process grows by less than 64 MiB (it grew by
 // the whole 1 GiB when the buffer was sized by the announced length).
 TEST_F(ListenerTest, PeersAnnouncingHugeMessagesCostOnlyWhatTheySent) {
-    if (!kSizeMeansSomething) GTEST_SKIP() << "a sanitizer's shadow memory makes the process's size meaningless";
+    if (!kSizeMeansSomething) std::cout << "under a sanitizer the process's size says nothing: it is not checked\n";
     mp::Listener listener("127.0.0.1:0");
     const unsigned port = port_of(listener.address());
     const std::size_t before = resident_bytes();
@@ -793,10 +793,14 @@ TEST_F(ListenerTest, PeersAnnouncingHugeMessagesCostOnlyWhatTheySent) {
         else
             EXPECT_THROW(conns[i].recv<std::string>(0.2), mp::TimeoutError);
     }
-    EXPECT_LT(resident_bytes(), before + 64 * MiB) << "the announced lengths were allocated";
+    if (kSizeMeansSomething) {
+        EXPECT_LT(resident_bytes(), before + 64 * MiB) << "the announced lengths were allocated";
+    }
     for (int fd : peers) ::close(fd);
     for (auto& c : conns) EXPECT_THROW(c.recv<std::string>(30.0), mp::EOFError);
-    EXPECT_LT(resident_bytes(), before + 64 * MiB) << "memory was kept after the peers left";
+    if (kSizeMeansSomething) {
+        EXPECT_LT(resident_bytes(), before + 64 * MiB) << "memory was kept after the peers left";
+    }
 }
 
 // A client whose user differs from ours is refused on an abstract name (which any user can
@@ -843,6 +847,8 @@ TEST_F(ListenerTest, ASoakOfSilentPeersAndNoiseNeverStarvesAGoodClient) {
     std::cout << "the slowest good client was accepted after " << worst * 1000 << " ms\n";
     if (kSizeMeansSomething) {
         EXPECT_LT(resident_bytes(), before + 32 * MiB);
+    } else {
+        std::cout << "under a sanitizer the process's size says nothing: it is not checked\n";
     }
 }
 
