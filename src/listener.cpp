@@ -58,7 +58,8 @@ struct Listener::State {
     platform::Fd fd;
     std::string address;
     std::string unix_path;     // a socket file to remove at close
-    bool unix_socket = false;  // a path or an abstract name: its peers' users are checked
+    bool unix_socket = false;  // a path or an abstract name: its peers come from users
+    bool check_users = false;  // and only ours and allowed_uids are let in
     ListenerOptions options;
     std::timed_mutex accepting;  // one accept() at a time: the pending handshakes are its own
     std::list<Pending> pending;  // oldest first
@@ -79,7 +80,8 @@ struct Listener::State {
         if (!unix_socket) return platform::peer_address(conn);
         const auto uid = platform::peer_uid(conn);
         const auto& allowed = options.allowed_uids;
-        if (uid && (*uid == platform::own_uid() || std::find(allowed.begin(), allowed.end(), *uid) != allowed.end()))
+        if (uid && (!check_users || *uid == platform::own_uid() ||
+                    std::find(allowed.begin(), allowed.end(), *uid) != allowed.end()))
             return "user " + std::to_string(*uid);
         ++failed;
         last_failure = uid ? "a client of user " + std::to_string(*uid) +
@@ -179,6 +181,9 @@ Listener::Listener(const std::string& address, ListenerOptions options) : st_(st
     st_->fd = platform::listen_on(parsed, options.backlog, options.mode, st_->address);
     if (parsed.kind == platform::SocketAddress::Kind::unix_path) st_->unix_path = parsed.path;
     st_->unix_socket = parsed.kind != platform::SocketAddress::Kind::tcp;
+    // A socket file whose mode lets its group or others connect says who may: the file decides.
+    st_->check_users = parsed.kind == platform::SocketAddress::Kind::unix_abstract ||
+                       (parsed.kind == platform::SocketAddress::Kind::unix_path && (options.mode & 077) == 0);
     st_->options = std::move(options);
 }
 

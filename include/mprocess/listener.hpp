@@ -34,10 +34,11 @@
 // dropped, and accept() waits on for a client that does authenticate; a TimeoutError at the end
 // says how many connections failed meanwhile and why the last one did.
 //
-// On a Unix socket (a path or an abstract "@name", which any user can reach and find in
-// /proc/net/unix) a client of another user is refused before any byte of the handshake: its
-// connection is closed at once. allowed_uids lets named users in; root (uid 0) is a user like any
-// other here, refused unless listed (or the listener is root's).
+// On an abstract "@name" (which any user can reach and find in /proc/net/unix) and on a socket
+// file of the default mode (its owner's alone), a client of another user is refused before any
+// byte of the handshake: its connection is closed at once. allowed_uids lets named users in; root
+// (uid 0) is a user like any other here, refused unless listed (or the listener is root's). A
+// socket file whose mode lets its group or others connect lets in whoever the file lets connect.
 //
 // A peer cannot break the receiving side: a frame longer than max_message, a peer that vanishes
 // mid-message, or a handshake that is wrong or late ends that one connection with an error. A
@@ -58,18 +59,18 @@
 namespace mprocess {
 
 struct ListenerOptions {
-    std::string authkey{};                    // empty: no authentication
-    int backlog = 128;                        // connections the kernel queues before accept()
-    double handshake_timeout = 5.0;           // seconds each client has to authenticate
-    std::size_t max_message = 1ull << 30;     // longest message a connection accepts (bytes)
+    std::string authkey{};                 // empty: no authentication
+    int backlog = 128;                     // connections the kernel queues before accept()
+    double handshake_timeout = 5.0;        // seconds each client has to authenticate
+    std::size_t max_message = 1ull << 30;  // longest message a connection accepts (bytes)
     // Permissions of a Unix socket file ("/path"), less the umask, as any new file's: connecting
     // needs write permission. By default only its owner may connect; 0660 lets the group in.
     // At most 0777. An abstract name ("@name") has no permissions: anyone on the machine may
-    // connect to it, so give it an authkey.
+    // connect to it, and accept() lets in only this process's user and allowed_uids (see above).
     unsigned mode = 0600;
     std::size_t max_pending = 256;            // handshakes under way at once (see above)
     std::size_t max_pending_per_source = 32;  // of those, from one IP address, or one user on a Unix socket
-    std::vector<uid_t> allowed_uids{};        // Unix sockets: users let in besides this process's own
+    std::vector<uid_t> allowed_uids{};        // "@name", or an owner-only file: users let in besides ours
 };
 
 struct ClientOptions {

@@ -6,6 +6,7 @@
 #include <grp.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -255,13 +256,10 @@ std::string accept_nothing_while(mp::Listener& listener, mp::Process& p) {
     return said;
 }
 
-// A child's side: becomes the user nobody, connects, sends its uid and expects 1 back. Exits 0 if
+// A child's side: becomes another user, connects, sends its uid and expects 1 back. Exits 0 if
 // let in, 3 if refused.
-void client_as_nobody(std::string address) {
-    constexpr uid_t nobody = 65534;
-    if (::setgroups(0, nullptr) != 0 || ::setresgid(nobody, nobody, nobody) != 0 ||
-        ::setresuid(nobody, nobody, nobody) != 0)
-        mp::exit(5);
+void client_as(std::string address, uid_t uid, gid_t gid) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 || ::setresuid(uid, uid, uid) != 0) mp::exit(5);
     try {
         auto c = mp::Client(address, {.timeout = 30});
         c.send(static_cast<unsigned>(::getuid()));
@@ -807,25 +805,36 @@ TEST_F(ListenerTest, PeersAnnouncingHugeMessagesCostOnlyWhatTheySent) {
 // reach, and anyone can find in /proc/net/unix), before any byte of the handshake; allowed_uids
 // lets a named user in.
 TEST_P(ListenerMethods, AnAbstractNameRefusesAnotherUserUnlessAllowed) {
-    if (::geteuid() != 0) GTEST_SKIP() << "only root can run a client as another user (nobody) to try this";
+    if (const auto why = testing_support::cannot_become_another_user(); !why.empty()) GTEST_SKIP() << why;
+    const passwd* nobody = ::getpwnam("nobody");
+    const uid_t uid = nobody->pw_uid;
+    const gid_t gid = nobody->pw_gid;
     const std::string name = "@mprocess-uid-" + std::to_string(::getpid()) + "-" + GetParam();
     {
         mp::Listener listener(name);
-        auto p = ctx().Process(client_as_nobody, listener.address());
+        auto p = ctx().Process(client_as, listener.address(), uid, gid);
         p.start();
         accept_nothing_while(listener, p);
         p.join();
         EXPECT_EQ(p.exitcode(), 3) << "the other user's client was not refused";
     }
-    {
-        mp::Listener listener(name, {.allowed_uids = {65534}});
-        auto p = ctx().Process(client_as_nobody, listener.address());
+    // Let in by name, or by a socket file whose mode lets everyone connect.
+    const std::string path = socket_path(GetParam().c_str());
+    for (const bool by_file : {false, true}) {
+        std::optional<mp::Listener> listener;
+        if (by_file) {
+            testing_support::Umask none(0);  // no threads of ours meanwhile
+            listener.emplace(path, mp::ListenerOptions{.mode = 0666});
+        } else {
+            listener.emplace(name, mp::ListenerOptions{.allowed_uids = {uid}});
+        }
+        auto p = ctx().Process(client_as, listener->address(), uid, gid);
         p.start();
-        auto conn = listener.accept(60.0);
-        EXPECT_EQ(conn.recv<unsigned>(), 65534u);
+        auto conn = listener->accept(60.0);
+        EXPECT_EQ(conn.recv<unsigned>(), uid);
         conn.send(1);
         p.join();
-        EXPECT_EQ(p.exitcode(), 0);
+        EXPECT_EQ(p.exitcode(), 0) << (by_file ? "by the file's mode" : "by allowed_uids");
     }
 }
 
