@@ -5,6 +5,12 @@
 // own connection (a blocking get() holds only its own), made again in a child process. The server
 // serves each connection in its own thread; objects keep items as encoded messages. A waiting
 // call looks every 100 ms whether its client is still there, so a dead client's call ends.
+//
+// Admission. After the Listener's handshake the server speaks first, with a reply of the same
+// shape: status 0, the connection is served; or status 1 and "ServerBusy", when the address
+// serves kMaxConnections already (the client raises ServerBusy), and the server closes it. Only
+// authenticated connections count, and each address (the TCP port, its local door) counts its
+// own, so strangers that never finish a handshake cannot lock a client out.
 #include "mprocess/manager.hpp"
 
 #include <unistd.h>
@@ -12,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <list>
 #include <mutex>
@@ -22,6 +29,7 @@
 #include "mprocess/process.hpp"
 #include "platform/posix.hpp"
 #include "platform/socket.hpp"
+#include "resource_tracker.hpp"
 #include "shm_channel.hpp"
 #include "socket_channel.hpp"
 
@@ -362,18 +370,162 @@ std::unique_ptr<Object> make_kind(const std::string& kind, const Results& a) {
     throw Fail{"ValueError", "no kind of shared object is called '" + kind + "'"};
 }
 
+constexpr std::size_t kMaxRequest = std::size_t{256} << 20;  // one request's bytes
+
+// The Listener authenticates a connection in the thread that asks for it. So that a client that
+// never answers holds up nobody, this runs each handshake in a thread of its own and hands over
+// the connections that pass. At most kMaxPending handshakes wait at once; a new connection beyond
+// that ends the oldest, since a real client answers within milliseconds: a flood of silent
+// strangers cannot keep a client out, and costs a bounded number of threads and buffers. Once the
+// Listener's accept() drives many handshakes from one poll loop, it replaces this class.
+class Handshakes {
+public:
+    explicit Handshakes(Listener& listener) : listener_(listener), acceptor_([this] { run(); }) {}
+    ~Handshakes() { stop(); }
+    Handshakes(const Handshakes&) = delete;
+    Handshakes& operator=(const Handshakes&) = delete;
+
+    // The next connection that passed its handshake; TimeoutError if none does in time.
+    Connection accept(double timeout) {
+        std::unique_lock lock(m_);
+        if (!passed_cv_.wait_for(lock, std::chrono::duration<double>(timeout), [&] { return !passed_.empty(); }))
+            throw TimeoutError("no client passed the handshake in time");
+        Connection c = std::move(passed_.front());
+        passed_.pop_front();
+        return c;
+    }
+
+private:
+    // Ends the handshakes under way and closes what was not taken.
+    void stop() {
+        stopping_ = true;
+        acceptor_.join();
+        std::list<std::shared_ptr<Pending>> all;
+        {
+            std::lock_guard lock(m_);
+            all.swap(pending_);
+            passed_.clear();
+        }
+        for (auto& p : all) p->conn.close();  // wakes its thread
+        for (auto& p : all) p->thread.join();
+    }
+
+    static constexpr std::size_t kMaxPending = 256;
+
+    enum class State { waiting, passed, failed, dropped };
+    struct Pending {
+        Connection conn;
+        std::thread thread;
+        State state = State::waiting;       // under m_
+        std::atomic<bool> finished{false};  // its thread has nothing left to do
+    };
+
+    void run() {
+        while (!stopping_.load()) {
+            reap();
+            Connection conn;
+            try {
+                conn = detail::accept_unauthenticated(listener_, 0.2);
+            } catch (const TimeoutError&) {
+                continue;
+            } catch (const std::exception&) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));  // out of descriptors, say: later
+                continue;
+            }
+            auto p = std::make_shared<Pending>();
+            p->conn = conn;
+            std::lock_guard lock(m_);
+            if (waiting_ >= kMaxPending) drop_oldest();
+            try {
+                p->thread = std::thread([this, p, conn]() mutable { handshake(*p, conn); });
+            } catch (const std::exception&) {
+                continue;  // no thread to spare: this connection closes
+            }
+            ++waiting_;
+            pending_.push_back(std::move(p));
+        }
+    }
+
+    void handshake(Pending& p, Connection conn) {
+        bool ok = false;
+        try {
+            detail::authenticate_accepted(listener_, conn);
+            ok = true;
+        } catch (...) {
+            // A stranger, a wrong key, or too slow: only that connection ends.
+        }
+        {
+            std::lock_guard lock(m_);
+            if (p.state == State::waiting) {
+                --waiting_;
+                p.state = ok ? State::passed : State::failed;
+                if (ok && !stopping_.load()) {
+                    passed_.push_back(conn);
+                    passed_cv_.notify_one();
+                }
+            }
+        }
+        p.finished = true;
+    }
+
+    // Called with m_ held.
+    void drop_oldest() {
+        for (auto& p : pending_)
+            if (p->state == State::waiting) {
+                p->state = State::dropped;
+                --waiting_;
+                p->conn.close();
+                return;
+            }
+    }
+
+    // Joins the threads of handshakes that have ended.
+    void reap() {
+        std::vector<std::shared_ptr<Pending>> ended;
+        {
+            std::lock_guard lock(m_);
+            for (auto it = pending_.begin(); it != pending_.end();) {
+                if ((*it)->finished.load()) {
+                    ended.push_back(std::move(*it));
+                    it = pending_.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+        }
+        for (auto& p : ended) p->thread.join();
+    }
+
+    Listener& listener_;
+    std::mutex m_;
+    std::condition_variable passed_cv_;
+    std::deque<Connection> passed_;
+    std::list<std::shared_ptr<Pending>> pending_;  // oldest first
+    std::size_t waiting_ = 0;                      // of pending_, those still in their handshake
+    std::atomic<bool> stopping_{false};
+    std::thread acceptor_;  // last: it uses everything above
+};
+
+// A manager without a key on TCP serves anyone who reaches it: said at start, where it is seen.
+void warn_without_key(const std::string& address) {
+    std::fprintf(stderr,
+                 "mprocess: WARNING: the manager at %s has no authkey: anyone who can reach %s can use it (every "
+                 "object, and shutdown). Give it a key unless only trusted hosts can reach that address.\n",
+                 address.c_str(), address.c_str());
+    std::fflush(stderr);
+}
+
 class Server {
 public:
     Server(const std::string& address, const std::string& authkey, const std::vector<Declared>& registered,
            bool registered_only)
-        : listener_(address, {.authkey = authkey, .handshake_timeout = 10.0, .max_message = kMaxRequest}),
-          local_(is_unix_address(address)),
-          registered_only_(registered_only) {
-        if (!local_) {
+        : port_(address, authkey, is_unix_address(address)), registered_only_(registered_only) {
+        if (!port_.local) {
             const std::string door = "@mprocess-manager-" + hex(platform::random_bytes(16));
-            shortcut_.emplace(
-                door, ListenerOptions{
-                          .authkey = door_key(authkey, door), .handshake_timeout = 10.0, .max_message = kMaxRequest});
+            door_.emplace(door, door_key(authkey, door), true);
+            // A Unix address is for this user's processes only (the Listener checks the peer's
+            // uid), so only a key-less TCP port is open to others.
+            if (authkey.empty()) warn_without_key(this->address());
         }
         for (const auto& [kind, name, args] : registered) {
             objects_[name] = make_kind(kind, args);
@@ -381,15 +533,17 @@ public:
             registered_.insert(name);
         }
     }
-    const std::string& address() const { return listener_.address(); }
+    const std::string& address() const { return port_.listener.address(); }
     // Ends run() within a fraction of a second, as a client's shutdown call does.
     void stop() { stopping_ = true; }
+    // Ends run() once the process behind this pidfd has ended.
+    void end_with(platform::Fd owner) { owner_ = std::move(owner); }
 
-    // Accepts until shutdown, on both listeners.
+    // Accepts until shutdown, on the port and its door.
     void run() {
         std::thread side;
-        if (shortcut_) side = std::thread([this] { accept_loop(*shortcut_, true); });
-        accept_loop(listener_, local_);
+        if (door_) side = std::thread([this] { accept_loop(*door_); });
+        accept_loop(port_);
         if (side.joinable()) side.join();
         std::vector<std::shared_ptr<Live>> all;
         {
@@ -402,8 +556,18 @@ public:
     }
 
 private:
-    static constexpr std::size_t kMaxRequest = std::size_t{256} << 20;  // one request's bytes
+    // Clients served at once on one address. Only authenticated ones count (they know the key).
     static constexpr std::size_t kMaxConnections = 1024;
+
+    // An address the server listens on, and the clients it serves there.
+    struct Endpoint {
+        Endpoint(const std::string& address, const std::string& key, bool is_local)
+            : listener(address, {.authkey = key, .handshake_timeout = 10.0, .max_message = kMaxRequest}),
+              local(is_local) {}
+        Listener listener;
+        const bool local;        // a Unix socket: clients may move to shared memory
+        std::size_t served = 0;  // its connections being served, under the server's m_
+    };
 
     struct Live {
         std::mutex m;
@@ -416,32 +580,57 @@ private:
         }
     };
 
-    // Each connection authenticates and is served in its own thread, so a slow or silent client
-    // holds up nobody else. `local`: a Unix socket, whose clients may move to shared memory.
-    void accept_loop(Listener& listener, bool local) {
+    // Threads start here, not before: a process may fork between making a server and serving.
+    void accept_loop(Endpoint& at) {
+        Handshakes handshakes(at.listener);
         while (!stopping_.load()) {
+            if (owner_gone()) stopping_ = true;
             reap();
             Connection conn;
             try {
-                conn = accept_unauthenticated(listener, 0.2);
+                // Once the Listener authenticates many connections at once: at.listener.accept(0.2).
+                conn = handshakes.accept(0.2);
             } catch (const TimeoutError&) {
+                continue;
+            } catch (const AuthenticationError&) {
                 continue;
             } catch (const std::exception&) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));  // out of descriptors, say: later
                 continue;
             }
-            std::lock_guard lock(m_);
-            if (live_.size() >= kMaxConnections) continue;  // refused: the connection closes
-            auto c = std::make_shared<Live>();
-            c->conn = conn;
-            try {
-                c->thread = std::thread(
-                    [this, c, &listener, local, id = ++next_connection_] { serve(*c, id, listener, local); });
-            } catch (const std::exception&) {
-                continue;
-            }
-            live_.push_back(c);
+            admit(at, std::move(conn));
         }
+    }
+
+    bool owner_gone() {
+        if (!owner_.valid()) return false;
+        pollfd p{owner_.get(), POLLIN, 0};
+        return platform::poll_until(&p, 1, platform::Clock::now()) > 0;
+    }
+
+    // An authenticated connection is served in its own thread, unless its address serves all it
+    // may: then it is told so (see the protocol above) and closed.
+    void admit(Endpoint& at, Connection conn) {
+        {
+            std::lock_guard lock(m_);
+            if (at.served < kMaxConnections) {
+                auto c = std::make_shared<Live>();
+                c->conn = conn;
+                try {
+                    c->thread = std::thread([this, c, &at, id = ++next_connection_] { serve(*c, id, at); });
+                } catch (const std::exception&) {
+                    return;  // no thread to spare: the connection closes
+                }
+                ++at.served;
+                live_.push_back(c);
+                return;
+            }
+        }
+        try {
+            conn.send(Reply{1, "ServerBusy", "server busy (" + std::to_string(kMaxConnections) + " connections)", {}});
+        } catch (const Error&) {
+        }
+        conn.close();
     }
 
     // Joins the threads of connections that have ended.
@@ -461,16 +650,16 @@ private:
         for (auto& c : ended) c->thread.join();
     }
 
-    void serve(Live& live, std::uint64_t id, const Listener& listener, bool local) {
+    void serve(Live& live, std::uint64_t id, Endpoint& at) {
         Connection conn = live.conn;
         try {
-            authenticate_accepted(listener, conn);
+            conn.send(Reply{0, {}, {}, {}});  // admitted
             Caller caller(conn, stopping_, id);
             bool upgraded = false;
             while (!stopping_.load()) {
                 if (!conn.poll(0.2)) continue;
                 auto [object, method, args] = conn.recv<Request>();
-                if (object.empty() && method == "upgrade" && local && !upgraded) {
+                if (object.empty() && method == "upgrade" && at.local && !upgraded) {
                     Connection pipe = upgrade(conn);
                     std::lock_guard lock(live.m);
                     live.conn = conn = pipe;
@@ -488,8 +677,8 @@ private:
                 conn.send(reply);
             }
         } catch (...) {
-            // The client went away, failed to authenticate, or sent what is not a request (even
-            // one too big to hold): that connection ends, and only it.
+            // The client went away, or sent what is not a request (even one too big to hold):
+            // that connection ends, and only it.
         }
         try {
             conn.close();
@@ -498,6 +687,7 @@ private:
         {
             std::lock_guard lock(m_);
             for (auto& [oid, obj] : objects_) obj->left(id);
+            --at.served;
         }
         live.done = true;
     }
@@ -521,7 +711,7 @@ private:
                 stopping_ = true;
                 return {};
             }
-            if (method == "local") return shortcut_ ? Results{shortcut_->address()} : Results{};
+            if (method == "local") return door_ ? Results{door_->listener.address()} : Results{};
             if (method == "release") {
                 const std::string name = args.at(0);
                 std::shared_ptr<Object> gone;
@@ -569,12 +759,11 @@ private:
         return obj->call(method, args, caller);
     }
 
-    Listener listener_;
-    const bool local_;  // a Unix socket: clients may move to shared memory
+    Endpoint port_;
     // On TCP, a second door for clients on this machine: a random abstract Unix name, which only
     // processes of the same host and network namespace can reach. They move there, and on to
     // shared memory, so a manager reached at a loopback or own address is as fast as a local one.
-    std::optional<Listener> shortcut_;
+    std::optional<Endpoint> door_;
     const bool registered_only_;
     std::atomic<bool> stopping_{false};
     std::mutex m_;
@@ -584,16 +773,27 @@ private:
     std::list<std::shared_ptr<Live>> live_;
     std::uint64_t next_connection_ = 0;
     std::uint64_t next_object_ = 0;
+    platform::Fd owner_;  // a pidfd: the server ends with that process
 };
+
+// The server's first word on a new connection (see the protocol above): ServerBusy if it serves
+// all it may on that address.
+void expect_admission(Connection& c, const std::string& address) {
+    if (!c.poll(30.0)) throw TimeoutError("the manager at " + address + " did not answer within 30 s of the handshake");
+    auto [status, type, message, results] = c.recv<Reply>();
+    if (status == 0) return;
+    if (type == "ServerBusy")
+        throw ServerBusy("the manager at " + address + " turned this connection away: " + message +
+                         "; try again once some of its clients have gone");
+    std::rethrow_exception(make_remote_error(type, message, "manager " + address));
+}
 
 // A Unix socket reaches a server on this machine: the calls go on over a shared-memory Pipe,
 // whose end the server sends through the socket. A call then costs about a microsecond instead
 // of two socket system calls and, often, a sleep and a wake-up on each side.
 Connection upgraded(Connection& sock) {
-    // The descriptors come with their bytes and must not be read ahead: so a key-less client
-    // takes the listener's welcome first, while nothing can follow it.
-    if (auto* ch = as_socket_channel(ConnectionAccess::channel(sock)))
-        take_welcome(*ch, platform::Clock::now() + std::chrono::seconds(30));
+    // The descriptors come with their bytes, so the socket is read directly here: nothing is read
+    // ahead, since the server said nothing after its admission but what answers this request.
     sock.send(Request{"", "upgrade", {}});
     std::uint64_t n = 0;
     std::vector<int> fds;
@@ -620,40 +820,152 @@ Connection shortcut(Connection& tcp, const std::string& authkey) {
     auto [status, type, message, results] = tcp.recv<Reply>();
     if (status != 0 || results.empty()) return tcp;
     try {
-        Connection local = Client(results.at(0), {.authkey = door_key(authkey, results.at(0)), .timeout = 5.0});
+        const std::string& door = results.at(0);
+        Connection local = Client(door, {.authkey = door_key(authkey, door), .timeout = 5.0});
+        expect_admission(local, door);
         Connection pipe = upgraded(local);
         tcp.close();
         return pipe;
     } catch (const std::exception&) {
-        return tcp;  // another host or network namespace: the name is not there
+        return tcp;  // another host or network namespace (the name is not there), or a busy door
     }
 }
 
-// This thread's connection to each server (and key), made again after a fork.
-Connection& connection_to(const std::string& address, const std::string& authkey) {
-    thread_local std::map<std::string, Connection> conns;
+Connection connect_to_server(const std::string& address, const std::string& authkey) {
+    Connection c = Client(address, {.authkey = authkey});
+    expect_admission(c, address);
+    return is_unix_address(address) ? upgraded(c) : shortcut(c, authkey);
+}
+
+// One thread's connections to servers, by address and key: a thread uses only its own, so that a
+// blocking call holds up no other thread.
+struct ThreadConnections {
+    std::mutex m;  // the thread's calls, and forget_server() from any thread
+    std::map<std::string, Connection> by_key;
+};
+
+std::string connection_key(const std::string& address, const std::string& authkey) {
+    return address + '\0' + authkey;
+}
+
+// Every thread's connections in this process, so that a server's shutdown drops them all: a
+// thread that never calls again would otherwise keep its descriptors for good.
+struct AllConnections {
+    explicit AllConnections(pid_t p) : pid(p) {}
+    const pid_t pid;
+    std::mutex m;
+    std::vector<std::weak_ptr<ThreadConnections>> threads;
+};
+
+// This process's table. A forked child makes its own: its parent's, and that one's lock, which a
+// thread of the parent may have held at the fork, are left as they are.
+AllConnections& all_connections() {
+    static std::atomic<AllConnections*> all{nullptr};
+    const pid_t me = ::getpid();
+    AllConnections* a = all.load(std::memory_order_acquire);
+    while (!a || a->pid != me) {
+        auto* fresh = new AllConnections(me);
+        if (all.compare_exchange_weak(a, fresh, std::memory_order_acq_rel)) return *fresh;
+        delete fresh;
+    }
+    return *a;
+}
+
+ThreadConnections& this_thread_connections() {
+    thread_local std::shared_ptr<ThreadConnections> mine;
     thread_local pid_t owner = 0;
-    if (owner != ::getpid()) {
-        for (auto& [a, c] : conns) {
-            (void)a;
-            c = Connection();  // the parent's: not ours to use, nor to close
-        }
-        conns.clear();
-        owner = ::getpid();
+    if (owner == ::getpid()) return *mine;
+    if (mine && mine->m.try_lock()) {
+        // After a fork: the parent's connections are not ours to use. Dropping them closes only
+        // this process's copies of their descriptors.
+        mine->by_key.clear();
+        mine->m.unlock();
+    } else if (mine) {
+        // Locked at the fork by a thread of the parent, its table may be half changed: left as it is.
+        new std::shared_ptr<ThreadConnections>(std::move(mine));
     }
-    const std::string key = address + '\0' + authkey;
-    auto it = conns.find(key);
-    if (it == conns.end() || it->second.closed()) {
-        Connection c = Client(address, {.authkey = authkey});
-        c = is_unix_address(address) ? upgraded(c) : shortcut(c, authkey);
-        it = conns.insert_or_assign(key, std::move(c)).first;
-    }
-    return it->second;
+    if (!mine) mine = std::make_shared<ThreadConnections>();
+    owner = ::getpid();
+    auto& all = all_connections();
+    std::lock_guard lock(all.m);
+    std::erase_if(all.threads, [](const auto& t) { return t.expired(); });
+    all.threads.push_back(mine);
+    return *mine;
 }
 
+// This thread's connection to a server (and key), made at first use.
+Connection connection_to(const std::string& address, const std::string& authkey) {
+    auto& mine = this_thread_connections();
+    const std::string key = connection_key(address, authkey);
+    {
+        std::lock_guard lock(mine.m);
+        auto it = mine.by_key.find(key);
+        if (it != mine.by_key.end() && !it->second.closed()) return it->second;
+    }
+    Connection c = connect_to_server(address, authkey);
+    std::lock_guard lock(mine.m);
+    mine.by_key.insert_or_assign(key, c);
+    return c;
+}
+
+// This thread's connection failed: the next call connects again.
+void forget_connection(const std::string& address, const std::string& authkey) {
+    auto& mine = this_thread_connections();
+    std::lock_guard lock(mine.m);
+    mine.by_key.erase(connection_key(address, authkey));
+}
+
+// The server at `address` has shut down: every thread's connections to it go. A call in progress
+// on one keeps it until that call ends.
+void forget_server(const std::string& address) {
+    std::vector<std::shared_ptr<ThreadConnections>> threads;
+    {
+        auto& all = all_connections();
+        std::lock_guard lock(all.m);
+        for (auto& t : all.threads)
+            if (auto alive = t.lock()) threads.push_back(std::move(alive));
+    }
+    const std::string prefix = connection_key(address, "");
+    for (auto& t : threads) {
+        std::lock_guard lock(t->m);
+        std::erase_if(t->by_key, [&](const auto& kv) { return kv.first.compare(0, prefix.size(), prefix) == 0; });
+    }
+}
+
+// The process that starts a server, as a pidfd the server watches: it travels with the server's
+// other arguments under every start method.
+struct Owner {
+    int pidfd = -1;
+};
+
+}  // namespace
+
+template <>
+struct SpawnArg<Owner> {
+    static constexpr bool handle = true;
+    static std::string write(SpawnArgs& args, const Owner& o) { return encode(std::int32_t{args.add_fd(o.pidfd)}); }
+    static Owner read(const SpawnArgs& args, const std::string& blob) {
+        const auto i = decode<std::int32_t>(blob);
+        if (i < 0 || static_cast<std::size_t>(i) >= args.fds.size())
+            throw DecodeError("a manager server's owner: no such descriptor");
+        platform::Fd borrowed(args.fds[static_cast<std::size_t>(i)]);
+        platform::Fd own = platform::dup_fd(borrowed);
+        borrowed.release();
+        return Owner{own.release()};
+    }
+};
+
+namespace {
+
+// A server that start() made: it ends when the process that started it does, however that ends.
 void run_server(std::string address, std::string authkey, std::vector<Declared> registered, bool registered_only,
-                Connection report) {
+                Connection report, Owner owner) {
+    platform::Fd watch(owner.pidfd);
+    // Forked, it shares its owner's resource tracker, whose watch over the owner's named blocks
+    // would then wait for the server too; it makes no named block, so it lets go.
+    tracker_leave();
     Server server(address, authkey, registered, registered_only);
+    server.end_with(std::move(watch));
     report.send(server.address());
     report.close();
     server.run();
@@ -677,7 +989,7 @@ std::vector<std::string> call(const ObjectRef& ref, const std::string& method, s
                                       "mp::remember_authkey(address, key), before using proxies it sent");
         key = *known;
     }
-    Connection& conn = connection_to(ref.address, key);
+    Connection conn = connection_to(ref.address, key);
     try {
         conn.send(Request{ref.id, method, std::move(args)});
         auto [status, type, message, results] = conn.recv<Reply>();
@@ -687,10 +999,10 @@ std::vector<std::string> call(const ObjectRef& ref, const std::string& method, s
         if (type == "EOFError") throw EOFError(message);
         std::rethrow_exception(make_remote_error(type, message, "manager " + ref.address));
     } catch (const EOFError&) {
-        conn.close();  // the next call connects again
+        forget_connection(ref.address, key);  // the next call connects again
         throw;
     } catch (const BrokenPipeError&) {
-        conn.close();
+        forget_connection(ref.address, key);
         throw;
     }
 }
@@ -707,10 +1019,10 @@ ObjectRef make_object(const std::string& address, const std::string& authkey, co
 
 BaseManager::BaseManager(std::string address, ManagerOptions options)
     : address_(std::move(address)), options_(std::move(options)) {
-    if (options_.authkey.empty() && !detail::is_unix_address(address_))
+    if (options_.authkey.empty() && !detail::is_unix_address(address_) && !options_.insecure)
         throw ValueError(
             "a manager on a TCP address needs an authkey: without one, anyone who can reach the port "
-            "could use its objects or stop it");
+            "could use its objects or stop it ({.insecure = true} serves without one all the same)");
 }
 
 BaseManager::~BaseManager() {
@@ -723,9 +1035,14 @@ BaseManager::~BaseManager() {
 void BaseManager::start() {
     if (server_) throw ProcessError("the manager has already been started");
     auto [here, there] = Pipe();
+    // A pidfd of this process, made while it lives, so that it cannot name another by the time the
+    // server watches it (a pid could be reused).
+    platform::Fd self = platform::pidfd_open(::getpid());
     server_.emplace(detail::run_server, ProcessOptions{.name = "SyncManager", .start_method = options_.start_method},
-                    address_, options_.authkey, registered_, options_.registered_only, there);
+                    address_, options_.authkey, registered_, options_.registered_only, there,
+                    detail::Owner{self.get()});
     server_->start();
+    self.reset();
     there.close();
     if (!here.poll(30.0)) throw ProcessError("the manager's server did not start listening within 30 s");
     address_ = here.recv<std::string>();
@@ -768,6 +1085,7 @@ void BaseManager::connect() {
 }
 
 void BaseManager::shutdown() {
+    if (!connected_ && !server_) return;
     if (connected_) {
         try {
             detail::call(detail::ObjectRef{address_, options_.authkey, "", ""}, "shutdown", {});
@@ -781,6 +1099,7 @@ void BaseManager::shutdown() {
         }
         server_.reset();
     }
+    detail::forget_server(address_);
     connected_ = false;
 }
 

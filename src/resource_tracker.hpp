@@ -10,4 +10,10 @@ namespace mprocess::detail {
 void tracker_register(const std::string& name);
 void tracker_unregister(const std::string& name) noexcept;
 
+// In a child just forked, before it starts threads: closes the tracker's pipe inherited from the
+// parent, so that the tracker does not wait for this process too once the parent's family has
+// ended (a manager's server, which makes no named block). A block registered later starts a
+// tracker of its own.
+void tracker_leave() noexcept;
+
 }  // namespace mprocess::detail

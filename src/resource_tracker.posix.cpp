@@ -165,4 +165,11 @@ void tracker_unregister(const std::string& name) noexcept {
     send('U', name);
 }
 
+void tracker_leave() noexcept {
+    // No lock: a thread of the parent may have held it at the fork, and none runs here.
+    auto& t = tracker();
+    if (t.fd >= 0) ::close(t.fd);
+    t.fd = -1;
+}
+
 }  // namespace mprocess::detail

@@ -76,11 +76,14 @@ public:
     explicit Controller(const ControllerOptions& o) : o_(o), tty_(::isatty(0) && o.numbers.empty()) {}
 
     int run() {
-        mp::BaseManager manager(o_.address, {.authkey = o_.authkey});
+        mp::BaseManager manager(o_.address, {.authkey = o_.authkey, .insecure = o_.insecure});
         try {
             manager.connect();
         } catch (const mp::AuthenticationError& e) {
             std::cerr << "controller: the dispatcher at " << o_.address << " refused our key: " << e.what() << "\n";
+            return 2;
+        } catch (const mp::ServerBusy& e) {
+            std::cerr << "controller: the dispatcher at " << o_.address << " is busy: " << e.what() << "\n";
             return 2;
         } catch (const std::exception& e) {
             std::cerr << "controller: cannot reach the dispatcher at " << o_.address << ": " << e.what() << "\n";

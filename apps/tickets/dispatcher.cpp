@@ -256,12 +256,12 @@ void install_stop_handlers() {
 
 int run_dispatcher(const DispatcherOptions& o, mp::Connection ready) {
     try {
-        mp::BaseManager manager(o.address, {.authkey = o.authkey});
+        mp::BaseManager manager(o.address, {.authkey = o.authkey, .insecure = o.insecure});
         manager.register_queue(kRequests);
         auto server = manager.get_server();  // listens from here on
         // The dispatcher is a client of its own server, like any controller. Its workers start
         // before the server's threads do.
-        mp::BaseManager self(server.address(), {.authkey = o.authkey});
+        mp::BaseManager self(server.address(), {.authkey = o.authkey, .insecure = o.insecure});
         Dispatcher dispatcher(o, self);
         std::thread serving([&] { server.serve_forever(); });
         struct Stop {

@@ -34,6 +34,8 @@ Options:
   --workers N        worker processes of the dispatcher (default: the number of CPUs, at least 2)
   --authkey-file F   the shared key, for TCP addresses (or set TICKETS_AUTHKEY); the key
                      authenticates both sides but does not encrypt: use a trusted network or a tunnel
+  --insecure         no key on a TCP address: a dispatcher serves anyone who can reach it (who may
+                     send tickets and stop its manager); a controller trusts whoever answers there
   --wait S           after the input ends, seconds to wait for answers (default 60)
   --work-delay MS    every power takes at least MS ms (to watch tickets in flight, or to test)
   --quiet            print only failures and the summary (controller), no log (dispatcher)
@@ -50,6 +52,7 @@ struct Args {
     unsigned work_delay_ms = 0;
     double wait_s = 60.0;
     bool quiet = false;
+    bool insecure = false;
     std::vector<std::string> numbers;
 };
 
@@ -102,6 +105,8 @@ Args parse(int argc, char** argv) {
             a.authkey_file = value();
         } else if (arg == "--quiet") {
             a.quiet = true;
+        } else if (arg == "--insecure" && a.mode != "local") {
+            a.insecure = true;
         } else {
             usage_error("unknown option '" + arg + "'");
         }
@@ -127,6 +132,20 @@ std::string read_authkey(const Args& a) {
     }
     const char* env = std::getenv("TICKETS_AUTHKEY");
     return env ? env : "";
+}
+
+// Without a key a TCP address is open to anyone who reaches it: only with --insecure. (The
+// manager's own rule tells a TCP address from a Unix one; making one neither listens nor connects.)
+void refuse_keyless_tcp(const Args& a, const std::string& key) {
+    try {
+        mp::BaseManager rule(a.address, {.authkey = key, .insecure = a.insecure});
+    } catch (const mp::ValueError&) {
+        usage_error("without a key, " +
+                    (a.mode == "dispatcher"
+                         ? "anyone who can reach " + a.address + " could send tickets and stop the dispatcher"
+                         : "whoever answers at " + a.address + " would get our numbers") +
+                    ": give the key with --authkey-file F or TICKETS_AUTHKEY, or go without one with --insecure");
+    }
 }
 
 void dispatcher_child(std::string address, std::string authkey, unsigned workers, unsigned delay,
@@ -179,10 +198,11 @@ int main(int argc, char** argv) {
     const Args a = parse(argc, argv);
     if (a.mode == "local") return run_local(a);
     const std::string key = read_authkey(a);
+    refuse_keyless_tcp(a, key);
     install_stop_handlers();
     if (a.mode == "dispatcher") {
         // Workers ignore Ctrl-C (the dispatcher stops them once their tickets are done).
-        return run_dispatcher({a.address, key, a.workers, a.work_delay_ms, a.quiet});
+        return run_dispatcher({a.address, key, a.workers, a.work_delay_ms, a.quiet, true, a.insecure});
     }
-    return run_controller({a.address, key, a.numbers, a.wait_s, a.quiet, false});
+    return run_controller({a.address, key, a.numbers, a.wait_s, a.quiet, false, a.insecure});
 }

@@ -75,6 +75,7 @@ struct DispatcherOptions {
     unsigned work_delay_ms = 0;  // each power takes at least this long (demos, tests)
     bool quiet = false;          // no line per ticket on stderr
     bool announce = true;        // say where it serves, and when it stops
+    bool insecure = false;       // serve a TCP address without a key (the manager warns on stderr)
 };
 
 // Serves the manager and dispatches until stop_requested() or a stop request. When it stops,
@@ -89,6 +90,7 @@ struct ControllerOptions {
     double wait_s = 60.0;              // after the input ends, how long to wait for answers
     bool quiet = false;                // print failures and the summary only
     bool stop_dispatcher = false;      // at the end, ask the dispatcher to stop (local mode)
+    bool insecure = false;             // reach a TCP address without a key
 };
 
 // Reads numbers, sends them as tickets, prints the answers as they come and a summary line.

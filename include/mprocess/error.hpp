@@ -55,6 +55,14 @@ public:
     using Error::Error;
 };
 
+// A server authenticated us but turned the connection away: it serves as many as it takes
+// ("server busy (1024 connections)", from a manager). Nothing is wrong with the key: try again
+// once some of its clients have gone.
+class ServerBusy : public Error {
+public:
+    using Error::Error;
+};
+
 // A system call failed; carries errno.
 class OSError : public Error {
 public:

@@ -19,6 +19,20 @@
 // RemoteValueError, RemoteTypeError, RemoteAttributeError); Empty, Full and EOFError cross as
 // themselves; a lost server, EOFError or BrokenPipeError. A Lock held by a connection that ends (its
 // process died) is released by the server.
+//
+// Keys. On a TCP address a manager needs an authkey (ValueError otherwise), unless told to serve
+// without one ({.insecure = true}); then its server warns on stderr that anyone who can reach
+// the address can use it. A Unix address ("@name", "/path") needs none: the Listener admits only
+// processes of the same user there.
+//
+// Limits. Each address the server listens on serves at most 1,024 connections at once; only
+// those that passed the handshake count, so strangers that never authenticate lock nobody out. A
+// client beyond the limit gets ServerBusy ("server busy (1024 connections)").
+//
+// Lifetime. A server that start() made ends when the process that started it ends, however that
+// ends (it watches that process), and holds nothing of that process's: its shared-memory blocks
+// are unlinked by their tracker as if the server had never been. shutdown() also drops every
+// thread's connection to the server, so nothing of a manager stays in the process after it.
 #pragma once
 
 #include <cstddef>
@@ -46,6 +60,9 @@ struct ManagerOptions {
     // Clients may reach only the objects the server registered (Python's registered typeids);
     // otherwise a client's first request for a new name makes it.
     bool registered_only = false;
+    // Serve a TCP address without an authkey all the same: anyone who can reach it can use the
+    // manager and stop it. The server says so on stderr when it starts.
+    bool insecure = false;
 };
 
 namespace detail {

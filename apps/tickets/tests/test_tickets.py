@@ -4,14 +4,18 @@ against Python's exact integers. The binary is $TICKETS_BIN."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import platform
 import pty
 import re
+import resource
 import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -228,6 +232,72 @@ def finish(p: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
     return out, err
 
 
+def allow_descriptors(n: int) -> bool:
+    """Raises this process's descriptor limit to n (the dispatcher it starts inherits it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= n:
+        return True
+    if hard != resource.RLIM_INFINITY and hard < n:
+        return False
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+    return True
+
+
+def tcp_endpoint(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack("<Q", len(payload)) + payload
+
+
+def read_frame(s: socket.socket) -> bytes:
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            more = s.recv(n - len(data))
+            if not more:
+                raise EOFError("the dispatcher closed the connection")
+            data += more
+        return data
+    return exactly(struct.unpack("<Q", exactly(8))[0])
+
+
+def authenticated(address: str, key: str) -> socket.socket:
+    """A connection that passes the mprocess handshake (HMAC-SHA256 challenges both ways) and
+    then says nothing: an idle client, as far as the server can tell."""
+    s = socket.create_connection(tcp_endpoint(address), timeout=30)
+    k = key.encode()
+    s.sendall(frame(b"#HELLO#authkey"))
+    challenge = read_frame(s)
+    s.sendall(frame(hmac.new(k, b"client" + challenge[len(b"#CHALLENGE#sha256:"):], hashlib.sha256).digest()))
+    if read_frame(s) != b"#WELCOME#":
+        raise AssertionError("the dispatcher did not welcome our key")
+    nonce = os.urandom(32)
+    s.sendall(frame(b"#CHALLENGE#sha256:" + nonce))
+    if not hmac.compare_digest(read_frame(s), hmac.new(k, b"server" + nonce, hashlib.sha256).digest()):
+        raise AssertionError("the dispatcher does not know the key")
+    s.sendall(frame(b"#WELCOME#"))
+    return s
+
+
+class Sockets:
+    """Connections held open until the end of the test."""
+
+    def __init__(self, test: unittest.TestCase):
+        self.all: list[socket.socket] = []
+        test.addCleanup(self.close)
+
+    def add(self, s: socket.socket) -> None:
+        self.all.append(s)
+
+    def close(self) -> None:
+        for s in self.all:
+            s.close()
+        self.all = []
+
+
 class Local(unittest.TestCase):
     def run_local(self, stdin: str, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([BIN, *args], input=stdin, capture_output=True, text=True, timeout=120)
@@ -350,6 +420,59 @@ class Network(unittest.TestCase):
             self.assertEqual(c.returncode, 2, err)
             self.assertIn(why, err)
             self.assertEqual(out, "")
+
+    def test_strangers_that_never_authenticate_lock_no_controller_out(self):
+        if not allow_descriptors(4096):
+            self.skipTest("needs a descriptor limit of 4096")
+        d = Dispatcher(self, "127.0.0.1:0", "--quiet")
+        strangers = Sockets(self)
+        for _ in range(1300):  # more than the dispatcher serves, and more than its backlog on top
+            strangers.add(socket.create_connection(tcp_endpoint(d.address), timeout=30))
+        c = controller(self, d.address, [4, 7])
+        out, err = finish(c, 120)
+        self.assertEqual(c.returncode, 0, err)
+        check_answers(self, out, [4, 7], pid=c.pid)
+
+    def test_a_dispatcher_serving_all_it_can_says_it_is_busy(self):
+        if not allow_descriptors(4096):
+            self.skipTest("needs a descriptor limit of 4096")
+        d = Dispatcher(self, "127.0.0.1:0", "--quiet")
+        clients = Sockets(self)
+        for _ in range(1024):
+            clients.add(authenticated(d.address, KEY))
+        c = controller(self, d.address, [4])
+        out, err = finish(c, 120)
+        self.assertEqual(c.returncode, 2, err)
+        self.assertIn("server busy (1024 connections)", err)
+        self.assertNotIn("refused our key", err)
+        clients.close()  # room again, once the dispatcher has seen them go
+        end = time.monotonic() + 60
+        while True:
+            c = controller(self, d.address, [4])
+            out, err = finish(c, 120)
+            if c.returncode != 2 or "server busy" not in err or time.monotonic() > end:
+                break
+            time.sleep(0.1)
+        self.assertEqual(c.returncode, 0, err)
+        check_answers(self, out, [4], pid=c.pid)
+
+    def test_without_a_key_on_tcp_only_if_insecure_and_then_loudly(self):
+        env = dict(os.environ, TICKETS_AUTHKEY="")
+        r = subprocess.run([BIN, "dispatcher", "--listen", "127.0.0.1:0"], capture_output=True, text=True,
+                           timeout=60, env=env)
+        self.assertEqual(r.returncode, 2, r.stdout)
+        self.assertIn("--insecure", r.stderr)
+        self.assertNotIn("serving on", r.stdout)
+        d = Dispatcher(self, "127.0.0.1:0", "--insecure", "--quiet", key="")
+        d.wait_for_log("has no authkey: anyone who can reach " + d.address + " can use it")
+        c = controller(self, d.address, [6], key="")  # nor does a controller go there unless told to
+        out, err = finish(c, 60)
+        self.assertEqual(c.returncode, 2, out)
+        self.assertIn("--insecure", err)
+        c = controller(self, d.address, [6], "--insecure", key="")
+        out, err = finish(c, 60)
+        self.assertEqual(c.returncode, 0, err)
+        check_answers(self, out, [6], pid=c.pid)
 
     def test_on_a_unix_address_no_key_is_needed(self):
         d = Dispatcher(self, "@tickets-test-" + uuid.uuid4().hex, "--quiet", key="")
