@@ -29,6 +29,9 @@
 
 namespace mprocess::detail {
 
+// HMAC-SHA256 of data under key: the authkey handshake's, and the keys derived from an authkey.
+std::string hmac_sha256(const std::string& key, std::string_view data);
+
 inline constexpr std::size_t kHandshakeLimit = 256;  // no handshake message is longer
 
 class Handshake {

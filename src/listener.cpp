@@ -232,27 +232,6 @@ Connection Listener::accept(Timeout timeout) {
     }
 }
 
-Connection detail::accept_unauthenticated(Listener& l, Timeout timeout) {
-    if (l.closed()) throw ValueError("the Listener is closed");
-    const auto deadline = timeout.deadline();
-    for (;;) {
-        platform::Fd fd = platform::accept_until(l.st_->fd.get(), deadline);
-        if (l.st_->admit(fd.get())) return l.st_->wrap(std::move(fd));
-    }
-}
-
-void detail::authenticate_accepted(const Listener& l, Connection& c) {
-    auto* ch = as_socket_channel(ConnectionAccess::channel(c));
-    if (!ch) throw ValueError("not a socket connection");
-    try {
-        run_handshake(c.fileno(), Handshake::Side::listener, l.st_->options.authkey,
-                      seconds_from_now(l.st_->options.handshake_timeout));
-    } catch (...) {
-        c.close();
-        throw;
-    }
-}
-
 void Listener::close() {
     if (!st_ || !st_->fd.valid()) return;
     st_->pending.clear();

@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "channel.hpp"
+#include "handshake.hpp"
 #include "mprocess/process.hpp"
 #include "platform/posix.hpp"
 #include "platform/socket.hpp"
@@ -372,140 +373,6 @@ std::unique_ptr<Object> make_kind(const std::string& kind, const Results& a) {
 
 constexpr std::size_t kMaxRequest = std::size_t{256} << 20;  // one request's bytes
 
-// The Listener authenticates a connection in the thread that asks for it. So that a client that
-// never answers holds up nobody, this runs each handshake in a thread of its own and hands over
-// the connections that pass. At most kMaxPending handshakes wait at once; a new connection beyond
-// that ends the oldest, since a real client answers within milliseconds: a flood of silent
-// strangers cannot keep a client out, and costs a bounded number of threads and buffers. Once the
-// Listener's accept() drives many handshakes from one poll loop, it replaces this class.
-class Handshakes {
-public:
-    explicit Handshakes(Listener& listener) : listener_(listener), acceptor_([this] { run(); }) {}
-    ~Handshakes() { stop(); }
-    Handshakes(const Handshakes&) = delete;
-    Handshakes& operator=(const Handshakes&) = delete;
-
-    // The next connection that passed its handshake; TimeoutError if none does in time.
-    Connection accept(double timeout) {
-        std::unique_lock lock(m_);
-        if (!passed_cv_.wait_for(lock, std::chrono::duration<double>(timeout), [&] { return !passed_.empty(); }))
-            throw TimeoutError("no client passed the handshake in time");
-        Connection c = std::move(passed_.front());
-        passed_.pop_front();
-        return c;
-    }
-
-private:
-    // Ends the handshakes under way and closes what was not taken.
-    void stop() {
-        stopping_ = true;
-        acceptor_.join();
-        std::list<std::shared_ptr<Pending>> all;
-        {
-            std::lock_guard lock(m_);
-            all.swap(pending_);
-            passed_.clear();
-        }
-        for (auto& p : all) p->conn.close();  // wakes its thread
-        for (auto& p : all) p->thread.join();
-    }
-
-    static constexpr std::size_t kMaxPending = 256;
-
-    enum class State { waiting, passed, failed, dropped };
-    struct Pending {
-        Connection conn;
-        std::thread thread;
-        State state = State::waiting;       // under m_
-        std::atomic<bool> finished{false};  // its thread has nothing left to do
-    };
-
-    void run() {
-        while (!stopping_.load()) {
-            reap();
-            Connection conn;
-            try {
-                conn = detail::accept_unauthenticated(listener_, 0.2);
-            } catch (const TimeoutError&) {
-                continue;
-            } catch (const std::exception&) {
-                std::this_thread::sleep_for(std::chrono::milliseconds(50));  // out of descriptors, say: later
-                continue;
-            }
-            auto p = std::make_shared<Pending>();
-            p->conn = conn;
-            std::lock_guard lock(m_);
-            if (waiting_ >= kMaxPending) drop_oldest();
-            try {
-                p->thread = std::thread([this, p, conn]() mutable { handshake(*p, conn); });
-            } catch (const std::exception&) {
-                continue;  // no thread to spare: this connection closes
-            }
-            ++waiting_;
-            pending_.push_back(std::move(p));
-        }
-    }
-
-    void handshake(Pending& p, Connection conn) {
-        bool ok = false;
-        try {
-            detail::authenticate_accepted(listener_, conn);
-            ok = true;
-        } catch (...) {
-            // A stranger, a wrong key, or too slow: only that connection ends.
-        }
-        {
-            std::lock_guard lock(m_);
-            if (p.state == State::waiting) {
-                --waiting_;
-                p.state = ok ? State::passed : State::failed;
-                if (ok && !stopping_.load()) {
-                    passed_.push_back(conn);
-                    passed_cv_.notify_one();
-                }
-            }
-        }
-        p.finished = true;
-    }
-
-    // Called with m_ held.
-    void drop_oldest() {
-        for (auto& p : pending_)
-            if (p->state == State::waiting) {
-                p->state = State::dropped;
-                --waiting_;
-                p->conn.close();
-                return;
-            }
-    }
-
-    // Joins the threads of handshakes that have ended.
-    void reap() {
-        std::vector<std::shared_ptr<Pending>> ended;
-        {
-            std::lock_guard lock(m_);
-            for (auto it = pending_.begin(); it != pending_.end();) {
-                if ((*it)->finished.load()) {
-                    ended.push_back(std::move(*it));
-                    it = pending_.erase(it);
-                } else {
-                    ++it;
-                }
-            }
-        }
-        for (auto& p : ended) p->thread.join();
-    }
-
-    Listener& listener_;
-    std::mutex m_;
-    std::condition_variable passed_cv_;
-    std::deque<Connection> passed_;
-    std::list<std::shared_ptr<Pending>> pending_;  // oldest first
-    std::size_t waiting_ = 0;                      // of pending_, those still in their handshake
-    std::atomic<bool> stopping_{false};
-    std::thread acceptor_;  // last: it uses everything above
-};
-
 // A manager without a key on TCP serves anyone who reaches it: said at start, where it is seen.
 void warn_without_key(const std::string& address) {
     std::fprintf(stderr,
@@ -562,7 +429,7 @@ private:
     // An address the server listens on, and the clients it serves there.
     struct Endpoint {
         Endpoint(const std::string& address, const std::string& key, bool is_local)
-            : listener(address, {.authkey = key, .handshake_timeout = 10.0, .max_message = kMaxRequest}),
+            : listener(address, {.authkey = key, .max_message = kMaxRequest}),
               local(is_local) {}
         Listener listener;
         const bool local;        // a Unix socket: clients may move to shared memory
@@ -582,17 +449,16 @@ private:
 
     // Threads start here, not before: a process may fork between making a server and serving.
     void accept_loop(Endpoint& at) {
-        Handshakes handshakes(at.listener);
+        // The Listener runs every handshake under way side by side, each within its deadline, and
+        // bounds how many wait (in all, and per source): a silent or hostile stranger holds up
+        // nobody and costs at most one small buffer.
         while (!stopping_.load()) {
             if (owner_gone()) stopping_ = true;
             reap();
             Connection conn;
             try {
-                // Once the Listener authenticates many connections at once: at.listener.accept(0.2).
-                conn = handshakes.accept(0.2);
+                conn = at.listener.accept(0.2);
             } catch (const TimeoutError&) {
-                continue;
-            } catch (const AuthenticationError&) {
                 continue;
             } catch (const std::exception&) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));  // out of descriptors, say: later
@@ -1120,8 +986,8 @@ detail::ObjectRef BaseManager::make(const std::string& kind, const std::string& 
 }
 
 Manager::Manager(ManagerOptions options)
-    : BaseManager("@mprocess-manager-" + std::to_string(::getpid()) + "-" +
-                      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()),
+    // A random name: any user may bind an abstract name, so a guessable one could be taken first.
+    : BaseManager("@mprocess-manager-" + detail::hex(platform::random_bytes(16)),
                   [&] {
                       // A key of its own, known to this process and the children it starts.
                       if (options.authkey.empty()) options.authkey = platform::random_bytes(32);

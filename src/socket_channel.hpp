@@ -37,7 +37,4 @@ void take_welcome(SocketChannel& ch, const platform::Deadline& deadline);
 bool is_socket_export(const std::string& blob);
 std::shared_ptr<Channel> import_socket_channel(const SpawnArgs& args, const std::string& blob);
 
-// HMAC-SHA256 of data under key: the authkey handshake's, and the keys derived from an authkey.
-std::string hmac_sha256(const std::string& key, std::string_view data);
-
 }  // namespace mprocess::detail

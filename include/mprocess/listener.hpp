@@ -79,14 +79,6 @@ struct ClientOptions {
     std::size_t max_message = 1ull << 30;
 };
 
-class Listener;
-namespace detail {
-// accept() in two steps, for servers that authenticate in each connection's own thread (other
-// users are refused in the first step, as by accept()). accept() itself no longer needs this.
-Connection accept_unauthenticated(Listener& l, Timeout timeout);
-void authenticate_accepted(const Listener& l, Connection& c);
-}  // namespace detail
-
 class Listener {
 public:
     explicit Listener(const std::string& address = "127.0.0.1:0", ListenerOptions options = {});
@@ -106,8 +98,6 @@ public:
     int fileno() const;
 
 private:
-    friend Connection detail::accept_unauthenticated(Listener&, Timeout);
-    friend void detail::authenticate_accepted(const Listener&, Connection&);
     struct State;
     std::unique_ptr<State> st_;
 };
