@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The program's operator new and delete, over malloc and free, metered while an AllocationMeter is
 // armed. Every non-aligned form is replaced, so that no block crosses between these and the
-// runtime's own (the sanitizers report such a crossing as a mismatch); the aligned forms keep the
-// runtime's, unmetered.
+// runtime's own (ASan reports such a crossing as a mismatch); the aligned forms keep the
+// runtime's, unmetered. TSan's runtime defines them all and cannot be overridden: there, none is.
 #include "helpers/allocation_meter.hpp"
 
 #include <malloc.h>
@@ -20,38 +20,6 @@ std::atomic<std::int64_t> live{0};  // since armed: may go below 0 as older bloc
 std::atomic<std::int64_t> high{0};
 std::atomic<std::int64_t> limit{0};
 std::atomic<std::size_t> refusals{0};
-
-void* allocate(std::size_t size) noexcept {
-    const bool metered = armed.load(std::memory_order_relaxed);
-    if (metered && live.load(std::memory_order_relaxed) + static_cast<std::int64_t>(size) >
-                       limit.load(std::memory_order_relaxed)) {
-        refusals.fetch_add(1, std::memory_order_relaxed);
-        return nullptr;
-    }
-    void* p = std::malloc(size == 0 ? 1 : size);
-    if (p && metered) {
-        const std::int64_t now =
-            live.fetch_add(static_cast<std::int64_t>(::malloc_usable_size(p)), std::memory_order_relaxed) +
-            static_cast<std::int64_t>(::malloc_usable_size(p));
-        std::int64_t seen = high.load(std::memory_order_relaxed);
-        while (now > seen && !high.compare_exchange_weak(seen, now, std::memory_order_relaxed)) {
-        }
-    }
-    return p;
-}
-
-void release(void* p) noexcept {
-    if (!p) return;
-    if (armed.load(std::memory_order_relaxed))
-        live.fetch_sub(static_cast<std::int64_t>(::malloc_usable_size(p)), std::memory_order_relaxed);
-    std::free(p);
-}
-
-void* allocate_or_throw(std::size_t size) {
-    void* p = allocate(size);
-    if (!p) throw std::bad_alloc();
-    return p;
-}
 
 }  // namespace
 
@@ -75,6 +43,52 @@ std::size_t AllocationMeter::refused() const noexcept {
     return refusals.load();
 }
 
+bool AllocationMeter::available() noexcept {
+#if defined(__SANITIZE_THREAD__)
+    return false;
+#else
+    return true;
+#endif
+}
+
+}  // namespace testing_support
+
+#if !defined(__SANITIZE_THREAD__)
+namespace testing_support {
+namespace {
+
+void* allocate(std::size_t size) noexcept {
+    const bool metered = armed.load(std::memory_order_relaxed);
+    if (metered && live.load(std::memory_order_relaxed) + static_cast<std::int64_t>(size) >
+                       limit.load(std::memory_order_relaxed)) {
+        refusals.fetch_add(1, std::memory_order_relaxed);
+        return nullptr;
+    }
+    void* p = std::malloc(size == 0 ? 1 : size);
+    if (p && metered) {
+        const auto got = static_cast<std::int64_t>(::malloc_usable_size(p));
+        const std::int64_t now = live.fetch_add(got, std::memory_order_relaxed) + got;
+        std::int64_t seen = high.load(std::memory_order_relaxed);
+        while (now > seen && !high.compare_exchange_weak(seen, now, std::memory_order_relaxed)) {
+        }
+    }
+    return p;
+}
+
+void release(void* p) noexcept {
+    if (!p) return;
+    if (armed.load(std::memory_order_relaxed))
+        live.fetch_sub(static_cast<std::int64_t>(::malloc_usable_size(p)), std::memory_order_relaxed);
+    std::free(p);
+}
+
+void* allocate_or_throw(std::size_t size) {
+    void* p = allocate(size);
+    if (!p) throw std::bad_alloc();
+    return p;
+}
+
+}  // namespace
 }  // namespace testing_support
 
 void* operator new(std::size_t size) {
@@ -107,3 +121,4 @@ void operator delete(void* p, const std::nothrow_t&) noexcept {
 void operator delete[](void* p, const std::nothrow_t&) noexcept {
     testing_support::release(p);
 }
+#endif

@@ -21,6 +21,10 @@ public:
 
     std::size_t peak() const noexcept;
     std::size_t refused() const noexcept;  // allocations refused for the cap
+
+    // False where the thread sanitizer's runtime defines operator new, which a program may then
+    // not replace: nothing is counted or refused.
+    static bool available() noexcept;
 };
 
 }  // namespace testing_support
