@@ -8,7 +8,7 @@
 #                    consumer project against the installed package, the whole suite again in an
 #                    ASan+UBSan build and in a TSan build (clang 19: see cmake/helpers.cmake; each
 #                    runs every test it defines, bar those a CMake rule keeps out with its reason),
-#                    and a bounded libFuzzer run on the socket frame and message decoder
+#                    and a bounded libFuzzer run on the socket frame and message decoders
 #   ./dev.sh bench   install what is missing, build, compare mprocess with Python's multiprocessing
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -103,15 +103,24 @@ tests() {
     echo "== TSan build: the whole suite"
     build build/tsan "${san_opts[@]}" -DMPROCESS_SANITIZE=thread
     TSAN_OPTIONS="halt_on_error=1:external_symbolizer_path=$symbolizer" run_tests build/tsan
-    echo "== libFuzzer on the receiving side of a connection (frames, message decoding), 60 s"
+    echo "== libFuzzer on the receiving side of a connection (frames; messages alone, with a memory bound), 60 s"
     cmake -S . -B build/fuzz -DCMAKE_CXX_COMPILER="$san_cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DMPROCESS_BUILD_TESTS=OFF -DMPROCESS_BUILD_EXAMPLES=OFF -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_APPS=OFF \
         -DMPROCESS_WITH_MPI=OFF -DMPROCESS_BUILD_FUZZ=ON \
         -DMPROCESS_SANITIZE="address;undefined;fuzzer-no-link" >/dev/null
-    cmake --build build/fuzz -j "$jobs" --target fuzz_frames
-    rm -rf build/fuzz/corpus && cp -r fuzz/corpus/frames build/fuzz/corpus  # the seeds stay as committed
-    ASAN_SYMBOLIZER_PATH="$symbolizer" \
-        build/fuzz/fuzz/fuzz_frames -max_total_time=60 -max_len=4096 -print_final_stats=1 build/fuzz/corpus
+    cmake --build build/fuzz -j "$jobs" --target fuzz_frames fuzz_decode
+    rm -rf build/fuzz/corpus && mkdir -p build/fuzz/corpus
+    local target
+    for target in frames decode; do
+        cp -r "fuzz/corpus/$target" build/fuzz/corpus/  # the seeds stay as committed
+        # Findings besides crashes: a single allocation of 8 MB (an input of 4 KiB needs 2 MB at
+        # most: the budget of elements that take no bytes, grown), a process over 1.5 GB (ASan's
+        # quarantine holds 256 MB), and in fuzz_decode any message holding memory out of
+        # proportion to its size.
+        ASAN_SYMBOLIZER_PATH="$symbolizer" \
+            "build/fuzz/fuzz/fuzz_$target" -max_total_time=30 -max_len=4096 -malloc_limit_mb=8 -rss_limit_mb=1536 \
+            -print_final_stats=1 "build/fuzz/corpus/$target"
+    done
     echo "== all test runs passed"
 }
 

@@ -167,17 +167,8 @@ struct ItemReader final : QueueReader {
         }
     }
     static T decode_payload(std::string_view payload) {
-        T obj{};
         InArchive ar(payload.data(), payload.size());
-        try {
-            ar(obj);
-        } catch (const cereal::Exception& e) {
-            throw DecodeError(std::string("corrupt queue item for ") + std::string(type_name_v<T>) + ": " + e.what());
-        }
-        if (ar.remaining() != 0)
-            throw DecodeError(std::to_string(ar.remaining()) + " unexpected trailing bytes after a " +
-                              std::string(type_name_v<T>));
-        return obj;
+        return load_whole<T>(ar, "queue item");
     }
     T take() {
         if constexpr (RawMessage<T>) {

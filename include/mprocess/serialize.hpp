@@ -8,8 +8,10 @@
 //     template <class Archive> void serialize(Archive& ar) { ar(field1, field2); }
 //
 // Decoding checks the tag against the type asked for (TypeMismatch) and never trusts a length
-// (DecodeError on truncated, oversized or trailing bytes). It only ever builds plain data: no
-// message can make the receiver run code, unlike unpickling.
+// (DecodeError on truncated, oversized or trailing bytes): no count makes it allocate more than
+// the message's bytes can back (see detail/archive.hpp), and running out of memory is a
+// DecodeError too. It only ever builds plain data: no message can make the receiver run code,
+// unlike unpickling.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,7 @@
 #include <new>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -148,6 +151,31 @@ inline std::uint64_t read_tag(std::string_view bytes) {
     return tag;
 }
 
+// Builds a T from all that is left in `ar`, a `what` ("message", "queue item", ...): every way
+// the bytes fail to be one T is a DecodeError naming T. Out of memory too: the counts are bounded
+// by the bytes, but a large honest-looking message can still need more than this process may
+// have. The half-built T is gone before the error is made.
+template <class T, class Archive>
+T load_whole(Archive& ar, std::string_view what) {
+    const std::size_t size = ar.remaining();
+    try {
+        T obj{};
+        ar(obj);
+        if (ar.remaining() != 0)
+            throw DecodeError(std::to_string(ar.remaining()) + " unexpected trailing bytes after a " +
+                              std::string(type_name_v<T>) + " (" + std::string(what) + ")");
+        return obj;
+    } catch (const cereal::Exception& e) {
+        throw DecodeError("corrupt " + std::string(what) + " for " + std::string(type_name_v<T>) + ": " + e.what());
+    } catch (const std::bad_alloc&) {
+        throw DecodeError("out of memory decoding a " + std::string(type_name_v<T>) + " from a " + std::string(what) +
+                          " of " + std::to_string(size) + " bytes");
+    } catch (const std::length_error& e) {
+        throw DecodeError("a " + std::string(what) + " of " + std::to_string(size) + " bytes holds a " +
+                          std::string(type_name_v<T>) + " larger than it can be (" + e.what() + ")");
+    }
+}
+
 }  // namespace detail
 
 // Appends the message for `obj` (tag and payload) to `out`.
@@ -187,18 +215,8 @@ T decode(std::string_view bytes) {
         std::memcpy(storage, payload.data(), sizeof(T));
         return *std::launder(reinterpret_cast<T*>(storage));
     } else {
-        T obj{};
         detail::InArchive ar(payload.data(), payload.size());
-        try {
-            ar(obj);
-        } catch (const cereal::Exception& e) {
-            throw DecodeError(std::string("corrupt message for ") + std::string(detail::type_name_v<T>) + ": " +
-                              e.what());
-        }
-        if (ar.remaining() != 0)
-            throw DecodeError(std::to_string(ar.remaining()) + " unexpected trailing bytes after a " +
-                              std::string(detail::type_name_v<T>));
-        return obj;
+        return detail::load_whole<T>(ar, "message");
     }
 }
 

@@ -1,17 +1,25 @@
 #include <mprocess/serialize.hpp>
 
 #include <array>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <list>
 #include <map>
 #include <optional>
 #include <random>
 #include <set>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "helpers/allocation_meter.hpp"
 
 namespace mp = mprocess;
 
@@ -80,6 +88,30 @@ TEST(Serialize, StandardContainersAndVocabularyTypesRoundTrip) {
     EXPECT_EQ(round_trip(p), p);
     auto t = std::make_tuple(1, std::string("two"), 3.0);
     EXPECT_EQ(round_trip(t), t);
+}
+
+TEST(Serialize, EveryStandardContainerRoundTrips) {
+    EXPECT_EQ(round_trip(std::deque<std::string>{"a", "", "c"}), (std::deque<std::string>{"a", "", "c"}));
+    EXPECT_EQ(round_trip(std::list<int>{3, 1, 2}), (std::list<int>{3, 1, 2}));
+    EXPECT_EQ(round_trip(std::vector<bool>{true, false, true}), (std::vector<bool>{true, false, true}));
+    EXPECT_EQ(round_trip(std::u32string(U"\u00e9t\u00e9")), std::u32string(U"\u00e9t\u00e9"));
+    std::multiset<std::string> ms{"b", "a", "b"};
+    EXPECT_EQ(round_trip(ms), ms);
+    std::unordered_multiset<int> ums{1, 1, 2};
+    EXPECT_EQ(round_trip(ums), ums);
+    std::unordered_multimap<int, std::string> umm{{1, "x"}, {1, "y"}};
+    EXPECT_EQ(round_trip(umm).count(1), 2u);
+    std::vector<std::optional<std::string>> opts{std::nullopt, "o"};
+    EXPECT_EQ(round_trip(opts), opts);
+    std::array<std::string, 2> strs{"p", "q"};
+    EXPECT_EQ(round_trip(strs), strs);
+    std::map<int, std::set<std::string>> nested{{1, {"x", "y"}}, {2, {}}};
+    EXPECT_EQ(round_trip(nested), nested);
+}
+
+TEST(Serialize, EqualKeysOfAMultimapKeepTheirOrder) {
+    std::multimap<int, std::string> m{{1, "a"}, {1, "b"}, {1, "c"}, {2, "d"}};
+    EXPECT_EQ(round_trip(m), m);
 }
 
 TEST(Serialize, NestingAndUserTypesRoundTrip) {
@@ -200,4 +232,159 @@ TEST(Serialize, DecodeAppendAddsTheItemsOfAnEncodedVector) {
     EXPECT_THROW(mp::detail::decode_append(out, good + "x"), mp::DecodeError);
     EXPECT_THROW(mp::detail::decode_append(out, mp::encode(std::vector<long>{1})), mp::TypeMismatch);
     EXPECT_EQ(out.size(), 4u);  // nothing added by the failures
+}
+
+// Amplification: a message that announces many elements must not make the receiver allocate for
+// them before its bytes show they are there. Crafted messages: a count, then zero bytes (empty
+// strings, zero numbers), as a hostile peer would send.
+namespace {
+
+struct Block {  // 4 KiB, trivially copyable: travels as raw bytes
+    char bytes[4096];
+};
+
+struct Tile {  // a user type: its smallest encoding cannot be told from outside
+    std::array<char, 4096> pixels{};
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(pixels);
+    }
+};
+
+struct Nothing {  // a user type that encodes to no bytes at all
+    template <class Archive>
+    void serialize(Archive&) {}
+    bool operator==(const Nothing&) const = default;
+};
+
+// The message for T whose first count claims `count` elements, followed by `fill` zero bytes.
+template <class T>
+std::string claiming(std::uint64_t count, std::size_t fill) {
+    std::string bytes(mp::tag_size + sizeof count + fill, '\0');
+    constexpr std::uint64_t tag = mp::detail::type_tag<T>;
+    std::memcpy(bytes.data(), &tag, sizeof tag);
+    std::memcpy(bytes.data() + mp::tag_size, &count, sizeof count);
+    return bytes;
+}
+
+// Under `meter`: nothing refused, and at most `most` bytes allocated at any one time (where the
+// meter can count).
+void expect_at_most(const testing_support::AllocationMeter& meter, std::size_t most, std::string_view what) {
+    if (!testing_support::AllocationMeter::available()) return;
+    EXPECT_EQ(meter.refused(), 0u) << what;
+    EXPECT_LE(meter.peak(), most) << what;
+}
+
+// Decodes `bytes` as T under a meter that refuses anything past 64 times the message; expects a
+// DecodeError and at most `factor` times the message's size allocated at any one time.
+template <class T>
+void expect_rejected_within(const std::string& bytes, std::size_t factor) {
+    testing_support::AllocationMeter meter(64 * bytes.size());
+    EXPECT_THROW(mp::decode<T>(bytes), mp::DecodeError) << mp::detail::type_name_v<T>;
+    expect_at_most(meter, factor * bytes.size(), mp::detail::type_name_v<T>);
+}
+
+// A count that only one byte per element would allow: rejected at once, nothing allocated but the
+// error's text.
+template <class T>
+void expect_a_count_of_one_per_byte_rejected() {
+    constexpr std::size_t fill = 64 * 1024;
+    expect_rejected_within<T>(claiming<T>(fill, fill), 1);
+}
+
+}  // namespace
+
+TEST(Serialize, AHugeCountIsCheckedAgainstTheSmallestEncodingOfAnElement) {
+    expect_a_count_of_one_per_byte_rejected<std::vector<std::string>>();
+    expect_a_count_of_one_per_byte_rejected<std::vector<std::uint64_t>>();
+    expect_a_count_of_one_per_byte_rejected<std::vector<Block>>();
+    expect_a_count_of_one_per_byte_rejected<std::vector<std::vector<std::string>>>();
+    expect_a_count_of_one_per_byte_rejected<std::vector<std::variant<std::monostate, std::string>>>();
+    expect_a_count_of_one_per_byte_rejected<std::vector<std::pair<std::int32_t, std::string>>>();
+    expect_a_count_of_one_per_byte_rejected<std::deque<std::string>>();
+    expect_a_count_of_one_per_byte_rejected<std::list<std::string>>();
+    expect_a_count_of_one_per_byte_rejected<std::unordered_set<std::string>>();
+    expect_a_count_of_one_per_byte_rejected<std::map<std::string, std::vector<double>>>();
+    expect_a_count_of_one_per_byte_rejected<std::unordered_map<std::int64_t, std::string>>();
+    expect_a_count_of_one_per_byte_rejected<std::u32string>();
+    // and nothing honest is refused: the smallest messages of those shapes decode
+    EXPECT_EQ(round_trip(std::vector<std::string>(1000)).size(), 1000u);
+    EXPECT_EQ(round_trip(std::vector<std::vector<std::string>>(1000)).size(), 1000u);
+    EXPECT_EQ(round_trip(std::vector<std::variant<std::monostate, std::string>>(1000)).size(), 1000u);
+    EXPECT_EQ(round_trip(std::vector<Block>(3)).size(), 3u);
+}
+
+TEST(Serialize, ACountTheBytesCouldHoldIsNotAllocatedAheadOfItsElements) {
+    // Each Tile takes 4 KiB of the message, which the decoder cannot know: the count passes, and
+    // the vector must grow with the tiles that arrive, not with the count.
+    constexpr std::size_t fill = 64 * 1024;
+    expect_rejected_within<std::vector<Tile>>(claiming<std::vector<Tile>>(fill, fill), 8);
+    // A count right at the bound, the last string broken: memory for what did arrive, no more.
+    std::string strings = claiming<std::vector<std::string>>(fill / 8, fill);
+    const std::uint64_t huge = std::uint64_t{1} << 40;
+    std::memcpy(strings.data() + strings.size() - sizeof huge, &huge, sizeof huge);
+    expect_rejected_within<std::vector<std::string>>(strings, 8);
+}
+
+TEST(Serialize, ElementsThatEncodeToNothingAreBoundedByABudgetOfTheirOwn) {
+    // They decode: a message may hold some of them...
+    EXPECT_EQ(round_trip(std::vector<std::monostate>(1000)).size(), 1000u);
+    EXPECT_EQ(round_trip(std::vector<Nothing>(10)), std::vector<Nothing>(10));
+    EXPECT_EQ(round_trip(std::list<std::tuple<>>(10)).size(), 10u);
+    // ...but no more than the budget (in bytes of memory: a monostate takes one), however many
+    // containers share it.
+    const std::uint64_t too_many = mp::detail::empty_elements_budget + 1;
+    EXPECT_THROW(mp::decode<std::vector<std::monostate>>(claiming<std::vector<std::monostate>>(too_many, 0)),
+                 mp::DecodeError);
+    EXPECT_THROW(mp::decode<std::vector<Nothing>>(claiming<std::vector<Nothing>>(std::uint64_t{1} << 60, 0)),
+                 mp::DecodeError);
+    // Many inner vectors, each claiming as many Nothings as there are bytes left.
+    constexpr std::size_t inner = 2048;
+    std::string nested = claiming<std::vector<std::vector<Nothing>>>(inner, inner * 8);
+    for (std::size_t i = 0; i < inner; ++i) {
+        const std::uint64_t left = (inner - i - 1) * 8;
+        std::memcpy(nested.data() + mp::tag_size + 8 + i * 8, &left, sizeof left);
+    }
+    testing_support::AllocationMeter meter(64 * mp::detail::empty_elements_budget);
+    EXPECT_THROW(mp::decode<std::vector<std::vector<Nothing>>>(nested), mp::DecodeError);
+    expect_at_most(meter, 4 * mp::detail::empty_elements_budget, "nested vectors of Nothing");
+}
+
+namespace {
+// Has room for four elements, and says so.
+template <class T>
+struct RoomForFour : std::allocator<T> {
+    using value_type = T;
+    RoomForFour() = default;
+    template <class U>
+    RoomForFour(const RoomForFour<U>&) noexcept {}
+    template <class U>
+    struct rebind {
+        using other = RoomForFour<U>;
+    };
+    std::size_t max_size() const noexcept { return 4; }
+};
+}  // namespace
+
+TEST(Serialize, AnAllocationFailureWhileDecodingIsADecodeErrorNamingTheType) {
+    // More elements than the container can hold at all: std::length_error inside.
+    using Small = std::vector<int, RoomForFour<int>>;
+    std::string ten = claiming<Small>(10, 10 * sizeof(int));
+    try {
+        mp::decode<Small>(ten);
+        ADD_FAILURE() << "ten ints in room for four";
+    } catch (const mp::DecodeError& e) {
+        EXPECT_NE(std::string(e.what()).find("RoomForFour"), std::string::npos) << e.what();
+    }
+    // No memory left: std::bad_alloc inside.
+    if (!testing_support::AllocationMeter::available())
+        GTEST_SKIP() << "operator new cannot be made to fail under this sanitizer";
+    const std::string bytes = mp::encode(std::vector<std::string>(100, std::string(200, 'x')));
+    try {
+        testing_support::AllocationMeter meter(4096);
+        mp::decode<std::vector<std::string>>(bytes);
+        ADD_FAILURE() << "decoded with 4 KiB to spare";
+    } catch (const mp::DecodeError& e) {
+        EXPECT_NE(std::string(e.what()).find("std::vector<"), std::string::npos) << e.what();
+    }
 }

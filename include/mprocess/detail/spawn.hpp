@@ -84,15 +84,8 @@ struct SpawnArg {
         } else {
             constexpr std::uint64_t tag = type_tag<T>;
             if (blob.size() < tag_size || read_tag(blob) != tag) throw_type_mismatch(type_name_v<T>, tag, blob);
-            T obj{};
             SpawnInArchive ar(blob.data() + tag_size, blob.size() - tag_size, &args);
-            try {
-                ar(obj);
-            } catch (const cereal::Exception& e) {
-                throw DecodeError(std::string("corrupt argument for ") + std::string(type_name_v<T>) + ": " + e.what());
-            }
-            if (ar.remaining() != 0) throw DecodeError("trailing bytes after an argument");
-            return obj;
+            return load_whole<T>(ar, "argument");
         }
     }
 };
