@@ -103,8 +103,11 @@ struct Listener::State {
             if (it->handshake.received() != heard) it->waiting_since = platform::Clock::now();
             if (!done) return std::nullopt;
         } catch (const Error& e) {
-            drop(it, e.what());
-            return std::nullopt;
+            // As Python's accept(): a client that fails its handshake is an AuthenticationError.
+            // The listener is unharmed: the handshakes under way go on at the next accept().
+            std::string why = e.what();
+            drop(it, why);
+            throw AuthenticationError(why);
         }
         Connection c = wrap(std::move(it->fd));
         pending.erase(it);

@@ -460,6 +460,8 @@ private:
                 conn = at.listener.accept(0.2);
             } catch (const TimeoutError&) {
                 continue;
+            } catch (const AuthenticationError&) {
+                continue;  // that client only
             } catch (const std::exception&) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));  // out of descriptors, say: later
                 continue;

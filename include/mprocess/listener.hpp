@@ -28,11 +28,11 @@
 // a second): a flood costs its source its own connections, and a burst of real clients from one
 // host is not cut down. A handshake never buffers more than one message of at most 256 bytes.
 // Handshakes move forward only while accept() runs, as a kernel's queue of connections waits for it.
-// Decision: a client that fails the handshake does not make accept() throw, as Python's raises
-// AuthenticationError: one bad or hostile peer would then break the usual server loop
-// (`for (;;) serve(listener.accept());`) and make it lose the good clients in flight. It is
-// dropped, and accept() waits on for a client that does authenticate; a TimeoutError at the end
-// says how many connections failed meanwhile and why the last one did.
+// As in Python, a client that fails the handshake (a wrong key, a key on one end only, bytes that
+// are not the protocol) makes accept() throw AuthenticationError for that client; the listener is
+// unharmed, and the handshakes under way go on at the next accept(), so a server loop that catches
+// it loses no good client. Peers that stay silent, or are dropped for room, never make it throw
+// (Python's accept() would wait on them): a TimeoutError says how many were dropped meanwhile.
 //
 // On an abstract "@name" (which any user can reach and find in /proc/net/unix) and on a socket
 // file of the default mode (its owner's alone), a client of another user is refused before any
@@ -87,8 +87,9 @@ public:
     Listener& operator=(Listener&&) noexcept;
 
     // The next connection to complete its handshake (authenticated, if there is an authkey).
-    // TimeoutError if none does in time (it says how many failed meanwhile, and why the last
-    // did). One thread accepts at a time: another waits its turn, within its own timeout.
+    // AuthenticationError if a client failed its handshake (call again for the next); TimeoutError
+    // if none completes in time (it says how many were dropped meanwhile, and why the last was).
+    // One thread accepts at a time: another waits its turn, within its own timeout.
     Connection accept(Timeout timeout = forever);
     // Not while another thread is inside accept().
     void close();
