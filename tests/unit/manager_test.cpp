@@ -17,6 +17,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -36,6 +40,7 @@
 #include <vector>
 
 #include "helpers/children.hpp"
+#include "helpers/other_user.hpp"
 
 using testing_support::ChildrenTest;
 
@@ -894,4 +899,45 @@ TEST_P(ManagerMethods, ManagersShutDownAndDestroyedLeaveNoDescriptorBehind) {
     cycle();  // the first may start what lasts (a forkserver)
     const int before = open_descriptors();
     for (int i = 0; i < 20; ++i) EXPECT_EQ(cycle(), before) << "cycle " << i;
+}
+
+namespace {
+// Becomes user nobody, then tries to use and to shut down the manager at `address` without a
+// key: exits 3 if it was turned away, 0 if it got in.
+void stranger_at(std::string address) {
+    const passwd* pw = ::getpwnam("nobody");
+    if (!pw || ::setgroups(0, nullptr) != 0 || ::setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) != 0 ||
+        ::setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) != 0)
+        mp::exit(5);
+    try {
+        mp::BaseManager m(address, {});
+        m.connect();
+        m.dict<std::string, int>("shared").set("stranger", 1);
+        m.shutdown();
+        mp::exit(0);
+    } catch (const mp::Error&) {
+        mp::exit(3);
+    }
+}
+}  // namespace
+
+// A key-less manager on an abstract name (which every user can reach, and find in
+// /proc/net/unix) serves its own user only: another user can neither use it nor shut it down.
+TEST_P(ManagerMethods, AnotherUserCanNeitherUseNorStopAKeylessManagerOnAnAbstractName) {
+    if (const auto why = testing_support::cannot_become_another_user(); !why.empty()) GTEST_SKIP() << why;
+    const std::string address = "@mprocess-manager-stranger-" + std::to_string(::getpid()) + "-" + GetParam();
+    mp::BaseManager server(address, {});
+    server.register_dict("shared");
+    server.start();
+    auto stranger = ctx().Process(stranger_at, address);
+    stranger.start();
+    stranger.join(60.0);
+    EXPECT_EQ(stranger.exitcode(), 3) << "another user got in";
+    mp::BaseManager own(address, {});
+    own.connect();  // still up, and ours to use
+    auto shared = own.dict<std::string, int>("shared");
+    EXPECT_FALSE(shared.contains("stranger"));
+    shared.set("own", 2);
+    EXPECT_EQ(shared.get("own"), 2);
+    server.shutdown();
 }
