@@ -73,7 +73,7 @@ struct ProcessState {
 namespace {
 
 // What this process knows about itself and its children. Rebuilt from scratch in each child.
-struct Self {
+struct ThisProcess {
     std::string name = "MainProcess";
     std::vector<int> identity;
     bool daemon = false;
@@ -89,14 +89,14 @@ struct Self {
 };
 
 // Never destroyed: the exit hook may run after static destructors.
-Self* self_ptr = new Self;
-Self& self() {
-    return *self_ptr;
+ThisProcess* this_process_ptr = new ThisProcess;
+ThisProcess& this_process() {
+    return *this_process_ptr;
 }
 
 // Reaps finished children and forgets them.
 void reap_finished() {
-    auto& s = self();
+    auto& s = this_process();
     std::lock_guard lock(s.m);
     std::erase_if(s.children, [](const std::shared_ptr<ProcessState>& c) {
         try {
@@ -109,15 +109,15 @@ void reap_finished() {
 
 // Drops a reaped child from the registry, so that its descriptors live only as long as its Process.
 void forget(const ProcessState* st) {
-    auto& s = self();
+    auto& s = this_process();
     std::lock_guard lock(s.m);
     std::erase_if(s.children, [st](const std::shared_ptr<ProcessState>& c) { return c.get() == st; });
 }
 
 std::vector<std::shared_ptr<ProcessState>> live_children() {
     reap_finished();
-    std::lock_guard lock(self().m);
-    return self().children;
+    std::lock_guard lock(this_process().m);
+    return this_process().children;
 }
 
 bool wait_exit(ProcessState& st, const platform::Deadline& deadline) {
@@ -208,7 +208,7 @@ std::pair<int, int> pidfd_or_discard(pid_t pid) {
 }
 
 std::string process_authkey() {
-    auto& s = self();
+    auto& s = this_process();
     std::lock_guard lock(s.m);
     if (s.authkey.empty()) s.authkey = platform::random_bytes(32);
     return s.authkey;
@@ -221,13 +221,13 @@ ChildIdentity identity_of(const ProcessState& st) {
     who.daemon = st.daemon;
     who.die_with_parent = st.die_with_parent;
     who.parent_pid = st.parent_pid;
-    who.parent_name = self().name;
+    who.parent_name = this_process().name;
     who.authkey = process_authkey();
     // As Python: a process made through a context keeps its method; one made with the default
     // keeps the default if it was set (and, under fork, whatever the parent had anyway).
     who.start_method = st.start_method.empty() ? start_method_if_set() : st.start_method;
-    std::lock_guard lock(self().m);
-    who.known_keys = self().known_keys;
+    std::lock_guard lock(this_process().m);
+    who.known_keys = this_process().known_keys;
     return who;
 }
 
@@ -238,9 +238,9 @@ void become_child_and_run(const ChildIdentity& who, const std::function<void()>&
     }
     // A fresh registry: the parent's children are not ours, and its locks may be held by threads
     // that do not exist here. The old one is leaked on purpose; its descriptors are closed.
-    auto* old = self_ptr;
+    auto* old = this_process_ptr;
     for (auto& c : old->children) c->pidfd.reset();
-    auto* fresh = new Self;
+    auto* fresh = new ThisProcess;
     fresh->name = who.name;
     fresh->identity = who.identity;
     fresh->daemon = who.daemon;
@@ -249,7 +249,7 @@ void become_child_and_run(const ChildIdentity& who, const std::function<void()>&
     fresh->parent_name = who.parent_name;
     fresh->authkey = who.authkey;
     fresh->known_keys = who.known_keys;
-    self_ptr = fresh;
+    this_process_ptr = fresh;
     adopt_start_method(who.start_method);
 
     int code = 0;
@@ -284,7 +284,7 @@ bool ProcessInfo::is_alive() const {
 }
 
 Process::Process(ProcessOptions options) : st_(std::make_shared<ProcessState>()) {
-    auto& s = detail::self();
+    auto& s = detail::this_process();
     {
         std::lock_guard lock(s.m);
         st_->identity = s.identity;
@@ -356,7 +356,7 @@ void Process::start() {
     if (st.started) throw ProcessError("cannot start a process twice");
     if (st.parent_pid != ::getpid()) throw ProcessError("can only start a process object created by this process");
     detail::refuse_if_unguarded();
-    auto& s = detail::self();
+    auto& s = detail::this_process();
     if (s.daemon) throw ProcessError("daemonic processes are not allowed to have children");
     const std::string method = st.start_method.empty() ? get_start_method() : st.start_method;
     detail::check_start_method(method);
@@ -426,7 +426,7 @@ void Process::adopt_child(pid_t pid, int pidfd, int status_fd) {
         st.started = true;
     }
     {
-        auto& s = detail::self();
+        auto& s = detail::this_process();
         std::lock_guard lock(s.m);
         s.children.push_back(st_);
     }
@@ -484,18 +484,18 @@ void Process::close() {
 }
 
 ProcessInfo current_process() {
-    auto& s = detail::self();
+    auto& s = detail::this_process();
     return ProcessInfo(s.name, ::getpid(), s.daemon, detail::process_authkey());
 }
 
 void remember_authkey(const std::string& address, const std::string& key) {
-    auto& s = detail::self();
+    auto& s = detail::this_process();
     std::lock_guard lock(s.m);
     s.known_keys[address] = key;
 }
 
 std::optional<std::string> authkey_for(const std::string& address) {
-    auto& s = detail::self();
+    auto& s = detail::this_process();
     std::lock_guard lock(s.m);
     auto it = s.known_keys.find(address);
     if (it == s.known_keys.end()) return std::nullopt;
@@ -504,13 +504,13 @@ std::optional<std::string> authkey_for(const std::string& address) {
 
 void set_authkey(std::string key) {
     if (key.empty()) throw ValueError("an authkey cannot be empty");
-    auto& s = detail::self();
+    auto& s = detail::this_process();
     std::lock_guard lock(s.m);
     s.authkey = std::move(key);
 }
 
 std::optional<ProcessInfo> parent_process() {
-    auto& s = detail::self();
+    auto& s = detail::this_process();
     if (!s.is_child) return std::nullopt;
     return ProcessInfo(s.parent_name, s.parent_pid, false);
 }
@@ -527,7 +527,7 @@ int cpu_count() {
 }
 
 void exit(int code) {
-    if (detail::self().is_child) throw SystemExit{code};
+    if (detail::this_process().is_child) throw SystemExit{code};
     std::exit(code);
 }
 

@@ -5,14 +5,22 @@
 //     p.start();
 //     p.join();
 //
-// Start method. This version starts children with fork(): the child is a copy of the parent,
-// so any callable works, lambdas with captures included, and arguments need no serialization.
+// Start methods (context.hpp). Under fork, the default, the child is a copy of the parent, so
+// any callable works, lambdas with captures included, and arguments need no serialization. Under
+// spawn and forkserver the child is a fresh run of this program: the target must be a plain
+// function or a lambda without captures, and every argument serializable or a handle (Connection,
+// queue, lock, shared value, SharedMemory), or made of those; start() throws ProcessError naming
+// what cannot travel.
 //
 // Fork safety. fork() copies only the calling thread. A lock that another thread of the parent
 // held at that moment (inside malloc, stdio, a logger, ...) stays locked forever in the child, and
-// the child may deadlock on its first use. So: start processes before starting threads, or keep
-// the child to async-signal-safe work. mprocess itself starts no threads, and the state it keeps
-// per process (the child registry) is rebuilt fresh in every child, so it is safe across fork.
+// the child may deadlock on its first use. So: start processes before starting threads, keep the
+// child to async-signal-safe work, or use spawn or forkserver. mprocess's own threads are the
+// manager thread of each Pool, ProcessPoolExecutor and mpi::Pool (a Pool's forks replacement
+// workers under fork: safe with glibc's malloc, see docs/python-to-cpp.md), and a manager server's
+// threads while it serves in this process (serve_forever, ManagerServer). The state mprocess keeps
+// per process (the child registry, a manager's connections) is rebuilt fresh in every child, so
+// it is safe across fork.
 // Output buffered in stdio or iostreams is flushed before every fork so it is not printed twice.
 //
 // Lifetime. No zombie is ever left: every child is reaped by join(), is_alive(), exitcode(), the
@@ -49,7 +57,7 @@ namespace mprocess {
 struct ProcessOptions {
     std::string name{};            // default "<Class>-N" (Process-1, Process-2, ... ; Process-1:1 in a child)
     std::optional<bool> daemon{};  // default: the creating process's daemon flag (false in the main process)
-    bool die_with_parent = false;  // kill the child if this process dies
+    bool die_with_parent = false;  // kill the child if this process dies (fork and spawn; forkserver refuses it)
     std::string start_method{};    // "fork", "spawn" or "forkserver"; default: get_start_method()
 };
 
