@@ -406,17 +406,17 @@ public:
     // Ends run() once the process behind this pidfd has ended.
     void end_with(platform::Fd owner) { owner_ = std::move(owner); }
 
-    // Accepts until shutdown, on the port and its door.
+    // Accepts until shutdown, on the port and its local door.
     void run() {
         std::thread side;
         if (door_) side = std::thread([this] { accept_loop(*door_); });
         accept_loop(port_);
         if (side.joinable()) side.join();
-        std::vector<std::shared_ptr<Live>> all;
+        std::vector<std::shared_ptr<ServedConnection>> all;
         {
             std::lock_guard lock(m_);
             for (auto& [id, obj] : objects_) obj->wake_all();
-            all.assign(live_.begin(), live_.end());
+            all.assign(connections_.begin(), connections_.end());
         }
         for (auto& c : all) c->close();  // wakes a thread blocked reading or writing its client
         for (auto& c : all) c->thread.join();
@@ -436,7 +436,8 @@ private:
         std::size_t served = 0;  // its connections being served, under the server's m_
     };
 
-    struct Live {
+    // A client's connection and the thread that serves it.
+    struct ServedConnection {
         std::mutex m;
         Connection conn;  // replaced once, by the upgrade
         std::thread thread;
@@ -482,7 +483,7 @@ private:
         {
             std::lock_guard lock(m_);
             if (at.served < kMaxConnections) {
-                auto c = std::make_shared<Live>();
+                auto c = std::make_shared<ServedConnection>();
                 c->conn = conn;
                 try {
                     c->thread = std::thread([this, c, &at, id = ++next_connection_] { serve(*c, id, at); });
@@ -490,7 +491,7 @@ private:
                     return;  // no thread to spare: the connection closes
                 }
                 ++at.served;
-                live_.push_back(c);
+                connections_.push_back(c);
                 return;
             }
         }
@@ -503,13 +504,13 @@ private:
 
     // Joins the threads of connections that have ended.
     void reap() {
-        std::vector<std::shared_ptr<Live>> ended;
+        std::vector<std::shared_ptr<ServedConnection>> ended;
         {
             std::lock_guard lock(m_);
-            for (auto it = live_.begin(); it != live_.end();) {
+            for (auto it = connections_.begin(); it != connections_.end();) {
                 if ((*it)->done.load()) {
                     ended.push_back(*it);
-                    it = live_.erase(it);
+                    it = connections_.erase(it);
                 } else {
                     ++it;
                 }
@@ -518,8 +519,8 @@ private:
         for (auto& c : ended) c->thread.join();
     }
 
-    void serve(Live& live, std::uint64_t id, Endpoint& at) {
-        Connection conn = live.conn;
+    void serve(ServedConnection& client, std::uint64_t id, Endpoint& at) {
+        Connection conn = client.conn;
         try {
             conn.send(Reply{0, {}, {}, {}});  // admitted
             Caller caller(conn, stopping_, id);
@@ -529,8 +530,8 @@ private:
                 auto [object, method, args] = conn.recv<Request>();
                 if (object.empty() && method == "upgrade" && at.local && !upgraded) {
                     Connection pipe = upgrade(conn);
-                    std::lock_guard lock(live.m);
-                    live.conn = conn = pipe;
+                    std::lock_guard lock(client.m);
+                    client.conn = conn = pipe;
                     upgraded = true;
                     continue;
                 }
@@ -557,7 +558,7 @@ private:
             for (auto& [oid, obj] : objects_) obj->left(id);
             --at.served;
         }
-        live.done = true;
+        client.done = true;
     }
 
     // A client on this machine asks to go on over shared memory: it gets one end of a new Pipe
@@ -628,7 +629,7 @@ private:
     }
 
     Endpoint port_;
-    // On TCP, a second door for clients on this machine: a random abstract Unix name, which only
+    // On TCP, a local door for clients on this machine: a random abstract Unix name, which only
     // processes of the same host and network namespace can reach. They move there, and on to
     // shared memory, so a manager reached at a loopback or own address is as fast as a local one.
     std::optional<Endpoint> door_;
@@ -638,7 +639,7 @@ private:
     std::map<std::string, std::shared_ptr<Object>> objects_;
     std::map<std::string, std::string> kinds_;
     std::set<std::string> registered_;  // the server's own names: never released
-    std::list<std::shared_ptr<Live>> live_;
+    std::list<std::shared_ptr<ServedConnection>> connections_;
     std::uint64_t next_connection_ = 0;
     std::uint64_t next_object_ = 0;
     platform::Fd owner_;  // a pidfd: the server ends with that process
@@ -681,9 +682,10 @@ Connection upgraded(Connection& sock) {
     return ConnectionAccess::wrap(std::move(ch));
 }
 
-// A TCP connection to a server that may be on this machine: if the server's abstract Unix name
-// answers here, the calls go there instead, and on over shared memory; otherwise over TCP.
-Connection shortcut(Connection& tcp, const std::string& authkey) {
+// A TCP connection to a server that may be on this machine: if the server's local door (an
+// abstract Unix name) answers here, the calls go there instead, and on over shared memory;
+// otherwise over TCP.
+Connection through_local_door(Connection& tcp, const std::string& authkey) {
     tcp.send(Request{"", "local", {}});
     auto [status, type, message, results] = tcp.recv<Reply>();
     if (status != 0 || results.empty()) return tcp;
@@ -702,7 +704,7 @@ Connection shortcut(Connection& tcp, const std::string& authkey) {
 Connection connect_to_server(const std::string& address, const std::string& authkey) {
     Connection c = Client(address, {.authkey = authkey});
     expect_admission(c, address);
-    return is_unix_address(address) ? upgraded(c) : shortcut(c, authkey);
+    return is_unix_address(address) ? upgraded(c) : through_local_door(c, authkey);
 }
 
 // One thread's connections to servers, by address and key: a thread uses only its own, so that a
@@ -905,12 +907,12 @@ void BaseManager::start() {
     auto [here, there] = Pipe();
     // A pidfd of this process, made while it lives, so that it cannot name another by the time the
     // server watches it (a pid could be reused).
-    platform::Fd self = platform::pidfd_open(::getpid());
+    platform::Fd owner = platform::pidfd_open(::getpid());
     server_.emplace(detail::run_server, ProcessOptions{.name = "SyncManager", .start_method = options_.start_method},
                     address_, options_.authkey, registered_, options_.registered_only, there,
-                    detail::Owner{self.get()});
+                    detail::Owner{owner.get()});
     server_->start();
-    self.reset();
+    owner.reset();
     there.close();
     if (!here.poll(30.0)) throw ProcessError("the manager's server did not start listening within 30 s");
     address_ = here.recv<std::string>();
