@@ -201,7 +201,7 @@ public:
         return st;
     }
 
-    bool help(detail::TaskState& st) override {
+    bool try_read_answer(detail::TaskState& st) override {
         const int slot = st.slot.load(std::memory_order_acquire);
         if (slot < 0) return false;
         std::unique_lock mpi(world().m, std::try_to_lock);
@@ -327,7 +327,7 @@ private:
             t = std::move(s.current);
             s.current.reset();
             if (!t) return true;
-            t->st->slot.store(-1);  // a late helper must not read this rank's next answer
+            t->st->slot.store(-1);  // a late reader must not read this rank's next answer
             // The rank is free: the next pending task goes to it. (If none does, a submit may
             // take the rank and send to it itself: only who assigns a task sends it.)
             if (!pending_.empty() && !terminated_) {

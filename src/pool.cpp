@@ -1,13 +1,16 @@
 // The Pool's machinery: workers, each with its own duplex pipe, and one manager thread here that
-// hands tasks to idle workers, collects results, and replaces workers that die.
+// hands queued tasks to idle workers, collects results, runs the users' callbacks, and replaces
+// workers that die. It stays off a quick task's path: submit() hands a task straight to an idle
+// worker when none is queued, and a thread waiting for a result reads its worker's answer itself
+// if it comes while the thread spins (try_read_answer).
 //
 // A task message is the length of its head, the head (invoker symbol, function symbol), then the
 // encoded arguments; an answer is a status byte (0: result, 1: exception as (type, message)) and
 // its payload. Arguments and results are never copied to be wrapped: a big map's chunks are
-// megabytes. The manager watches every
-// worker's connection and process: a result completes the worker's task; end of file or the
-// process's end means the worker died. Its task then fails with WorkerLost (once the exit status
-// is known) if the worker had taken it from the pipe, and goes to another worker if not.
+// megabytes. The manager watches every worker's connection and process: a result completes the
+// worker's task; end of file or the process's end means the worker died. Its task then fails with
+// WorkerLost (once the exit status is known) if the worker had taken it from the pipe, and goes
+// to another worker if not.
 #include "mprocess/pool.hpp"
 
 #include <cxxabi.h>
@@ -197,7 +200,7 @@ void run_callback(const std::function<void()>& fn) noexcept {
     run_hook(fn);
 }
 
-bool help_collect(PoolCore& core, TaskState& st);
+bool try_read_answer(PoolCore& core, TaskState& st);
 
 void finish(TaskState& st, std::string result, std::exception_ptr error) {
     std::vector<std::function<void()>> hooks;
@@ -271,7 +274,7 @@ bool wait_task(TaskState& st, const Timeout& timeout) {
         const auto spin = std::min<std::chrono::nanoseconds>(kResultSpin, timeout.duration());
         for (auto now = t0; now - t0 < spin && !st.finished.load(std::memory_order_acquire);
              now = std::chrono::steady_clock::now()) {
-            if (help_collect(*core, st)) continue;
+            if (try_read_answer(*core, st)) continue;
             for (int i = 0; i < 64 && !st.finished.load(std::memory_order_relaxed); ++i) platform::cpu_relax();
             if (now - t0 > kSpinBeforeYield) platform::yield_cpu();
         }
@@ -344,17 +347,17 @@ public:
         st->pool = this;
         st->core = weak_from_this();
         Task t{std::make_shared<const std::string>(std::move(message)), st};
-        std::optional<Handed> handed;
+        std::optional<Assignment> assignment;
         {
             std::lock_guard lock(m_);
             if (!broken_.empty()) throw BrokenPool(broken_);
             if (closed_ || terminated_) throw ValueError("Pool not running");
             // An idle worker takes it from this thread: no hop through the manager.
-            if (pending_.empty()) handed = reserve(t);
-            if (!handed) pending_.push_back(std::move(t));
+            if (pending_.empty()) assignment = reserve(t);
+            if (!assignment) pending_.push_back(std::move(t));
         }
-        if (handed)
-            send(*handed);
+        if (assignment)
+            send(*assignment);
         else
             platform::signal_efd(bell_);
         return st;
@@ -362,7 +365,7 @@ public:
 
     // A thread waiting for st reads its worker's answer itself, if it is there: the manager may be
     // asleep, and waking it costs more than the task. True if an answer was read.
-    bool help(TaskState& st) override {
+    bool try_read_answer(TaskState& st) override {
         const int slot = st.slot.load(std::memory_order_acquire);
         if (slot < 0 || static_cast<std::size_t>(slot) >= workers_.size()) return false;
         Worker& w = *workers_[static_cast<std::size_t>(slot)];
@@ -455,7 +458,7 @@ private:
     };
 
     // A task given to a worker, to be sent outside the lock.
-    struct Handed {
+    struct Assignment {
         Connection conn;
         Task task;
         std::size_t slot;
@@ -514,7 +517,7 @@ private:
     }
 
     // Under m_: gives the task to an idle worker (it is sent after the lock is let go), or nullopt.
-    std::optional<Handed> reserve(Task& t) {
+    std::optional<Assignment> reserve(Task& t) {
         for (std::size_t i = 0; i < workers_.size(); ++i) {
             Worker& w = *workers_[i];
             // A worker that has run its maxtasksperchild tasks gets no more: it is exiting. An idle
@@ -527,7 +530,7 @@ private:
             t.st->slot.store(static_cast<int>(i), std::memory_order_release);
             w.current = t;
             w.current_msg = ++w.handed;
-            return Handed{w.conn, std::move(t), i, w.generation};
+            return Assignment{w.conn, std::move(t), i, w.generation};
         }
         return std::nullopt;
     }
@@ -559,18 +562,18 @@ private:
 
     // Sends a reserved task. If that fails, the task goes back to the queue, unless the worker's
     // death was handled first (then the task is queued again or failed already).
-    void send(Handed& h) {
+    void send(Assignment& a) {
         try {
-            h.conn.send_bytes(*h.task.message);
+            a.conn.send_bytes(*a.task.message);
             return;
         } catch (const Error&) {
         }
         {
             std::lock_guard lock(m_);
-            Worker& w = *workers_[h.slot];
+            Worker& w = *workers_[a.slot];
             // The generation tells this hand-over from a later one of the same task to the
             // slot's next process.
-            if (w.generation != h.generation || !w.current || w.current->st != h.task.st) return;
+            if (w.generation != a.generation || !w.current || w.current->st != a.task.st) return;
             if (!hand_back_untaken(w)) return;
         }
         platform::signal_efd(bell_);
@@ -579,15 +582,15 @@ private:
     // Gives idle workers the oldest pending tasks.
     void dispatch() {
         for (;;) {
-            std::optional<Handed> handed;
+            std::optional<Assignment> assignment;
             {
                 std::lock_guard lock(m_);
                 if (pending_.empty() || terminated_) return;
-                handed = reserve(pending_.front());
-                if (!handed) return;
+                assignment = reserve(pending_.front());
+                if (!assignment) return;
                 pending_.pop_front();
             }
-            send(*handed);
+            send(*assignment);
         }
     }
 
@@ -843,8 +846,8 @@ std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& optio
     return core;
 }
 
-bool help_collect(PoolCore& core, TaskState& st) {
-    return core.help(st);
+bool try_read_answer(PoolCore& core, TaskState& st) {
+    return core.try_read_answer(st);
 }
 
 void when_done_user(const std::shared_ptr<TaskState>& st, std::function<void()> fn) {

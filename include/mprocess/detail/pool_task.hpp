@@ -117,7 +117,7 @@ public:
     virtual std::string head(Invoker invoker, void* fn) = 0;
     virtual std::shared_ptr<TaskState> submit(std::string message) = 0;
     // A thread waiting for st may read its answer itself: true if it read one.
-    virtual bool help(TaskState& /*st*/) { return false; }
+    virtual bool try_read_answer(TaskState& /*st*/) { return false; }
     // Runs fn on the core's callback thread; false if that thread has ended.
     virtual bool post(std::function<void()> fn) = 0;
     // Takes back st (or every pending task, if null) if no worker has begun it.
@@ -148,7 +148,7 @@ void run_callback(const std::function<void()>& fn) noexcept;
 struct TaskState {
     std::mutex m;
     std::condition_variable cv;
-    const void* pool = nullptr;    // the pool whose manager thread completes it
+    const void* pool = nullptr;    // the pool whose manager thread runs its callbacks
     std::weak_ptr<PoolCore> core;  // a thread waiting for the result may read it from the worker
     std::atomic<int> slot{-1};     // the worker that holds it, once one does
     bool done = false;
@@ -164,8 +164,8 @@ struct TaskState {
 };
 
 // Runs fn once the task is done: at once in this thread if it already is, otherwise in the thread
-// that completes it (the pool's manager thread, as Python runs callbacks in its result thread).
-// An exception from fn is reported on stderr; it cannot reach anyone else.
+// that completes it (the pool's manager thread, or a thread waiting for the task that read its
+// answer itself). An exception from fn is reported on stderr; it cannot reach anyone else.
 void when_done(const std::shared_ptr<TaskState>& st, std::function<void()> fn);
 // A user's callback: at once in this thread if the task is done; otherwise on the pool's manager
 // thread, one callback at a time (as Python runs them on its result thread), whichever thread
