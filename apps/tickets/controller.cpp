@@ -315,7 +315,7 @@ private:
 
 std::string random_hex(std::size_t digits) {
     static constexpr char hex[] = "0123456789abcdef";
-    std::random_device source;  // the kernel's random source, not a seeded generator
+    std::random_device source;  // libstdc++: the CPU's or the kernel's entropy, never a seeded generator
     std::string out;
     while (out.size() < digits)
         for (unsigned n = source(), i = 0; i < 8 && out.size() < digits; ++i, n >>= 4) out += hex[n & 15];

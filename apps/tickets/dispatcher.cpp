@@ -261,8 +261,8 @@ int run_dispatcher(const DispatcherOptions& o, mp::Connection ready) {
         auto server = manager.get_server();  // listens from here on
         // The dispatcher is a client of its own server, like any controller. Its workers start
         // before the server's threads do.
-        mp::BaseManager self(server.address(), {.authkey = o.authkey, .insecure = o.insecure});
-        Dispatcher dispatcher(o, self);
+        mp::BaseManager client(server.address(), {.authkey = o.authkey, .insecure = o.insecure});
+        Dispatcher dispatcher(o, client);
         std::thread serving([&] { server.serve_forever(); });
         struct Stop {
             mp::ManagerServer& s;
@@ -272,7 +272,7 @@ int run_dispatcher(const DispatcherOptions& o, mp::Connection ready) {
                 t.join();
             }
         } stop{server, serving};
-        self.connect();
+        client.connect();
         if (o.announce)
             std::cout << "dispatcher: serving on " << server.address() << " with " << o.workers
                       << " worker processes; Ctrl-C stops it" << std::endl;

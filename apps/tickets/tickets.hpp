@@ -60,7 +60,8 @@ std::string power(std::string number, unsigned exponent);
 
 // ---- the two roles
 
-// `digits` hex digits from the system's random source: for names others must not guess.
+// `digits` hex digits from a non-deterministic source (std::random_device): for names others must
+// not guess.
 std::string random_hex(std::size_t digits);
 
 // What ends a role early: Ctrl-C or SIGTERM set it (see install_stop_handlers).
