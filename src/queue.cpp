@@ -1,17 +1,20 @@
 // The shared-memory queue behind Queue, JoinableQueue and SimpleQueue.
 //
-// Memory: one memfd = [control page][ring][overflow]. The ring (hot, a few hundred KiB) carries
-// the usual traffic and stays resident. The overflow (cold) is a much larger sparse area, written
-// only when the ring is full or an item is large; consumers punch the pages they have drained, so
-// a backlog's memory goes back to the system. Positions only grow and are taken modulo the area's
-// size.
+// Memory: one memfd = [control page][hot ring][warm ring][overflow]. The hot ring
+// (QueueOptions::ring_bytes, 256 KiB by default) carries the usual traffic, items up to a quarter
+// of it, and stays resident. The warm ring (512 MiB of address space, pages touched only when
+// used) takes items up to half its size, and gives its pages back when the queue is found idle.
+// The overflow (cold: a sparse area of up to 32 GiB of address space) takes larger items and the
+// backlog that fills the rings; consumers punch the pages they have drained, so a backlog's
+// memory goes back to the system. Positions only grow and are taken modulo the area's size.
 //
-// Records: [u64 header][payload][pad to 8]. The header holds the payload length (40 bits) and a
-// stamp derived from the item's sequence number (never 0). The slot after every record is zeroed
-// before the record's header is stored, so a consumer recognises a published record by its stamp
-// alone: one release store publishes, and no stale bytes can pass for a record. A jump record
-// (length all ones, then the target) sends the reader to the other area or to the start of the
-// next lap; producers keep room for one at the end of every area.
+// Records: [u64 header][payload][pad to 8]. The header holds the payload length (39 bits) and a
+// stamp (25 bits: the item's sequence number's low 24 and a bit always set, so never 0). The
+// slot after every record is zeroed before the record's header is stored, so a consumer
+// recognises a published record by its stamp alone: one release store publishes, and no stale
+// bytes can pass for a record. A jump record (a length of all ones less the area it leads to,
+// then the target position) sends the reader to another area or to the start of the next lap;
+// producers keep room for one at the end of every area.
 //
 // Locks: one for producers, one for consumers (ShmLock: a dead owner's lock is taken over). State
 // changes are ordered so that whoever takes over a dead owner's lock can finish or undo its step

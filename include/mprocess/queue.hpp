@@ -6,10 +6,11 @@
 //     p.start();
 //     auto v = q.get();                       // {1, 2, 3}
 //
-// Transport. A queue is one piece of anonymous shared memory: a ring for the usual traffic and a
-// large, sparse overflow area for a backlog or a large item. Each item is one record, published
-// by a single store, so put() returns only once the item is in the queue, and there is no feeder
-// thread. Waiting spins for a few microseconds, then sleeps on a futex. See docs/architecture.md.
+// Transport. A queue is one piece of anonymous shared memory: a small ring for the usual traffic,
+// a larger one for medium items, and a large, sparse overflow area for a backlog or a large item
+// (pages are touched only when used). Each item is one record, published by a single store, so
+// put() returns only once the item is in the queue, and there is no feeder thread. Waiting spins
+// for a few microseconds, then sleeps on a futex. See docs/architecture.md.
 //
 // Semantics, as Python's: FIFO per producer, any number of producers and consumers in any
 // processes, put/get with block and timeout, Empty and Full, maxsize in items, qsize/empty/full,
@@ -18,8 +19,9 @@
 //  - put() never hands the item to a background thread: an error (an item too large) comes from
 //    put() itself, a process may exit right after put() and lose nothing, and empty()/qsize()
 //    count the item as soon as put() returns;
-//  - an unbounded queue's put() never waits for a consumer; the memory a backlog took is given
-//    back to the system as consumers drain it;
+//  - an unbounded queue's put() never waits for a consumer, short of a backlog that fills the
+//    overflow (32 GiB of address space where the system allows); the memory a backlog took is
+//    given back to the system as consumers drain it;
 //  - typed: a Queue<T> carries T only, checked when the queue reaches another program image;
 //  - a process killed inside put() or get() does not wedge the queue: its lock is taken over.
 //    A put() killed before it returned may or may not have delivered its item; a get() killed
