@@ -1,5 +1,5 @@
-// The transport behind a Connection. One implementation today: the shared-memory ring pair of
-// Pipe(). Sockets (Listener/Client) will be a second.
+// The transport behind a Connection. Two implementations: the shared-memory ring pair of Pipe()
+// (shm_channel.cpp) and a stream socket of Listener and Client (socket_channel.cpp).
 #pragma once
 
 #include <algorithm>
@@ -28,10 +28,11 @@ public:
     // Message waiting or peer gone, waiting up to the deadline.
     virtual bool poll(const platform::Deadline& deadline) = 0;
 
-    // For wait(): ready now? / announce a sleeper and add the fds to watch / withdraw it.
+    // For wait(): ready now?
     virtual bool ready_now() = 0;
     // Some of a message is waiting: a look at memory, without a system call (no peer check).
     virtual bool has_data() = 0;
+    // For wait(): announce a sleeper and add the fds to watch / withdraw it.
     virtual void arm(std::vector<pollfd>& fds) = 0;
     virtual void disarm() = 0;
 

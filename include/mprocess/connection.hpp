@@ -11,18 +11,21 @@
 // only when someone sleeps. So a round trip between two busy processes costs well under a
 // microsecond, and an idle peer costs at most one bounded spin. A socket pair is kept only to
 // learn, through the kernel, when every copy of the other end is gone (closed or its process dead).
+// A Connection from Listener or Client carries the same messages over a stream socket instead
+// (listener.hpp).
 //
 // Semantics, as Python's:
 //  - messages are never merged or split; an empty message is a message; any size (up to memory);
 //  - recv() after the other end is gone returns what was sent before, then throws EOFError;
-//  - send() to a gone peer throws BrokenPipeError (noticed when the pipe fills or the peer was
-//    asleep; a send to a gone peer may otherwise succeed silently, as data written into a pipe
-//    whose reader has not read yet);
+//  - send() to a gone peer throws BrokenPipeError (on a Pipe, noticed when the pipe fills or the
+//    peer was asleep; a send to a gone peer may otherwise succeed silently, as data written into a
+//    pipe whose reader has not read yet);
 //  - a Connection is a handle: copies refer to the same connection, close() closes it for all of
 //    them, the last handle closes it too. Pass it to a child as a Process argument.
 // Better than Python's:
-//  - several processes or threads may send (or receive) on the same end at once: each message is
-//    written and read whole, under a lock that survives its owner's death;
+//  - several processes or threads may send (or receive) on the same end of a Pipe at once (on a
+//    socket, several threads of one process): each message is written and read whole, under a
+//    lock that survives its owner's death;
 //  - a message that cannot be received as asked (wrong type, larger than maxlength) stays in the
 //    pipe, unread, and the error says why;
 //  - a sender or receiver killed in the middle of a small message leaves the pipe intact (the
@@ -171,8 +174,8 @@ public:
     bool closed() const noexcept;
     bool readable() const;
     bool writable() const;
-    // A descriptor identifying this connection (its liveness socket). Readiness is poll()'s and
-    // mprocess::wait()'s business: do not select() on it for messages.
+    // A descriptor identifying this connection (a Pipe's liveness socket, or the socket itself).
+    // Readiness is poll()'s and mprocess::wait()'s business: do not select() on it for messages.
     int fileno() const;
 
     friend bool operator==(const Connection& a, const Connection& b) noexcept { return a.ch_ == b.ch_; }

@@ -8,8 +8,8 @@
 //     mp::Connection conn = mp::Client(where, {.authkey = "secret"});
 //     conn.send(std::string("hello"));
 //
-// Addresses: "host:port" and "[v6 address]:port" (TCP), "/path" or "unix:path" (a Unix socket
-// file, removed again when the Listener closes), "@name" (a Linux abstract Unix socket).
+// Addresses: "host:port" and "[v6 address]:port" (TCP), "/path", "./path" or "unix:path" (a Unix
+// socket file, removed again when the Listener closes), "@name" (a Linux abstract Unix socket).
 //
 // The authkey authenticates; it does not encrypt. With one, each side proves that it knows the
 // key (HMAC-SHA256 of a fresh random challenge, in both directions, compared in constant time)
@@ -35,14 +35,16 @@
 // (Python's accept() would wait on them): a TimeoutError says how many were dropped meanwhile.
 //
 // On an abstract "@name" (which any user can reach and find in /proc/net/unix) and on a socket
-// file of the default mode (its owner's alone), a client of another user is refused before any
-// byte of the handshake: its connection is closed at once. allowed_uids lets named users in; root
-// (uid 0) is a user like any other here, refused unless listed (or the listener is root's). A
-// socket file whose mode lets its group or others connect lets in whoever the file lets connect.
+// file whose mode lets only its owner connect (the default), a client of another user is refused
+// before any byte of the handshake: its connection is closed at once. allowed_uids lets named
+// users in; root (uid 0) is a user like any other here, refused unless listed (or the listener is
+// root's). A socket file whose mode lets its group or others connect lets in whoever the file lets
+// connect.
 //
-// A peer cannot break the receiving side: a frame longer than max_message, a peer that vanishes
-// mid-message, or a handshake that is wrong or late ends that one connection with an error. A
-// message's memory grows with the bytes that arrive, not with the length the peer announces.
+// A peer cannot break the receiving side: a frame longer than max_message or a peer that vanishes
+// mid-message ends that one connection with an error, as a handshake that is wrong or late ends
+// that one handshake (see above for what accept() says). A message's memory grows with the bytes
+// that arrive, not with the length the peer announces.
 #pragma once
 
 #include <sys/types.h>
