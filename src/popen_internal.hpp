@@ -1,4 +1,5 @@
-// Shared by the spawn and forkserver start methods.
+// Shared by the spawn and forkserver start methods and process.cpp; copy_spawn_fd also by every
+// handle whose descriptor reaches a child in a fresh image (queues, locks, shared memory).
 #pragma once
 
 #include <string>

@@ -1,12 +1,19 @@
 // The spawn start method and the entry guard (freeze_support).
 //
-// The parent forks, marks every descriptor close-on-exec except the ones the child needs, and
-// executes /proc/self/exe with the parent's own argv and MPROCESS_SPAWN_FD in the environment.
-// Over that socket it sends the child's identity, the target's code addresses and arguments; the
-// child reads them in freeze_support(), answers 'R', and runs the target. A failed exec reaches
-// the parent as errno over a close-on-exec pipe. A child whose main() starts a process without
-// having called freeze_support() answers 'E' instead, and the parent gives up on a child that
-// says nothing within kGuardTimeout.
+// The parent makes a socket pair and forks; the child marks every descriptor close-on-exec except
+// the ones it needs, and executes /proc/self/exe with the parent's own argv and MPROCESS_SPAWN_FD
+// (its end of the pair) in the environment. Over that socket the parent sends the child's
+// identity, the target's code addresses and arguments; the child reads them in freeze_support(),
+// answers 'R', and runs the target. A failed exec reaches the parent as errno over a close-on-exec
+// pipe. A child whose main() starts a process without having called freeze_support() answers 'E'
+// instead, and the parent gives up on a child that says nothing within kGuardTimeout.
+//
+// The new image trusts the variable only if it names a Unix socket whose other end is its parent
+// process and its own user (checked at static initialization, where the variable is also removed
+// from the environment); anything else makes freeze_support() exit with the reason, and in
+// secure-execution mode (setuid, setgid, file capabilities) the variable is ignored. It runs only
+// an entry point the binary registered (entry_point.hpp). MPROCESS_FORKSERVER_FD starts a
+// forkserver the same way.
 #include <cerrno>
 #include <charconv>
 #include <cstdio>

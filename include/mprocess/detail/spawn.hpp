@@ -1,11 +1,13 @@
 // How a Process target crosses into a fresh program image (spawn, forkserver) without pickle.
 //
 // The child runs the same binary. A target qualifies when it is a plain function, or a lambda
-// without captures (it converts to one), and every argument is serializable or a Connection.
-// The parent sends two code addresses, each as (object build-id, offset in the object): the
-// user's function and `spawn_entry<Fn, Args...>`, an instantiation that knows how to decode the
-// arguments and call the function. The child finds both again in its own mapping of the same
-// objects, refusing an object whose build-id differs.
+// without captures (it converts to one), and every argument is serializable, a handle (SpawnArg
+// with `handle`: Connection, queues, locks, shared values, SharedMemory), or a container or user
+// type made of those. The parent sends two code addresses, each as (object build-id, offset in
+// the object): the user's function and `spawn_entry<Fn, Args...>`, an instantiation that knows how
+// to decode the arguments and call the function. The child finds both again in its own mapping of
+// the same objects, refusing an object whose build-id differs, an entry point this binary did not
+// register (entry_point.hpp), and a function outside executable code.
 #pragma once
 
 #include <cstdint>
