@@ -1,4 +1,7 @@
-// Errors named after Python's, all deriving from mprocess::Error.
+// The errors the whole library shares, named after Python's where Python has one. The library's
+// errors all derive from mprocess::Error, those of one part too: Empty and Full (queue.hpp),
+// WorkerLost, BrokenPool and CancelledError (pool.hpp), AssertionError and BrokenBarrierError
+// (synchronize.hpp), subprocess's (subprocess.hpp).
 #pragma once
 
 #include <cerrno>
@@ -49,7 +52,9 @@ public:
 };
 
 // The other end of a Listener/Client connection did not prove it knows the authkey (or we did
-// not), or the handshake broke its protocol or took too long.
+// not), or the handshake broke its protocol or took too long: from Client(), and from accept()
+// for the client that failed. Also a manager proxy's, when this process knows no key for its
+// server.
 class AuthenticationError : public Error {
 public:
     using Error::Error;

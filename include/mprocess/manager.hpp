@@ -296,7 +296,7 @@ public:
 
     // Starts the server in a child process; returns once it listens.
     void start();
-    // Runs the server in this process until shutdown() (from any client) or a signal.
+    // Runs the server in this process until a client calls shutdown().
     void serve_forever();
     // The server, listening, to run in this process (see ManagerServer).
     ManagerServer get_server();

@@ -1,4 +1,4 @@
-// The whole library:  #include <mprocess/mprocess.hpp>   namespace mp = mprocess;
+// The whole library but mpi.hpp (which needs MPI):  #include <mprocess/mprocess.hpp>   namespace mp = mprocess;
 #pragma once
 
 #include "mprocess/connection.hpp"

@@ -1,4 +1,7 @@
-// POSIX/Linux primitives used by the core. The only place with raw system calls.
+// POSIX/Linux primitives used by the core: descriptors, socket pairs, memfd and mappings,
+// eventfd, futex, poll, pidfd, random bytes. Most of the core's system calls are here; the start
+// methods (process.cpp, popen_*.posix.cpp), the resource tracker and named shared memory
+// (shm_open) make their own.
 #pragma once
 
 #include <atomic>

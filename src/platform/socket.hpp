@@ -1,5 +1,5 @@
 // Stream sockets for Listener and Client: TCP over IPv4 and IPv6, and Unix sockets (paths and
-// Linux abstract names). The only place with socket system calls.
+// Linux abstract names), and descriptors passed over them (SCM_RIGHTS).
 #pragma once
 
 #include <cstddef>
