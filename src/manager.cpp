@@ -565,11 +565,7 @@ private:
     // through the Unix socket (SCM_RIGHTS), and the calls are served on the other end.
     static Connection upgrade(Connection& sock) {
         auto [mine, theirs] = Pipe();
-        SpawnArgs args;
-        const std::string blob = ConnectionAccess::channel(theirs).export_to(args);
-        const std::uint64_t n = blob.size();
-        const std::string msg = std::string(reinterpret_cast<const char*>(&n), sizeof n) + blob;
-        platform::send_with_fds(sock.fileno(), msg.data(), msg.size(), args.fds);
+        send_pipe_end(sock.fileno(), theirs);
         sock.close();
         return mine;
     }
@@ -664,22 +660,10 @@ Connection upgraded(Connection& sock) {
     // The descriptors come with their bytes, so the socket is read directly here: nothing is read
     // ahead, since the server said nothing after its admission but what answers this request.
     sock.send(Request{"", "upgrade", {}});
-    std::uint64_t n = 0;
-    std::vector<int> fds;
-    std::string blob;
-    bool ok = platform::recv_with_fds(sock.fileno(), &n, sizeof n, fds) && n <= (1u << 16);
-    if (ok) {
-        blob.resize(n);
-        ok = platform::recv_with_fds(sock.fileno(), blob.data(), n, fds);
-    }
-    std::vector<platform::Fd> owned;
-    for (int fd : fds) owned.emplace_back(fd);  // closed when done: the channel keeps its own copies
-    if (!ok) throw EOFError("the manager's server went away while moving the connection to shared memory");
-    SpawnArgs args;
-    args.fds = fds;
-    auto ch = import_shm_channel(args, blob);
+    std::optional<Connection> pipe = recv_pipe_end(sock.fileno());
+    if (!pipe) throw EOFError("the manager's server went away while moving the connection to shared memory");
     sock.close();
-    return ConnectionAccess::wrap(std::move(ch));
+    return std::move(*pipe);
 }
 
 // A TCP connection to a server that may be on this machine: if the server's local door (an

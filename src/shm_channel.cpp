@@ -10,6 +10,9 @@
 #include "shm_channel.hpp"
 #include "shm_lock.hpp"
 
+#include "mprocess/connection.hpp"
+#include "platform/socket.hpp"
+
 #include <algorithm>
 #include <array>
 #include <tuple>
@@ -515,6 +518,31 @@ std::pair<std::shared_ptr<Channel>, std::shared_ptr<Channel>> make_shm_pipe(bool
     auto r = std::make_shared<ShmChannel>(map, std::move(dirs[0]), Dir{}, std::move(sa));
     auto w = std::make_shared<ShmChannel>(map, Dir{}, std::move(ring0_for_w), std::move(sb));
     return {r, w};
+}
+
+void send_pipe_end(int sock, const Connection& end) {
+    SpawnArgs args;
+    const std::string blob = ConnectionAccess::channel(end).export_to(args);
+    const std::uint64_t n = blob.size();
+    const std::string msg = std::string(reinterpret_cast<const char*>(&n), sizeof n) + blob;
+    platform::send_with_fds(sock, msg.data(), msg.size(), args.fds);
+}
+
+std::optional<Connection> recv_pipe_end(int sock) {
+    std::uint64_t n = 0;
+    std::vector<int> fds;
+    std::string blob;
+    bool ok = platform::recv_with_fds(sock, &n, sizeof n, fds) && n <= (1u << 16);
+    if (ok) {
+        blob.resize(n);
+        ok = platform::recv_with_fds(sock, blob.data(), n, fds);
+    }
+    std::vector<Fd> owned;
+    for (int fd : fds) owned.emplace_back(fd);  // closed when done: the channel keeps its own copies
+    if (!ok) return std::nullopt;
+    SpawnArgs args;
+    args.fds = fds;
+    return ConnectionAccess::wrap(import_shm_channel(args, blob));
 }
 
 }  // namespace mprocess::detail

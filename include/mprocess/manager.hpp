@@ -13,8 +13,8 @@
 //     auto jobs = client.Queue<Job>("jobs"); // named objects: everyone who asks gets the same one
 //
 // The server stores items as encoded messages, so it runs without knowing the item types, and
-// programs built separately can share it; a proxy of the wrong type gets TypeMismatch when it
-// reads an item. A call that fails on the server throws a RemoteError here, whose source() is
+// programs built separately (by g++ or clang alike) can share it; a proxy of the wrong type gets
+// TypeMismatch when it reads an item. A call that fails on the server throws a RemoteError here, whose source() is
 // "manager <address>", as the subclass of its Python kind (RemoteKeyError, RemoteIndexError,
 // RemoteValueError, RemoteTypeError, RemoteAttributeError); Empty, Full and EOFError cross as
 // themselves; a lost server, EOFError or BrokenPipeError. A Lock held by a connection that ends (its

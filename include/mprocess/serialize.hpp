@@ -7,6 +7,10 @@
 //
 //     template <class Archive> void serialize(Archive& ar) { ar(field1, field2); }
 //
+// The tag comes from the type's canonical name (detail/type_name.hpp), the same whichever of g++
+// and clang built the program; a type that no compiler-independent name can be made for (one in an
+// inline namespace of its own) is named by specializing mprocess::message_name<T>.
+//
 // Decoding checks the tag against the type asked for (TypeMismatch) and never trusts a length
 // (DecodeError on truncated, oversized or trailing bytes): no count makes it allocate more than
 // the message's bytes can back (see detail/archive.hpp), and running out of memory is a

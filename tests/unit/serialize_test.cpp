@@ -1,6 +1,7 @@
 #include <mprocess/serialize.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -195,6 +196,142 @@ TEST(Serialize, SameTypeSameTagDifferentTypesDifferentTags) {
     EXPECT_NE(mp::detail::type_tag<std::vector<int>>, mp::detail::type_tag<std::vector<long>>);
     EXPECT_NE(mp::detail::type_tag<int>, mp::detail::type_tag<unsigned>);
     EXPECT_EQ(mp::detail::type_name<Point>().find("Point") != std::string_view::npos, true);
+}
+
+// Programs built by g++ and by clang share messages, so a type's name (the source of its tag) is
+// one text, whichever compiler built the program: this file is compiled by g++ in the normal build
+// and by clang in the sanitizer builds, and expects the same names in both.
+TEST(TypeNames, StandardTypesAreNamedAsOneWritesThemUnderEitherCompiler) {
+    using mp::detail::type_name_v;
+    EXPECT_EQ(type_name_v<std::string>, "std::string");
+    EXPECT_EQ(type_name_v<std::vector<std::string>>, "std::vector<std::string>");
+    EXPECT_EQ((type_name_v<std::map<std::string, std::vector<int>>>), "std::map<std::string, std::vector<int>>");
+    EXPECT_EQ((type_name_v<std::unordered_map<long, std::wstring>>), "std::unordered_map<long, std::wstring>");
+    EXPECT_EQ((type_name_v<std::set<short, std::greater<short>>>), "std::set<short, std::greater<short>>");
+    EXPECT_EQ(type_name_v<std::optional<unsigned long>>, "std::optional<unsigned long>");
+    EXPECT_EQ((type_name_v<std::variant<std::monostate, long long, std::string>>),
+              "std::variant<std::monostate, long long, std::string>");
+    EXPECT_EQ((type_name_v<std::tuple<int, std::string, double>>), "std::tuple<int, std::string, double>");
+    EXPECT_EQ((type_name_v<std::pair<const int, unsigned short>>), "std::pair<const int, unsigned short>");
+    EXPECT_EQ((type_name_v<std::array<std::string, 2>>), "std::array<std::string, 2>");
+    EXPECT_EQ(type_name_v<std::list<char>>, "std::list<char>");
+    EXPECT_EQ(type_name_v<std::chrono::seconds>, "std::chrono::duration<long>");
+    EXPECT_EQ(type_name_v<std::chrono::milliseconds>, "std::chrono::duration<long, std::ratio<1, 1000>>");
+    EXPECT_EQ(type_name_v<std::chrono::system_clock::time_point>,
+              "std::chrono::time_point<std::chrono::system_clock, std::chrono::duration<long, std::ratio<1, 1000000000>>>");
+    EXPECT_EQ(type_name_v<const char*>, "const char*");
+    EXPECT_EQ(type_name_v<int[3]>, "int[3]");
+    EXPECT_EQ(type_name_v<std::vector<Point>>, "std::vector<(anonymous namespace)::Point>");
+}
+
+// Canonical names never merge two types: what was told apart before is told apart still.
+TEST(TypeNames, DifferentTypesKeepDifferentNamesAndTags) {
+    using mp::detail::type_tag;
+    EXPECT_NE(type_tag<long>, type_tag<long long>);
+    EXPECT_NE(type_tag<char>, type_tag<signed char>);
+    EXPECT_NE(type_tag<std::set<int>>, (type_tag<std::set<int, std::greater<int>>>));
+    EXPECT_NE(type_tag<std::string>, type_tag<std::vector<char>>);
+    EXPECT_NE(type_tag<std::vector<std::string>>, type_tag<std::vector<std::wstring>>);
+    EXPECT_NE(type_tag<std::chrono::seconds>, type_tag<std::chrono::milliseconds>);
+    EXPECT_NE((type_tag<std::array<int, 2>>), (type_tag<std::array<int, 3>>));
+    EXPECT_NE(type_tag<const int*>, type_tag<int*>);
+}
+
+namespace {
+std::string canonical(std::string_view spelling) {
+    std::string out(mp::detail::normalized_capacity(spelling.size()), '\0');
+    out.resize(mp::detail::normalize(spelling, out.data()));
+    return out;
+}
+}  // namespace
+
+// What g++ 12 and clang 19 write for the same type (found by printing both for a few hundred
+// types), and the one name both become.
+TEST(TypeNames, TheNormalizerMakesOneNameOfWhatEitherCompilerWrites) {
+    struct Case {
+        std::string_view gcc, clang, name;
+    };
+    const Case cases[] = {
+        {"std::__cxx11::basic_string<char>", "std::basic_string<char>", "std::string"},
+        {"std::__cxx11::basic_string<char16_t>", "std::basic_string<char16_t>", "std::u16string"},
+        {"std::vector<std::__cxx11::basic_string<char> >", "std::vector<std::basic_string<char>>",
+         "std::vector<std::string>"},
+        {"Box<std::__cxx11::basic_string<wchar_t> >", "Box<std::basic_string<wchar_t>>", "Box<std::wstring>"},
+        {"std::__cxx11::list<char>", "std::list<char>", "std::list<char>"},
+        {"long int", "long", "long"},
+        {"long unsigned int", "unsigned long", "unsigned long"},
+        {"short int", "short", "short"},
+        {"short unsigned int", "unsigned short", "unsigned short"},
+        {"long long unsigned int", "unsigned long long", "unsigned long long"},
+        {"__int128 unsigned", "unsigned __int128", "unsigned __int128"},
+        {"long double", "long double", "long double"},
+        {"{anonymous}::Anon", "(anonymous namespace)::Anon", "(anonymous namespace)::Anon"},
+        {"outer::{anonymous}::In", "outer::(anonymous namespace)::In", "outer::(anonymous namespace)::In"},
+        {"main()::Local", "Local", "Local"},
+        {"ns::S::g() const::Mem", "Mem", "Mem"},
+        {"Box<ns::f(int)::Local>", "Box<Local>", "Box<Local>"},
+        {"ns::deep::Tpl<Point, -3>", "ns::deep::Tpl<Point, -3>", "ns::deep::Tpl<Point, -3>"},
+        {"Val<5>", "Val<5U>", "Val<5>"},
+        {"Val<7>", "Val<7UL>", "Val<7>"},
+        {"Val<-5>", "Val<-5LL>", "Val<-5>"},
+        {"Val<3>", "Val<(unsigned short)3>", "Val<3>"},
+        {"Val<-3>", "Val<(short)-3>", "Val<-3>"},
+        {"Val<3>", "Val<(signed char)'\\x03'>", "Val<3>"},
+        {"Val<'a'>", "Val<'a'>", "Val<97>"},
+        {"Val<'\\000'>", "Val<'\\x00'>", "Val<0>"},
+        {"Val<'\\012'>", "Val<'\\n'>", "Val<10>"},
+        {"Val<'\\37777777710'>", "Val<'\\xc8'>", "Val<200>"},
+        {"Val<120>", "Val<L'x'>", "Val<120>"},
+        {"Val<(& g)>", "Val<&g>", "Val<&g>"},
+        {"Val<(Scoped)9>", "Val<(Scoped)9>", "Val<(Scoped)9>"},
+        {"Val<Scoped::a>", "Val<Scoped::a>", "Val<Scoped::a>"},
+        {"Val<SP{1, 2}>", "Val<SP{1, 2}>", "Val<SP{1, 2}>"},
+        {"TT<std::vector>", "TT<std::vector>", "TT<std::vector>"},
+        {"const char* const", "const char *const", "const char*const"},
+        {"void (*)(int, std::__cxx11::basic_string<char>)", "void (*)(int, std::basic_string<char>)",
+         "void(*)(int, std::string)"},
+        {"struct Point", "Point", "Point"},
+        {"Mixed<std::variant<int, std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> > "
+         ">, 3>",
+         "Mixed<std::variant<int, std::basic_string<char>>, 3>", "Mixed<std::variant<int, std::string>, 3>"},
+        {"Mixed<std::tuple<std::map<int, std::__cxx11::basic_string<char, std::char_traits<char>, "
+         "std::allocator<char> >, std::less<int>, std::allocator<std::pair<const int, "
+         "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> > > > > >, 1>",
+         "Mixed<std::tuple<std::map<int, std::basic_string<char>>>, 1>",
+         "Mixed<std::tuple<std::map<int, std::string>>, 1>"},
+        {"Pack<std::unordered_map<int, int, std::hash<int>, std::equal_to<int>, std::allocator<std::pair<const int, "
+         "int> > > >",
+         "Pack<std::unordered_map<int, int>>", "Pack<std::unordered_map<int, int>>"},
+        {"Mixed<std::tuple<std::chrono::duration<long int, std::ratio<1, 1> > >, 1>",
+         "Mixed<std::tuple<std::chrono::duration<long>>, 1>", "Mixed<std::tuple<std::chrono::duration<long>>, 1>"},
+        {"std::chrono::time_point<std::chrono::_V2::system_clock, std::chrono::duration<long int, std::ratio<1, "
+         "1000000000> > >",
+         "std::chrono::time_point<std::chrono::system_clock, std::chrono::duration<long, std::ratio<1, 1000000000>>>",
+         "std::chrono::time_point<std::chrono::system_clock, std::chrono::duration<long, std::ratio<1, 1000000000>>>"},
+    };
+    for (const auto& c : cases) {
+        EXPECT_EQ(canonical(c.gcc), c.name) << "g++ writes " << c.gcc;
+        EXPECT_EQ(canonical(c.clang), c.name) << "clang writes " << c.clang;
+    }
+}
+
+namespace lib {
+inline namespace v2 {
+struct Renamed {  // g++ would write lib::v2::Renamed, clang lib::Renamed
+    int x;
+};
+}  // namespace v2
+}  // namespace lib
+
+template <>
+inline constexpr std::string_view mprocess::message_name<lib::Renamed> = "lib::Renamed";
+
+TEST(TypeNames, AMessageNameNamesATypeTheSameForEveryCompiler) {
+    EXPECT_EQ(mp::detail::type_name_v<lib::Renamed>, "lib::Renamed");
+    EXPECT_EQ(mp::detail::type_name_v<std::vector<lib::Renamed>>, "std::vector<lib::Renamed>");
+    EXPECT_EQ(mp::detail::type_tag<lib::Renamed>,
+              mp::detail::fnv1a("lib::Renamed") ^ (std::uint64_t{sizeof(lib::Renamed)} << 56));
+    EXPECT_EQ(mp::decode<lib::Renamed>(mp::encode(lib::Renamed{7})).x, 7);
 }
 
 namespace {
