@@ -5,7 +5,8 @@
 // that answers is free and gets the next (dynamic scheduling). MPI runs with
 // MPI_THREAD_SERIALIZED: in rank 0 every MPI call is made under one mutex, by the submitting
 // thread (an idle rank takes a task straight from submit), a waiting thread (it reads its own
-// answer when it comes), or the core's manager thread (everything else, and the callbacks).
+// answer when it comes), or the core's manager thread (everything else, and the callbacks). The
+// Pool's lifecycle is the local Pool's (pool/core.hpp); this file is only the transport.
 #include "mprocess/mpi.hpp"
 
 #include <mpi.h>
@@ -20,9 +21,12 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "mprocess/context.hpp"
 #include "mprocess/process.hpp"
+#include "pool/core.hpp"
+#include "pool/task.hpp"
 
 namespace mprocess::mpi {
 
@@ -155,320 +159,109 @@ void spawn_workers(unsigned n) {
     w.workers.insert(w.workers.end(), fresh.begin(), fresh.end());
 }
 
-struct Task {
-    std::string message;
-    std::shared_ptr<detail::TaskState> st;
-};
-
-class MpiPoolCore final : public detail::PoolCore {
+// The transport: a slot per rank. Every MPI call here is made under world().m (the slot's reading
+// lock too: one lock for all ranks).
+class MpiPoolCore final : public detail::SlotCore {
 public:
-    explicit MpiPoolCore(std::vector<Worker> workers) : slots_(workers.size()) {
-        for (std::size_t i = 0; i < workers.size(); ++i) slots_[i].worker = workers[i];
-    }
+    explicit MpiPoolCore(std::vector<Worker> workers) : SlotCore(workers.size(), false), workers_(std::move(workers)) {}
     ~MpiPoolCore() override { terminate(); }
+    using SlotCore::start_manager;
 
-    void run() {
-        manager_running_ = true;
-        manager_ = std::thread([this] { manage(); });
-    }
-
-    std::string head(detail::Invoker invoker, void* fn) override { return detail::task_message_head(invoker, fn); }
-
-    std::shared_ptr<detail::TaskState> submit(std::string message) override {
-        auto st = std::make_shared<detail::TaskState>();
-        st->pool = this;
-        st->core = weak_from_this();
-        std::optional<std::size_t> slot;
-        bool wake;
-        {
-            std::lock_guard lock(m_);
-            if (closed_ || terminated_) throw ValueError("Pool not running");
-            if (!broken_.empty()) throw BrokenPool(broken_);
-            if (pending_.empty()) slot = idle_slot();
-            if (slot) {
-                slots_[*slot].current = Task{std::move(message), st};
-                st->started = true;
-                st->slot.store(static_cast<int>(*slot));
-            } else {
-                pending_.push_back(Task{std::move(message), st});
-            }
-            // A manager asleep with nothing to watch must now look for the answer: the waiting
-            // thread reads it itself only for the first moments.
-            wake = !slot || manager_idle_;
-        }
-        if (slot) send(*slot);
-        if (wake) cv_.notify_all();
-        return st;
-    }
-
-    bool try_read_answer(detail::TaskState& st) override {
-        const int slot = st.slot.load(std::memory_order_acquire);
-        if (slot < 0) return false;
-        std::unique_lock mpi(world().m, std::try_to_lock);
-        return mpi && collect(static_cast<std::size_t>(slot), mpi);
-    }
-
-    bool post(std::function<void()> fn) override {
-        {
-            std::lock_guard lock(m_);
-            if (!manager_running_) return false;
-            posted_.push_back(std::move(fn));
-        }
-        cv_.notify_all();
-        return true;
-    }
-
-    bool cancel(const std::shared_ptr<detail::TaskState>& st) override {
-        std::deque<Task> taken;
-        {
-            std::lock_guard lock(m_);
-            if (st) {
-                auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Task& t) { return t.st == st; });
-                if (it == pending_.end()) return false;
-                taken.push_back(std::move(*it));
-                pending_.erase(it);
-            } else {
-                taken.swap(pending_);
-            }
-        }
-        for (auto& t : taken) detail::cancel_unstarted(*t.st);
-        return true;
-    }
-
-    void close() override {
-        {
-            std::lock_guard lock(m_);
-            closed_ = true;
-        }
-        cv_.notify_all();
-    }
-
-    void join() override {
-        {
-            std::lock_guard lock(m_);
-            if (!closed_ && !terminated_) throw ValueError("join() of a Pool that is still running: close() it first");
-        }
-        if (on_manager()) throw ValueError("join() of a Pool in one of its own callbacks would never end");
-        std::lock_guard lock(lifecycle_m_);
-        if (manager_.joinable()) manager_.join();
-    }
-
-    // Ranks cannot be interrupted: the tasks they hold fail at once, but the manager reads
-    // their answers before it ends, so that the ranks are clean for the next Pool.
-    void terminate() noexcept override {
-        {
-            std::lock_guard lock(m_);
-            terminated_ = true;
-        }
-        cv_.notify_all();
-        if (on_manager()) return;
-        std::lock_guard lock(lifecycle_m_);
-        if (manager_.joinable()) manager_.join();
-    }
-
-    std::vector<int> pids() const override {
-        std::vector<int> out;
-        for (const auto& s : slots_) out.push_back(s.worker.pid);
+    std::vector<pid_t> pids() const override {
+        std::vector<pid_t> out;
+        for (const auto& w : workers_) out.push_back(w.pid);
         return out;
     }
 
 private:
-    bool on_manager() const { return manager_id_.load() == std::this_thread::get_id(); }
+    bool can_take(std::size_t) override { return true; }
+    std::uint64_t reserved(std::size_t) override { return 0; }
 
-    struct Slot {
-        Worker worker;
-        std::optional<Task> current;  // under m_
-    };
-
-    // Under m_.
-    std::optional<std::size_t> idle_slot() const {
-        for (std::size_t i = 0; i < slots_.size(); ++i)
-            if (!slots_[i].current) return i;
-        return std::nullopt;
-    }
-
-    void send(std::size_t i) {
-        Slot& s = slots_[i];
-        std::string_view msg;
-        {
-            std::lock_guard lock(m_);
-            if (!s.current) return;
-            msg = s.current->message;  // stays put until the answer comes: only this slot's answer clears it
-        }
+    void send(std::size_t i, const detail::Task& task, std::uint64_t) override {
         try {
             std::lock_guard mpi(world().m);
-            send_bytes(s.worker.comm, s.worker.rank, kTagTask, msg);
+            send_bytes(workers_[i].comm, workers_[i].rank, kTagTask, *task.message);
         } catch (const std::exception&) {
-            fail_slot(i, std::current_exception());
+            {
+                std::lock_guard lock(m_);
+                if (!slots_[i].current || slots_[i].current->st != task.st) return;
+                slots_[i].current.reset();
+            }
+            detail::finish(*task.st, {}, std::current_exception());
         }
     }
 
-    void fail_slot(std::size_t i, std::exception_ptr error) {
-        std::optional<Task> t;
-        {
-            std::lock_guard lock(m_);
-            t = std::move(slots_[i].current);
-            slots_[i].current.reset();
-        }
-        if (t) detail::finish(*t->st, {}, error);
+    bool read_answer(std::size_t i) override {
+        std::unique_lock mpi(world().m, std::try_to_lock);
+        return mpi && take_answer(i, mpi);
     }
 
     // With the MPI mutex held: reads slot i's answer if it is there, and completes its task.
-    bool collect(std::size_t i, std::unique_lock<std::mutex>& mpi) {
-        Slot& s = slots_[i];
+    bool take_answer(std::size_t i, std::unique_lock<std::mutex>& mpi) {
         MPI_Status st;
-        if (!probe(s.worker.comm, s.worker.rank, kTagAnswer, st)) return false;
-        std::string answer = recv_bytes(s.worker.comm, st);
-        mpi.unlock();
-        std::optional<Task> t;
-        bool next = false;
-        {
-            std::lock_guard lock(m_);
-            t = std::move(s.current);
-            s.current.reset();
-            if (!t) return true;
-            t->st->slot.store(-1);  // a late reader must not read this rank's next answer
-            // The rank is free: the next pending task goes to it. (If none does, a submit may
-            // take the rank and send to it itself: only who assigns a task sends it.)
-            if (!pending_.empty() && !terminated_) {
-                s.current = std::move(pending_.front());
-                pending_.pop_front();
-                s.current->st->started = true;
-                s.current->st->slot.store(static_cast<int>(i));
-                next = true;
-            }
-        }
-        detail::finish_with_answer(*t->st, std::move(answer), s.worker.pid);
-        if (next) send(i);
+        if (!probe(workers_[i].comm, workers_[i].rank, kTagAnswer, st)) return false;
+        std::string answer = recv_bytes(workers_[i].comm, st);
+        answered(i, mpi, std::move(answer), workers_[i].pid);
         return true;
     }
 
-    // Tasks waiting while ranks are idle (submitted while all were busy, then freed): sent now.
-    void dispatch() {
-        std::vector<std::size_t> to_send;
-        {
-            std::lock_guard lock(m_);
-            while (!pending_.empty() && !terminated_) {
-                auto slot = idle_slot();
-                if (!slot) break;
-                slots_[*slot].current = std::move(pending_.front());
-                pending_.pop_front();
-                slots_[*slot].current->st->started = true;
-                slots_[*slot].current->st->slot.store(static_cast<int>(*slot));
-                to_send.push_back(*slot);
-            }
+    // Answers to look for: look again soon, then a little later each time, up to 1 ms. No
+    // spinning: a thread waiting for a result spins and reads its own answer, and the ranks need
+    // the CPUs more than this thread does. With nothing held, sleep until woken.
+    void wait(bool holding) override {
+        std::unique_lock lock(wake_m_);
+        if (!holding) {
+            woken_cv_.wait(lock, [&] { return woken_; });
+        } else if (!got_) {
+            const auto idle = Clock::now() - last_;
+            woken_cv_.wait_for(lock,
+                               std::clamp<Clock::duration>(idle / 8, std::chrono::microseconds(20),
+                                                           std::chrono::milliseconds(1)),
+                               [&] { return woken_; });
         }
-        for (auto i : to_send) send(i);
+        woken_ = false;
+        if (!holding) last_ = Clock::now();
     }
 
-    void run_posted() {
-        std::deque<std::function<void()>> todo;
-        {
-            std::lock_guard lock(m_);
-            todo.swap(posted_);
+    void collect() override {
+        got_ = false;
+        for (std::size_t i = 0; i < workers_.size(); ++i) {
+            std::unique_lock mpi(world().m);
+            got_ = take_answer(i, mpi) || got_;
         }
-        for (const auto& fn : todo) detail::run_callback(fn);
+        if (got_) last_ = Clock::now();
     }
 
-    bool busy() {
-        std::lock_guard lock(m_);
-        return std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return bool(s.current); });
+    void wake() override {
+        {
+            std::lock_guard lock(wake_m_);
+            woken_ = true;
+        }
+        woken_cv_.notify_all();
     }
 
-    void manage() {
-        detail::mark_callback_thread(this);
-        manager_id_ = std::this_thread::get_id();
+    void stop_workers() override {}  // the ranks serve the next Pool
+
+    // Ranks cannot be interrupted: their tasks have failed, but their answers are read before
+    // the manager ends, so that the ranks are clean for the next Pool.
+    void halt_workers() noexcept override {
         try {
-            serve();
-        } catch (const std::exception& e) {
-            // MPI failed here (a rank's end is not survivable: see mpi.hpp): every task fails.
-            {
-                std::lock_guard lock(m_);
-                broken_ = std::string("the MPI Pool broke: ") + e.what();
-                terminated_ = true;
+            while (busy()) {
+                collect();
+                if (!got_) std::this_thread::sleep_for(std::chrono::microseconds(100));
             }
-            abandon(std::make_exception_ptr(BrokenPool(broken_)));
-            for (auto& s : slots_) {
-                std::lock_guard lock(m_);
-                s.current.reset();
-            }
-        }
-        std::deque<std::function<void()>> left;
-        {
-            std::lock_guard lock(m_);
-            manager_running_ = false;
-            left.swap(posted_);
-        }
-        for (const auto& fn : left) detail::run_callback(fn);
-    }
-
-    void serve() {
-        auto last = Clock::now();
-        for (;;) {
-            run_posted();
-            bool stop, terminated;
-            {
-                std::lock_guard lock(m_);
-                terminated = terminated_;
-                stop = terminated_ || (closed_ && pending_.empty());
-            }
-            if (terminated)
-                abandon(std::make_exception_ptr(ValueError("the Pool was terminated before the task finished")));
-            dispatch();
-            bool got = false;
-            for (std::size_t i = 0; i < slots_.size(); ++i) {
-                std::unique_lock mpi(world().m);
-                got = collect(i, mpi) || got;
-            }
-            if (got) last = Clock::now();
-            const bool working = busy();
-            if (stop && !working) break;
-            std::unique_lock lock(m_);
-            const bool held = std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return bool(s.current); });
-            if (!held && pending_.empty() && posted_.empty() && !closed_ && !terminated_) {
-                manager_idle_ = true;  // nothing to look for until someone submits
-                cv_.wait(lock);
-                manager_idle_ = false;
-                last = Clock::now();
-            } else if (!got && posted_.empty()) {
-                // Answers to look for: look again soon, then a little later each time, up to
-                // 1 ms. No spinning: a thread waiting for a result spins and reads its own
-                // answer, and the ranks need the CPUs more than this thread does.
-                const auto idle = Clock::now() - last;
-                cv_.wait_for(lock, std::clamp<Clock::duration>(idle / 8, std::chrono::microseconds(20),
-                                                               std::chrono::milliseconds(1)));
-            }
+        } catch (const std::exception&) {
+            // MPI failed (a rank's end is not survivable: see mpi.hpp): nothing more to read.
         }
     }
 
-    // After terminate(): what is pending and what the ranks hold fails now; the ranks' answers
-    // are still read (and dropped) by collect(), whose tasks are already done.
-    void abandon(const std::exception_ptr& why) {
-        std::deque<Task> left;
-        std::vector<std::shared_ptr<detail::TaskState>> held;
-        {
-            std::lock_guard lock(m_);
-            left.swap(pending_);
-            for (auto& s : slots_)
-                if (s.current) held.push_back(s.current->st);
-        }
-        for (auto& t : left) detail::finish(*t.st, {}, why);
-        for (auto& st : held) detail::finish(*st, {}, why);
-    }
-
-    std::vector<Slot> slots_;
-    std::mutex m_;
-    std::condition_variable cv_;
-    std::deque<Task> pending_;
-    std::deque<std::function<void()>> posted_;
-    bool manager_running_ = false;
-    bool manager_idle_ = false;  // in its untimed wait
-    bool closed_ = false;
-    bool terminated_ = false;
-    std::string broken_;
-    std::atomic<std::thread::id> manager_id_{};
-    std::mutex lifecycle_m_;
-    std::thread manager_;
+    const std::vector<Worker> workers_;
+    // The manager's.
+    Clock::time_point last_ = Clock::now();  // when an answer last came
+    bool got_ = false;                       // the last collect() read an answer
+    std::mutex wake_m_;
+    std::condition_variable woken_cv_;
+    bool woken_ = false;
 };
 
 std::shared_ptr<detail::PoolCore> make_core(std::optional<unsigned> n) {
@@ -486,7 +279,7 @@ std::shared_ptr<detail::PoolCore> make_core(std::optional<unsigned> n) {
                          std::to_string(want + 1));
     if (w.size == 1 && want > w.workers.size()) spawn_workers(want - static_cast<unsigned>(w.workers.size()));
     auto core = std::make_shared<MpiPoolCore>(std::vector<Worker>(w.workers.begin(), w.workers.begin() + want));
-    core->run();
+    core->start_manager();
     w.live = core;
     return core;
 }

@@ -48,7 +48,7 @@ public:
     bool cancel() {
         if (cancelled()) return true;
         auto core = core_.lock();
-        return core && detail::cancel_task(*core, this->st_);
+        return core && core->cancel(this->st_);
     }
     // fn(future) once it is done: at once if it is; otherwise in the pool's manager thread, one
     // callback at a time.
@@ -108,7 +108,7 @@ public:
             std::lock_guard lock(m_);
             shut_ = true;
         }
-        if (cancel_futures) detail::cancel_pending(*pool_.core_);
+        if (cancel_futures) pool_.core_->cancel(nullptr);
         pool_.close();
         if (wait) pool_.join();
     }

@@ -134,19 +134,6 @@ using Progress = std::function<void(std::size_t done, std::size_t total)>;
 namespace detail {
 
 std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& options);
-std::shared_ptr<TaskState> submit(PoolCore& core, Invoker invoker, void* fn, std::string_view args);
-// A task message in two steps, so that big arguments are encoded straight into it: its head, to
-// which the caller appends the encoded arguments, then the submission.
-std::string task_head(PoolCore& core, Invoker invoker, void* fn);
-std::shared_ptr<TaskState> submit_message(PoolCore& core, std::string message);
-// Takes back a task no worker has begun; false once one has (or it is done).
-bool cancel_task(PoolCore& core, const std::shared_ptr<TaskState>& st);
-// Takes back every task no worker has begun.
-void cancel_pending(PoolCore& core);
-void pool_close(PoolCore& core);
-void pool_terminate(PoolCore& core) noexcept;
-void pool_join(PoolCore& core);
-std::vector<pid_t> pool_pids(const PoolCore& core);
 // Calls progress(done, total) in this thread each time chunks of the map finish, until all have.
 void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::size_t total, std::size_t chunksize,
                      const Progress& progress);
@@ -339,7 +326,7 @@ class Pool {
 public:
     // Python's Pool(processes=None): cpu_count() workers by default; Pool(0) throws ValueError.
     explicit Pool(std::optional<unsigned> processes = std::nullopt, PoolOptions options = {});
-    virtual ~Pool() { detail::pool_terminate(*core_); }
+    virtual ~Pool() { core_->terminate(); }
     Pool(const Pool&) = delete;
     Pool& operator=(const Pool&) = delete;
 
@@ -350,9 +337,10 @@ public:
         (detail::require_serializable<std::decay_t<A>>(), ...);
         if constexpr (!std::is_void_v<R>) detail::require_serializable<R>();
         Fp fp = f;
-        return AsyncResult<R>(detail::submit(*core_, detail::entry_point<&detail::invoke_task<Fp, R, std::decay_t<A>...>>(),
-                                             reinterpret_cast<void*>(fp),
-                                             encode(std::tuple<std::decay_t<A>...>(std::forward<A>(args)...))));
+        std::string msg =
+            core_->head(detail::entry_point<&detail::invoke_task<Fp, R, std::decay_t<A>...>>(), reinterpret_cast<void*>(fp));
+        encode_into(msg, std::tuple<std::decay_t<A>...>(std::forward<A>(args)...));
+        return AsyncResult<R>(core_->submit(std::move(msg)));
     }
 
     template <class F, class... A>
@@ -410,12 +398,12 @@ public:
     }
 
     // No more tasks; join() then waits for the workers to finish the queued ones and exit.
-    void close() { detail::pool_close(*core_); }
+    void close() { core_->close(); }
     // Stops the workers now; unfinished tasks fail with ValueError.
-    void terminate() { detail::pool_terminate(*core_); }
-    void join() { detail::pool_join(*core_); }
+    void terminate() { core_->terminate(); }
+    void join() { core_->join(); }
     // Not in Python's API: the workers' pids now, and how many there are.
-    std::vector<pid_t> pids() const { return detail::pool_pids(*core_); }
+    std::vector<pid_t> pids() const { return core_->pids(); }
     unsigned processes() const noexcept { return processes_; }
 
 protected:
@@ -455,10 +443,9 @@ private:
         std::vector<AsyncResult<detail::chunk_result_t<R>>> parts;
         for (std::size_t i = 0; i < items.size(); i += chunksize) {
             const std::size_t end = std::min(items.size(), i + chunksize);
-            std::string msg =
-                detail::task_head(*core_, detail::entry_point<&detail::invoke_chunk<Fp, R, T, Star>>(), reinterpret_cast<void*>(fp));
+            std::string msg = core_->head(detail::entry_point<&detail::invoke_chunk<Fp, R, T, Star>>(), reinterpret_cast<void*>(fp));
             detail::encode_slice_into(msg, items, i, end);
-            parts.push_back(AsyncResult<detail::chunk_result_t<R>>(detail::submit_message(*core_, std::move(msg))));
+            parts.push_back(AsyncResult<detail::chunk_result_t<R>>(core_->submit(std::move(msg))));
         }
         return parts;
     }
@@ -493,9 +480,9 @@ private:
     // One task that folds items[begin, end) (parallel_reduce's tree).
     template <class Fp, class T>
     AsyncResult<T> fold_async(Fp fp, const std::vector<T>& items, std::size_t begin, std::size_t end) {
-        std::string msg = detail::task_head(*core_, detail::entry_point<&detail::invoke_fold<Fp, T>>(), reinterpret_cast<void*>(fp));
+        std::string msg = core_->head(detail::entry_point<&detail::invoke_fold<Fp, T>>(), reinterpret_cast<void*>(fp));
         detail::encode_slice_into(msg, items, begin, end);
-        return AsyncResult<T>(detail::submit_message(*core_, std::move(msg)));
+        return AsyncResult<T>(core_->submit(std::move(msg)));
     }
 
     std::shared_ptr<detail::PoolCore> core_;

@@ -16,6 +16,8 @@
 #include <tuple>
 #include <vector>
 
+#include "helpers/pool_lifecycle.hpp"
+
 namespace mp = mprocess;
 
 namespace {
@@ -203,3 +205,22 @@ int main(int argc, char** argv) {
     testing::InitGoogleTest(&argc, argv);
     return RUN_ALL_TESTS();
 }
+
+// The one Pool core's lifecycle suite (helpers/pool_lifecycle.hpp), over MPI ranks.
+namespace {
+struct MpiTraits {
+    static const char* skip() { return mp::mpi::size() < 2 ? "run under mpirun -np 3 (or more)" : nullptr; }
+    static unsigned workers() { return static_cast<unsigned>(mp::mpi::size() - 1); }
+    static std::unique_ptr<mp::Pool> make() { return std::make_unique<mp::mpi::Pool>(); }
+    static std::unique_ptr<mp::Pool> make_breakable() { return nullptr; }
+    static void break_it(mp::Pool&) {}
+    static const char* unbreakable() {
+        return "an MPI Pool breaks when MPI fails, which also ends the job (mpi.hpp); pool_test breaks the same core "
+               "through a transport that fails on demand";
+    }
+};
+}  // namespace
+
+namespace pool_lifecycle {
+INSTANTIATE_TYPED_TEST_SUITE_P(Mpi, PoolLifecycle, MpiTraits);
+}  // namespace pool_lifecycle

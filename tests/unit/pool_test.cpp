@@ -12,7 +12,10 @@
 #include <algorithm>
 #include <atomic>
 #include <future>
+#include <condition_variable>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <cerrno>
 #include <chrono>
@@ -28,6 +31,9 @@
 #include <vector>
 
 #include "helpers/children.hpp"
+#include "helpers/pool_lifecycle.hpp"
+#include "pool/core.hpp"
+#include "pool/task.hpp"
 
 using testing_support::ChildrenTest;
 
@@ -916,6 +922,140 @@ TEST_P(PoolMethods, TheExecutorRunsTasksThatReturnVoid) {
 
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, PoolMethods, testing::ValuesIn(testing_support::start_methods()),
                          [](const auto& info) { return info.param; });
+
+// The one Pool core's lifecycle suite (helpers/pool_lifecycle.hpp), over the local Pool's workers
+// and over the smallest transport there is, threads of this process, which can fail on demand as
+// an MPI call can. (mpi_test runs it over MPI ranks.)
+namespace {
+
+struct LocalTraits {
+    static const char* skip() { return nullptr; }
+    static unsigned workers() { return 2; }
+    static std::unique_ptr<mp::Pool> make() { return std::make_unique<mp::Pool>(workers()); }
+    static std::unique_ptr<mp::Pool> make_breakable() {
+        return std::make_unique<mp::Pool>(workers(), mp::PoolOptions{.on_worker_lost = mp::OnWorkerLost::break_pool});
+    }
+    static void break_it(mp::Pool& pool) { ::kill(pool.pids().at(0), SIGKILL); }
+    static const char* unbreakable() { return nullptr; }
+};
+
+// Slots served by threads here: a task is a message in the slot's inbox, its answer one in its outbox.
+class ThreadCore final : public mp::detail::SlotCore {
+public:
+    explicit ThreadCore(unsigned n) : SlotCore(n, false), inbox_(n), outbox_(n) {
+        for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this, i] { work(i); });
+    }
+    ~ThreadCore() override {
+        terminate();
+        {
+            std::lock_guard lock(io_);
+            quit_ = true;
+        }
+        io_cv_.notify_all();
+        for (auto& t : threads_) t.join();
+    }
+    using SlotCore::start_manager;
+    std::vector<pid_t> pids() const override { return std::vector<pid_t>(threads_.size(), ::getpid()); }
+    // The manager's next look at the slots throws, as a failed MPI call does.
+    void fail() {
+        {
+            std::lock_guard lock(io_);
+            failing_ = true;
+        }
+        io_cv_.notify_all();
+    }
+
+private:
+    bool can_take(std::size_t) override { return true; }
+    std::uint64_t reserved(std::size_t) override { return 0; }
+    void send(std::size_t i, const mp::detail::Task& task, std::uint64_t) override {
+        {
+            std::lock_guard lock(io_);
+            inbox_[i] = task.message;
+        }
+        io_cv_.notify_all();
+    }
+    bool read_answer(std::size_t i) override {
+        std::unique_lock reading(io_, std::try_to_lock);
+        return reading && take(i, reading);
+    }
+    bool take(std::size_t i, std::unique_lock<std::mutex>& reading) {
+        if (!outbox_[i]) return false;
+        std::string answer = std::move(*outbox_[i]);
+        outbox_[i].reset();
+        answered(i, reading, std::move(answer), ::getpid());
+        return true;
+    }
+    void wait(bool) override {
+        std::unique_lock lock(io_);
+        io_cv_.wait(lock, [&] {
+            return woken_ || failing_ || std::any_of(outbox_.begin(), outbox_.end(), [](const auto& a) { return bool(a); });
+        });
+        woken_ = false;
+    }
+    void collect() override {
+        for (std::size_t i = 0; i < outbox_.size(); ++i) {
+            std::unique_lock reading(io_);
+            if (failing_) throw std::runtime_error("the transport failed");
+            take(i, reading);
+        }
+    }
+    void wake() override {
+        {
+            std::lock_guard lock(io_);
+            woken_ = true;
+        }
+        io_cv_.notify_all();
+    }
+    void stop_workers() override {}
+    void halt_workers() noexcept override {}  // a thread ends its task; nobody reads the answer
+    void work(std::size_t i) {
+        std::unique_lock lock(io_);
+        for (;;) {
+            io_cv_.wait(lock, [&] { return quit_ || inbox_[i]; });
+            if (quit_) return;
+            auto message = std::move(inbox_[i]);
+            lock.unlock();
+            std::string answer = mp::detail::run_task_message(*message);
+            lock.lock();
+            outbox_[i] = std::move(answer);
+            io_cv_.notify_all();
+        }
+    }
+
+    std::mutex io_;  // the slots' reading lock, and the threads' mailboxes
+    std::condition_variable io_cv_;
+    std::vector<std::shared_ptr<const std::string>> inbox_;
+    std::vector<std::optional<std::string>> outbox_;
+    bool woken_ = false, failing_ = false, quit_ = false;
+    std::vector<std::thread> threads_;
+};
+
+class ThreadPool : public mp::Pool {
+public:
+    explicit ThreadPool(std::shared_ptr<ThreadCore> core) : Pool(core, 2), core_(std::move(core)) {}
+    std::shared_ptr<ThreadCore> core_;
+};
+
+struct ThreadTraits {
+    static const char* skip() { return nullptr; }
+    static unsigned workers() { return 2; }
+    static std::unique_ptr<mp::Pool> make() {
+        auto core = std::make_shared<ThreadCore>(workers());
+        core->start_manager();
+        return std::make_unique<ThreadPool>(core);
+    }
+    static std::unique_ptr<mp::Pool> make_breakable() { return make(); }
+    static void break_it(mp::Pool& pool) { static_cast<ThreadPool&>(pool).core_->fail(); }
+    static const char* unbreakable() { return nullptr; }
+};
+
+}  // namespace
+
+namespace pool_lifecycle {
+INSTANTIATE_TYPED_TEST_SUITE_P(Local, PoolLifecycle, LocalTraits);
+INSTANTIATE_TYPED_TEST_SUITE_P(Threads, PoolLifecycle, ThreadTraits);
+}  // namespace pool_lifecycle
 
 namespace {
 std::string progress_output(bool live, const std::vector<std::size_t>& steps, std::size_t total) {

@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include <sys/types.h>
+
 #include "mprocess/serialize.hpp"
 #include "mprocess/timeout.hpp"
 
@@ -107,17 +109,19 @@ void invoke_fold(void* fn, std::string_view args, std::string& out) {
 
 struct TaskState;
 
-// What a Pool runs on: worker processes on this machine (src/pool.cpp), or MPI ranks (mpi.hpp).
-// The Pool's templates build task messages and AsyncResults; a core carries them to workers,
-// completes the tasks with their answers (finish), and runs user callbacks on one thread of its own.
+// What a Pool runs on: worker processes on this machine (src/pool/local.cpp), or MPI ranks
+// (src/mpi.cpp), both over the one core in src/pool/core.hpp. The Pool's templates build task
+// messages and AsyncResults; a core carries them to workers, completes the tasks with their
+// answers, and runs user callbacks on one thread of its own.
 class PoolCore : public std::enable_shared_from_this<PoolCore> {
 public:
     virtual ~PoolCore() = default;
-    // A task message's head: the invoker and the function, as symbols any worker can resolve.
+    // A task message's head: the invoker and the function, as symbols any worker can resolve. The
+    // caller appends the encoded arguments (straight into the message: a map's chunk is big).
     virtual std::string head(Invoker invoker, void* fn) = 0;
     virtual std::shared_ptr<TaskState> submit(std::string message) = 0;
     // A thread waiting for st may read its answer itself: true if it read one.
-    virtual bool try_read_answer(TaskState& /*st*/) { return false; }
+    virtual bool try_read_answer(TaskState& st) = 0;
     // Runs fn on the core's callback thread; false if that thread has ended.
     virtual bool post(std::function<void()> fn) = 0;
     // Takes back st (or every pending task, if null) if no worker has begun it.
@@ -125,25 +129,12 @@ public:
     virtual void close() = 0;
     virtual void join() = 0;
     virtual void terminate() noexcept = 0;
-    virtual std::vector<int> pids() const = 0;
+    virtual std::vector<pid_t> pids() const = 0;
 };
 
-// For cores. A task message for `invoker` and `fn`, to which the encoded arguments are appended.
+// A task message for `invoker` and `fn`, to which the encoded arguments are appended (for the
+// initializer, which is sent before any core exists).
 std::string task_message_head(Invoker invoker, void* fn);
-// In a worker: runs a task message, and returns the answer (a status byte, then the encoded
-// result, or the exception's type and message).
-std::string run_task_message(std::string_view message);
-// Fails a task no worker has begun with CancelledError.
-void cancel_unstarted(TaskState& st);
-// An answer that says the task failed with an exception of `type`.
-std::string failure_answer(const std::string& type, const std::string& message);
-// Completes st with a worker's answer; a failure becomes RemoteError(type, message, pid). Returns
-// the failure's "type: message", or an empty string for a result.
-std::string finish_with_answer(TaskState& st, std::string answer, int pid);
-// Marks this thread as the one that runs `core`'s callbacks (a wait for its results here throws),
-// and runs a callback as the pool runs them (an exception is reported on stderr).
-void mark_callback_thread(const void* core) noexcept;
-void run_callback(const std::function<void()>& fn) noexcept;
 
 struct TaskState {
     std::mutex m;
@@ -171,8 +162,6 @@ void when_done(const std::shared_ptr<TaskState>& st, std::function<void()> fn);
 // thread, one callback at a time (as Python runs them on its result thread), whichever thread
 // completes the task.
 void when_done_user(const std::shared_ptr<TaskState>& st, std::function<void()> fn);
-// Completes a task (the first call wins) and runs its hooks.
-void finish(TaskState& st, std::string result, std::exception_ptr error);
 // A task that is done when all parts are: failed with the first error to arrive, if any.
 std::shared_ptr<TaskState> join_parts(std::vector<std::shared_ptr<TaskState>> parts);
 // Waits for the task; true once done. Throws instead of waiting from the pool's own manager
