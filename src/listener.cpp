@@ -28,21 +28,13 @@ constexpr int kAcceptBatch = 64;
 // answers within a round trip and an HMAC, even across the world on a loaded machine.
 constexpr auto kStalled = std::chrono::seconds(1);
 
-platform::Clock::time_point seconds_after(platform::Clock::time_point t, double seconds) {
-    return t + std::chrono::duration_cast<platform::Clock::duration>(
-                   std::chrono::duration<double>(seconds > 0 ? seconds : 0));
-}
-
-platform::Clock::time_point seconds_from_now(double seconds) {
-    return seconds_after(platform::Clock::now(), seconds);
-}
-
 // A connection accepted, its handshake under way.
 struct Pending {
-    Pending(platform::Fd f, std::string_view key, platform::Clock::time_point now, double timeout, std::string from)
+    Pending(platform::Fd f, std::string_view key, platform::Clock::time_point now, const Timeout& timeout,
+            std::string from)
         : fd(std::move(f)),
           handshake(fd.get(), Handshake::Side::listener, key),
-          deadline(seconds_after(now, timeout)),
+          deadline(*timeout.deadline_from(now)),  // finite: the Listener checked
           waiting_since(now),
           source(std::move(from)) {}
     platform::Fd fd;
@@ -180,6 +172,8 @@ struct Listener::State {
 Listener::Listener(const std::string& address, ListenerOptions options) : st_(std::make_unique<State>()) {
     if (options.max_pending == 0 || options.max_pending_per_source == 0)
         throw ValueError("max_pending and max_pending_per_source must be at least 1");
+    if (options.handshake_timeout.infinite())
+        throw ValueError("handshake_timeout must be finite: a client that never answers would hold its place for good");
     const auto parsed = platform::parse_address(address);
     st_->fd = platform::listen_on(parsed, options.backlog, options.mode, st_->address);
     if (parsed.kind == platform::SocketAddress::Kind::unix_path) st_->unix_path = parsed.path;
@@ -257,7 +251,7 @@ int Listener::fileno() const {
 }
 
 Connection Client(const std::string& address, ClientOptions options) {
-    const auto deadline = seconds_from_now(options.timeout);
+    const auto deadline = options.timeout.deadline();
     platform::Fd fd = platform::connect_to(platform::parse_address(address), deadline);
     detail::run_handshake(fd.get(), Handshake::Side::client, options.authkey, deadline);
     auto ch = detail::make_socket_channel(std::move(fd), options.max_message);

@@ -86,14 +86,14 @@ public:
 
     // Waits on cv until pred or the timeout (false then); Fail if the client or server goes.
     template <class Pred>
-    bool wait(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, bool block, double timeout, Pred pred) {
+    bool wait(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, const Timeout& timeout, Pred pred) {
         if (pred()) return true;
-        if (!block) return false;
-        const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout < 0 ? 1e9 : timeout);
+        if (timeout.duration().count() == 0) return false;  // not blocking
+        const auto end = timeout.deadline();
         while (!pred()) {
             if (released_ && released_->load())
                 throw Fail{"KeyError", "the object was released while this call waited"};
-            if (std::chrono::steady_clock::now() >= end) return false;
+            if (end && std::chrono::steady_clock::now() >= *end) return false;
             cv.wait_for(lock, kLook);
             if (!pred()) {
                 lock.unlock();
@@ -112,59 +112,61 @@ private:
     const std::atomic<bool>* released_ = nullptr;
 };
 
-std::pair<bool, double> timeout_of(const Results& a, std::size_t i) {
-    return decode<std::pair<bool, double>>(a.at(i));
+Timeout timeout_of(const Results& a, std::size_t i) {
+    const auto ns = std::chrono::nanoseconds(decode<std::int64_t>(a.at(i)));
+    return ns == ns.max() ? forever : Timeout(ns);
 }
 
 class Object {
 public:
     virtual ~Object() = default;
-    virtual Results call(const std::string& method, const Results& args, Caller& caller) = 0;
+    virtual Results call(Op method, const Results& args, Caller& caller) = 0;
+    // Python's name for its type, in errors.
+    virtual std::string_view python_name() const = 0;
     virtual void left(std::uint64_t /*connection*/) {}
     virtual void wake_all() {}
     std::atomic<bool> released{false};
 
-protected:
-    [[noreturn]] static void no_method(const std::string& kind, const std::string& method) {
-        throw Fail{"AttributeError", "'" + kind + "' object has no method '" + method + "'"};
+    [[noreturn]] void no_method(std::string_view method) const {
+        throw Fail{"AttributeError",
+                   "'" + std::string(python_name()) + "' object has no method '" + std::string(method) + "'"};
     }
 };
 
 class QueueObject final : public Object {
 public:
+    std::string_view python_name() const override { return joinable_ ? "JoinableQueue" : "Queue"; }
     QueueObject(std::size_t maxsize, bool joinable) : maxsize_(maxsize), joinable_(joinable) {}
-    Results call(const std::string& m, const Results& a, Caller& c) override {
+    Results call(Op m, const Results& a, Caller& c) override {
         std::unique_lock lock(m_);
-        if (m == "put") {
-            auto [block, timeout] = timeout_of(a, 1);
-            if (!c.wait(lock, cv_, block, timeout, [&] { return maxsize_ == 0 || items_.size() < maxsize_; }))
+        if (m == Op::put) {
+            if (!c.wait(lock, cv_, timeout_of(a, 1), [&] { return maxsize_ == 0 || items_.size() < maxsize_; }))
                 throw Fail{"Full", "the queue is full"};
             items_.push_back(a.at(0));
             ++unfinished_;
             cv_.notify_all();
             return {};
         }
-        if (m == "get") {
-            auto [block, timeout] = timeout_of(a, 0);
-            if (!c.wait(lock, cv_, block, timeout, [&] { return !items_.empty(); }))
+        if (m == Op::get) {
+            if (!c.wait(lock, cv_, timeout_of(a, 0), [&] { return !items_.empty(); }))
                 throw Fail{"Empty", "the queue is empty"};
             std::string item = std::move(items_.front());
             items_.pop_front();
             cv_.notify_all();
             return {std::move(item)};
         }
-        if (m == "qsize") return {encode(std::uint64_t{items_.size()})};
-        if (m == "full") return {encode(maxsize_ != 0 && items_.size() >= maxsize_)};
-        if (m == "task_done" && joinable_) {
+        if (m == Op::qsize) return {encode(std::uint64_t{items_.size()})};
+        if (m == Op::full) return {encode(maxsize_ != 0 && items_.size() >= maxsize_)};
+        if (m == Op::task_done && joinable_) {
             if (unfinished_ == 0) throw Fail{"ValueError", "task_done() called too many times"};
             if (--unfinished_ == 0) cv_.notify_all();
             return {};
         }
-        if (m == "join" && joinable_) {
-            c.wait(lock, cv_, true, -1, [&] { return unfinished_ == 0; });
+        if (m == Op::join && joinable_) {
+            c.wait(lock, cv_, forever, [&] { return unfinished_ == 0; });
             return {};
         }
-        no_method(joinable_ ? "JoinableQueue" : "Queue", m);
+        no_method(name_of(m));
     }
     void wake_all() override { cv_.notify_all(); }
 
@@ -179,29 +181,30 @@ private:
 
 class DictObject final : public Object {
 public:
-    Results call(const std::string& m, const Results& a, Caller&) override {
+    std::string_view python_name() const override { return "dict"; }
+    Results call(Op m, const Results& a, Caller&) override {
         std::lock_guard lock(m_);
-        if (m == "get" || m == "get_or_none") {
+        if (m == Op::get || m == Op::get_or_none) {
             auto it = map_.find(a.at(0));
             if (it != map_.end()) return {it->second};
-            if (m == "get_or_none") return {};
+            if (m == Op::get_or_none) return {};
             throw Fail{"KeyError", "no such key in the dict"};
         }
-        if (m == "set") {
+        if (m == Op::set) {
             map_[a.at(0)] = a.at(1);
             return {};
         }
-        if (m == "del") {
+        if (m == Op::del) {
             if (map_.erase(a.at(0)) == 0) throw Fail{"KeyError", "no such key in the dict"};
             return {};
         }
-        if (m == "contains") return {encode(map_.count(a.at(0)) != 0)};
-        if (m == "len") return {encode(std::uint64_t{map_.size()})};
-        if (m == "clear") {
+        if (m == Op::contains) return {encode(map_.count(a.at(0)) != 0)};
+        if (m == Op::len) return {encode(std::uint64_t{map_.size()})};
+        if (m == Op::clear) {
             map_.clear();
             return {};
         }
-        if (m == "items") {
+        if (m == Op::items) {
             Results out;
             for (auto& [k, v] : map_) {
                 out.push_back(k);
@@ -209,7 +212,7 @@ public:
             }
             return out;
         }
-        no_method("dict", m);
+        no_method(name_of(m));
     }
 
 private:
@@ -219,22 +222,23 @@ private:
 
 class ListObject final : public Object {
 public:
-    Results call(const std::string& m, const Results& a, Caller&) override {
+    std::string_view python_name() const override { return "list"; }
+    Results call(Op m, const Results& a, Caller&) override {
         std::lock_guard lock(m_);
-        if (m == "append") {
+        if (m == Op::append) {
             items_.push_back(a.at(0));
             return {};
         }
-        if (m == "len") return {encode(std::uint64_t{items_.size()})};
-        if (m == "values") return items_;
-        if (m == "get" || m == "set" || m == "pop") {
+        if (m == Op::len) return {encode(std::uint64_t{items_.size()})};
+        if (m == Op::values) return items_;
+        if (m == Op::get || m == Op::set || m == Op::pop) {
             auto i = decode<std::int64_t>(a.at(0));
             const auto n = static_cast<std::int64_t>(items_.size());
             if (i < 0) i += n;
             if (i < 0 || i >= n) throw Fail{"IndexError", "list index out of range"};
             const auto at = static_cast<std::size_t>(i);
-            if (m == "get") return {items_[at]};
-            if (m == "set") {
+            if (m == Op::get) return {items_[at]};
+            if (m == Op::set) {
                 items_[at] = a.at(1);
                 return {};
             }
@@ -242,7 +246,7 @@ public:
             items_.erase(items_.begin() + i);
             return {std::move(item)};
         }
-        no_method("list", m);
+        no_method(name_of(m));
     }
 
 private:
@@ -252,15 +256,16 @@ private:
 
 class ValueObject final : public Object {
 public:
+    std::string_view python_name() const override { return "Value"; }
     explicit ValueObject(std::string v) : value_(std::move(v)) {}
-    Results call(const std::string& m, const Results& a, Caller&) override {
+    Results call(Op m, const Results& a, Caller&) override {
         std::lock_guard lock(m_);
-        if (m == "get") return {value_};
-        if (m == "set") {
+        if (m == Op::get) return {value_};
+        if (m == Op::set) {
             value_ = a.at(0);
             return {};
         }
-        no_method("Value", m);
+        no_method(name_of(m));
     }
 
 private:
@@ -270,21 +275,21 @@ private:
 
 class LockObject final : public Object {
 public:
-    Results call(const std::string& m, const Results& a, Caller& c) override {
+    std::string_view python_name() const override { return "Lock"; }
+    Results call(Op m, const Results& a, Caller& c) override {
         std::unique_lock lock(m_);
-        if (m == "acquire") {
-            auto [block, timeout] = timeout_of(a, 0);
-            const bool got = c.wait(lock, cv_, block, timeout, [&] { return owner_ == 0; });
+        if (m == Op::acquire) {
+            const bool got = c.wait(lock, cv_, timeout_of(a, 0), [&] { return owner_ == 0; });
             if (got) owner_ = c.id();
             return {encode(got)};
         }
-        if (m == "release") {
+        if (m == Op::release) {
             if (owner_ == 0) throw Fail{"ValueError", "release of an unlocked lock"};
             owner_ = 0;
             cv_.notify_one();
             return {};
         }
-        no_method("Lock", m);
+        no_method(name_of(m));
     }
     // The connection that held it ended: its process died or let go. The lock is free again.
     void left(std::uint64_t connection) override {
@@ -304,23 +309,23 @@ private:
 
 class EventObject final : public Object {
 public:
-    Results call(const std::string& m, const Results& a, Caller& c) override {
+    std::string_view python_name() const override { return "Event"; }
+    Results call(Op m, const Results& a, Caller& c) override {
         std::unique_lock lock(m_);
-        if (m == "set") {
+        if (m == Op::set) {
             set_ = true;
             cv_.notify_all();
             return {};
         }
-        if (m == "clear") {
+        if (m == Op::clear) {
             set_ = false;
             return {};
         }
-        if (m == "is_set") return {encode(set_)};
-        if (m == "wait") {
-            auto [block, timeout] = timeout_of(a, 0);
-            return {encode(c.wait(lock, cv_, block, timeout, [&] { return set_; }))};
+        if (m == Op::is_set) return {encode(set_)};
+        if (m == Op::wait) {
+            return {encode(c.wait(lock, cv_, timeout_of(a, 0), [&] { return set_; }))};
         }
-        no_method("Event", m);
+        no_method(name_of(m));
     }
     void wake_all() override { cv_.notify_all(); }
 
@@ -332,25 +337,26 @@ private:
 
 class NamespaceObject final : public Object {
 public:
-    Results call(const std::string& m, const Results& a, Caller&) override {
+    std::string_view python_name() const override { return "Namespace"; }
+    Results call(Op m, const Results& a, Caller&) override {
         std::lock_guard lock(m_);
         const std::string name = decode<std::string>(a.at(0));
-        if (m == "get") {
+        if (m == Op::get) {
             auto it = attrs_.find(name);
             if (it == attrs_.end()) throw Fail{"AttributeError", "'Namespace' object has no attribute '" + name + "'"};
             return {it->second};
         }
-        if (m == "set") {
+        if (m == Op::set) {
             attrs_[name] = a.at(1);
             return {};
         }
-        if (m == "has") return {encode(attrs_.count(name) != 0)};
-        if (m == "del") {
+        if (m == Op::has) return {encode(attrs_.count(name) != 0)};
+        if (m == Op::del) {
             if (attrs_.erase(name) == 0)
                 throw Fail{"AttributeError", "'Namespace' object has no attribute '" + name + "'"};
             return {};
         }
-        no_method("Namespace", m);
+        no_method(name_of(m));
     }
 
 private:
@@ -358,17 +364,22 @@ private:
     std::map<std::string, std::string> attrs_;
 };
 
-std::unique_ptr<Object> make_kind(const std::string& kind, const Results& a) {
-    if (kind == "queue" || kind == "joinable_queue")
-        return std::make_unique<QueueObject>(static_cast<std::size_t>(decode<std::uint64_t>(a.at(0))),
-                                             kind == "joinable_queue");
-    if (kind == "dict") return std::make_unique<DictObject>();
-    if (kind == "list") return std::make_unique<ListObject>();
-    if (kind == "value") return std::make_unique<ValueObject>(a.at(0));
-    if (kind == "lock") return std::make_unique<LockObject>();
-    if (kind == "event") return std::make_unique<EventObject>();
-    if (kind == "namespace") return std::make_unique<NamespaceObject>();
-    throw Fail{"ValueError", "no kind of shared object is called '" + kind + "'"};
+std::unique_ptr<Object> make_kind(const std::string& name, const Results& a) {
+    const auto kind = kind_named(name);
+    if (!kind) throw Fail{"ValueError", "no kind of shared object is called '" + name + "'"};
+    switch (*kind) {
+        case Kind::queue:
+        case Kind::joinable_queue:
+            return std::make_unique<QueueObject>(static_cast<std::size_t>(decode<std::uint64_t>(a.at(0))),
+                                                 kind == Kind::joinable_queue);
+        case Kind::dict: return std::make_unique<DictObject>();
+        case Kind::list: return std::make_unique<ListObject>();
+        case Kind::value: return std::make_unique<ValueObject>(a.at(0));
+        case Kind::lock: return std::make_unique<LockObject>();
+        case Kind::event: return std::make_unique<EventObject>();
+        case Kind::namespace_: return std::make_unique<NamespaceObject>();
+    }
+    throw Fail{"ValueError", "no kind of shared object is called '" + name + "'"};
 }
 
 constexpr std::size_t kMaxRequest = std::size_t{256} << 20;  // one request's bytes
@@ -528,7 +539,7 @@ private:
             while (!stopping_.load()) {
                 if (!conn.poll(0.2)) continue;
                 auto [object, method, args] = conn.recv<Request>();
-                if (object.empty() && method == "upgrade" && at.local && !upgraded) {
+                if (object.empty() && method == name_of(Op::upgrade) && at.local && !upgraded) {
                     Connection pipe = upgrade(conn);
                     std::lock_guard lock(client.m);
                     client.conn = conn = pipe;
@@ -571,13 +582,14 @@ private:
     }
 
     Results dispatch(const std::string& object, const std::string& method, const Results& args, Caller& caller) {
+        const auto op = op_named(method);
         if (object.empty()) {
-            if (method == "shutdown") {
+            if (op == Op::shutdown) {
                 stopping_ = true;
                 return {};
             }
-            if (method == "local") return door_ ? Results{door_->listener.address()} : Results{};
-            if (method == "release") {
+            if (op == Op::local) return door_ ? Results{door_->listener.address()} : Results{};
+            if (op == Op::release) {
                 const std::string name = args.at(0);
                 std::shared_ptr<Object> gone;
                 {
@@ -594,7 +606,7 @@ private:
                 gone->wake_all();  // its waiting calls end with KeyError
                 return {};
             }
-            if (method == "make") {
+            if (op == Op::make) {
                 const std::string kind = args.at(0), name = args.at(1);
                 if (!name.empty() && name[0] == '#')
                     throw Fail{"ValueError", "names starting with '#' are the manager's"};
@@ -620,8 +632,9 @@ private:
             if (it == objects_.end()) throw Fail{"KeyError", "the manager has no object '" + object + "'"};
             obj = it->second;
         }
+        if (!op) obj->no_method(method);
         caller.watch(&obj->released);
-        return obj->call(method, args, caller);
+        return obj->call(*op, args, caller);
     }
 
     Endpoint port_;
@@ -659,7 +672,7 @@ void expect_admission(Connection& c, const std::string& address) {
 Connection upgraded(Connection& sock) {
     // The descriptors come with their bytes, so the socket is read directly here: nothing is read
     // ahead, since the server said nothing after its admission but what answers this request.
-    sock.send(Request{"", "upgrade", {}});
+    sock.send(Request{"", std::string(name_of(Op::upgrade)), {}});
     std::optional<Connection> pipe = recv_pipe_end(sock.fileno());
     if (!pipe) throw EOFError("the manager's server went away while moving the connection to shared memory");
     sock.close();
@@ -670,7 +683,7 @@ Connection upgraded(Connection& sock) {
 // abstract Unix name) answers here, the calls go there instead, and on over shared memory;
 // otherwise over TCP.
 Connection through_local_door(Connection& tcp, const std::string& authkey) {
-    tcp.send(Request{"", "local", {}});
+    tcp.send(Request{"", std::string(name_of(Op::local)), {}});
     auto [status, type, message, results] = tcp.recv<Reply>();
     if (status != 0 || results.empty()) return tcp;
     try {
@@ -833,7 +846,7 @@ struct ServerHandle {
     Server server;
 };
 
-std::vector<std::string> call(const ObjectRef& ref, const std::string& method, std::vector<std::string> args) {
+std::vector<std::string> call(const ObjectRef& ref, Op method, std::vector<std::string> args) {
     std::string key = ref.authkey;
     if (ref.needs_key) {
         auto known = authkey_for(ref.address);
@@ -845,7 +858,7 @@ std::vector<std::string> call(const ObjectRef& ref, const std::string& method, s
     }
     Connection conn = connection_to(ref.address, key);
     try {
-        conn.send(Request{ref.id, method, std::move(args)});
+        conn.send(Request{ref.id, std::string(name_of(method)), std::move(args)});
         auto [status, type, message, results] = conn.recv<Reply>();
         if (status == 0) return std::move(results);
         if (type == "Empty") throw Empty(message);
@@ -861,12 +874,12 @@ std::vector<std::string> call(const ObjectRef& ref, const std::string& method, s
     }
 }
 
-ObjectRef make_object(const std::string& address, const std::string& authkey, const std::string& kind,
-                      const std::string& name, std::vector<std::string> args) {
-    args.insert(args.begin(), {kind, name});
-    ObjectRef server{address, authkey, kind, ""};
-    auto r = call(server, "make", std::move(args));
-    return ObjectRef{address, authkey, kind, r.at(0)};
+ObjectRef make_object(const std::string& address, const std::string& authkey, Kind kind, const std::string& name,
+                      std::vector<std::string> args) {
+    args.insert(args.begin(), {std::string(name_of(kind)), name});
+    ObjectRef server{address, authkey, std::string(name_of(kind)), ""};
+    auto r = call(server, Op::make, std::move(args));
+    return ObjectRef{address, authkey, std::string(name_of(kind)), r.at(0)};
 }
 
 }  // namespace detail
@@ -942,7 +955,7 @@ void BaseManager::shutdown() {
     if (!connected_ && !server_) return;
     if (connected_) {
         try {
-            detail::call(detail::ObjectRef{address_, options_.authkey, "", ""}, "shutdown", {});
+            detail::call(detail::ObjectRef{address_, options_.authkey, "", ""}, detail::Op::shutdown, {});
         } catch (const Error&) {
         }
     }
@@ -959,16 +972,16 @@ void BaseManager::shutdown() {
 
 void BaseManager::release(const std::string& name) {
     if (!connected_) throw ValueError("the manager is not started or connected: call start() or connect()");
-    detail::call(detail::ObjectRef{address_, options_.authkey, "", ""}, "release", {name});
+    detail::call(detail::ObjectRef{address_, options_.authkey, "", ""}, detail::Op::release, {name});
 }
 
-void BaseManager::declare(const std::string& kind, const std::string& name, std::vector<std::string> args) {
+void BaseManager::declare(Kind kind, const std::string& name, std::vector<std::string> args) {
     if (server_ || connected_) throw ValueError("register objects before start() or serve_forever()");
     if (name.empty()) throw ValueError("a registered object needs a name");
-    registered_.emplace_back(kind, name, std::move(args));
+    registered_.emplace_back(std::string(detail::name_of(kind)), name, std::move(args));
 }
 
-detail::ObjectRef BaseManager::make(const std::string& kind, const std::string& name, std::vector<std::string> args) {
+detail::ObjectRef BaseManager::make(Kind kind, const std::string& name, std::vector<std::string> args) {
     if (!connected_) throw ValueError("the manager is not started or connected: call start() or connect()");
     return detail::make_object(address_, options_.authkey, kind, name, std::move(args));
 }

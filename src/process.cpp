@@ -198,7 +198,7 @@ std::pair<int, int> pidfd_or_discard(pid_t pid) {
     try {
         return {platform::pidfd_open(pid).release(), -1};
     } catch (const OSError& e) {
-        if (e.error_code() == ESRCH) return {-1, platform::status_fd_of(0).release()};
+        if (e.code() == std::errc::no_such_process) return {-1, platform::status_fd_of(0).release()};
         discard_child(pid);
         throw;
     } catch (...) {

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 
@@ -72,10 +73,12 @@ public:
 class OSError : public Error {
 public:
     OSError(int err, const std::string& what);
-    int error_code() const noexcept { return errno_; }
+    // Python's errno, as std::system_error carries it: compare with std::errc
+    // (e.code() == std::errc::no_such_file_or_directory); code().value() is the errno.
+    const std::error_code& code() const noexcept { return code_; }
 
 private:
-    int errno_;
+    std::error_code code_;
 };
 
 // Python's FileExistsError and FileNotFoundError, as OSErrors with EEXIST and ENOENT.

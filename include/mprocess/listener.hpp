@@ -63,7 +63,7 @@ namespace mprocess {
 struct ListenerOptions {
     std::string authkey{};                 // empty: no authentication
     int backlog = 128;                     // connections the kernel queues before accept()
-    double handshake_timeout = 5.0;        // seconds each client has to authenticate
+    Timeout handshake_timeout = 5.0;       // each client's to authenticate (not forever: ValueError)
     std::size_t max_message = 1ull << 30;  // longest message a connection accepts (bytes)
     // Permissions of a Unix socket file ("/path"), less the umask, as any new file's: connecting
     // needs write permission. By default only its owner may connect; 0660 lets the group in.
@@ -77,7 +77,7 @@ struct ListenerOptions {
 
 struct ClientOptions {
     std::string authkey{};
-    double timeout = 30.0;  // seconds to connect and authenticate
+    Timeout timeout = 30.0;  // to connect and authenticate
     std::size_t max_message = 1ull << 30;
 };
 

@@ -45,6 +45,7 @@
 #include <utility>
 #include <vector>
 
+#include "mprocess/detail/manager_protocol.hpp"
 #include "mprocess/error.hpp"
 #include "mprocess/listener.hpp"
 #include "mprocess/process.hpp"
@@ -71,7 +72,7 @@ namespace detail {
 struct ObjectRef {
     std::string address;
     std::string authkey;
-    std::string kind;  // "queue", "dict", ...
+    std::string kind;  // name_of(Kind): "queue", "dict", ...
     std::string id;
     bool needs_key = false;  // the server has a key, and this process knew none for it
 
@@ -95,14 +96,15 @@ struct ObjectRef {
 using Declared = std::tuple<std::string, std::string, std::vector<std::string>>;
 
 // One call: the object's method with its encoded arguments, and the encoded results.
-std::vector<std::string> call(const ObjectRef& ref, const std::string& method, std::vector<std::string> args);
+std::vector<std::string> call(const ObjectRef& ref, Op method, std::vector<std::string> args);
 // A new object (id empty) or a named one, created if needed.
-ObjectRef make_object(const std::string& address, const std::string& authkey, const std::string& kind,
-                      const std::string& name, std::vector<std::string> args);
+ObjectRef make_object(const std::string& address, const std::string& authkey, Kind kind, const std::string& name,
+                      std::vector<std::string> args);
 
+// A wait's timeout on the wire: Timeout's own count of nanoseconds (its largest is forever); not
+// blocking is a timeout of zero.
 inline std::string timeout_arg(bool block, const Timeout& t) {
-    return encode(
-        std::pair<bool, double>(block, t.infinite() ? -1.0 : std::chrono::duration<double>(t.duration()).count()));
+    return encode(std::int64_t{(block ? t : Timeout(0.0)).duration().count()});
 }
 
 // The proxies' common part: the reference, and what they all can do.
@@ -115,13 +117,14 @@ public:
     }
 
 protected:
+    using Op = detail::Op;
     Proxy() = default;
     explicit Proxy(ObjectRef ref) : ref_(std::move(ref)) {}
-    std::vector<std::string> call(const std::string& method, std::vector<std::string> args = {}) const {
+    std::vector<std::string> call(Op method, std::vector<std::string> args = {}) const {
         return detail::call(ref_, method, std::move(args));
     }
     template <class R>
-    R call1(const std::string& method, std::vector<std::string> args = {}) const {
+    R call1(Op method, std::vector<std::string> args = {}) const {
         return decode<R>(call(method, std::move(args)).at(0));
     }
     ObjectRef ref_;
@@ -137,19 +140,19 @@ class QueueProxy : public detail::Proxy {
 public:
     QueueProxy() = default;
     void put(const T& item, bool block = true, Timeout timeout = forever) {
-        call("put", {encode(item), detail::timeout_arg(block, timeout)});
+        call(Op::put, {encode(item), detail::timeout_arg(block, timeout)});
     }
     void put_nowait(const T& item) { put(item, false); }
     T get(bool block = true, Timeout timeout = forever) {
-        return decode<T>(call("get", {detail::timeout_arg(block, timeout)}).at(0));
+        return decode<T>(call(Op::get, {detail::timeout_arg(block, timeout)}).at(0));
     }
     T get_nowait() { return get(false); }
-    std::size_t qsize() const { return call1<std::uint64_t>("qsize"); }
+    std::size_t qsize() const { return call1<std::uint64_t>(Op::qsize); }
     bool empty() const { return qsize() == 0; }
-    bool full() const { return call1<bool>("full"); }
+    bool full() const { return call1<bool>(Op::full); }
     // JoinableQueue's; on a plain Queue they throw RemoteAttributeError.
-    void task_done() { call("task_done"); }
-    void join() { call("join"); }
+    void task_done() { call(Op::task_done); }
+    void join() { call(Op::join); }
 
 private:
     friend class BaseManager;
@@ -161,23 +164,23 @@ class DictProxy : public detail::Proxy {
 public:
     DictProxy() = default;
     // RemoteKeyError for a missing key, as dict[k] raises KeyError.
-    V get(const K& key) const { return decode<V>(call("get", {encode(key)}).at(0)); }
+    V get(const K& key) const { return decode<V>(call(Op::get, {encode(key)}).at(0)); }
     std::optional<V> get(const K& key, std::nullopt_t) const {
-        auto r = call("get_or_none", {encode(key)});
+        auto r = call(Op::get_or_none, {encode(key)});
         if (r.empty()) return std::nullopt;
         return decode<V>(r.at(0));
     }
-    void set(const K& key, const V& value) { call("set", {encode(key), encode(value)}); }
-    void erase(const K& key) { call("del", {encode(key)}); }
-    bool contains(const K& key) const { return call1<bool>("contains", {encode(key)}); }
-    std::size_t size() const { return call1<std::uint64_t>("len"); }
+    void set(const K& key, const V& value) { call(Op::set, {encode(key), encode(value)}); }
+    void erase(const K& key) { call(Op::del, {encode(key)}); }
+    bool contains(const K& key) const { return call1<bool>(Op::contains, {encode(key)}); }
+    std::size_t size() const { return call1<std::uint64_t>(Op::len); }
     std::map<K, V> items() const {
-        auto r = call("items");
+        auto r = call(Op::items);
         std::map<K, V> out;
         for (std::size_t i = 0; i + 1 < r.size(); i += 2) out.emplace(decode<K>(r[i]), decode<V>(r[i + 1]));
         return out;
     }
-    void clear() { call("clear"); }
+    void clear() { call(Op::clear); }
 
 private:
     friend class BaseManager;
@@ -188,15 +191,15 @@ template <class T>
 class ListProxy : public detail::Proxy {
 public:
     ListProxy() = default;
-    void append(const T& item) { call("append", {encode(item)}); }
+    void append(const T& item) { call(Op::append, {encode(item)}); }
     // Python's indexes: negative counts from the end; RemoteIndexError out of range.
-    T get(std::int64_t i) const { return decode<T>(call("get", {encode(i)}).at(0)); }
-    void set(std::int64_t i, const T& item) { call("set", {encode(i), encode(item)}); }
-    T pop(std::int64_t i = -1) { return decode<T>(call("pop", {encode(i)}).at(0)); }
-    std::size_t size() const { return call1<std::uint64_t>("len"); }
+    T get(std::int64_t i) const { return decode<T>(call(Op::get, {encode(i)}).at(0)); }
+    void set(std::int64_t i, const T& item) { call(Op::set, {encode(i), encode(item)}); }
+    T pop(std::int64_t i = -1) { return decode<T>(call(Op::pop, {encode(i)}).at(0)); }
+    std::size_t size() const { return call1<std::uint64_t>(Op::len); }
     std::vector<T> values() const {
         std::vector<T> out;
-        for (auto& b : call("values")) out.push_back(decode<T>(b));
+        for (auto& b : call(Op::values)) out.push_back(decode<T>(b));
         return out;
     }
 
@@ -209,8 +212,8 @@ template <class T>
 class ValueProxy : public detail::Proxy {
 public:
     ValueProxy() = default;
-    T value() const { return decode<T>(call("get").at(0)); }
-    void set_value(const T& v) { call("set", {encode(v)}); }
+    T value() const { return decode<T>(call(Op::get).at(0)); }
+    void set_value(const T& v) { call(Op::set, {encode(v)}); }
 
 private:
     friend class BaseManager;
@@ -222,9 +225,9 @@ class LockProxy : public detail::Proxy {
 public:
     LockProxy() = default;
     bool acquire(bool block = true, Timeout timeout = forever) {
-        return call1<bool>("acquire", {detail::timeout_arg(block, timeout)});
+        return call1<bool>(Op::acquire, {detail::timeout_arg(block, timeout)});
     }
-    void release() { call("release"); }
+    void release() { call(Op::release); }
     void lock() { acquire(); }
     void unlock() { release(); }
 
@@ -236,10 +239,10 @@ private:
 class EventProxy : public detail::Proxy {
 public:
     EventProxy() = default;
-    void set() { call("set"); }
-    void clear() { call("clear"); }
-    bool is_set() const { return call1<bool>("is_set"); }
-    bool wait(Timeout timeout = forever) { return call1<bool>("wait", {detail::timeout_arg(true, timeout)}); }
+    void set() { call(Op::set); }
+    void clear() { call(Op::clear); }
+    bool is_set() const { return call1<bool>(Op::is_set); }
+    bool wait(Timeout timeout = forever) { return call1<bool>(Op::wait, {detail::timeout_arg(true, timeout)}); }
 
 private:
     friend class BaseManager;
@@ -253,14 +256,14 @@ public:
     // RemoteAttributeError if it has none of that name.
     template <class T>
     T get(const std::string& name) const {
-        return decode<T>(call("get", {encode(name)}).at(0));
+        return decode<T>(call(Op::get, {encode(name)}).at(0));
     }
     template <class T>
     void set(const std::string& name, const T& value) {
-        call("set", {encode(name), encode(value)});
+        call(Op::set, {encode(name), encode(value)});
     }
-    bool has(const std::string& name) const { return call1<bool>("has", {encode(name)}); }
-    void erase(const std::string& name) { call("del", {encode(name)}); }
+    bool has(const std::string& name) const { return call1<bool>(Op::has, {encode(name)}); }
+    void erase(const std::string& name) { call(Op::del, {encode(name)}); }
 
 private:
     friend class BaseManager;
@@ -310,55 +313,56 @@ public:
     // On the server's side, before start() or serve_forever(): objects it makes at once, under
     // these names, for clients to reach with the factories below (Python's register()).
     void register_queue(const std::string& name, std::size_t maxsize = 0) {
-        declare("queue", name, {encode(std::uint64_t{maxsize})});
+        declare(Kind::queue, name, {encode(std::uint64_t{maxsize})});
     }
     void register_joinable_queue(const std::string& name, std::size_t maxsize = 0) {
-        declare("joinable_queue", name, {encode(std::uint64_t{maxsize})});
+        declare(Kind::joinable_queue, name, {encode(std::uint64_t{maxsize})});
     }
-    void register_dict(const std::string& name) { declare("dict", name, {}); }
-    void register_list(const std::string& name) { declare("list", name, {}); }
+    void register_dict(const std::string& name) { declare(Kind::dict, name, {}); }
+    void register_list(const std::string& name) { declare(Kind::list, name, {}); }
     template <class T>
     void register_value(const std::string& name, const T& initial) {
-        declare("value", name, {encode(initial)});
+        declare(Kind::value, name, {encode(initial)});
     }
-    void register_lock(const std::string& name) { declare("lock", name, {}); }
-    void register_event(const std::string& name) { declare("event", name, {}); }
-    void register_namespace(const std::string& name) { declare("namespace", name, {}); }
+    void register_lock(const std::string& name) { declare(Kind::lock, name, {}); }
+    void register_event(const std::string& name) { declare(Kind::event, name, {}); }
+    void register_namespace(const std::string& name) { declare(Kind::namespace_, name, {}); }
 
     // Objects: a new one for each call without a name; with a name, the one of that name,
     // created by the first who asks.
     template <class T>
     QueueProxy<T> Queue(const std::string& name = "", std::size_t maxsize = 0) {
-        return QueueProxy<T>(make("queue", name, {encode(std::uint64_t{maxsize})}));
+        return QueueProxy<T>(make(Kind::queue, name, {encode(std::uint64_t{maxsize})}));
     }
     template <class T>
     QueueProxy<T> JoinableQueue(const std::string& name = "", std::size_t maxsize = 0) {
-        return QueueProxy<T>(make("joinable_queue", name, {encode(std::uint64_t{maxsize})}));
+        return QueueProxy<T>(make(Kind::joinable_queue, name, {encode(std::uint64_t{maxsize})}));
     }
     template <class K, class V>
     DictProxy<K, V> dict(const std::string& name = "") {
-        return DictProxy<K, V>(make("dict", name, {}));
+        return DictProxy<K, V>(make(Kind::dict, name, {}));
     }
     template <class T>
     ListProxy<T> list(const std::string& name = "") {
-        return ListProxy<T>(make("list", name, {}));
+        return ListProxy<T>(make(Kind::list, name, {}));
     }
     template <class T>
     ValueProxy<T> Value(const T& initial, const std::string& name = "") {
-        return ValueProxy<T>(make("value", name, {encode(initial)}));
+        return ValueProxy<T>(make(Kind::value, name, {encode(initial)}));
     }
     // Frees a named object that a client made (the server's registered ones stay): its memory
     // goes, and later calls through its proxies fail with RemoteKeyError. Objects are
     // otherwise kept until the server stops; nothing counts proxies (see docs/architecture.md).
     void release(const std::string& name);
 
-    LockProxy Lock(const std::string& name = "") { return LockProxy(make("lock", name, {})); }
-    EventProxy Event(const std::string& name = "") { return EventProxy(make("event", name, {})); }
-    NamespaceProxy Namespace(const std::string& name = "") { return NamespaceProxy(make("namespace", name, {})); }
+    LockProxy Lock(const std::string& name = "") { return LockProxy(make(Kind::lock, name, {})); }
+    EventProxy Event(const std::string& name = "") { return EventProxy(make(Kind::event, name, {})); }
+    NamespaceProxy Namespace(const std::string& name = "") { return NamespaceProxy(make(Kind::namespace_, name, {})); }
 
 private:
-    detail::ObjectRef make(const std::string& kind, const std::string& name, std::vector<std::string> args);
-    void declare(const std::string& kind, const std::string& name, std::vector<std::string> args);
+    using Kind = detail::Kind;
+    detail::ObjectRef make(Kind kind, const std::string& name, std::vector<std::string> args);
+    void declare(Kind kind, const std::string& name, std::vector<std::string> args);
 
     std::vector<detail::Declared> registered_;
     std::string address_;

@@ -112,7 +112,7 @@ public:
     using Error::Error;
 };
 
-// The child could not run the program (or set itself up for it). error_code() is the child's
+// The child could not run the program (or set itself up for it). code() is the child's
 // errno: ENOENT for a missing program or cwd, EACCES for a file that is not executable, ...
 // filename() is the program, or the cwd when changing to it failed.
 class ExecError : public OSError {

@@ -1,10 +1,15 @@
-// A timeout as Python spells it: seconds as a number, or None for "wait forever".
+// SPDX-License-Identifier: Apache-2.0
+// Time as mprocess spells it everywhere: a Timeout (how long, as Python's seconds or None), and the
+// Deadline it makes (until when). Options, waits and the manager's wire all take a Timeout.
 #pragma once
 
 #include <chrono>
 #include <optional>
 
 namespace mprocess {
+
+// When a wait ends: a point of the steady clock, or nullopt for never.
+using Deadline = std::optional<std::chrono::steady_clock::time_point>;
 
 class Timeout {
 public:
@@ -24,10 +29,11 @@ public:
     bool infinite() const noexcept { return !ns_.has_value(); }
     std::chrono::nanoseconds duration() const noexcept { return ns_.value_or(std::chrono::nanoseconds::max()); }
 
-    // The absolute deadline, or nullopt for none.
-    std::optional<clock::time_point> deadline() const noexcept {
+    // The absolute deadline from now (or from `start`), or nullopt for none.
+    Deadline deadline() const noexcept { return deadline_from(clock::now()); }
+    Deadline deadline_from(clock::time_point start) const noexcept {
         if (!ns_) return std::nullopt;
-        return clock::now() + *ns_;
+        return start + *ns_;
     }
 
 private:

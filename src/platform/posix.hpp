@@ -12,13 +12,15 @@
 #include <string>
 #include <utility>
 
+#include "mprocess/timeout.hpp"
+
 #include <poll.h>
 #include <sys/types.h>
 
 namespace mprocess::platform {
 
 using Clock = std::chrono::steady_clock;
-using Deadline = std::optional<Clock::time_point>;
+using Deadline = mprocess::Deadline;
 
 [[noreturn]] void throw_os_error(int err, const std::string& what);
 [[noreturn]] void throw_errno(const std::string& what);

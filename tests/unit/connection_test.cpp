@@ -119,14 +119,14 @@ TEST_F(ConnectionTest, AOneWayPipeUsedBackwardsThrowsOSErrorAsPythonDoes) {
         r.send(1);
         FAIL() << "sent on the read-only end";
     } catch (const mp::OSError& e) {
-        EXPECT_EQ(e.error_code(), EBADF);
+        EXPECT_EQ(e.code(), std::errc::bad_file_descriptor);
         EXPECT_NE(std::string(e.what()).find("connection is read-only"), std::string::npos) << e.what();
     }
     try {
         w.recv<int>();
         FAIL() << "received on the write-only end";
     } catch (const mp::OSError& e) {
-        EXPECT_EQ(e.error_code(), EBADF);
+        EXPECT_EQ(e.code(), std::errc::bad_file_descriptor);
         EXPECT_NE(std::string(e.what()).find("connection is write-only"), std::string::npos) << e.what();
     }
     EXPECT_THROW(r.send_bytes("x"), mp::OSError);

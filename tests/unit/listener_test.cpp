@@ -475,6 +475,15 @@ TEST_F(ListenerTest, AKeylessClientMayConnectBeforeTheSameThreadAccepts) {
     EXPECT_EQ(server_side.recv<std::string>(), "and back");
 }
 
+// Options take time as every wait does, a Timeout; a handshake without an end is refused.
+TEST_F(ListenerTest, TimeoutsAreTimeoutsAndAHandshakeMustEnd) {
+    EXPECT_THROW(mp::Listener("127.0.0.1:0", {.handshake_timeout = mp::forever}), mp::ValueError);
+    mp::Listener listener("127.0.0.1:0", {.handshake_timeout = std::chrono::milliseconds(1500)});
+    std::thread t([&] { mp::Client(listener.address(), {.timeout = std::chrono::seconds(20)}).send(7); });
+    EXPECT_EQ(listener.accept(20.0).recv<int>(), 7);
+    t.join();
+}
+
 // Each pending handshake has its own deadline: the silent peer is dropped when it passes, the
 // babbling ones at once, and none of them delays the good client.
 TEST_F(ListenerTest, ASilentOrBabblingPeerCostsOnlyItsOwnConnection) {

@@ -46,7 +46,7 @@ TEST_F(SharedMemoryTest, BadArgumentsGiveThePythonErrors) {
         mp::SharedMemory second(name, true, 100);
         FAIL() << "created twice";
     } catch (const mp::FileExistsError& e) {
-        EXPECT_EQ(e.error_code(), EEXIST);
+        EXPECT_EQ(e.code(), std::errc::file_exists);
     }
     first.unlink();
     EXPECT_FALSE(in_dev_shm(name));
@@ -63,7 +63,7 @@ TEST_F(SharedMemoryTest, ASecondUnlinkOfTheSameNameRaisesFileNotFoundError) {
         FAIL() << "a second unlink was silent";
     } catch (const mp::OSError& e) {  // FileNotFoundError is an OSError, with ENOENT
         EXPECT_NE(dynamic_cast<const mp::FileNotFoundError*>(&e), nullptr) << e.what();
-        EXPECT_EQ(e.error_code(), ENOENT);
+        EXPECT_EQ(e.code(), std::errc::no_such_file_or_directory);
         EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
     }
     EXPECT_THROW(copy.unlink(), mp::FileNotFoundError);
@@ -108,7 +108,7 @@ TEST_F(SharedMemoryTest, AttachingToABlockAnotherUserOwnsIsRefusedUnlessAllowed)
         mp::SharedMemory stranger(name);
         ADD_FAILURE() << "attached to a block another user owns";
     } catch (const mp::OSError& e) {
-        EXPECT_EQ(e.error_code(), EACCES);
+        EXPECT_EQ(e.code(), std::errc::permission_denied);
         const std::string what = e.what();
         EXPECT_NE(what.find("'nobody'"), std::string::npos) << what;
         EXPECT_NE(what.find(name), std::string::npos) << what;

@@ -172,7 +172,7 @@ TEST_F(SubprocessTest, AMissingCwdThrowsWithTheChildsErrno) {
         sp::Popen p({"/bin/true"}, {.cwd = dir() / "nowhere"});
         FAIL() << "no error for a missing cwd";
     } catch (const sp::ExecError& e) {
-        EXPECT_EQ(e.error_code(), ENOENT) << e.what();
+        EXPECT_EQ(e.code(), std::errc::no_such_file_or_directory) << e.what();
         EXPECT_EQ(e.filename(), (dir() / "nowhere").string());
     }
 }
@@ -217,7 +217,7 @@ TEST_F(SubprocessTest, AMissingProgramThrowsEnoent) {
             sp::Popen p({program});
             FAIL() << program << " started";
         } catch (const sp::ExecError& e) {
-            EXPECT_EQ(e.error_code(), ENOENT) << e.what();
+            EXPECT_EQ(e.code(), std::errc::no_such_file_or_directory) << e.what();
             EXPECT_EQ(e.filename(), program);
             EXPECT_NE(std::string(e.what()).find(program), std::string::npos) << e.what();
         }
@@ -233,14 +233,14 @@ TEST_F(SubprocessTest, ANonExecutableFileThrowsEacces) {
         sp::Popen p({script.string()});
         FAIL() << "a non-executable file started";
     } catch (const sp::ExecError& e) {
-        EXPECT_EQ(e.error_code(), EACCES) << e.what();
+        EXPECT_EQ(e.code(), std::errc::permission_denied) << e.what();
     }
     // Without path search a bare name is relative to the cwd, as execv().
     try {
         sp::Popen p({"script.sh"}, {.cwd = dir(), .path_search = false});
         FAIL() << "a non-executable file started";
     } catch (const sp::ExecError& e) {
-        EXPECT_EQ(e.error_code(), EACCES) << e.what();
+        EXPECT_EQ(e.code(), std::errc::permission_denied) << e.what();
     }
 }
 
