@@ -77,7 +77,7 @@ struct ChildSetup {
 // The new program must inherit only its stdio and the kept descriptors. close_range() (Linux 5.11)
 // does it in one call; marking instead of closing keeps report_fd open until the exec succeeds.
 // Without it every number up to the descriptor limit, read before the fork, is marked.
-void cloexec_above_stdio(const ChildSetup& s) noexcept {
+void cloexec_all_but_kept(const ChildSetup& s) noexcept {
     if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
         for (int fd = 3; fd < s.max_fd; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     for (std::size_t i = 0; i < s.keep_count; ++i) ::fcntl(s.keep_fds[i], F_SETFD, 0);
@@ -94,7 +94,7 @@ bool try_next_candidate(int err) noexcept {
         if (s.stdio[target] >= 0 && ::dup2(s.stdio[target], target) < 0) fail(s, ExecFailure::redirect, errno);
     }
     if (s.stderr_to_stdout && ::dup2(1, 2) < 0) fail(s, ExecFailure::redirect, errno);
-    cloexec_above_stdio(s);
+    cloexec_all_but_kept(s);
     if (s.cwd && ::chdir(s.cwd) != 0) fail(s, ExecFailure::chdir, errno);
     ::pthread_sigmask(SIG_SETMASK, &s.mask, nullptr);
 
