@@ -10,15 +10,14 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
-#include <fcntl.h>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "platform/exec.hpp"
 #include "platform/socket.hpp"
 #include "popen_internal.hpp"
 
@@ -46,10 +45,7 @@ using platform::send_with_fds;
 
 void stop_server_locked(Client& c) noexcept {
     c.control.reset();
-    if (c.server > 0) {
-        while (::waitpid(c.server, nullptr, 0) < 0 && errno == EINTR) {
-        }
-    }
+    if (c.server > 0) platform::reap_status(c.server, true);
     c.server = 0;
 }
 
@@ -60,8 +56,7 @@ void ensure_server(Client& c) {
         c.owner = ::getpid();
     }
     if (c.server > 0) {
-        int status;
-        if (::waitpid(c.server, &status, WNOHANG) == 0) return;  // still running
+        if (!platform::reap_status(c.server, false)) return;  // still running
         c.server = 0;
         c.control.reset();
     }
@@ -71,7 +66,7 @@ void ensure_server(Client& c) {
         if (await_answer(parent_end.get(), platform::Clock::now() + kGuardTimeout) != 'S')
             throw ProcessError("the forkserver answered something unexpected");
     } catch (...) {
-        discard_child(pid);
+        platform::discard_child(pid);
         throw;
     }
     c.server = pid;
@@ -79,10 +74,8 @@ void ensure_server(Client& c) {
 }
 
 pid_t request(Client& c, const std::string& bytes, const std::vector<int>& fds, Fd& pidfd, Fd& status_fd) {
-    int status_pipe[2];
-    if (::pipe2(status_pipe, O_CLOEXEC) != 0) platform::throw_errno("pipe2");
-    status_fd = Fd(status_pipe[0]);
-    Fd status_write(status_pipe[1]);
+    auto [status_read, status_write] = platform::make_pipe();
+    status_fd = std::move(status_read);
     std::vector<int> send_fds{status_write.get()};
     send_fds.insert(send_fds.end(), fds.begin(), fds.end());
     const std::uint64_t len = bytes.size();
@@ -160,12 +153,10 @@ void forkserver_main(int control_fd) {
             signalfd_siginfo info;
             while (::read(sigfd, &info, sizeof info) > 0) {
             }
-            int status;
-            pid_t pid;
-            while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-                auto it = children.find(pid);
+            while (const auto ended = platform::reap_status(-1, false)) {
+                auto it = children.find(ended->pid);
                 if (it == children.end()) continue;
-                [[maybe_unused]] auto w = ::write(it->second.get(), &status, sizeof status);
+                [[maybe_unused]] auto w = ::write(it->second.get(), &ended->status, sizeof ended->status);
                 children.erase(it);
             }
         }

@@ -35,8 +35,9 @@ Payload make_payload(const ChildIdentity& who, const SpawnTarget& target);
 // Runs the payload's target as this (new) process, with `fds` as the arguments' descriptors.
 [[noreturn]] void run_payload(Payload& payload, std::vector<int> fds);
 
-// Forks and executes this program's binary with `env_var`=<child_end> in its environment, the
-// child inheriting only `keep` and child_end. Throws OSError with the child's errno if exec fails.
+// Forks and executes this program's binary with `env_var`=<child_end> in its environment and
+// without our other MPROCESS_ variables, the child inheriting only `keep` and child_end (closed
+// here once the child has it). Throws OSError with the child's errno if exec fails.
 pid_t launch_self(const char* env_var, platform::Fd& child_end, const std::vector<int>& keep, bool die_with_parent);
 
 // Waits for a one-byte answer from a fresh image (up to the guard's timeout); an 'E' answer, a
@@ -45,7 +46,6 @@ char await_answer(int fd, const platform::Deadline& deadline);
 
 void write_all(int fd, const void* data, std::size_t n, const platform::Deadline& deadline);
 bool read_all(int fd, void* data, std::size_t n);
-void discard_child(pid_t pid) noexcept;
 
 extern const std::chrono::seconds kGuardTimeout;
 

@@ -1,12 +1,13 @@
 // The spawn start method and the entry guard (freeze_support).
 //
-// The parent makes a socket pair and forks; the child marks every descriptor close-on-exec except
-// the ones it needs, and executes /proc/self/exe with the parent's own argv and MPROCESS_SPAWN_FD
-// (its end of the pair) in the environment. Over that socket the parent sends the child's
-// identity, the target's code addresses and arguments; the child reads them in freeze_support(),
-// answers 'R', and runs the target. A failed exec reaches the parent as errno over a close-on-exec
-// pipe. A child whose main() starts a process without having called freeze_support() answers 'E'
-// instead, and the parent gives up on a child that says nothing within kGuardTimeout.
+// The parent makes a socket pair and starts /proc/self/exe through the launcher (platform/exec.hpp),
+// keeping open only the descriptors the child needs, with the parent's own argv and
+// MPROCESS_SPAWN_FD (its end of the pair) in the environment. Over that socket the parent sends the
+// child's identity, the target's code addresses and arguments; the child reads them in
+// freeze_support(), answers 'R', and runs the target. A failed exec reaches the parent as errno over
+// the launcher's close-on-exec pipe. A child whose main() starts a process without having called
+// freeze_support() answers 'E' instead, and the parent gives up on a child that says nothing within
+// kGuardTimeout.
 //
 // The new image trusts the variable only if it names a Unix socket whose other end is its parent
 // process and its own user (checked at static initialization, where the variable is also removed
@@ -18,23 +19,17 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fcntl.h>
 #include <fstream>
 #include <iterator>
 #include <sys/auxv.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mprocess/connection.hpp"
 #include "mprocess/context.hpp"
+#include "platform/exec.hpp"
 #include "popen_internal.hpp"
-
-extern char** environ;
 
 namespace mprocess {
 namespace detail {
@@ -154,12 +149,6 @@ bool read_all(int fd, void* data, std::size_t n) {
     return platform::read_exact(fd, data, n);
 }
 
-void discard_child(pid_t pid) noexcept {
-    ::kill(pid, SIGKILL);
-    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-}
-
 Payload make_payload(const ChildIdentity& who, const SpawnTarget& target) {
     return Payload{who, code_symbol(reinterpret_cast<const void*>(target.entry)), code_symbol(target.fn), target.args.blobs};
 }
@@ -188,47 +177,23 @@ void refuse_if_unguarded() {
 }
 
 pid_t launch_self(const char* env_var, Fd& child_end, const std::vector<int>& keep_fds, bool die_with_parent) {
-    int err_pipe[2];
-    if (::pipe2(err_pipe, O_CLOEXEC) != 0) platform::throw_errno("pipe2");
-    Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
-
-    // Everything the child needs, built before fork: only async-signal-safe calls after it.
-    std::vector<std::string> env_strings;
-    for (char** e = environ; e && *e; ++e)
-        if (std::strncmp(*e, "MPROCESS_", 9) != 0) env_strings.emplace_back(*e);
-    env_strings.push_back(std::string(env_var) + "=" + std::to_string(child_end.get()));
-    std::vector<char*> envp, argv;
-    for (auto& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    std::vector<std::string> args = own_argv();
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<int> keep = keep_fds;
-    keep.push_back(child_end.get());
+    platform::ExecPlan plan;
+    plan.argv = own_argv();
+    plan.candidates = {"/proc/self/exe"};
+    plan.env = platform::environment_without("MPROCESS_");
+    plan.env->push_back(std::string(env_var) + "=" + std::to_string(child_end.get()));
+    plan.keep_fds = keep_fds;
+    plan.keep_fds.push_back(child_end.get());
+    plan.die_with_parent = die_with_parent;
+    // Blocking, for the child's simple reads. The flag belongs to the open socket, which from now
+    // on only the child uses.
+    platform::set_blocking(child_end, true);
 
     platform::flush_stdio();
-    pid_t pid = ::fork();
-    if (pid < 0) platform::throw_errno("fork");
-    if (pid == 0) {
-        if (die_with_parent) ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        // Inherit nothing but what the child needs (and the standard streams).
-        if (::syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */) != 0)
-            for (int fd = 3; fd < 65536; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-        for (int fd : keep) ::fcntl(fd, F_SETFD, 0);
-        ::fcntl(child_end.get(), F_SETFL, 0);  // blocking, for the child's simple reads
-        ::execve("/proc/self/exe", argv.data(), envp.data());
-        int e = errno;
-        [[maybe_unused]] auto r = ::write(err_write.get(), &e, sizeof e);
-        ::_exit(127);
-    }
-    err_write.reset();
+    auto started = platform::fork_exec(plan);
     child_end.reset();
-    int exec_errno = 0;
-    if (read_all(err_read.get(), &exec_errno, sizeof exec_errno)) {
-        discard_child(pid);
-        platform::throw_os_error(exec_errno, "cannot execute /proc/self/exe");
-    }
-    return pid;
+    if (started.failure) platform::throw_os_error(started.failure->error, "cannot execute /proc/self/exe");
+    return started.pid;
 }
 
 char await_answer(int fd, const platform::Deadline& deadline) {
@@ -266,7 +231,7 @@ pid_t popen_spawn(const ChildIdentity& who, SpawnTarget& target) {
         }
         await_answer(parent_end.get(), deadline);
     } catch (...) {
-        discard_child(pid);
+        platform::discard_child(pid);
         throw;
     }
     return pid;

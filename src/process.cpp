@@ -10,10 +10,10 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mprocess/context.hpp"
+#include "platform/exec.hpp"
 #include "platform/posix.hpp"
 #include "popen_internal.hpp"
 #include "process_internal.hpp"
@@ -37,8 +37,6 @@ struct ProcessState {
     platform::Fd status_fd;  // forkserver children: yields the wait status (we are not their parent)
     std::optional<int> exitcode;
 
-    static int decode_status(int status) { return WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status); }
-
     // The descriptor that becomes readable when the child has ended.
     int end_fd() const { return status_fd.valid() ? status_fd.get() : pidfd.get(); }
 
@@ -50,19 +48,13 @@ struct ProcessState {
             if (::poll(&p, 1, 0) <= 0) return false;
             int status = 0;
             // No status at all: the forkserver died first; report it as killed.
-            exitcode = platform::read_exact(status_fd.get(), &status, sizeof status) ? decode_status(status) : -SIGKILL;
+            exitcode = platform::read_exact(status_fd.get(), &status, sizeof status)
+                           ? platform::waitstatus_to_exitcode(status)
+                           : -SIGKILL;
             return true;  // the descriptors stay open: they are the sentinel until close()
         }
-        int status = 0;
-        pid_t r;
-        do r = ::waitpid(pid, &status, WNOHANG);
-        while (r < 0 && errno == EINTR);
-        if (r == 0) return false;
-        if (r < 0 && errno != ECHILD) platform::throw_errno("waitpid");
-        // ECHILD: someone else reaped it (a SIGCHLD handler, SIGCHLD ignored). It has ended, with a
-        // status we cannot know; report 0, as Python's subprocess does.
-        exitcode = r < 0 ? 0 : decode_status(status);
-        return true;  // the pidfd stays open: it is the sentinel until close()
+        exitcode = platform::reap(pid, false);
+        return exitcode.has_value();  // the pidfd stays open: it is the sentinel until close()
     }
     bool try_reap() {
         std::lock_guard lock(m);
@@ -193,16 +185,16 @@ void report_exception(const std::string& name) {
 // A pidfd for a child we just started; if none can be had, the child is killed and reaped.
 // With SIGCHLD ignored the kernel may have reaped a quick child already (ESRCH): then a pipe
 // holding the status stands in as its end descriptor, with 0 for the status nobody can know,
-// as waitpid's ECHILD is reported (see try_reap_locked).
+// as waitpid's ECHILD is reported (see platform::reap_status).
 std::pair<int, int> pidfd_or_discard(pid_t pid) {
     try {
         return {platform::pidfd_open(pid).release(), -1};
     } catch (const OSError& e) {
         if (e.code() == std::errc::no_such_process) return {-1, platform::status_fd_of(0).release()};
-        discard_child(pid);
+        platform::discard_child(pid);
         throw;
     } catch (...) {
-        discard_child(pid);
+        platform::discard_child(pid);
         throw;
     }
 }

@@ -18,10 +18,10 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mprocess/error.hpp"
+#include "platform/exec.hpp"
 #include "platform/posix.hpp"
 
 namespace mprocess::detail {
@@ -105,20 +105,14 @@ Tracker& tracker() {
 // Called with the tracker's mutex held.
 int tracker_fd_locked(Tracker& t) {
     if (t.fd >= 0) return t.fd;
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) platform::throw_errno("pipe2 for the resource tracker");
+    auto [read_end, write_end] = platform::make_pipe();
     pid_t pid = ::fork();
-    if (pid < 0) {
-        int e = errno;
-        ::close(p[0]);
-        ::close(p[1]);
-        platform::throw_os_error(e, "fork of the resource tracker");
-    }
+    if (pid < 0) platform::throw_errno("fork of the resource tracker");
     if (pid == 0) {
         if (::fork() != 0) ::_exit(0);
         ::setsid();  // out of the terminal's process group: a Ctrl-C there is not for us
         // Keep only the pipe's read end (as descriptor 3) and /dev/null on the standard ones.
-        if (::dup2(p[0], 3) < 0) ::_exit(1);
+        if (::dup2(read_end.get(), 3) < 0) ::_exit(1);
         ::syscall(SYS_close_range, 4u, ~0u, 0u);
         int null = ::open("/dev/null", O_RDWR);
         if (null >= 0) {
@@ -129,10 +123,9 @@ int tracker_fd_locked(Tracker& t) {
         }
         tracker_main(3);
     }
-    ::close(p[0]);
-    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-    t.fd = p[1];
+    read_end.reset();
+    platform::reap_status(pid, true);
+    t.fd = write_end.release();
     return t.fd;
 }
 

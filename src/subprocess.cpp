@@ -202,13 +202,13 @@ struct Popen::State {
         }
         auto [read_end, write_end] = platform::make_pipe();
         if (target == 0) {
-            platform::set_nonblocking(write_end);
+            platform::set_blocking(write_end, false);
             in = std::move(write_end);
             in_piped = true;
             return std::move(read_end);
         }
         Source& s = target == 1 ? out : err;
-        platform::set_nonblocking(read_end);
+        platform::set_blocking(read_end, false);
         s.fd = std::move(read_end);
         s.piped = true;
         return std::move(write_end);

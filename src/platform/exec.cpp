@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,6 +50,9 @@ struct ChildSetup {
     const char* cwd;
     int stdio[3];
     bool stderr_to_stdout;
+    const int* keep_fds;
+    std::size_t keep_count;
+    bool die_with_parent;
     int max_fd;
     int report_fd;
     sigset_t mask;  // the parent's signal mask, for the new program
@@ -70,11 +74,13 @@ struct ChildSetup {
     ::_exit(255);
 }
 
-// The new program must inherit only its stdio. close_range() (Linux 5.11) does it in one call;
-// marking instead of closing keeps report_fd open until the exec succeeds.
-void cloexec_above_stdio(int max_fd) noexcept {
-    if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
-    for (int fd = 3; fd < max_fd; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+// The new program must inherit only its stdio and the kept descriptors. close_range() (Linux 5.11)
+// does it in one call; marking instead of closing keeps report_fd open until the exec succeeds.
+// Without it every number up to the descriptor limit, read before the fork, is marked.
+void cloexec_all_but_kept(const ChildSetup& s) noexcept {
+    if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+        for (int fd = 3; fd < s.max_fd; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    for (std::size_t i = 0; i < s.keep_count; ++i) ::fcntl(s.keep_fds[i], F_SETFD, 0);
 }
 
 // As execvp(): these errors mean "not in this directory", so the search goes on.
@@ -83,11 +89,12 @@ bool try_next_candidate(int err) noexcept {
 }
 
 [[noreturn]] void exec_child(const ChildSetup& s) noexcept {
+    if (s.die_with_parent) ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     for (int target = 0; target < 3; ++target) {
         if (s.stdio[target] >= 0 && ::dup2(s.stdio[target], target) < 0) fail(s, ExecFailure::redirect, errno);
     }
     if (s.stderr_to_stdout && ::dup2(1, 2) < 0) fail(s, ExecFailure::redirect, errno);
-    cloexec_above_stdio(s.max_fd);
+    cloexec_all_but_kept(s);
     if (s.cwd && ::chdir(s.cwd) != 0) fail(s, ExecFailure::chdir, errno);
     ::pthread_sigmask(SIG_SETMASK, &s.mask, nullptr);
 
@@ -151,9 +158,10 @@ Fd open_above_stdio(const std::string& path, int flags) {
     return above_stdio(Fd(fd));
 }
 
-void set_nonblocking(const Fd& fd) {
+void set_blocking(const Fd& fd, bool blocking) {
     int flags = ::fcntl(fd.get(), F_GETFL);
-    if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0) throw_errno("fcntl(O_NONBLOCK)");
+    if (flags >= 0) flags = blocking ? flags & ~O_NONBLOCK : flags | O_NONBLOCK;
+    if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags) < 0) throw_errno("fcntl(O_NONBLOCK)");
 }
 
 long read_some(int fd, char* buf, std::size_t n) noexcept {
@@ -218,6 +226,13 @@ std::vector<std::string> exec_candidates(const std::string& program, bool search
     return files;
 }
 
+std::vector<std::string> environment_without(std::string_view prefix) {
+    std::vector<std::string> env;
+    for (char** e = environ; e && *e; ++e)
+        if (!std::string_view(*e).starts_with(prefix)) env.emplace_back(*e);
+    return env;
+}
+
 ExecResult fork_exec(const ExecPlan& plan) {
     const CStrings argv(plan.argv);
     const CStrings candidates(plan.candidates);
@@ -232,6 +247,9 @@ ExecResult fork_exec(const ExecPlan& plan) {
     setup.cwd = plan.cwd ? plan.cwd->c_str() : nullptr;
     for (int i = 0; i < 3; ++i) setup.stdio[i] = plan.stdio[i];
     setup.stderr_to_stdout = plan.stderr_to_stdout;
+    setup.keep_fds = plan.keep_fds.data();
+    setup.keep_count = plan.keep_fds.size();
+    setup.die_with_parent = plan.die_with_parent;
     setup.max_fd = open_max();
     setup.report_fd = report_w.get();
 
@@ -247,38 +265,50 @@ ExecResult fork_exec(const ExecPlan& plan) {
     if (pid < 0) throw_os_error(fork_errno, "fork");
 
     report_w.reset();  // else our own copy would keep the report pipe from ever reaching EOF
-    std::optional<ExecFailure> failure;
     try {
-        failure = read_failure(report_r);
-    } catch (...) {
-        ::kill(pid, SIGKILL);
-        reap(pid, true);
-        throw;
-    }
-    if (failure) {
-        reap(pid, true);
-        return {0, Fd(), failure};
-    }
-    try {
+        if (const auto failure = read_failure(report_r)) {
+            reap_status(pid, true);
+            return {0, Fd(), failure};
+        }
         return {pid, pidfd_open(pid), std::nullopt};
     } catch (...) {
-        ::kill(pid, SIGKILL);
-        reap(pid, true);
+        discard_child(pid);
         throw;
     }
 }
 
-std::optional<int> reap(pid_t pid, bool block) {
+std::optional<Reaped> reap_status(pid_t pid, bool block) noexcept {
     int status = 0;
     pid_t r;
     do r = ::waitpid(pid, &status, block ? 0 : WNOHANG);
     while (r < 0 && errno == EINTR);
-    if (r == 0) return std::nullopt;
-    if (r < 0) {
-        if (errno == ECHILD) return 0;
-        throw_errno("waitpid");
-    }
+    if (r > 0) return Reaped{r, status};
+    // ECHILD for a given child: someone else reaped it (a SIGCHLD handler, SIGCHLD ignored). It has
+    // ended, with a status we cannot know; report 0, as Python's subprocess does. waitpid() has no
+    // other failure with valid options.
+    if (r < 0 && pid > 0) return Reaped{pid, 0};
+    return std::nullopt;
+}
+
+int waitstatus_to_exitcode(int status) noexcept {
     return WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+std::optional<int> reap(pid_t pid, bool block) noexcept {
+    const auto reaped = reap_status(pid, block);
+    if (!reaped) return std::nullopt;
+    return waitstatus_to_exitcode(reaped->status);
+}
+
+void discard_child(pid_t pid) noexcept {
+    ::kill(pid, SIGKILL);
+    reap_status(pid, true);
+}
+
+Fd status_fd_of(int status) {
+    auto [read_end, write_end] = make_pipe();
+    if (::write(write_end.get(), &status, sizeof status) != static_cast<ssize_t>(sizeof status)) throw_errno("write");
+    return std::move(read_end);
 }
 
 }  // namespace mprocess::platform

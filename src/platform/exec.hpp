@@ -1,9 +1,12 @@
-// System calls behind mprocess::subprocess: pipes for a child's stdio, and fork + exec of another program.
+// Starting and ending children: the one launcher (fork + exec, for mprocess::subprocess and for the
+// spawn and forkserver start methods), the one reap (waitpid), and the pipes and non-blocking I/O
+// on a child's stdio.
 #pragma once
 
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -23,7 +26,8 @@ Fd dup_above_stdio(int fd);
 // open() with O_CLOEXEC; the result is numbered above 2.
 Fd open_above_stdio(const std::string& path, int flags);
 
-void set_nonblocking(const Fd& fd);
+// As Python's os.set_blocking: clears or sets O_NONBLOCK on the open file `fd` refers to.
+void set_blocking(const Fd& fd, bool blocking);
 
 // One read()/write() retried on EINTR: the byte count, 0 at end of file, or -1 with errno set
 // (EAGAIN when a non-blocking descriptor is not ready). write_some() never raises SIGPIPE: a
@@ -45,6 +49,10 @@ struct ExecPlan {
     // Descriptors (above 2) to install as the child's 0, 1 and 2; -1 leaves the inherited one.
     int stdio[3] = {-1, -1, -1};
     bool stderr_to_stdout = false;
+    // Descriptors the new program inherits besides its stdio; every other one is closed at exec.
+    std::vector<int> keep_fds;
+    // The child is sent SIGKILL when its parent ends (PR_SET_PDEATHSIG).
+    bool die_with_parent = false;
 };
 
 // The step of the child's setup that failed, and its errno.
@@ -58,10 +66,15 @@ struct ExecFailure {
 std::vector<std::string> exec_candidates(const std::string& program, bool search,
                                          const std::optional<std::string>& path_var);
 
-// Forks a child that sets itself up as the plan says, marks every descriptor above 2 close-on-exec
-// and executes the program. Returns once the program runs (its pid and a pidfd) or the child has
-// failed (the failure; that child is already reaped). Between fork and exec the child makes only
-// async-signal-safe calls, so this is safe in a multithreaded process.
+// Our environment as "NAME=value", without the variables whose names start with `prefix`.
+std::vector<std::string> environment_without(std::string_view prefix);
+
+// Forks a child that sets itself up as the plan says, marks every descriptor above 2 but the kept
+// ones close-on-exec and executes the program. Returns once the program runs (its pid and a pidfd)
+// or the child has failed (the failure; that child is already reaped). Signals are blocked from
+// before the fork until the exec, which restores our mask for the new program: no handler of ours
+// runs in the child. Between fork and exec the child makes only async-signal-safe calls, so this
+// is safe in a multithreaded process.
 struct ExecResult {
     pid_t pid = 0;
     Fd pidfd;
@@ -69,9 +82,29 @@ struct ExecResult {
 };
 ExecResult fork_exec(const ExecPlan& plan);
 
-// waitpid(): the Python-style return code (exit status, or -N after signal N) once the child has
-// ended, nullopt while it runs (only when !block). A child that someone else reaped (SIGCHLD
-// ignored) counts as 0, as in Python.
-std::optional<int> reap(pid_t pid, bool block);
+// A child that has ended, as waitpid() tells it.
+struct Reaped {
+    pid_t pid;
+    int status;  // the raw wait status
+};
+
+// The one reap: waitpid() for `pid` (or, with -1, for any child), retried on EINTR. Gives the child
+// that has ended; nullopt while it runs (only when !block), or with -1 when no child has ended or
+// is left. A given child that someone else reaped (a SIGCHLD handler, SIGCHLD ignored) ended with a
+// status nobody can know: it counts as exited 0, as in Python.
+std::optional<Reaped> reap_status(pid_t pid, bool block) noexcept;
+
+// As Python's os.waitstatus_to_exitcode: the exit status, or -N after signal N.
+int waitstatus_to_exitcode(int status) noexcept;
+
+// reap_status() of one child as a Python-style return code.
+std::optional<int> reap(pid_t pid, bool block) noexcept;
+
+// Kills a child we no longer want (SIGKILL) and reaps it.
+void discard_child(pid_t pid) noexcept;
+
+// A descriptor that is readable at once and reads as the given wait status (an int): stands in
+// for an ended child whose real status is out of reach.
+Fd status_fd_of(int status);
 
 }  // namespace mprocess::platform

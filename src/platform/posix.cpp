@@ -84,15 +84,6 @@ void* map_shared(int fd, std::size_t size) {
     return p;
 }
 
-Fd status_fd_of(int status) {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe2");
-    Fd read_end(p[0]);
-    Fd write_end(p[1]);
-    if (::write(write_end.get(), &status, sizeof status) != static_cast<ssize_t>(sizeof status)) throw_errno("write");
-    return read_end;
-}
-
 void* try_map_sparse(int fd, std::size_t size) noexcept {
     void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
     return p == MAP_FAILED ? nullptr : p;

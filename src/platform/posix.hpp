@@ -1,7 +1,8 @@
 // POSIX/Linux primitives used by the core: descriptors, socket pairs, memfd and mappings,
-// eventfd, futex, poll, pidfd, random bytes. Most of the core's system calls are here; the start
-// methods (process.cpp, popen_*.posix.cpp), the resource tracker and named shared memory
-// (shm_open) make their own.
+// eventfd, futex, poll, pidfd, random bytes. Most of the core's system calls are here, and
+// starting programs, reaping children and making pipes in exec.hpp; the start methods
+// (process.cpp, popen_*.posix.cpp) and the resource tracker make their own forks without exec and
+// the calls around them, and named shared memory its shm_open.
 #pragma once
 
 #include <atomic>
@@ -55,10 +56,6 @@ private:
 Fd pidfd_open(pid_t pid);
 // Sends `sig` through a pidfd; false if the process has already exited.
 bool pidfd_signal(int pidfd, int sig);
-
-// A descriptor that is readable at once and reads as the given wait status (an int): stands in
-// for an ended child whose real status is out of reach.
-Fd status_fd_of(int status);
 
 // poll() that retries on EINTR and honours an absolute deadline. Returns the number of ready fds.
 int poll_until(pollfd* fds, std::size_t n, const Deadline& deadline);

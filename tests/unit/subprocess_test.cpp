@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "helpers/children.hpp"
+#include "platform/exec.hpp"
 
 namespace sp = mprocess::subprocess;
 namespace fs = std::filesystem;
@@ -399,3 +400,66 @@ TEST_F(SubprocessTest, DestroyingAPopenClosesItsPipesAndReapsTheChild) {
     EXPECT_EQ(a.wait(), 5);
     EXPECT_THROW(b.pid(), mp::ValueError);  // NOLINT(bugprone-use-after-move): that is the point
 }
+
+// The launcher under Popen, which the spawn and forkserver start methods use too: what Popen does
+// not show, tested directly.
+namespace {
+
+namespace pf = mprocess::platform;
+
+// Runs `command` with /bin/sh as the plan says, stdout into a pipe: its output and return code.
+std::pair<std::string, int> launch_sh(pf::ExecPlan plan, const std::string& command) {
+    plan.argv = {"sh", "-c", command};
+    plan.candidates = {"/bin/sh"};
+    auto [out, out_w] = pf::make_pipe();
+    plan.stdio[1] = out_w.get();
+    auto started = pf::fork_exec(plan);
+    out_w.reset();
+    if (started.failure) return {"exec failed: " + std::string(std::strerror(started.failure->error)), -1};
+    std::string output;
+    char buf[256];
+    for (long n; (n = pf::read_some(out.get(), buf, sizeof buf)) > 0;) output.append(buf, static_cast<std::size_t>(n));
+    return {output, pf::reap(started.pid, true).value_or(-1000)};
+}
+
+}  // namespace
+
+TEST_F(SubprocessTest, TheLauncherKeepsOpenTheKeptDescriptorsOnly) {
+    auto [kept, other_end] = pf::make_pipe();  // close-on-exec: keeping it must clear that
+    const int inheritable = ::dup(other_end.get());  // no close-on-exec: the launcher must mark it
+    ASSERT_GE(inheritable, 0);
+    pf::ExecPlan plan;
+    plan.keep_fds = {kept.get()};
+    const std::string k = std::to_string(kept.get()), i = std::to_string(inheritable);
+    const auto [output, code] =
+        launch_sh(plan, "for fd in " + k + " " + i + "; do if test -e /proc/self/fd/$fd; then echo open $fd; fi; done");
+    EXPECT_EQ(output, "open " + k + "\n");
+    EXPECT_EQ(code, 0);
+    EXPECT_NE(::fcntl(kept.get(), F_GETFD) & FD_CLOEXEC, 0) << "the child's flag is its own";
+    ::close(inheritable);
+}
+
+TEST_F(SubprocessTest, TheLauncherPassesOurEnvironmentWithoutAPrefixAndWithAdditions) {
+    ::setenv("MPROCESS_LAUNCHER_TEST", "dropped", 1);
+    ::setenv("LAUNCHER_TEST_KEPT", "kept", 1);
+    pf::ExecPlan plan;
+    plan.env = pf::environment_without("MPROCESS_");
+    plan.env->push_back("MPROCESS_ADDED=added");
+    const auto [output, code] = launch_sh(plan, "echo ${MPROCESS_LAUNCHER_TEST-none} $LAUNCHER_TEST_KEPT $MPROCESS_ADDED");
+    EXPECT_EQ(output, "none kept added\n");
+    EXPECT_EQ(code, 0);
+    ::unsetenv("MPROCESS_LAUNCHER_TEST");
+    ::unsetenv("LAUNCHER_TEST_KEPT");
+}
+
+TEST_F(SubprocessTest, TheLauncherReportsAMissingProgramAsTheExecStepAndEnoent) {
+    pf::ExecPlan plan;
+    plan.argv = {"program"};
+    plan.candidates = {"/nonexistent/dir/program"};
+    const auto started = pf::fork_exec(plan);
+    ASSERT_TRUE(started.failure);
+    EXPECT_EQ(started.failure->step, pf::ExecFailure::exec);
+    EXPECT_EQ(started.failure->error, ENOENT);
+    EXPECT_EQ(started.pid, 0);
+    EXPECT_FALSE(started.pidfd.valid());
+}  // the fixture checks that the failed child was reaped
