@@ -28,7 +28,7 @@ struct ProcessState {
     std::vector<int> identity;
     bool daemon = false;
     bool die_with_parent = false;
-    std::string start_method;
+    std::optional<StartMethod> start_method;
     bool started = false;
     bool closed = false;
     pid_t pid = 0;
@@ -217,7 +217,7 @@ ChildIdentity identity_of(const ProcessState& st) {
     who.authkey = process_authkey();
     // As Python: a process made through a context keeps its method; one made with the default
     // keeps the default if it was set (and, under fork, whatever the parent had anyway).
-    who.start_method = st.start_method.empty() ? start_method_if_set() : st.start_method;
+    who.start_method = st.start_method ? st.start_method : start_method_if_set();
     std::lock_guard lock(this_process().m);
     who.known_keys = this_process().known_keys;
     return who;
@@ -285,7 +285,7 @@ Process::Process(ProcessOptions options) : st_(std::make_shared<ProcessState>())
     st_->name = std::move(options.name);
     st_->daemon = options.daemon.value_or(s.daemon);
     st_->die_with_parent = options.die_with_parent;
-    st_->start_method = std::move(options.start_method);
+    st_->start_method = options.start_method;
     st_->parent_pid = ::getpid();
 }
 
@@ -350,8 +350,7 @@ void Process::start() {
     detail::refuse_if_unguarded();
     auto& s = detail::this_process();
     if (s.daemon) throw ProcessError("daemonic processes are not allowed to have children");
-    const std::string method = st.start_method.empty() ? get_start_method() : st.start_method;
-    detail::check_start_method(method);
+    const StartMethod method = detail::start_method_or_default(st.start_method);
     detail::reap_finished();
     name();  // fix the default name now, while *this is the complete object
 
@@ -362,7 +361,7 @@ void Process::start() {
             s.exit_hook = true;
         }
     }
-    if (method == "fork") {
+    if (method == StartMethod::fork) {
         platform::flush_stdio();
         // Taken before the fork: the child must not lock what another thread here may hold.
         // It also makes the authkey first, so that parent and child share it.
@@ -375,7 +374,7 @@ void Process::start() {
         return;
     }
     detail::SpawnTarget target = spawn_target(method);
-    if (method == "spawn") {
+    if (method == StartMethod::spawn) {
         pid_t pid = detail::popen_spawn(detail::identity_of(st), target);
         auto [pidfd, status_fd] = detail::pidfd_or_discard(pid);
         adopt_child(pid, pidfd, status_fd);
@@ -391,7 +390,7 @@ void Process::start() {
     adopt_child(pid, pidfd.release(), status_fd.release());
 }
 
-detail::SpawnTarget Process::spawn_target(const std::string& method) const {
+detail::SpawnTarget Process::spawn_target(StartMethod method) const {
     detail::SpawnTarget target;
     std::string why;
     if (typeid(*this) != typeid(Process)) {
@@ -402,7 +401,7 @@ detail::SpawnTarget Process::spawn_target(const std::string& method) const {
         why = target_->to_spawn(target);
     }
     if (!why.empty())
-        throw ProcessError("cannot start " + st_->name + " with the " + method + " start method: " + why +
+        throw ProcessError("cannot start " + st_->name + " with the " + std::string(to_string(method)) + " start method: " + why +
                            ". Use a plain function (or a lambda without captures) with serializable "
                            "arguments, or the fork start method.");
     return target;

@@ -3,12 +3,14 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <sys/types.h>
 
 #include "mprocess/detail/spawn.hpp"
+#include "mprocess/start_method.hpp"
 
 namespace mprocess::detail {
 
@@ -22,7 +24,7 @@ struct ChildIdentity {
     std::string parent_name;
     std::string authkey;
     std::map<std::string, std::string> known_keys;  // by server address
-    std::string start_method;                       // the one it was started with, if chosen
+    std::optional<StartMethod> start_method;        // the one it was started with, if chosen
     template <class Archive>
     void serialize(Archive& ar) {
         ar(name, identity, daemon, die_with_parent, parent_pid, parent_name, authkey, known_keys, start_method);

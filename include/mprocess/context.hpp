@@ -37,9 +37,11 @@
 
 namespace mprocess {
 
-// Sets the default start method, once; again throws unless force (as Python's RuntimeError).
+// Sets the default start method, once; again throws unless force (as Python's RuntimeError). An
+// empty name unsets it, as Python's None.
 void set_start_method(std::string_view method, bool force = false);
-// The default start method ("fork" unless set).
+void set_start_method(StartMethod method, bool force = false);
+// The default start method ("fork" unless set), by Python's name.
 std::string get_start_method();
 // The methods this platform supports, default first.
 std::vector<std::string> get_all_start_methods();
@@ -59,8 +61,9 @@ void freeze_support(int argc, char** argv);
 //     auto pool = ctx.Pool(4);
 class Context {
 public:
-    explicit Context(std::string method) : method_(std::move(method)) {}
-    const std::string& get_start_method() const noexcept { return method_; }
+    explicit Context(StartMethod method) : method_(method) {}
+    std::string get_start_method() const { return std::string(to_string(method_)); }
+    StartMethod start_method() const noexcept { return method_; }
 
     template <class F, class... Args>
     requires std::invocable < std::decay_t<F>
@@ -144,19 +147,21 @@ public:
     }
 
 private:
-    std::string method_;
+    StartMethod method_;
 };
 
 // A context for `method`, or for the default method when empty. Unknown names throw ValueError.
 Context get_context(std::string_view method = {});
+Context get_context(StartMethod method);
 
 namespace detail {
-void check_start_method(std::string_view method);
-// The method set by set_start_method(), or empty if none was.
-std::string start_method_if_set();
+// The method set by set_start_method(), if one was.
+std::optional<StartMethod> start_method_if_set();
+// The method a process, pool or manager starts with: its own, else the default.
+StartMethod start_method_or_default(const std::optional<StartMethod>& chosen);
 // In a child: the method it was started with becomes its own, as set, as in Python, so that its
-// children start the same way. Empty: nothing was chosen, the default stays unset.
-void adopt_start_method(const std::string& method);
+// children start the same way. None: nothing was chosen, the default stays unset.
+void adopt_start_method(const std::optional<StartMethod>& method);
 }  // namespace detail
 
 }  // namespace mprocess

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "mprocess/pool.hpp"
+#include "mprocess/start_method.hpp"
 
 namespace mprocess {
 
@@ -63,7 +64,7 @@ private:
 };
 
 struct ExecutorOptions {
-    std::string start_method{};        // default: get_start_method()
+    std::optional<StartMethod> start_method{};  // default: get_start_method()
     unsigned max_tasks_per_child = 0;  // 0: never replaced
     Initializer initializer{};
 };
@@ -72,7 +73,7 @@ class ProcessPoolExecutor {
 public:
     // max_workers defaults to cpu_count().
     explicit ProcessPoolExecutor(std::optional<unsigned> max_workers = std::nullopt, ExecutorOptions options = {})
-        : pool_(max_workers, PoolOptions{.start_method = std::move(options.start_method),
+        : pool_(max_workers, PoolOptions{.start_method = options.start_method,
                                          .maxtasksperchild = options.max_tasks_per_child,
                                          .initializer = std::move(options.initializer),
                                          .on_worker_lost = OnWorkerLost::break_pool}) {}

@@ -51,13 +51,14 @@
 #include "mprocess/process.hpp"
 #include "mprocess/queue.hpp"
 #include "mprocess/serialize.hpp"
+#include "mprocess/start_method.hpp"
 #include "mprocess/timeout.hpp"
 
 namespace mprocess {
 
 struct ManagerOptions {
     std::string authkey{};       // required on a TCP address (ValueError); Manager(): a random one by default
-    std::string start_method{};  // for start(): default get_start_method()
+    std::optional<StartMethod> start_method{};  // for start(): default get_start_method()
     // Clients may reach only the objects the server registered (Python's registered typeids);
     // otherwise a client's first request for a new name makes it.
     bool registered_only = false;

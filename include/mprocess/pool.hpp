@@ -42,6 +42,7 @@
 #include "mprocess/detail/spawn.hpp"
 #include "mprocess/error.hpp"
 #include "mprocess/serialize.hpp"
+#include "mprocess/start_method.hpp"
 #include "mprocess/timeout.hpp"
 
 namespace mprocess {
@@ -121,7 +122,7 @@ struct InitializerAccess {
 }  // namespace detail
 
 struct PoolOptions {
-    std::string start_method{};     // default: get_start_method()
+    std::optional<StartMethod> start_method{};  // default: get_start_method()
     unsigned maxtasksperchild = 0;  // a worker is replaced after this many tasks; 0: never
     Initializer initializer{};
     OnWorkerLost on_worker_lost = OnWorkerLost::replace;

@@ -49,6 +49,7 @@
 
 #include "mprocess/detail/spawn.hpp"
 #include "mprocess/error.hpp"
+#include "mprocess/start_method.hpp"
 #include "mprocess/timeout.hpp"
 
 namespace mprocess {
@@ -58,7 +59,7 @@ struct ProcessOptions {
     std::string name{};            // default "<Class>-N" (Process-1, Process-2, ... ; Process-1:1 in a child)
     std::optional<bool> daemon{};  // default: the creating process's daemon flag (false in the main process)
     bool die_with_parent = false;  // kill the child if this process dies (fork and spawn; forkserver refuses it)
-    std::string start_method{};    // "fork", "spawn" or "forkserver"; default: get_start_method()
+    std::optional<StartMethod> start_method{};  // default: get_start_method()
 };
 
 // A description of a process that is not a child of ours: current_process(), parent_process().
@@ -233,7 +234,7 @@ private:
     }
     detail::ProcessState& state() const;    // throws ValueError once closed
     detail::ProcessState& started() const;  // also requires start() and that we are the parent
-    detail::SpawnTarget spawn_target(const std::string& method) const;
+    detail::SpawnTarget spawn_target(StartMethod method) const;
     // Takes ownership of the descriptors (-1 for none).
     void adopt_child(pid_t pid, int pidfd, int status_fd);
 

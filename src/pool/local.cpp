@@ -56,9 +56,9 @@ constexpr std::size_t kPipeBytes = 4 << 20;
 
 class ProcessPoolCore final : public SlotCore {
 public:
-    ProcessPoolCore(unsigned n, std::string method, const PoolOptions& options)
+    ProcessPoolCore(unsigned n, StartMethod method, const PoolOptions& options)
         : SlotCore(n, true),
-          method_(std::move(method)),
+          method_(method),
           maxtasks_(options.maxtasksperchild),
           break_on_loss_(options.on_worker_lost == OnWorkerLost::break_pool),
           bell_(platform::make_eventfd()) {
@@ -100,12 +100,14 @@ private:
         // Workers die with this process where the kernel can arrange it (not under forkserver, whose
         // server is their parent); otherwise they see their pipe close and exit.
         // Named as Python names them: ForkPoolWorker-1, SpawnPoolWorker-2, ForkServerPoolWorker-3.
-        const std::string kind = method_ == "fork" ? "Fork" : method_ == "spawn" ? "Spawn" : "ForkServer";
+        const std::string kind = method_ == StartMethod::fork    ? "Fork"
+                                 : method_ == StartMethod::spawn ? "Spawn"
+                                                                 : "ForkServer";
         const unsigned messages = maxtasks_ == 0 ? 0 : maxtasks_ + (init_ ? 1 : 0);
         Process proc(pool_worker,
                      ProcessOptions{.name = kind + "PoolWorker-" + std::to_string(++started_),
                                     .daemon = true,
-                                    .die_with_parent = method_ != "forkserver",
+                                    .die_with_parent = method_ != StartMethod::forkserver,
                                     .start_method = method_},
                      there, messages);
         proc.start();
@@ -345,7 +347,7 @@ private:
         record_pids();
     }
 
-    const std::string method_;
+    const StartMethod method_;
     const unsigned maxtasks_;
     const bool break_on_loss_;
     std::shared_ptr<const std::string> init_;  // the initializer's task message, or null
@@ -360,8 +362,7 @@ private:
 
 std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& options) {
     if (processes == 0) throw ValueError("Number of processes must be at least 1");
-    const std::string method = options.start_method.empty() ? get_start_method() : options.start_method;
-    auto core = std::make_shared<ProcessPoolCore>(processes, method, options);
+    auto core = std::make_shared<ProcessPoolCore>(processes, start_method_or_default(options.start_method), options);
     core->start_manager();
     return core;
 }

@@ -110,7 +110,7 @@ TEST_P(CrossCompilerManager, MessagesCrossAManagerSharedByBothCompilersProgramsB
     const std::string address = "@mprocess-cross-compiler-" + std::to_string(::getpid()) + "-" + GetParam();
     std::random_device random;
     const std::string key = "cross-" + std::to_string(random()) + std::to_string(random());
-    mp::BaseManager m(address, {.authkey = key, .start_method = GetParam()});
+    mp::BaseManager m(address, {.authkey = key, .start_method = method()});
     m.start();
     auto ns = m.Namespace("samples");
     auto orders = m.Queue<cross::Order>("orders");

@@ -54,6 +54,7 @@ protected:
 class MethodTest : public ChildrenTest, public ::testing::WithParamInterface<std::string> {
 protected:
     mp::Context ctx() const { return mp::get_context(GetParam()); }
+    mp::StartMethod method() const { return mp::parse_start_method(GetParam()); }
 };
 
 inline std::vector<std::string> start_methods() {

@@ -207,7 +207,7 @@ TEST_F(ManagerTest, ASilentClientHoldsUpNobodyElse) {
 }
 
 TEST_P(ManagerMethods, ProxiesTravelToChildrenAndShareTheServersObjects) {
-    mp::Manager m({.start_method = GetParam()});
+    mp::Manager m({.start_method = method()});
     auto d = m.dict<std::string, int>();
     auto ns = m.Namespace();
     auto v = m.Value<double>(1.5);
@@ -226,7 +226,7 @@ TEST_P(ManagerMethods, ProxiesTravelToChildrenAndShareTheServersObjects) {
 }
 
 TEST_P(ManagerMethods, ProducersAndConsumersShareAQueueAndNothingIsLost) {
-    mp::Manager m({.start_method = GetParam()});
+    mp::Manager m({.start_method = method()});
     auto q = m.Queue<int>();
     auto seen = m.list<int>();
     std::vector<mp::Process> procs;
@@ -279,7 +279,7 @@ TEST_F(ManagerTest, ServerSideErrorsComeBackAsExceptions) {
 }
 
 TEST_P(ManagerMethods, AnErrorFromTheManagerNamesItAndIsCaughtByItsKind) {
-    mp::Manager m({.start_method = GetParam()});
+    mp::Manager m({.start_method = method()});
     auto d = m.dict<std::string, int>();
     try {
         d.get("missing");
@@ -309,7 +309,7 @@ TEST_P(ManagerMethods, AnErrorFromTheManagerNamesItAndIsCaughtByItsKind) {
 }
 
 TEST_P(ManagerMethods, AJoinableQueueIsJoinedWhenEveryTaskIsDone) {
-    mp::Manager m({.start_method = GetParam()});
+    mp::Manager m({.start_method = method()});
     auto jobs = m.JoinableQueue<int>();
     for (int i = 0; i < 10; ++i) jobs.put(i);
     auto p = ctx().Process(work_through, jobs);
@@ -355,7 +355,7 @@ TEST_F(ManagerTest, ABaseManagerServesNamedObjectsToThoseWhoKnowTheKey) {
 }
 
 TEST_P(ManagerMethods, AProxyNeverCarriesItsKeyYetEveryChildKnowsIt) {
-    mp::BaseManager m("127.0.0.1:0", {.authkey = "a-key-only-we-know", .start_method = GetParam()});
+    mp::BaseManager m("127.0.0.1:0", {.authkey = "a-key-only-we-know", .start_method = method()});
     m.start();
     auto q = m.Queue<int>();
     EXPECT_EQ(mp::encode(q).find("a-key-only-we-know"), std::string::npos);
@@ -692,7 +692,7 @@ void call_from_a_new_thread(mp::DictProxy<std::string, int> d, int value) {
 void a_client_gets_in_among_strangers(const std::function<std::string(const std::string& tcp)>& at) {
     // fork: the server gets this process's raised descriptor limit (a forkserver started earlier
     // would not).
-    mp::BaseManager m("127.0.0.1:0", {.authkey = "k", .start_method = "fork"});
+    mp::BaseManager m("127.0.0.1:0", {.authkey = "k", .start_method = mp::StartMethod::fork});
     m.start();
     auto d = m.dict<std::string, int>();
     Strangers strangers(at(m.address()), 1300);
@@ -726,7 +726,7 @@ constexpr long kFloodBudgetKiB = 64 * 1024;
 // 100 ms, asserted generously for a loaded machine; the test prints what it measured.
 TEST_F(ManagerTest, UnderAFloodOfStrangersANewClientIsServedAtOnceAndTheServerStaysSmall) {
     if (!allow_descriptors(4096)) GTEST_SKIP() << "needs a descriptor limit of 4096";
-    mp::BaseManager m("127.0.0.1:0", {.authkey = "k", .start_method = "fork"});
+    mp::BaseManager m("127.0.0.1:0", {.authkey = "k", .start_method = mp::StartMethod::fork});
     m.start();
     auto d = m.dict<std::string, int>();
     const pid_t server = server_pid();
@@ -751,7 +751,7 @@ TEST_F(ManagerTest, UnderAFloodOfStrangersANewClientIsServedAtOnceAndTheServerSt
 
 TEST_F(ManagerTest, AClientBeyondTheLimitIsToldTheServerIsBusy) {
     if (!allow_descriptors(4096)) GTEST_SKIP() << "needs a descriptor limit of 4096";
-    mp::BaseManager m("127.0.0.1:0", {.authkey = "k", .start_method = "fork"});
+    mp::BaseManager m("127.0.0.1:0", {.authkey = "k", .start_method = mp::StartMethod::fork});
     m.start();
     std::vector<mp::Connection> clients;
     for (int i = 0; i < 1024; ++i) clients.push_back(raw_client(m.address(), "k"));
@@ -802,7 +802,7 @@ namespace {
 // server inherits), then a manager in use; it reports the server's pid and waits to be killed.
 void own_a_manager(std::string method, std::string block, mp::Queue<int> report) {
     mp::SharedMemory shm(block, true, 4096);
-    mp::Manager m({.start_method = method});
+    mp::Manager m({.start_method = mp::parse_start_method(method)});
     auto d = m.dict<std::string, int>();
     d.set("x", 1);
     report.put(server_pid());
@@ -885,7 +885,7 @@ TEST_P(ManagerMethods, ManagersShutDownAndDestroyedLeaveNoDescriptorBehind) {
     // threads, which a thread sanitizer cannot follow.)
     auto cycle = [&] {
         std::optional<mp::Manager> m;
-        m.emplace(mp::ManagerOptions{.start_method = GetParam()});
+        m.emplace(mp::ManagerOptions{.start_method = method()});
         auto d = m->dict<std::string, int>();
         d.set("main", 0);
         std::vector<std::thread> clients;
@@ -975,7 +975,7 @@ int open_descriptors(pid_t pid) {
 // memory has grown by less than 64 MiB.
 TEST_F(ManagerTest, ClientsKilledMidCallAndStrangersCostTheServerNothing) {
     if (!allow_descriptors(4096)) GTEST_SKIP() << "needs a descriptor limit of 4096";
-    mp::BaseManager m("127.0.0.1:0", {.authkey = "k", .start_method = "fork"});
+    mp::BaseManager m("127.0.0.1:0", {.authkey = "k", .start_method = mp::StartMethod::fork});
     m.start();
     auto d = m.dict<std::string, int>();
     auto q = m.Queue<std::string>("soak");

@@ -208,7 +208,7 @@ TEST_F(PoolTest, ZeroProcessesIsAnError) {
 }
 
 TEST_P(PoolMethods, MapKeepsTheOrderOfItsInput) {
-    mp::Pool pool(3, {.start_method = GetParam()});
+    mp::Pool pool(3, {.start_method = method()});
     EXPECT_EQ(pool.map(square, std::vector<int>{31, 53, 79}), (std::vector<int>{961, 2809, 6241}));
     std::vector<int> in(1000);
     for (int i = 0; i < 1000; ++i) in[i] = i;
@@ -219,7 +219,7 @@ TEST_P(PoolMethods, MapKeepsTheOrderOfItsInput) {
 }
 
 TEST_P(PoolMethods, ApplyAsyncTakesAnyArgumentsAndTimesOut) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     auto a = pool.apply_async(shout, std::string("ab"), 3);
     EXPECT_EQ(a.get(30.0), "ababab");
     EXPECT_TRUE(a.ready());
@@ -231,7 +231,7 @@ TEST_P(PoolMethods, ApplyAsyncTakesAnyArgumentsAndTimesOut) {
 }
 
 TEST_P(PoolMethods, AnExceptionInATaskComesBackAsRemoteErrorAndThePoolGoesOn) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     auto r = pool.apply_async(fail, 7);
     try {
         r.get(30.0);
@@ -247,7 +247,7 @@ TEST_P(PoolMethods, AnExceptionInATaskComesBackAsRemoteErrorAndThePoolGoesOn) {
 }
 
 TEST_P(PoolMethods, ATaskErrorNamesItsWorkerAndIsCaughtByItsKind) {
-    mp::Pool pool(1, {.start_method = GetParam()});
+    mp::Pool pool(1, {.start_method = method()});
     const pid_t worker = pool.pids().at(0);
     try {
         pool.apply(throw_kind, 0);
@@ -274,7 +274,7 @@ TEST_P(PoolMethods, ATaskErrorNamesItsWorkerAndIsCaughtByItsKind) {
 }
 
 TEST_P(PoolMethods, AWorkerKilledOrCrashingFailsOnlyItsTaskAndIsReplaced) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     const auto before = pool.pids();
     auto others = pool.apply_async(slow, 200);
     auto killed = pool.apply_async(die, SIGKILL);
@@ -302,7 +302,7 @@ TEST_P(PoolMethods, AWorkerKilledOrCrashingFailsOnlyItsTaskAndIsReplaced) {
 }
 
 TEST_P(PoolMethods, CloseThenJoinFinishesTheQueuedTasks) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     std::vector<mp::AsyncResult<int>> rs;
     for (int i = 0; i < 20; ++i) rs.push_back(pool.apply_async(square, i));
     pool.close();
@@ -312,7 +312,7 @@ TEST_P(PoolMethods, CloseThenJoinFinishesTheQueuedTasks) {
 }
 
 TEST_P(PoolMethods, TerminateWithTenThousandLongTasksReturnsWithinTwoSeconds) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     const std::string dir = scratch_dir();
     std::vector<mp::AsyncResult<int>> rs;
     for (int i = 0; i < 10000; ++i) rs.push_back(pool.apply_async(mark_then_sleep, dir));
@@ -326,7 +326,7 @@ TEST_P(PoolMethods, TerminateWithTenThousandLongTasksReturnsWithinTwoSeconds) {
 }
 
 TEST_P(PoolMethods, TheWorkIsSpreadOverTheWorkers) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     std::vector<int> in(64, 50);
     auto pids = pool.map(slow, in, 1);  // each task sleeps 50 ms: one worker alone would take 3.2 s
     auto who = pool.map(whoami, std::vector<int>(8, 0), 1);
@@ -337,7 +337,7 @@ TEST_P(PoolMethods, TheWorkIsSpreadOverTheWorkers) {
 }
 
 TEST_P(PoolMethods, StarmapUnpacksTuplesAndMaxtasksperchildRenewsWorkers) {
-    mp::Pool pool(2, {.start_method = GetParam(), .maxtasksperchild = 3});
+    mp::Pool pool(2, {.start_method = method(), .maxtasksperchild = 3});
     std::vector<std::tuple<std::string, int>> args{{"a", 1}, {"b", 2}, {"c", 0}};
     EXPECT_EQ(pool.starmap(shout, args), (std::vector<std::string>{"a", "bb", ""}));
     std::vector<pid_t> seen;
@@ -348,7 +348,7 @@ TEST_P(PoolMethods, StarmapUnpacksTuplesAndMaxtasksperchildRenewsWorkers) {
 }
 
 TEST_P(PoolMethods, ImapIsInOrderAndImapUnorderedGivesEveryResult) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     std::vector<int> in(50);
     for (int i = 0; i < 50; ++i) in[i] = i;
     std::vector<int> ordered;
@@ -380,7 +380,7 @@ TEST_P(PoolMethods, ImapIsInOrderAndImapUnorderedGivesEveryResult) {
 }
 
 TEST_P(PoolMethods, WorkersAreNamedAsPythonNamesThem) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     auto name = pool.apply(worker_name, 0);
     const std::string want = GetParam() == "fork"    ? "ForkPoolWorker-"
                              : GetParam() == "spawn" ? "SpawnPoolWorker-"
@@ -389,7 +389,7 @@ TEST_P(PoolMethods, WorkersAreNamedAsPythonNamesThem) {
 }
 
 TEST_P(PoolMethods, MapAsyncAndStarmapAsyncGiveOneResultForTheWholeList) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     std::vector<int> in(100);
     for (int i = 0; i < 100; ++i) in[i] = i;
     auto all = pool.map_async(square, in, 7);
@@ -420,7 +420,7 @@ TEST_P(PoolMethods, MapAsyncAndStarmapAsyncGiveOneResultForTheWholeList) {
 }
 
 TEST_P(PoolMethods, CallbacksRunOnceWithTheResultOrTheError) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     std::promise<int> ok;
     std::promise<std::string> err;
     std::atomic<int> wrong{0};
@@ -449,7 +449,7 @@ TEST_P(PoolMethods, CallbacksRunOnceWithTheResultOrTheError) {
 }
 
 TEST_P(PoolMethods, WaitingForAResultInsideACallbackThrowsInsteadOfHanging) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     std::promise<std::string> what;
     auto other = pool.apply_async(slow, 3000);
     pool.apply_async(square, 2).callback([&](const int&) {
@@ -466,14 +466,14 @@ TEST_P(PoolMethods, WaitingForAResultInsideACallbackThrowsInsteadOfHanging) {
 }
 
 TEST_P(PoolMethods, TheInitializerRunsOnceInEveryWorkerBeforeItsTasks) {
-    mp::Pool pool(2, {.start_method = GetParam(),
+    mp::Pool pool(2, {.start_method = method(),
                       .maxtasksperchild = 2,
                       .initializer = mp::Initializer(set_greeting, std::string("hi"))});
     for (int i = 0; i < 8; ++i) EXPECT_EQ(pool.apply(greeting, 0), "hi:1");  // renewed workers run it too
 }
 
 TEST_P(PoolMethods, AFailingInitializerBreaksThePoolInsteadOfRestartingForever) {
-    mp::Pool pool(2, {.start_method = GetParam(), .initializer = mp::Initializer(fail, 9)});
+    mp::Pool pool(2, {.start_method = method(), .initializer = mp::Initializer(fail, 9)});
     try {
         pool.apply_async(square, 2).get(30.0);  // the submit, or the task, meets the broken pool
         FAIL() << "no BrokenPool";
@@ -485,7 +485,7 @@ TEST_P(PoolMethods, AFailingInitializerBreaksThePoolInsteadOfRestartingForever) 
 }
 
 TEST_P(PoolMethods, TheBrokenPoolPolicyFailsEveryUnfinishedTask) {
-    mp::Pool pool(2, {.start_method = GetParam(), .on_worker_lost = mp::OnWorkerLost::break_pool});
+    mp::Pool pool(2, {.start_method = method(), .on_worker_lost = mp::OnWorkerLost::break_pool});
     EXPECT_EQ(pool.apply(square, 3), 9);
     const std::string dir = scratch_dir();
     auto busy = pool.apply_async(mark_then_sleep, dir);
@@ -508,7 +508,7 @@ TEST_P(PoolMethods, TheBrokenPoolPolicyFailsEveryUnfinishedTask) {
 }
 
 TEST_P(PoolMethods, ADeadWorkersTaskFailsWithinOneSecond) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     const std::string dir = scratch_dir();
     auto r = pool.apply_async(mark_then_sleep, dir);
     wait_for_files(dir, 1);
@@ -527,7 +527,7 @@ TEST_P(PoolMethods, ADeadWorkersTaskFailsWithinOneSecond) {
 }
 
 TEST_P(PoolMethods, MapReportsProgressFromNoneToAll) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     std::vector<std::pair<std::size_t, std::size_t>> calls;
     std::vector<int> in(40, 1);
     auto out = pool.map(slow, in, 4, [&](std::size_t done, std::size_t total) { calls.emplace_back(done, total); });
@@ -542,7 +542,7 @@ TEST_P(PoolMethods, MapReportsProgressFromNoneToAll) {
 }
 
 TEST_P(PoolMethods, TheExecutorRunsFuturesAndMapsInOrder) {
-    mp::ProcessPoolExecutor ex(2, {.start_method = GetParam()});
+    mp::ProcessPoolExecutor ex(2, {.start_method = method()});
     auto f = ex.submit(shout, std::string("ok"), 2);
     EXPECT_EQ(f.result(30.0), "okok");
     EXPECT_TRUE(f.done());
@@ -562,7 +562,7 @@ TEST_P(PoolMethods, TheExecutorRunsFuturesAndMapsInOrder) {
 }
 
 TEST_P(PoolMethods, TheExecutorCancelsWhatHasNotStarted) {
-    mp::ProcessPoolExecutor ex(1, {.start_method = GetParam()});
+    mp::ProcessPoolExecutor ex(1, {.start_method = method()});
     const std::string dir = scratch_dir();
     auto first = ex.submit(wait_for_gate, dir);
     wait_for_files(dir, 1);  // the one worker is busy until the gate opens
@@ -586,14 +586,14 @@ TEST_P(PoolMethods, TheExecutorCancelsWhatHasNotStarted) {
 }
 
 TEST_P(PoolMethods, TheExecutorIsBrokenByADeadWorker) {
-    mp::ProcessPoolExecutor ex(2, {.start_method = GetParam()});
+    mp::ProcessPoolExecutor ex(2, {.start_method = method()});
     auto f = ex.submit(die, SIGKILL);
     EXPECT_THROW(f.result(30.0), mp::BrokenPool);
     EXPECT_THROW(ex.submit(square, 1), mp::BrokenPool);
 }
 
 TEST_P(PoolMethods, ParallelMapFilterAndReduceMatchTheSequentialOnes) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     std::vector<long> in(10000);
     for (long i = 0; i < 10000; ++i) in[i] = i + 1;
     EXPECT_EQ(mp::parallel_map(pool, twice, in)[9999], 20000);
@@ -620,7 +620,7 @@ TEST_P(PoolMethods, ParallelMapFilterAndReduceMatchTheSequentialOnes) {
 }
 
 TEST_P(PoolMethods, CallbacksRunOneAtATimeOnThePoolsOwnThread) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     const std::string dir = scratch_dir();
     std::vector<mp::AsyncResult<int>> rs;
     for (int i = 0; i < 20; ++i) rs.push_back(pool.apply_async(wait_for_gate, dir));
@@ -651,7 +651,7 @@ TEST_P(PoolMethods, CallbacksRunOneAtATimeOnThePoolsOwnThread) {
 }
 
 TEST_P(PoolMethods, ACallbackMayTerminateThePool) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     const std::string dir = scratch_dir();
     auto r = pool.apply_async(wait_for_gate, dir);
     std::promise<void> called;
@@ -668,7 +668,7 @@ TEST_P(PoolMethods, ACallbackMayTerminateThePool) {
 }
 
 TEST_P(PoolMethods, AWorkerIsSeenDeadEvenIfAnotherProcessHoldsItsPipe) {
-    mp::Pool pool(1, {.start_method = GetParam()});
+    mp::Pool pool(1, {.start_method = method()});
     const std::string dir = scratch_dir();
     KillHolders holders{dir};
     auto r = pool.apply_async(fork_holder_then_die, dir);
@@ -721,7 +721,7 @@ void wait_for_replacements(const mp::Pool& pool, const std::set<pid_t>& dead) {
 // alone, and submits at once: the tasks meet the dead worker before the pool has replaced it.
 TEST_P(PoolMethods, ATaskHandedToAWorkerThatDiedIdleRunsElsewhereExactlyOnce) {
     constexpr int kRounds = 20, kTasks = 8;
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     const std::string dir = scratch_dir(), holders = scratch_dir();
     KillHolders kill_holders{holders};
     std::set<pid_t> killed;
@@ -753,7 +753,7 @@ namespace {
 // `run` maps fail_first_or_wait over n items, one chunk each, under `method`: the first chunk fails
 // at once while the others wait for a gate this test opens. The map must not end before the gate
 // opens, then must throw the first failure, every chunk having run.
-void expect_a_map_to_wait_for_every_chunk(const std::string& method,
+void expect_a_map_to_wait_for_every_chunk(mp::StartMethod method,
                                           void (*run)(mp::Pool&,
                                                       const std::vector<std::tuple<std::string, int, int>>&)) {
     constexpr int n = 4;
@@ -792,21 +792,21 @@ void expect_a_map_to_wait_for_every_chunk(const std::string& method,
 
 TEST_P(PoolMethods, MapWaitsForEveryChunkThenThrowsTheFirstError) {
     expect_a_map_to_wait_for_every_chunk(
-        GetParam(), [](mp::Pool& pool, const auto& items) { pool.map(fail_first_or_wait_item, items, 1); });
+        method(), [](mp::Pool& pool, const auto& items) { pool.map(fail_first_or_wait_item, items, 1); });
 }
 
 TEST_P(PoolMethods, StarmapWaitsForEveryChunkThenThrowsTheFirstError) {
     expect_a_map_to_wait_for_every_chunk(
-        GetParam(), [](mp::Pool& pool, const auto& items) { pool.starmap(fail_first_or_wait, items, 1); });
+        method(), [](mp::Pool& pool, const auto& items) { pool.starmap(fail_first_or_wait, items, 1); });
 }
 
 TEST_P(PoolMethods, MapAsyncWaitsForEveryChunkThenThrowsTheFirstError) {
     expect_a_map_to_wait_for_every_chunk(
-        GetParam(), [](mp::Pool& pool, const auto& items) { pool.map_async(fail_first_or_wait_item, items, 1).get(); });
+        method(), [](mp::Pool& pool, const auto& items) { pool.map_async(fail_first_or_wait_item, items, 1).get(); });
 }
 
 TEST_P(PoolMethods, TasksThatReturnVoidRunAndTheirErrorsTravel) {
-    mp::Pool pool(2, {.start_method = GetParam()});
+    mp::Pool pool(2, {.start_method = method()});
     const std::string dir = scratch_dir();
     auto path = [&](int i) { return dir + "/" + std::to_string(i); };
     auto paths = [&](int from, int to) {
@@ -898,7 +898,7 @@ TEST_P(PoolMethods, TasksThatReturnVoidRunAndTheirErrorsTravel) {
 }
 
 TEST_P(PoolMethods, TheExecutorRunsTasksThatReturnVoid) {
-    mp::ProcessPoolExecutor ex(2, {.start_method = GetParam()});
+    mp::ProcessPoolExecutor ex(2, {.start_method = method()});
     const std::string dir = scratch_dir();
     mp::Future<void> f = ex.submit(touch, dir + "/a");
     f.result(30.0);

@@ -415,7 +415,7 @@ TEST_F(ProcessTest, SpawnRefusesTargetsItCannotRebuildWithAClearError) {
     auto capturing = ctx.Process([&local] { ++local; });
     auto move_only = ctx.Process([](std::unique_ptr<int>&) {}, std::make_unique<int>(1));
     auto [r, w] = mp::Pipe(false);
-    Countdown subclass(1, w, {.start_method = "spawn"});
+    Countdown subclass(1, w, {.start_method = mp::StartMethod::spawn});
     try {
         capturing.start();
         FAIL() << "a capturing lambda was spawned";
@@ -424,7 +424,7 @@ TEST_F(ProcessTest, SpawnRefusesTargetsItCannotRebuildWithAClearError) {
     }
     EXPECT_THROW(move_only.start(), mp::ProcessError);
     EXPECT_THROW(subclass.start(), mp::ProcessError);
-    mp::Process plain([] {}, {.start_method = "spawn"});
+    mp::Process plain([] {}, {.start_method = mp::StartMethod::spawn});
     EXPECT_NO_THROW(plain.start());
     plain.join();
     EXPECT_EQ(plain.exitcode(), 0);
@@ -435,7 +435,8 @@ TEST_P(ProcessMethods, AChildCanBeMadeToDieWithItsParent) {
     auto parent = ctx().Process(
         [](mp::Connection c) {
             // The child's own method (its parent's), except forkserver, which refuses die_with_parent.
-            const std::string method = mp::get_start_method() == "forkserver" ? "fork" : mp::get_start_method();
+            const auto method = mp::get_start_method() == "forkserver" ? mp::StartMethod::fork
+                                                                       : mp::parse_start_method(mp::get_start_method());
             mp::Process orphan(sleep_forever, {.die_with_parent = true, .start_method = method});
             orphan.start();
             c.send(orphan.pid());

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: Apache-2.0
+// The start methods as a type. Python's names ("fork", "spawn", "forkserver") are read where
+// Python's API takes them, get_context() and set_start_method(), and nowhere else: the options of
+// Process, Pool, ProcessPoolExecutor and Manager take the enum, so a misspelt method does not
+// compile.
+#pragma once
+
+#include <array>
+#include <string_view>
+
+namespace mprocess {
+
+enum class StartMethod { fork, spawn, forkserver };
+
+inline constexpr std::array<std::string_view, 3> start_method_names{"fork", "spawn", "forkserver"};
+
+// Python's name for it.
+constexpr std::string_view to_string(StartMethod m) noexcept {
+    return start_method_names[static_cast<std::size_t>(m)];
+}
+
+// The method of that name; ValueError for another name, as Python's get_context().
+StartMethod parse_start_method(std::string_view name);
+
+}  // namespace mprocess
