@@ -48,13 +48,6 @@ void release_scratch(std::string& buf) noexcept {
 
 }  // namespace detail
 
-OSError::OSError(int err, const std::string& what) : Error(what), code_(err, std::generic_category()) {}
-
-BufferTooShort::BufferTooShort(std::string message, std::size_t capacity)
-    : Error("buffer too short: the message is " + std::to_string(message.size()) + " bytes, the buffer has room for " +
-            std::to_string(capacity)),
-      message_(std::move(message)) {}
-
 detail::Channel& Connection::channel() const {
     if (!ch_ || ch_->closed()) throw ValueError("connection is closed");
     return *ch_;

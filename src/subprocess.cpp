@@ -4,7 +4,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <sstream>
 #include <utility>
 
 #include <fcntl.h>
@@ -19,19 +18,6 @@ namespace mprocess::subprocess {
 namespace {
 
 constexpr std::size_t read_chunk = 64 * 1024;
-
-// Python's repr of a list of str, as its messages show commands: ['sleep', '10'].
-std::string repr(const std::vector<std::string>& cmd) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < cmd.size(); ++i) s += (i ? ", '" : "'") + cmd[i] + "'";
-    return s + "]";
-}
-
-std::string seconds(Timeout t) {
-    std::ostringstream os;
-    os << std::chrono::duration<double>(t.duration()).count();
-    return os.str();
-}
 
 // Our end of a child's output pipe, and the bytes read from it but not yet handed out.
 struct Source {
@@ -133,27 +119,6 @@ ExecError exec_error(const platform::ExecFailure& failure, const std::string& pr
 }
 
 }  // namespace
-
-ExecError::ExecError(int err, const std::string& what, std::string filename)
-    : OSError(err, what), filename_(std::move(filename)) {}
-
-TimeoutExpired::TimeoutExpired(std::vector<std::string> cmd, Timeout timeout, std::string stdout_data,
-                               std::string stderr_data)
-    : TimeoutError("Command '" + repr(cmd) + "' timed out after " + seconds(timeout) + " seconds"),
-      cmd_(std::move(cmd)),
-      timeout_(timeout),
-      out_(std::move(stdout_data)),
-      err_(std::move(stderr_data)) {}
-
-CalledProcessError::CalledProcessError(int returncode, std::vector<std::string> cmd, std::string stdout_data,
-                                       std::string stderr_data)
-    : SubprocessError("Command '" + repr(cmd) + "' " +
-                      (returncode < 0 ? "died with signal " + std::to_string(-returncode) + "."
-                                      : "returned non-zero exit status " + std::to_string(returncode) + ".")),
-      returncode_(returncode),
-      cmd_(std::move(cmd)),
-      out_(std::move(stdout_data)),
-      err_(std::move(stderr_data)) {}
 
 struct Popen::State {
     std::vector<std::string> args;

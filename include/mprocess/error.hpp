@@ -1,7 +1,9 @@
-// The errors the whole library shares, named after Python's where Python has one. The library's
-// errors all derive from mprocess::Error, those of one part too: Empty and Full (queue.hpp),
-// WorkerLost, BrokenPool and CancelledError (pool.hpp), AssertionError and BrokenBarrierError
-// (synchronize.hpp), subprocess's (subprocess.hpp).
+// SPDX-License-Identifier: Apache-2.0
+// Every error the library throws, in one header, named after Python's where Python has one. All
+// derive from mprocess::Error; their constructors are in src/error.cpp. The parts' own errors are
+// here too (and reach users through the part's header): Empty and Full (queue.hpp), WorkerLost,
+// BrokenPool and CancelledError (pool.hpp), AssertionError and BrokenBarrierError
+// (synchronize.hpp), and subprocess's (subprocess.hpp).
 #pragma once
 
 #include <cerrno>
@@ -12,8 +14,11 @@
 #include <system_error>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <sys/types.h>
+
+#include "mprocess/timeout.hpp"
 
 namespace mprocess {
 
@@ -187,6 +192,122 @@ inline std::exception_ptr make_remote_error(std::string type, std::string messag
     if (t == "AttributeError") return as(std::type_identity<RemoteAttributeError>());
     return as(std::type_identity<RemoteError>());
 }
+
+// Pool and ProcessPoolExecutor (pool.hpp, executor.hpp).
+// The worker running a task died before it could answer.
+class WorkerLost : public Error {
+public:
+    WorkerLost(pid_t pid, int exitcode);
+    pid_t pid() const noexcept { return pid_; }
+    // The signal that killed it (SIGKILL, SIGSEGV, ...), or 0 if it exited.
+    int signal() const noexcept { return signal_; }
+    // As Process::exitcode(): -signal, or the code it exited with.
+    int exitcode() const noexcept { return exitcode_; }
+
+private:
+    pid_t pid_;
+    int signal_;
+    int exitcode_;
+};
+
+// The other way to meet a dead worker, concurrent.futures' way: the pool is broken for good.
+// Every task not yet finished, and every later submit, fails with BrokenPool.
+class BrokenPool : public Error {
+public:
+    using Error::Error;
+};
+
+// A task taken back before it started (concurrent.futures' CancelledError).
+class CancelledError : public Error {
+public:
+    using Error::Error;
+};
+
+// Queues (queue.hpp).
+// Python's queue.Empty: get() found no item (at once, or within its timeout).
+class Empty : public Error {
+public:
+    using Error::Error;
+};
+
+// Python's queue.Full: put() found a bounded queue full (at once, or within its timeout).
+class Full : public Error {
+public:
+    using Error::Error;
+};
+
+// Synchronization (synchronize.hpp).
+class AssertionError : public Error {
+public:
+    using Error::Error;
+};
+
+// threading.BrokenBarrierError: the barrier was aborted, reset, or a wait timed out.
+class BrokenBarrierError : public Error {
+public:
+    using Error::Error;
+};
+
+// Python's subprocess module (subprocess.hpp).
+namespace subprocess {
+
+// Base of the errors about a finished command (Python's SubprocessError). TimeoutExpired derives
+// from mprocess::TimeoutError instead, so it is not a SubprocessError here.
+class SubprocessError : public Error {
+public:
+    using Error::Error;
+};
+
+// The child could not run the program (or set itself up for it). code() is the child's
+// errno: ENOENT for a missing program or cwd, EACCES for a file that is not executable, ...
+// filename() is the program, or the cwd when changing to it failed.
+class ExecError : public OSError {
+public:
+    ExecError(int err, const std::string& what, std::string filename);
+    const std::string& filename() const noexcept { return filename_; }
+
+private:
+    std::string filename_;
+};
+
+// wait() or communicate() ran out of time. The child still runs. After communicate(), the output
+// read so far is here, and calling communicate() again continues without losing any of it.
+class TimeoutExpired : public TimeoutError {
+public:
+    TimeoutExpired(std::vector<std::string> cmd, Timeout timeout, std::string stdout_data = {},
+                   std::string stderr_data = {});
+    const std::vector<std::string>& cmd() const noexcept { return cmd_; }
+    Timeout timeout() const noexcept { return timeout_; }
+    const std::string& output() const noexcept { return out_; }  // Python's alias of stdout
+    const std::string& stdout_() const noexcept { return out_; }
+    const std::string& stderr_() const noexcept { return err_; }
+
+private:
+    std::vector<std::string> cmd_;
+    Timeout timeout_;
+    std::string out_;
+    std::string err_;
+};
+
+// run(..., {.check = true}) or check_output() saw a non-zero return code.
+class CalledProcessError : public SubprocessError {
+public:
+    CalledProcessError(int returncode, std::vector<std::string> cmd, std::string stdout_data = {},
+                       std::string stderr_data = {});
+    int returncode() const noexcept { return returncode_; }
+    const std::vector<std::string>& cmd() const noexcept { return cmd_; }
+    const std::string& output() const noexcept { return out_; }
+    const std::string& stdout_() const noexcept { return out_; }
+    const std::string& stderr_() const noexcept { return err_; }
+
+private:
+    int returncode_;
+    std::vector<std::string> cmd_;
+    std::string out_;
+    std::string err_;
+};
+
+}  // namespace subprocess
 
 // Thrown by mprocess::exit() inside a child to end it with a given exit code after unwinding.
 // Deliberately not a std::exception, like Python's SystemExit is not an Exception, so that

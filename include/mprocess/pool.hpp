@@ -52,34 +52,6 @@ struct InitializerAccess;
 struct PoolAccess;
 }  // namespace detail
 
-// The worker running a task died before it could answer.
-class WorkerLost : public Error {
-public:
-    WorkerLost(pid_t pid, int exitcode);
-    pid_t pid() const noexcept { return pid_; }
-    // The signal that killed it (SIGKILL, SIGSEGV, ...), or 0 if it exited.
-    int signal() const noexcept { return signal_; }
-    // As Process::exitcode(): -signal, or the code it exited with.
-    int exitcode() const noexcept { return exitcode_; }
-
-private:
-    pid_t pid_;
-    int signal_;
-    int exitcode_;
-};
-
-// The other way to meet a dead worker, concurrent.futures' way: the pool is broken for good.
-// Every task not yet finished, and every later submit, fails with BrokenPool.
-class BrokenPool : public Error {
-public:
-    using Error::Error;
-};
-
-// A task taken back before it started (concurrent.futures' CancelledError).
-class CancelledError : public Error {
-public:
-    using Error::Error;
-};
 
 // What the pool does when a worker dies while it holds a task. Either way that task fails at once.
 enum class OnWorkerLost {

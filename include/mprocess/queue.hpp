@@ -49,17 +49,6 @@
 
 namespace mprocess {
 
-// Python's queue.Empty: get() found no item (at once, or within its timeout).
-class Empty : public Error {
-public:
-    using Error::Error;
-};
-
-// Python's queue.Full: put() found a bounded queue full (at once, or within its timeout).
-class Full : public Error {
-public:
-    using Error::Error;
-};
 
 struct QueueOptions {
     std::size_t maxsize = 0;              // items; 0 = unbounded

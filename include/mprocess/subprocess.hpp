@@ -105,61 +105,6 @@ struct Output {
     std::string stderr_;
 };
 
-// Base of the errors about a finished command (Python's SubprocessError). TimeoutExpired derives
-// from mprocess::TimeoutError instead, so it is not a SubprocessError here.
-class SubprocessError : public Error {
-public:
-    using Error::Error;
-};
-
-// The child could not run the program (or set itself up for it). code() is the child's
-// errno: ENOENT for a missing program or cwd, EACCES for a file that is not executable, ...
-// filename() is the program, or the cwd when changing to it failed.
-class ExecError : public OSError {
-public:
-    ExecError(int err, const std::string& what, std::string filename);
-    const std::string& filename() const noexcept { return filename_; }
-
-private:
-    std::string filename_;
-};
-
-// wait() or communicate() ran out of time. The child still runs. After communicate(), the output
-// read so far is here, and calling communicate() again continues without losing any of it.
-class TimeoutExpired : public TimeoutError {
-public:
-    TimeoutExpired(std::vector<std::string> cmd, Timeout timeout, std::string stdout_data = {},
-                   std::string stderr_data = {});
-    const std::vector<std::string>& cmd() const noexcept { return cmd_; }
-    Timeout timeout() const noexcept { return timeout_; }
-    const std::string& output() const noexcept { return out_; }  // Python's alias of stdout
-    const std::string& stdout_() const noexcept { return out_; }
-    const std::string& stderr_() const noexcept { return err_; }
-
-private:
-    std::vector<std::string> cmd_;
-    Timeout timeout_;
-    std::string out_;
-    std::string err_;
-};
-
-// run(..., {.check = true}) or check_output() saw a non-zero return code.
-class CalledProcessError : public SubprocessError {
-public:
-    CalledProcessError(int returncode, std::vector<std::string> cmd, std::string stdout_data = {},
-                       std::string stderr_data = {});
-    int returncode() const noexcept { return returncode_; }
-    const std::vector<std::string>& cmd() const noexcept { return cmd_; }
-    const std::string& output() const noexcept { return out_; }
-    const std::string& stdout_() const noexcept { return out_; }
-    const std::string& stderr_() const noexcept { return err_; }
-
-private:
-    int returncode_;
-    std::vector<std::string> cmd_;
-    std::string out_;
-    std::string err_;
-};
 
 // A running (or finished) child program. Move-only; a moved-from Popen throws ValueError.
 class Popen {

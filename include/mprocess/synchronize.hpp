@@ -40,16 +40,6 @@ class Value;
 template <class>
 class Array;
 
-class AssertionError : public Error {
-public:
-    using Error::Error;
-};
-
-// threading.BrokenBarrierError: the barrier was aborted, reset, or a wait timed out.
-class BrokenBarrierError : public Error {
-public:
-    using Error::Error;
-};
 
 namespace detail {
 class SyncSegment;

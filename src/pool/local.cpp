@@ -24,15 +24,6 @@
 
 namespace mprocess {
 
-WorkerLost::WorkerLost(pid_t pid, int exitcode)
-    : Error("worker " + std::to_string(pid) +
-            (exitcode < 0 ? " was killed by signal " + std::to_string(-exitcode)
-                          : " exited with code " + std::to_string(exitcode)) +
-            " while running the task"),
-      pid_(pid),
-      signal_(exitcode < 0 ? -exitcode : 0),
-      exitcode_(exitcode) {}
-
 namespace detail {
 namespace {
 
