@@ -20,12 +20,13 @@
 // changes are ordered so that whoever takes over a dead owner's lock can finish or undo its step
 // by looking at the record at its position (repair_producer, repair_consumer).
 //
-// Waiting: spin briefly, then sleep on a futex word (a sequence number plus a sleeper count).
-// A waker stores, fences, and rings only if someone sleeps; a sleeper announces itself, fences,
-// and looks again before it sleeps, so no wake-up is missed. Sleepers look again at least every
-// 200 ms in case a waker was killed between its store and its ring.
+// Waiting (wait/wait.hpp): spin briefly, then sleep on a futex word (a sequence number plus a
+// sleeper count). A waker stores, fences, and rings only if someone sleeps; a sleeper announces
+// itself, fences, and looks again before it sleeps, so no wake-up is missed. Sleepers look again
+// at least every 200 ms in case a waker was killed between its store and its ring.
 #include "queue_core.hpp"
 #include "popen_internal.hpp"
+#include "wait/wait.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -35,7 +36,6 @@
 namespace mprocess::detail {
 namespace {
 
-using platform::Clock;
 using platform::Deadline;
 
 constexpr std::uint64_t kMagic = 0x3175657551706d;  // "mpQueu1"
@@ -53,9 +53,9 @@ constexpr std::uint64_t kPunchChunk = std::uint64_t{1} << 20;
 constexpr std::uint64_t kWarmSize = std::uint64_t{512} << 20;
 constexpr std::uint64_t kColdMax = std::uint64_t{32} << 30;
 constexpr std::uint64_t kColdMin = std::uint64_t{1} << 30;
-constexpr auto kSpin = std::chrono::microseconds(20);
-constexpr auto kSpinBeforeYield = std::chrono::microseconds(2);
-constexpr auto kRecheck = std::chrono::milliseconds(200);
+// A spinning consumer looks rarely: each look pulls the line the producer is writing away from
+// it (see try_take).
+constexpr Pace kLookRarely{.pauses_per_look = 8};
 
 constexpr std::uint64_t align8(std::uint64_t n) {
     return (n + 7) & ~std::uint64_t{7};
@@ -96,51 +96,16 @@ std::uint64_t pow2_at_least(std::uint64_t want, std::uint64_t floor) {
 
 template <class Ready, class Idle>
 bool QueueCore::wait_on(WaitWord& w, Ready ready, const Deadline& deadline, Idle idle) {
-    if (ready(false)) return true;
-    auto now = Clock::now();
-    auto spin_end = now + kSpin;
-    if (deadline && *deadline < spin_end) spin_end = *deadline;
-    const auto yield_after = now + kSpinBeforeYield;
-    while (now < spin_end) {
-        for (int i = 0; i < 8; ++i) {
-            for (int k = 0; k < 8; ++k) platform::cpu_relax();  // see try_take: look rarely
-            if (ready(false)) return true;
-        }
-        now = Clock::now();
-        if (now > yield_after) platform::yield_cpu();
-    }
-    if (deadline && now >= *deadline) return ready(true);
-
-    w.sleepers.fetch_add(1, std::memory_order_seq_cst);
-    struct Leave {
-        WaitWord& w;
-        ~Leave() { w.sleepers.fetch_sub(1, std::memory_order_seq_cst); }
-    } leave{w};
-    for (;;) {
-        const std::uint32_t seq = w.seq.load(std::memory_order_seq_cst);
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (ready(true)) return true;
-        check_open(" while waiting on it");
-        auto until = Clock::now() + kRecheck;
-        if (deadline && *deadline < until) until = *deadline;
-        auto left = until - Clock::now();
-        if (left <= std::chrono::nanoseconds::zero()) {
-            if (deadline && Clock::now() >= *deadline) return ready(true);
-            continue;
-        }
-        const bool full_period = !deadline || until < *deadline;
-        if (!platform::futex_wait(&w.seq, seq, std::chrono::duration_cast<std::chrono::nanoseconds>(left)) &&
-            full_period)
-            idle();
-        if (deadline && Clock::now() >= *deadline) return ready(true);
-    }
+    auto look = [&](bool asleep) {
+        if (ready(asleep)) return true;
+        if (asleep) check_open(" while waiting on it");
+        return false;
+    };
+    return wait_until(look, FutexSleeper(w.seq, w.sleepers), deadline, kLookRarely, idle);
 }
 
 void QueueCore::wake(WaitWord& w, int n) noexcept {
-    platform::fence_after_locked_op();  // the caller's unlock was one
-    if (w.sleepers.load(std::memory_order_relaxed) == 0) return;
-    w.seq.fetch_add(1, std::memory_order_seq_cst);
-    platform::futex_wake(&w.seq, n);
+    FutexSleeper(w.seq, w.sleepers).ring_after_locked_op(n);  // the caller's unlock was one
 }
 
 // ---- records ------------------------------------------------------------------------------------

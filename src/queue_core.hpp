@@ -98,8 +98,8 @@ private:
     void repair_consumer();
     [[noreturn]] void corrupt(std::uint64_t header) const;
 
-    // Waits until ready(before_sleep) (true) or the deadline (false); idle() runs after each
-    // 200 ms asleep. ready(false) is asked while spinning, ready(true) before sleeping.
+    // Waits until ready(before_sleep) (true) or the deadline (false); idle() runs every 200 ms
+    // asleep. ready(false) is asked while spinning, ready(true) before sleeping.
     template <class Ready, class Idle>
     bool wait_on(WaitWord& w, Ready ready, const platform::Deadline& deadline, Idle idle);
     static void wake(WaitWord& w, int n) noexcept;

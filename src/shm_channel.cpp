@@ -3,12 +3,13 @@
 // mid-write leaves nothing visible. A larger record is streamed through the ring in chunks and
 // flagged, so that a death mid-stream marks the ring broken instead of leaving half a message.
 //
-// Waiting: spin for a bounded time, then announce a sleeper (`*sleepers`) and sleep on an
-// eventfd. The other side rings the eventfd only when someone sleeps and nobody rang since
-// (`*rung`). Store-then-load on both sides is sequentially consistent, so no wake-up is missed.
-// A sleeper that takes a ring meant for several passes it on if work remains.
+// Waiting (wait/wait.hpp): spin for a bounded time, then announce a sleeper (`*sleepers`) and
+// sleep on an eventfd. The other side rings the eventfd only when someone sleeps and nobody rang
+// since (`*rung`). Store-then-load on both sides is sequentially consistent, so no wake-up is
+// missed. A sleeper that takes a ring meant for several passes it on if work remains.
 #include "shm_channel.hpp"
 #include "shm_lock.hpp"
+#include "wait/wait.hpp"
 
 #include "mprocess/connection.hpp"
 #include "platform/socket.hpp"
@@ -34,9 +35,6 @@ using platform::signal_efd;
 constexpr std::size_t kHeaderBytes = 4096;
 constexpr std::uint64_t kMaxMessage = std::uint64_t{1} << 46;
 constexpr std::uint64_t kStreamPrefix = 64;  // a streamed record starts with its header and this much payload
-constexpr auto kSpin = std::chrono::microseconds(20);
-constexpr auto kSpinBeforeYield = std::chrono::microseconds(2);
-constexpr auto kRecheck = std::chrono::milliseconds(200);
 constexpr unsigned kPeerCheckEvery = 256;  // sends between liveness checks of the peer
 
 struct RingCtl {
@@ -161,12 +159,12 @@ private:
     void publish(std::uint64_t tail) {
         RingCtl& c = *out_.ctl;
         c.tail.store(tail, std::memory_order_seq_cst);
-        if (c.rsleepers.load(std::memory_order_seq_cst) != 0 && c.rrung.exchange(1) == 0) signal_efd(out_.data_efd);
+        EventfdSleeper(c.rsleepers, c.rrung, out_.data_efd).ring();
     }
     void release(std::uint64_t head) {
         RingCtl& c = *in_.ctl;
         c.head.store(head, std::memory_order_seq_cst);
-        if (c.wsleepers.load(std::memory_order_seq_cst) != 0 && c.wrung.exchange(1) == 0) signal_efd(in_.space_efd);
+        EventfdSleeper(c.wsleepers, c.wrung, in_.space_efd).ring();
     }
     void wait_space(std::uint64_t pos, std::uint64_t need);
     WaitResult wait_data(std::uint64_t pos, std::uint64_t need, const Deadline& deadline) {
@@ -188,64 +186,24 @@ private:
     std::uint64_t tail_seen_ = 0;  // of the ring we receive on
 };
 
+// Sleeps on the eventfd, watching the liveness socket too. Asleep, the end's closing comes first
+// (close() rings the eventfd), and the peer's going ends the wait (a receiver then gets what is
+// left).
 template <class Ready>
 WaitResult ShmChannel::wait_for(Ready ready, std::atomic<std::uint32_t>& sleepers, std::atomic<std::uint32_t>& rung,
                                 const Fd& efd, const Deadline& deadline) {
-    if (ready()) return WaitResult::ready;
-    auto now = Clock::now();
-    auto spin_end = now + kSpin;
-    if (deadline && *deadline < spin_end) spin_end = *deadline;
-    const auto yield_after = now + kSpinBeforeYield;
-    while (now < spin_end) {
-        for (int i = 0; i < 64; ++i) {
-            platform::cpu_relax();
-            if (ready()) return WaitResult::ready;
-        }
-        now = Clock::now();
-        // If the peer waits for our CPU (more runnable processes than CPUs), let it have it.
-        if (now > yield_after) platform::yield_cpu();
-    }
-    if (deadline && now >= *deadline) return ready() ? WaitResult::ready : WaitResult::timeout;
-
-    sleepers.fetch_add(1, std::memory_order_seq_cst);
-    // However we leave, clear `rung`: a ring we did not sleep through would otherwise stay
-    // marked as pending and silence every later one. Clearing only ever adds wake-ups.
-    struct Leave {
-        std::atomic<std::uint32_t>& s;
-        std::atomic<std::uint32_t>& r;
-        ~Leave() {
-            s.fetch_sub(1, std::memory_order_seq_cst);
-            r.store(0, std::memory_order_seq_cst);
-        }
-    } leave{sleepers, rung};
-    for (;;) {
+    EventfdSleeper sleeper(sleepers, rung, efd, sock_.get());
+    auto look = [&](bool asleep) {
+        if (!asleep) return ready();
         if (closed_.load()) throw ValueError("connection was closed while waiting on it");
-        if (ready()) {
-            // Someone else may sleep on the ring we consumed: pass it on.
-            if (sleepers.load() > 1) signal_efd(efd);
-            return WaitResult::ready;
-        }
-        pollfd fds[2] = {{efd.get(), POLLIN, 0}, {sock_.get(), POLLIN, 0}};
-        // Look again at least every kRecheck: a process killed between setting `rung` and
-        // ringing would otherwise leave every later sleeper waiting for a ring that never comes.
-        auto until = Clock::now() + kRecheck;
-        const bool bounded = !deadline || until < *deadline;
-        int n = platform::poll_until(fds, 2, bounded ? Deadline(until) : deadline);
-        if (n == 0 && bounded) {
-            rung.store(0, std::memory_order_seq_cst);
-            continue;
-        }
-        if (n == 0) return ready() ? WaitResult::ready : WaitResult::timeout;
-        if (closed_.load()) throw ValueError("connection was closed while waiting on it");
-        if (fds[1].revents != 0) {
-            peer_gone_ = true;
-            return ready() ? WaitResult::ready : WaitResult::peer_gone;
-        }
-        // Drain, then clear, then look again (loop top): a ring sent after the clear stays in
-        // the eventfd for the next poll; one sent before it is seen by the look.
-        drain_efd(efd);
-        rung.store(0, std::memory_order_seq_cst);
+        return ready() || sleeper.watch_readable();
+    };
+    if (!wait_until(look, sleeper, deadline)) return WaitResult::timeout;
+    if (sleeper.watch_readable()) {
+        peer_gone_ = true;
+        if (!ready()) return WaitResult::peer_gone;
     }
+    return WaitResult::ready;
 }
 
 void ShmChannel::wait_space(std::uint64_t pos, std::uint64_t need) {

@@ -1,54 +1,45 @@
 #include "shm_lock.hpp"
 
-#include <algorithm>
 #include <chrono>
 
+#include "wait/wait.hpp"
+
 namespace mprocess::detail {
+namespace {
+
+// The lock's wait looks at the owner as its recheck: an owner killed holding the lock costs the
+// others this long, and each look reads a /proc file.
+constexpr Pace kOwnerCheck{.recheck = std::chrono::milliseconds(50)};
+
+}  // namespace
 
 ShmLock::Result ShmLock::lock_until(const platform::Deadline& deadline) {
     const std::uint32_t me = platform::current_tid();
     std::uint32_t cur = 0;
     if (word_.compare_exchange_strong(cur, me, std::memory_order_acquire, std::memory_order_relaxed))
         return Result::acquired;
-    for (int i = 0; i < 200; ++i) {
-        platform::cpu_relax();
-        cur = 0;
-        if (word_.load(std::memory_order_relaxed) == 0 &&
-            word_.compare_exchange_weak(cur, me, std::memory_order_acquire, std::memory_order_relaxed))
-            return Result::acquired;
-    }
-    constexpr auto kCheck = std::chrono::milliseconds(50);
+    bool took_over = false;
+    auto take = [&](bool asleep) {
+        if (took_over) return true;
+        std::uint32_t free = 0;
+        if (!asleep)
+            return word_.load(std::memory_order_relaxed) == 0 &&
+                   word_.compare_exchange_weak(free, me, std::memory_order_acquire, std::memory_order_relaxed);
+        // Others may be asleep: keep the waiters bit so that our unlock wakes one.
+        return word_.compare_exchange_strong(free, me | kWaiters, std::memory_order_acquire, std::memory_order_relaxed);
+    };
+    auto look_at_owner = [&] {
+        std::uint32_t held = word_.load(std::memory_order_relaxed);
+        if (held != 0 && platform::thread_is_dead(held & ~kWaiters))
+            took_over = word_.compare_exchange_strong(held, me | kWaiters, std::memory_order_acquire,
+                                                      std::memory_order_relaxed);
+    };
     // Ask about the owner every 50 ms, and at once for a try that would otherwise fail at once.
-    const auto start = platform::Clock::now();
-    auto next_check = deadline && *deadline <= start ? start : start + kCheck;
-    for (;;) {
-        cur = word_.load(std::memory_order_relaxed);
-        if (cur == 0) {
-            // Others may be asleep: keep the waiters bit so that our unlock wakes one.
-            if (word_.compare_exchange_weak(cur, me | kWaiters, std::memory_order_acquire, std::memory_order_relaxed))
-                return Result::acquired;
-            continue;
-        }
-        const auto now = platform::Clock::now();
-        if (now >= next_check) {
-            next_check = now + kCheck;
-            const std::uint32_t owner = cur & ~kWaiters;
-            if (platform::thread_is_dead(owner)) {
-                if (word_.compare_exchange_strong(cur, me | kWaiters, std::memory_order_acquire,
-                                                  std::memory_order_relaxed))
-                    return Result::owner_died;
-                continue;
-            }
-        }
-        if (deadline && now >= *deadline) return Result::timeout;
-        if ((cur & kWaiters) == 0) {
-            if (!word_.compare_exchange_weak(cur, cur | kWaiters, std::memory_order_relaxed)) continue;
-            cur |= kWaiters;
-        }
-        auto until = next_check;
-        if (deadline) until = std::min(until, *deadline);
-        platform::futex_wait(&word_, cur, std::chrono::duration_cast<std::chrono::nanoseconds>(until - now));
-    }
+    const bool a_try = deadline && *deadline <= platform::Clock::now();
+    if (wait_until(take, FutexSleeper::marking(word_, kWaiters), deadline, kOwnerCheck, look_at_owner))
+        return took_over ? Result::owner_died : Result::acquired;
+    if (a_try) look_at_owner();
+    return took_over ? Result::owner_died : Result::timeout;
 }
 
 std::uint32_t ShmLock::unlock() noexcept {

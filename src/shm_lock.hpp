@@ -2,12 +2,12 @@
 //
 // The word holds the owner's thread id (0 when free) and a "waiters" bit. Taking a free lock is
 // one compare-and-swap, releasing it one exchange; a futex is touched only when someone waits.
-// A waiter spins briefly, then sleeps, and wakes every 50 ms to ask whether the owner still exists
-// (a dead thread leaves no /proc entry, a dead process only a zombie); if not, it takes the lock
-// over and is told so. Cheaper than a robust pthread mutex, whose kernel list bookkeeping doubles
-// the cost of an uncontended lock/unlock pair. Limit: a thread id recycled by a new thread before
-// anyone looks keeps the lock looking held (Linux recycles ids only after the whole pid range has
-// been used).
+// A waiter spins briefly, then sleeps (wait/wait.hpp, the waiters bit marking its sleep), and
+// wakes every 50 ms to ask whether the owner still exists (a dead thread leaves no /proc entry, a
+// dead process only a zombie); if not, it takes the lock over and is told so. Cheaper than a
+// robust pthread mutex, whose kernel list bookkeeping doubles the cost of an uncontended
+// lock/unlock pair. Limit: a thread id recycled by a new thread before anyone looks keeps the lock
+// looking held (Linux recycles ids only after the whole pid range has been used).
 #pragma once
 
 #include <atomic>

@@ -20,6 +20,7 @@
 #include <tuple>
 
 #include "platform/socket.hpp"
+#include "wait/spin.hpp"
 
 namespace mprocess::detail {
 
@@ -28,7 +29,10 @@ namespace {
 constexpr std::size_t kHeader = sizeof(std::uint64_t);
 constexpr std::size_t kPrefix = 8;              // what a sink sees before it decides
 constexpr std::size_t kReadChunk = 64 << 10;    // one read for many small messages
-constexpr std::chrono::microseconds kSpin{20};  // looking before sleeping, as a Pipe does
+// A reader looks without blocking for a while before it sleeps in the kernel, as a Pipe does: an
+// answer on its way arrives sooner than a sleeping reader is woken (tens of microseconds on a
+// virtual machine). Each look is a system call, longer than any pause.
+constexpr Pace kLookBySystemCall{.pauses_per_look = 0};
 
 // ("socket", fd index, max message, bytes read ahead, welcome still due): what this end has read
 // from the socket but not yet handed out travels with it, or a child given the connection would
@@ -173,12 +177,8 @@ private:
     bool wait_readable(const platform::Deadline& deadline) {
         if (avail() != 0) return true;
         pollfd p{fd_.get(), POLLIN, 0};
-        // As recv does: look without sleeping for a while before sleeping in the kernel.
-        const auto t0 = platform::Clock::now();
-        for (auto now = t0; now - t0 < kSpin && (!deadline || now < *deadline); now = platform::Clock::now()) {
-            if (platform::poll_until(&p, 1, now) > 0) return true;
-            if (now - t0 > std::chrono::microseconds(5)) platform::yield_cpu();
-        }
+        if (spin_until([&] { return platform::poll_until(&p, 1, kTryOnce) > 0; }, deadline, kLookBySystemCall))
+            return true;
         return platform::poll_until(&p, 1, deadline) > 0;
     }
 
@@ -245,9 +245,16 @@ private:
         while (buf_.size() < n) {
             const std::size_t at = buf_.size();
             buf_.resize(at + kReadChunk);
+            char* into = buf_.data() + at;
             std::size_t got = 0;
+            auto arrived = [&] {
+                const auto r = platform::recv_now(fd_.get(), into, kReadChunk);
+                got = r.value_or(0);
+                return r.has_value();
+            };
             try {
-                got = platform::read_some(fd_.get(), buf_.data() + at, kReadChunk, deadline, kSpin);
+                if (!spin_until(arrived, deadline, kLookBySystemCall))
+                    got = platform::read_some(fd_.get(), into, kReadChunk, deadline);
             } catch (...) {
                 buf_.resize(at);  // no room left looking like bytes read
                 throw;

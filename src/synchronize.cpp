@@ -2,10 +2,10 @@
 //
 // Each object's state sits at the start of its own memfd page (zero-filled by the kernel, which
 // is every state's "new" value). Locks are ShmLocks (see shm_lock.hpp): owner thread id in the
-// word, takeover from a dead owner. Everything else waits on a futex word with a sleeper count:
-// a waker changes the word, fences, and calls futex_wake only if someone sleeps; a sleeper
-// counts itself, fences, and looks again before sleeping, so no wake-up is lost. Sleepers look
-// again at least every 200 ms in case a waker was killed between its change and its wake.
+// word, takeover from a dead owner. Everything else waits (wait/wait.hpp) on a futex word with a
+// sleeper count: a waker changes the word, fences, and calls futex_wake only if someone sleeps; a
+// sleeper counts itself, fences, and looks again before sleeping, so no wake-up is lost. Sleepers
+// look again at least every 200 ms in case a waker was killed between its change and its wake.
 #include "mprocess/synchronize.hpp"
 
 #include <algorithm>
@@ -16,11 +16,11 @@
 #include "platform/posix.hpp"
 #include "popen_internal.hpp"
 #include "shm_lock.hpp"
+#include "wait/wait.hpp"
 
 namespace mprocess {
 namespace detail {
 
-using platform::Clock;
 using platform::Deadline;
 
 class SyncSegment {
@@ -63,53 +63,8 @@ SyncHandle SyncHandle::import(const SpawnArgs& args, const std::string& blob, st
 
 namespace {
 
-constexpr auto kRecheck = std::chrono::milliseconds(200);
-constexpr auto kSpin = std::chrono::microseconds(10);
-
-// "Try once": a deadline already past, without reading the clock.
-const Deadline kNow = Clock::time_point::min();
-
 Deadline deadline_of(bool block, const Timeout& timeout) {
-    return block ? timeout.deadline() : kNow;
-}
-
-struct Sleepers {
-    std::atomic<std::uint32_t>& count;
-    explicit Sleepers(std::atomic<std::uint32_t>& c) : count(c) {
-        count.fetch_add(1, std::memory_order_seq_cst);
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-    }
-    ~Sleepers() { count.fetch_sub(1, std::memory_order_seq_cst); }
-};
-
-// Sleeps while *word == seen, up to the deadline and at most kRecheck. False once the deadline passed.
-bool sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t seen, const Deadline& deadline) {
-    auto now = Clock::now();
-    if (deadline && now >= *deadline) return false;
-    auto until = now + kRecheck;
-    if (deadline && *deadline < until) until = *deadline;
-    platform::futex_wait(&word, seen, std::chrono::duration_cast<std::chrono::nanoseconds>(until - now));
-    return true;
-}
-
-// Spins up to kSpin (or the deadline) for ready(); false if it did not happen.
-template <class Ready>
-bool spin_for(Ready ready, const Deadline& deadline) {
-    if (deadline && *deadline == Clock::time_point::min()) return ready();
-    auto end = Clock::now() + kSpin;
-    if (deadline && *deadline < end) end = *deadline;
-    do {
-        for (int i = 0; i < 32; ++i) {
-            platform::cpu_relax();
-            if (ready()) return true;
-        }
-    } while (Clock::now() < end);
-    return ready();
-}
-
-void wake(std::atomic<std::uint32_t>& word, const std::atomic<std::uint32_t>& sleepers, int n) {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleepers.load(std::memory_order_relaxed) != 0) platform::futex_wake(&word, n);
+    return block ? timeout.deadline() : kTryOnce;
 }
 
 struct LockState {
@@ -259,14 +214,7 @@ bool Semaphore::acquire(bool block, Timeout timeout) {
                 return true;
         return false;
     };
-    if (try_take()) return true;
-    const auto deadline = detail::deadline_of(block, timeout);
-    if (detail::spin_for(try_take, deadline)) return true;
-    detail::Sleepers asleep(s.sleepers);
-    for (;;) {
-        if (try_take()) return true;
-        if (!detail::sleep_on(s.value, 0, deadline)) return try_take();
-    }
+    return detail::wait_until(try_take, detail::FutexSleeper(s.value, s.sleepers), detail::deadline_of(block, timeout));
 }
 
 void Semaphore::release() {
@@ -275,7 +223,7 @@ void Semaphore::release() {
     do {
         if (s.maxvalue != 0 && v >= s.maxvalue) throw ValueError("semaphore or lock released too many times");
     } while (!s.value.compare_exchange_weak(v, v + 1, std::memory_order_release, std::memory_order_relaxed));
-    detail::wake(s.value, s.sleepers, 1);
+    detail::FutexSleeper(s.value, s.sleepers).wake(1);
 }
 
 unsigned Semaphore::get_value() const noexcept {
@@ -297,7 +245,7 @@ bool Event::is_set() const noexcept {
 void Event::set() {
     auto& s = state_of<EventState>(h_);
     s.flag.store(1, std::memory_order_release);
-    detail::wake(s.flag, s.sleepers, INT_MAX);
+    detail::FutexSleeper(s.flag, s.sleepers).wake(INT_MAX);
 }
 
 void Event::clear() {
@@ -306,14 +254,8 @@ void Event::clear() {
 
 bool Event::wait(Timeout timeout) {
     auto& s = state_of<EventState>(h_);
-    if (is_set()) return true;
-    const auto deadline = timeout.deadline();
-    if (detail::spin_for([this] { return is_set(); }, deadline)) return true;
-    detail::Sleepers asleep(s.sleepers);
-    for (;;) {
-        if (is_set()) return true;
-        if (!detail::sleep_on(s.flag, 0, deadline)) return is_set();
-    }
+    return detail::wait_until([this] { return is_set(); }, detail::FutexSleeper(s.flag, s.sleepers),
+                              timeout.deadline());
 }
 
 // ---- Condition ----------------------------------------------------------------------------------
@@ -345,12 +287,10 @@ bool Condition::wait(Timeout timeout) {
     auto& s = state_of<CondState>(h_);
     const auto deadline = timeout.deadline();
     std::uint64_t start;
-    std::uint32_t seq;
     {
         detail::ShmLockGuard g(s.guard);
         ++s.total;
         start = s.wakeup;
-        seq = s.seq.load(std::memory_order_relaxed);
     }
     // Let the lock go completely (an RLock may be held several times), and take it back after.
     unsigned depth = 1;
@@ -360,24 +300,26 @@ bool Condition::wait(Timeout timeout) {
         ls.count = 1;
     }
     release();
-    bool notified = false;
-    {
-        detail::Sleepers asleep(s.sleepers);
-        for (;;) {
-            const bool in_time = detail::sleep_on(s.seq, seq, deadline);
+    // Under the guard: takes a wake-up granted since this wait began, if one is left.
+    auto take_wakeup = [&] {
+        if (s.wakeup == start || s.woken == s.wakeup) return false;
+        ++s.woken;
+        return true;
+    };
+    // No spin: each look takes the guard, which notify() needs.
+    bool notified = detail::wait_until(
+        [&] {
             detail::ShmLockGuard g(s.guard);
-            if (s.wakeup != start && s.woken != s.wakeup) {
-                ++s.woken;
-                notified = true;
-                break;
-            }
-            if (!in_time) {
-                // Leave as if woken, so that total - wakeup still counts the waiters.
-                ++s.wakeup;
-                ++s.woken;
-                break;
-            }
-            seq = s.seq.load(std::memory_order_relaxed);
+            return take_wakeup();
+        },
+        detail::FutexSleeper(s.seq, s.sleepers), deadline, {.spin = std::chrono::nanoseconds(0)});
+    if (!notified) {
+        detail::ShmLockGuard g(s.guard);
+        notified = take_wakeup();
+        // Leave as if woken, so that total - wakeup still counts the waiters.
+        if (!notified) {
+            ++s.wakeup;
+            ++s.woken;
         }
     }
     acquire();
@@ -456,13 +398,10 @@ unsigned Barrier::wait(Timeout timeout) {
         }
     }
     auto released = [&] { return s.gen.load(std::memory_order_acquire) != gen; };
-    if (!detail::spin_for(released, deadline)) {
-        detail::Sleepers asleep(s.sleepers);
-        while (!released()) {
-            if (detail::sleep_on(s.gen, gen, deadline)) continue;
-            // Timed out: break the barrier for everyone waiting in this generation.
-            detail::ShmLockGuard g(s.guard);
-            if (s.gen.load(std::memory_order_relaxed) != gen) break;
+    if (!detail::wait_until(released, detail::FutexSleeper(s.gen, s.sleepers), deadline)) {
+        // Timed out: break the barrier for everyone waiting in this generation.
+        detail::ShmLockGuard g(s.guard);
+        if (s.gen.load(std::memory_order_relaxed) == gen) {
             s.broken = 1;
             s.failed_gen = gen + 1;
             s.count = 0;

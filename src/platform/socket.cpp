@@ -323,21 +323,7 @@ std::optional<std::size_t> recv_now(int fd, char* into, std::size_t n) {
     }
 }
 
-std::size_t read_some(int fd, char* into, std::size_t n, const Deadline& deadline, std::chrono::nanoseconds spin) {
-    // Look without blocking for a while first: an answer on its way arrives sooner than a
-    // sleeping reader is woken (tens of microseconds on a virtual machine).
-    if (spin.count() > 0) {
-        const auto t0 = Clock::now();
-        auto end = t0 + spin;
-        if (deadline && *deadline < end) end = *deadline;
-        for (auto now = t0; now < end; now = Clock::now()) {
-            const ssize_t got = ::recv(fd, into, n, MSG_DONTWAIT);
-            if (got >= 0) return static_cast<std::size_t>(got);
-            if (errno == ECONNRESET || errno == ENOTCONN || errno == EPIPE) return 0;
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) throw_errno("recv");
-            if (now - t0 > std::chrono::microseconds(5)) yield_cpu();
-        }
-    }
+std::size_t read_some(int fd, char* into, std::size_t n, const Deadline& deadline) {
     for (;;) {
         if (deadline) wait_ready(fd, POLLIN, deadline, "waiting for the other end");
         const ssize_t got = ::recv(fd, into, n, 0);

@@ -49,9 +49,8 @@ Fd connect_to(const SocketAddress& address, const Deadline& deadline);
 // Writes all of [a] then [b] (MSG_NOSIGNAL): BrokenPipeError if the peer is gone.
 void send_all(int fd, const char* a, std::size_t an, const char* b, std::size_t bn, const char* c, std::size_t cn);
 // Reads up to n bytes, waiting up to the deadline: 0 at end of file (or a reset); TimeoutError
-// after the deadline. It looks without blocking for `spin` first.
-std::size_t read_some(int fd, char* into, std::size_t n, const Deadline& deadline,
-                      std::chrono::nanoseconds spin = std::chrono::nanoseconds(0));
+// after the deadline.
+std::size_t read_some(int fd, char* into, std::size_t n, const Deadline& deadline);
 
 // A small message sent now, whole, or not at all: false if the socket cannot take all of it at
 // once (its buffer is full, the peer is gone).
