@@ -4,6 +4,8 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <climits>
+#include <condition_variable>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +15,7 @@
 
 #include "mprocess/pool.hpp"
 #include "platform/posix.hpp"
+#include "wait/wait.hpp"
 
 namespace mprocess::detail {
 namespace {
@@ -20,11 +23,13 @@ namespace {
 using TaskHead = std::tuple<Symbol, Symbol>;
 using Failure = std::tuple<std::string, std::string>;
 
-// A waiting thread spins this long first, reading the worker's answer itself if it comes: a
-// quick task is done sooner than a sleeping thread can be woken (tens of microseconds on a
-// virtual machine).
+// A thread waiting for a result spins longer than the shared tuning (wait/spin.hpp): it reads
+// the worker's answer itself meanwhile, so a quick task is done without a wake-up, of this thread
+// or of the manager (tens of microseconds each on a virtual machine).
 constexpr std::chrono::nanoseconds kResultSpin = std::chrono::microseconds(50);
-constexpr std::chrono::nanoseconds kSpinBeforeYield = std::chrono::microseconds(5);
+// Of its looks at `finished`, one in this many reads the worker's pipe (a try-lock and a look at
+// shared memory, more than a look at one word).
+constexpr unsigned kLooksPerRead = 64;
 
 // The head, and a view of the arguments within msg.
 std::pair<TaskHead, std::string_view> parse_task(std::string_view msg) {
@@ -155,9 +160,9 @@ void finish(TaskState& st, std::string result, std::exception_ptr error) {
         st.result = std::move(result);
         st.error = std::move(error);
         hooks.swap(st.on_done);
-        st.finished.store(true, std::memory_order_release);
+        st.finished.store(1, std::memory_order_release);
     }
-    st.cv.notify_all();
+    FutexSleeper(st.finished, st.sleepers).wake(INT_MAX);
     for (const auto& h : hooks) run_callback(h);
 }
 
@@ -227,22 +232,15 @@ bool wait_task(TaskState& st, const Timeout& timeout) {
         throw ValueError(
             "waiting for a Pool's result in one of its callbacks would never end: callbacks run "
             "in the thread that collects the results");
-    if (auto core = st.core.lock()) {
-        const auto t0 = std::chrono::steady_clock::now();
-        const auto spin = std::min<std::chrono::nanoseconds>(kResultSpin, timeout.duration());
-        for (auto now = t0; now - t0 < spin && !st.finished.load(std::memory_order_acquire);
-             now = std::chrono::steady_clock::now()) {
-            if (core->try_read_answer(st)) continue;
-            for (int i = 0; i < 64 && !st.finished.load(std::memory_order_relaxed); ++i) platform::cpu_relax();
-            if (now - t0 > kSpinBeforeYield) platform::yield_cpu();
-        }
-    }
-    std::unique_lock lock(st.m);
-    if (timeout.infinite()) {
-        st.cv.wait(lock, [&] { return st.done; });
-        return true;
-    }
-    return st.cv.wait_for(lock, timeout.duration(), [&] { return st.done; });
+    // Asleep, it waits for whoever completes the task: the manager, or another waiting thread.
+    unsigned looks = 0;
+    auto done = [&](bool asleep) {
+        if (st.finished.load(std::memory_order_acquire)) return true;
+        if (asleep || looks++ % kLooksPerRead != 0) return false;
+        if (auto core = st.core.lock()) core->try_read_answer(st);
+        return st.finished.load(std::memory_order_acquire) != 0;
+    };
+    return wait_until(done, FutexSleeper(st.finished, st.sleepers), timeout.deadline(), Pace{.spin = kResultSpin});
 }
 
 void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::size_t total, std::size_t chunksize,

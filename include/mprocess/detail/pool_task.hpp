@@ -2,7 +2,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstring>
 #include <cstddef>
 #include <exception>
@@ -138,12 +137,14 @@ std::string task_message_head(Invoker invoker, void* fn);
 
 struct TaskState {
     std::mutex m;
-    std::condition_variable cv;
     const void* pool = nullptr;    // the pool whose manager thread runs its callbacks
     std::weak_ptr<PoolCore> core;  // a thread waiting for the result may read it from the worker
     std::atomic<int> slot{-1};     // the worker that holds it, once one does
     bool done = false;
-    std::atomic<bool> finished{false};  // done, readable without the mutex (waiters spin on it first)
+    // Done, readable without the mutex: the word waiters spin on, then sleep on (a futex, counted
+    // by `sleepers`).
+    std::atomic<std::uint32_t> finished{0};
+    std::atomic<std::uint32_t> sleepers{0};
     bool started = false;               // handed to a worker
     bool cancelled = false;
     std::string result;        // the worker's answer, when it succeeded: a status byte, then the encoded result
