@@ -12,9 +12,9 @@
 #include <tuple>
 #include <vector>
 
-#include "channel.hpp"
+#include "channel/channel.hpp"
 #include "mprocess/connection.hpp"
-#include "socket_channel.hpp"
+#include "channel/socket_channel.hpp"
 
 namespace mp = mprocess;
 

@@ -4,10 +4,10 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "channel.hpp"
+#include "channel/channel.hpp"
 #include "mprocess/process.hpp"
-#include "shm_channel.hpp"
-#include "socket_channel.hpp"
+#include "channel/shm_channel.hpp"
+#include "channel/socket_channel.hpp"
 
 namespace mprocess {
 

@@ -11,9 +11,9 @@
 #include <utility>
 #include <vector>
 
-#include "handshake.hpp"
+#include "channel/handshake.hpp"
 #include "platform/socket.hpp"
-#include "socket_channel.hpp"
+#include "channel/socket_channel.hpp"
 
 namespace mprocess {
 

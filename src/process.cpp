@@ -15,8 +15,8 @@
 #include "mprocess/context.hpp"
 #include "platform/exec.hpp"
 #include "platform/posix.hpp"
-#include "popen_internal.hpp"
-#include "process_internal.hpp"
+#include "start/popen.hpp"
+#include "start/child.hpp"
 
 namespace mprocess {
 

@@ -25,7 +25,7 @@
 // itself, fences, and looks again before it sleeps, so no wake-up is missed. Sleepers look again
 // at least every 200 ms in case a waker was killed between its store and its ring.
 #include "queue_core.hpp"
-#include "popen_internal.hpp"
+#include "start/popen.hpp"
 #include "wait/wait.hpp"
 
 #include <algorithm>

@@ -10,7 +10,7 @@
 
 #include "mprocess/queue.hpp"
 #include "platform/posix.hpp"
-#include "shm_lock.hpp"
+#include "wait/shm_lock.hpp"
 
 namespace mprocess::detail {
 

@@ -13,7 +13,7 @@
 
 #include "mprocess/serialize.hpp"
 #include "platform/posix.hpp"
-#include "popen_internal.hpp"
+#include "start/popen.hpp"
 #include "resource_tracker.hpp"
 
 namespace mprocess {

@@ -14,8 +14,8 @@
 #include <tuple>
 
 #include "platform/posix.hpp"
-#include "popen_internal.hpp"
-#include "shm_lock.hpp"
+#include "start/popen.hpp"
+#include "wait/shm_lock.hpp"
 #include "wait/wait.hpp"
 
 namespace mprocess {

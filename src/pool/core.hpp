@@ -25,7 +25,7 @@
 #include <sys/types.h>
 
 #include "mprocess/detail/pool_task.hpp"
-#include "code_symbol.hpp"
+#include "start/code_symbol.hpp"
 
 namespace mprocess::detail {
 

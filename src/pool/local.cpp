@@ -14,7 +14,7 @@
 #include <optional>
 #include <utility>
 
-#include "channel.hpp"
+#include "channel/channel.hpp"
 #include "mprocess/connection.hpp"
 #include "mprocess/context.hpp"
 #include "mprocess/process.hpp"

@@ -13,7 +13,7 @@
 
 #include <sys/types.h>
 
-#include "code_symbol.hpp"
+#include "start/code_symbol.hpp"
 #include "mprocess/detail/pool_task.hpp"
 
 namespace mprocess::detail {

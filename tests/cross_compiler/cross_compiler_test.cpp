@@ -18,7 +18,7 @@
 #include "cross_compiler/messages.hpp"
 #include "helpers/children.hpp"
 #include "platform/posix.hpp"
-#include "shm_channel.hpp"
+#include "channel/shm_channel.hpp"
 
 namespace mp = mprocess;
 namespace sp = mprocess::subprocess;

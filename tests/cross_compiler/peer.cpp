@@ -13,7 +13,7 @@
 #include <string>
 
 #include "cross_compiler/messages.hpp"
-#include "shm_channel.hpp"
+#include "channel/shm_channel.hpp"
 
 namespace mp = mprocess;
 

@@ -12,7 +12,7 @@
 
 #include <mprocess/mprocess.hpp>
 
-#include "popen_internal.hpp"
+#include "start/popen.hpp"
 
 namespace mp = mprocess;
 namespace detail = mprocess::detail;

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "helpers/children.hpp"
-#include "popen_internal.hpp"
+#include "start/popen.hpp"
 
 using namespace std::chrono_literals;
 using testing_support::ChildrenTest;

@@ -1,6 +1,6 @@
 // The internal shared-memory lock behind every Connection: exclusion across processes, and
 // recovery when its owner dies holding it.
-#include "shm_lock.hpp"
+#include "wait/shm_lock.hpp"
 
 #include <sys/mman.h>
 #include <sys/resource.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "code_symbol.hpp"
+#include "start/code_symbol.hpp"
 
 #include <atomic>
 #include <cstring>

@@ -25,14 +25,14 @@
 #include <set>
 #include <thread>
 
-#include "channel.hpp"
-#include "handshake.hpp"
+#include "channel/channel.hpp"
+#include "channel/handshake.hpp"
 #include "mprocess/process.hpp"
 #include "platform/posix.hpp"
 #include "platform/socket.hpp"
 #include "resource_tracker.hpp"
-#include "shm_channel.hpp"
-#include "socket_channel.hpp"
+#include "channel/shm_channel.hpp"
+#include "channel/socket_channel.hpp"
 
 namespace mprocess {
 

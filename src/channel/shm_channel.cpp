@@ -7,8 +7,8 @@
 // sleep on an eventfd. The other side rings the eventfd only when someone sleeps and nobody rang
 // since (`*rung`). Store-then-load on both sides is sequentially consistent, so no wake-up is
 // missed. A sleeper that takes a ring meant for several passes it on if work remains.
-#include "shm_channel.hpp"
-#include "shm_lock.hpp"
+#include "channel/shm_channel.hpp"
+#include "wait/shm_lock.hpp"
 #include "wait/wait.hpp"
 
 #include "mprocess/connection.hpp"

@@ -8,7 +8,7 @@
 // frame stays pending too: the next receive goes on from it. Anything that breaks the framing (a
 // length over the maximum, the peer gone mid-frame) ends the connection: the stream cannot be
 // trusted past it.
-#include "socket_channel.hpp"
+#include "channel/socket_channel.hpp"
 
 #include <endian.h>
 #include <sys/socket.h>

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "channel.hpp"
+#include "channel/channel.hpp"
 
 namespace mprocess::detail {
 

@@ -29,7 +29,7 @@
 #include "mprocess/connection.hpp"
 #include "mprocess/context.hpp"
 #include "platform/exec.hpp"
-#include "popen_internal.hpp"
+#include "start/popen.hpp"
 
 namespace mprocess {
 namespace detail {

@@ -19,7 +19,7 @@
 
 #include "platform/exec.hpp"
 #include "platform/socket.hpp"
-#include "popen_internal.hpp"
+#include "start/popen.hpp"
 
 namespace mprocess::detail {
 namespace {

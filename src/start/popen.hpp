@@ -7,10 +7,10 @@
 
 #include <sys/types.h>
 
-#include "code_symbol.hpp"
+#include "start/code_symbol.hpp"
 #include "mprocess/detail/spawn.hpp"
 #include "platform/posix.hpp"
-#include "process_internal.hpp"
+#include "start/child.hpp"
 
 namespace mprocess::detail {
 

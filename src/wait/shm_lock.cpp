@@ -1,4 +1,4 @@
-#include "shm_lock.hpp"
+#include "wait/shm_lock.hpp"
 
 #include <chrono>
 

@@ -4,7 +4,7 @@
 #include <memory>
 #include <optional>
 
-#include "channel.hpp"
+#include "channel/channel.hpp"
 
 namespace mprocess::detail {
 

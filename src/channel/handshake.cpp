@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "handshake.hpp"
+#include "channel/handshake.hpp"
 
 #include <endian.h>
 #include <openssl/crypto.h>
@@ -12,7 +12,7 @@
 
 #include "mprocess/error.hpp"
 #include "platform/socket.hpp"
-#include "socket_channel.hpp"
+#include "channel/socket_channel.hpp"
 
 namespace mprocess::detail {
 
