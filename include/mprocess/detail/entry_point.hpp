@@ -2,7 +2,7 @@
 // The code a process may be asked, by message, to enter.
 //
 // A spawned child, a pool worker or an MPI rank is told what to run as a code address (see
-// src/code_symbol.hpp). Before it calls one as an entry point, it checks that this binary
+// src/start/code_symbol.hpp). Before it calls one as an entry point, it checks that this binary
 // registered that address: every instantiation the library makes of an entry point (spawn_entry,
 // the pool's invokers, a Barrier action's makers) registers itself during static initialization,
 // in every process that runs the binary, so the list is the same on both ends and complete before

@@ -109,7 +109,7 @@ void invoke_fold(void* fn, std::string_view args, std::string& out) {
 struct TaskState;
 
 // What a Pool runs on: worker processes on this machine (src/pool/local.cpp), or MPI ranks
-// (src/mpi.cpp), both over the one core in src/pool/core.hpp. The Pool's templates build task
+// (src/pool/mpi.cpp), both over the one core in src/pool/core.hpp. The Pool's templates build task
 // messages and AsyncResults; a core carries them to workers, completes the tasks with their
 // answers, and runs user callbacks on one thread of its own.
 class PoolCore : public std::enable_shared_from_this<PoolCore> {
