@@ -9,12 +9,12 @@
 #include <typeinfo>
 
 #include <signal.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "mprocess/context.hpp"
 #include "platform/exec.hpp"
 #include "platform/posix.hpp"
+#include "platform/process.hpp"
 #include "start/popen.hpp"
 #include "start/child.hpp"
 
@@ -44,8 +44,7 @@ struct ProcessState {
     bool try_reap_locked() {
         if (exitcode) return true;
         if (status_fd.valid()) {
-            pollfd p{status_fd.get(), POLLIN, 0};
-            if (::poll(&p, 1, 0) <= 0) return false;
+            if (!platform::readable_now(status_fd.get())) return false;
             int status = 0;
             // No status at all: the forkserver died first; report it as killed.
             exitcode = platform::read_exact(status_fd.get(), &status, sizeof status)
@@ -225,8 +224,8 @@ ChildIdentity identity_of(const ProcessState& st) {
 
 void become_child_and_run(const ChildIdentity& who, const std::function<void()>& body) {
     if (who.die_with_parent) {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != who.parent_pid) ::_exit(1);  // the parent died before prctl took effect
+        platform::die_with_parent();
+        if (platform::getppid() != who.parent_pid) platform::_exit(1);  // the parent died before prctl took effect
     }
     // A fresh registry: the parent's children are not ours, and its locks may be held by threads
     // that do not exist here. The old one is leaked on purpose; its descriptors are closed.
@@ -258,14 +257,14 @@ void become_child_and_run(const ChildIdentity& who, const std::function<void()>&
     } catch (...) {
     }
     platform::flush_stdio();
-    ::_exit(code);
+    platform::_exit(code);
 }
 }  // namespace detail
 
 using detail::ProcessState;
 
 bool ProcessInfo::is_alive() const {
-    if (pid_ == ::getpid()) return true;
+    if (pid_ == platform::getpid()) return true;
     try {
         auto fd = platform::pidfd_open(pid_);
         pollfd pfd{fd.get(), POLLIN, 0};
@@ -286,7 +285,7 @@ Process::Process(ProcessOptions options) : st_(std::make_shared<ProcessState>())
     st_->daemon = options.daemon.value_or(s.daemon);
     st_->die_with_parent = options.die_with_parent;
     st_->start_method = options.start_method;
-    st_->parent_pid = ::getpid();
+    st_->parent_pid = platform::getpid();
 }
 
 Process::Process(std::shared_ptr<ProcessState> state) : st_(std::move(state)) {}
@@ -306,7 +305,8 @@ ProcessState& Process::state() const {
 ProcessState& Process::started() const {
     auto& st = state();
     if (!st.started) throw ProcessError("can only use a started process: call start() first");
-    if (st.parent_pid != ::getpid()) throw ProcessError("can only join, poll or signal a child process of this one");
+    if (st.parent_pid != platform::getpid())
+        throw ProcessError("can only join, poll or signal a child process of this one");
     return st;
 }
 
@@ -346,7 +346,8 @@ int Process::sentinel() const {
 void Process::start() {
     auto& st = state();
     if (st.started) throw ProcessError("cannot start a process twice");
-    if (st.parent_pid != ::getpid()) throw ProcessError("can only start a process object created by this process");
+    if (st.parent_pid != platform::getpid())
+        throw ProcessError("can only start a process object created by this process");
     detail::refuse_if_unguarded();
     auto& s = detail::this_process();
     if (s.daemon) throw ProcessError("daemonic processes are not allowed to have children");
@@ -366,7 +367,7 @@ void Process::start() {
         // Taken before the fork: the child must not lock what another thread here may hold.
         // It also makes the authkey first, so that parent and child share it.
         const auto who = detail::identity_of(*st_);
-        pid_t pid = ::fork();
+        pid_t pid = platform::fork();
         if (pid < 0) platform::throw_errno("fork");
         if (pid == 0) detail::become_child_and_run(who, [this] { run(); });
         auto [pidfd, status_fd] = detail::pidfd_or_discard(pid);
@@ -439,13 +440,13 @@ bool Process::join(Timeout timeout) {
 
 bool Process::is_alive() {
     auto& st = state();
-    if (!st.started || st.parent_pid != ::getpid()) return false;
+    if (!st.started || st.parent_pid != platform::getpid()) return false;
     return !st.try_reap();
 }
 
 std::optional<int> Process::exitcode() {
     auto& st = state();
-    if (!st.started || st.parent_pid != ::getpid()) return std::nullopt;
+    if (!st.started || st.parent_pid != platform::getpid()) return std::nullopt;
     st.try_reap();
     std::lock_guard lock(st.m);
     return st.exitcode;
@@ -466,7 +467,7 @@ void Process::kill() {
 void Process::close() {
     if (!st_ || st_->closed) return;
     auto& st = *st_;
-    if (st.started && st.parent_pid == ::getpid() && !st.try_reap())
+    if (st.started && st.parent_pid == platform::getpid() && !st.try_reap())
         throw ValueError("cannot close a process while it is still running: call join() or terminate() first");
     std::lock_guard lock(st.m);
     st.pidfd.reset();
@@ -476,7 +477,7 @@ void Process::close() {
 
 ProcessInfo current_process() {
     auto& s = detail::this_process();
-    return ProcessInfo(s.name, ::getpid(), s.daemon, detail::process_authkey());
+    return ProcessInfo(s.name, platform::getpid(), s.daemon, detail::process_authkey());
 }
 
 void remember_authkey(const std::string& address, const std::string& key) {

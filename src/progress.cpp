@@ -1,13 +1,14 @@
 #include "mprocess/progress.hpp"
 
-#include <unistd.h>
-
+#include <cstdio>
 #include <utility>
+
+#include "platform/posix.hpp"
 
 namespace mprocess {
 
 ProgressLine::ProgressLine(std::string label, std::FILE* out)
-    : ProgressLine(std::move(label), out, out && ::isatty(::fileno(out)) == 1) {}
+    : ProgressLine(std::move(label), out, out && platform::isatty(::fileno(out))) {}
 
 ProgressLine::ProgressLine(std::string label, std::FILE* out, bool live)
     : label_(std::move(label)), out_(out), live_(live) {}

@@ -494,7 +494,7 @@ std::shared_ptr<QueueCore> QueueCore::create(std::uint64_t type_tag, const Queue
     // As much overflow as the address space allows, within reason; pages cost only when used.
     for (std::uint64_t cold = kColdMax; cold >= kColdMin; cold >>= 1) {
         const std::uint64_t size = kCtlBytes + hot + kWarmSize + cold;
-        if (::ftruncate(memfd.get(), static_cast<off_t>(size)) != 0) platform::throw_errno("ftruncate of a queue");
+        platform::set_file_size(memfd.get(), size, "a queue");
         void* base = platform::try_map_sparse(memfd.get(), size);
         if (base == nullptr) continue;
         auto* c = new (base) Ctl{};

@@ -8,21 +8,21 @@
 //
 // The tracker is forked from a process that may have threads, so it uses no allocator and no
 // locks: read(), shm_unlink(), and a table of names in memory it maps itself, which doubles
-// (mremap) whenever it is full, so there is no fixed limit to the names it keeps.
+// (mremap) whenever it is full, so there is no fixed limit to the names it keeps. The platform
+// calls it makes after the fork are async-signal-safe (platform/process.hpp).
 #include "resource_tracker.hpp"
 
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "mprocess/error.hpp"
 #include "platform/exec.hpp"
 #include "platform/posix.hpp"
+#include "platform/process.hpp"
+#include "platform/shm.hpp"
 
 namespace mprocess::detail {
 namespace {
@@ -40,10 +40,9 @@ struct Names {
     bool make_room() noexcept {
         if (used < capacity) return true;
         const std::size_t want = capacity == 0 ? kFirstNames : 2 * capacity;
-        void* p = capacity == 0 ? ::mmap(nullptr, want * kRecord, PROT_READ | PROT_WRITE,
-                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-                                : ::mremap(names, capacity * kRecord, want * kRecord, MREMAP_MAYMOVE);
-        if (p == MAP_FAILED) return false;
+        void* p = capacity == 0 ? platform::map_private(want * kRecord)
+                                : platform::remap(names, capacity * kRecord, want * kRecord);
+        if (p == nullptr) return false;
         names = static_cast<char (*)[kRecord]>(p);
         capacity = want;
         return true;
@@ -68,27 +67,19 @@ struct Names {
 };
 
 [[noreturn]] void tracker_main(int in) {
-    ::signal(SIGINT, SIG_IGN);
-    ::signal(SIGTERM, SIG_IGN);
+    platform::ignore_signal(SIGINT);
+    platform::ignore_signal(SIGTERM);
     Names table;
     char rec[kRecord];
-    for (;;) {
-        std::size_t got = 0;
-        while (got < kRecord) {
-            ssize_t n = ::read(in, rec + got, kRecord - got);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break;
-            got += static_cast<std::size_t>(n);
-        }
-        if (got < kRecord) break;  // every writer is gone
+    while (platform::read_exact(in, rec, kRecord)) {  // until every writer is gone
         rec[kRecord - 1] = '\0';
         if (rec[0] == 'R')
             table.add(rec + 1);
         else
             table.remove(rec + 1);
     }
-    for (std::size_t i = 0; i < table.used; ++i) ::shm_unlink(table.names[i]);
-    ::_exit(0);
+    for (std::size_t i = 0; i < table.used; ++i) platform::shm_unlink(table.names[i]);
+    platform::_exit(0);
 }
 
 struct Tracker {
@@ -106,21 +97,13 @@ Tracker& tracker() {
 int tracker_fd_locked(Tracker& t) {
     if (t.fd >= 0) return t.fd;
     auto [read_end, write_end] = platform::make_pipe();
-    pid_t pid = ::fork();
+    pid_t pid = platform::fork();
     if (pid < 0) platform::throw_errno("fork of the resource tracker");
     if (pid == 0) {
-        if (::fork() != 0) ::_exit(0);
-        ::setsid();  // out of the terminal's process group: a Ctrl-C there is not for us
+        if (platform::fork() != 0) platform::_exit(0);
+        platform::setsid();  // out of the terminal's process group: a Ctrl-C there is not for us
         // Keep only the pipe's read end (as descriptor 3) and /dev/null on the standard ones.
-        if (::dup2(read_end.get(), 3) < 0) ::_exit(1);
-        ::syscall(SYS_close_range, 4u, ~0u, 0u);
-        int null = ::open("/dev/null", O_RDWR);
-        if (null >= 0) {
-            ::dup2(null, 0);
-            ::dup2(null, 1);
-            ::dup2(null, 2);
-            if (null > 3) ::close(null);
-        }
+        if (!platform::keep_only_as_3(read_end.get())) platform::_exit(1);
         tracker_main(3);
     }
     read_end.reset();
@@ -139,7 +122,7 @@ bool send(char op, const std::string& name) noexcept {
         const int fd = op == 'R' ? tracker_fd_locked(t) : t.fd;
         if (fd < 0) return false;
         ssize_t n;
-        do n = ::write(fd, rec, kRecord);
+        do n = platform::write(fd, rec, kRecord);
         while (n < 0 && errno == EINTR);
         return n == static_cast<ssize_t>(kRecord);
     } catch (...) {
@@ -161,7 +144,7 @@ void tracker_unregister(const std::string& name) noexcept {
 void tracker_leave() noexcept {
     // No lock: a thread of the parent may have held it at the fork, and none runs here.
     auto& t = tracker();
-    if (t.fd >= 0) ::close(t.fd);
+    if (t.fd >= 0) platform::close(t.fd);
     t.fd = -1;
 }
 

@@ -7,12 +7,9 @@
 #include <cerrno>
 #include <tuple>
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include "mprocess/serialize.hpp"
 #include "platform/posix.hpp"
+#include "platform/shm.hpp"
 #include "start/popen.hpp"
 #include "resource_tracker.hpp"
 
@@ -66,28 +63,27 @@ SharedMemory::SharedMemory(std::optional<std::string> name, bool create, std::si
     b.name = detail::checked_name(*name);
     const std::string path = "/" + b.name;
     if (create) {
-        int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
-        if (fd < 0 && errno == EEXIST) throw FileExistsError("shared memory '" + b.name + "' already exists");
-        if (fd < 0) platform::throw_errno("shm_open of '" + b.name + "'");
-        b.fd = platform::Fd(fd);
+        b.fd = platform::shm_open(path.c_str(), true);
+        if (!b.fd.valid() && errno == EEXIST) throw FileExistsError("shared memory '" + b.name + "' already exists");
+        if (!b.fd.valid()) platform::throw_errno("shm_open of '" + b.name + "'");
         b.tracked = true;
         try {
             // Registered before anything else can fail or the process can die with the name taken.
             detail::tracker_register(b.name);
-            if (::ftruncate(fd, static_cast<off_t>(size)) != 0) platform::throw_errno("ftruncate of '" + b.name + "'");
+            platform::set_file_size(b.fd.get(), size, "'" + b.name + "'");
             b.size = size;
             detail::map(b);
         } catch (...) {
-            ::shm_unlink(path.c_str());
+            platform::shm_unlink(path.c_str());
             detail::tracker_unregister(b.name);
             throw;
         }
         return;
     }
-    int fd = ::shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == ENOENT) throw FileNotFoundError("no shared memory named '" + b.name + "'");
-    if (fd < 0) platform::throw_errno("shm_open of '" + b.name + "'");
-    b.fd = platform::Fd(fd);
+    b.fd = platform::shm_open(path.c_str(), false);
+    if (!b.fd.valid() && errno == ENOENT) throw FileNotFoundError("no shared memory named '" + b.name + "'");
+    if (!b.fd.valid()) platform::throw_errno("shm_open of '" + b.name + "'");
+    const int fd = b.fd.get();
     // Whoever made the name: a block of another user's (made writable to all, perhaps) is not
     // taken for ours unless the caller says it trusts that user.
     if (const uid_t owner = platform::file_owner(fd); owner != platform::effective_uid() && !options.allow_other_owner)
@@ -126,7 +122,7 @@ void SharedMemory::close() {
 void SharedMemory::unlink() {
     auto& b = block();
     if (b.name.empty()) return;
-    const int err = ::shm_unlink(("/" + b.name).c_str()) == 0 ? 0 : errno;
+    const int err = platform::shm_unlink(("/" + b.name).c_str()) ? 0 : errno;
     // Once the name is gone, by this call or by another process, it is no longer ours to track:
     // the tracker must not unlink a block made later under the same name. The exchange makes
     // that one record per block, however many copies of the handle call unlink().

@@ -147,8 +147,7 @@ private:
     // Checks the liveness socket without blocking.
     bool peer_gone_now() {
         if (peer_gone_) return true;
-        pollfd p{sock_.get(), POLLIN, 0};
-        if (::poll(&p, 1, 0) > 0) peer_gone_ = true;
+        if (platform::readable_now(sock_.get())) peer_gone_ = true;
         return peer_gone_;
     }
 

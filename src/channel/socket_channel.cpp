@@ -11,7 +11,6 @@
 #include "channel/socket_channel.hpp"
 
 #include <endian.h>
-#include <sys/socket.h>
 
 #include <atomic>
 #include <cstring>
@@ -147,7 +146,7 @@ public:
         if (closed_.exchange(true)) return;
         std::unique_lock rx(rx_m_, std::try_to_lock);
         if (!rx.owns_lock()) {
-            ::shutdown(fd_.get(), SHUT_RDWR);
+            platform::shutdown(fd_.get());
             return;
         }
         std::lock_guard tx(send_m_);
@@ -230,7 +229,7 @@ private:
             broken_why_ = std::move(why);
             broken_.store(true);
         }
-        ::shutdown(fd_.get(), SHUT_RDWR);
+        platform::shutdown(fd_.get());
         pending_.reset();
         release_buffer();
     }

@@ -14,6 +14,7 @@
 #include "manager/protocol.hpp"
 #include "mprocess/process.hpp"
 #include "platform/posix.hpp"
+#include "platform/process.hpp"
 #include "platform/socket.hpp"
 
 namespace mprocess {
@@ -96,7 +97,7 @@ struct AllConnections {
 // thread of the parent may have held at the fork, are left as they are.
 AllConnections& all_connections() {
     static std::atomic<AllConnections*> all{nullptr};
-    const pid_t me = ::getpid();
+    const pid_t me = platform::getpid();
     AllConnections* a = all.load(std::memory_order_acquire);
     while (!a || a->pid != me) {
         auto* fresh = new AllConnections(me);
@@ -109,7 +110,7 @@ AllConnections& all_connections() {
 ThreadConnections& this_thread_connections() {
     thread_local std::shared_ptr<ThreadConnections> mine;
     thread_local pid_t owner = 0;
-    if (owner == ::getpid()) return *mine;
+    if (owner == platform::getpid()) return *mine;
     if (mine && mine->m.try_lock()) {
         // After a fork: the parent's connections are not ours to use. Dropping them closes only
         // this process's copies of their descriptors.
@@ -120,7 +121,7 @@ ThreadConnections& this_thread_connections() {
         new std::shared_ptr<ThreadConnections>(std::move(mine));
     }
     if (!mine) mine = std::make_shared<ThreadConnections>();
-    owner = ::getpid();
+    owner = platform::getpid();
     auto& all = all_connections();
     std::lock_guard lock(all.m);
     std::erase_if(all.threads, [](const auto& t) { return t.expired(); });

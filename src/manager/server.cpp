@@ -18,6 +18,7 @@
 #include "manager/protocol.hpp"
 #include "mprocess/process.hpp"
 #include "platform/posix.hpp"
+#include "platform/process.hpp"
 #include "platform/socket.hpp"
 #include "resource_tracker.hpp"
 
@@ -353,7 +354,7 @@ void BaseManager::start() {
     auto [here, there] = Pipe();
     // A pidfd of this process, made while it lives, so that it cannot name another by the time the
     // server watches it (a pid could be reused).
-    platform::Fd owner = platform::pidfd_open(::getpid());
+    platform::Fd owner = platform::pidfd_open(platform::getpid());
     server_.emplace(detail::run_server, ProcessOptions{.name = "SyncManager", .start_method = options_.start_method},
                     address_, options_.authkey, registered_, options_.registered_only, there,
                     detail::Owner{owner.get()});

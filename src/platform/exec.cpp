@@ -1,4 +1,5 @@
 #include "platform/exec.hpp"
+#include "platform/process.hpp"
 
 #include <cerrno>
 #include <climits>
@@ -6,7 +7,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -89,7 +89,7 @@ bool try_next_candidate(int err) noexcept {
 }
 
 [[noreturn]] void exec_child(const ChildSetup& s) noexcept {
-    if (s.die_with_parent) ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (s.die_with_parent) die_with_parent();
     for (int target = 0; target < 3; ++target) {
         if (s.stdio[target] >= 0 && ::dup2(s.stdio[target], target) < 0) fail(s, ExecFailure::redirect, errno);
     }

@@ -70,11 +70,20 @@ int poll_until(pollfd* fds, std::size_t n, const Deadline& deadline) {
     }
 }
 
+int poll(pollfd* fds, std::size_t n, int timeout_ms) noexcept {
+    return ::poll(fds, n, timeout_ms);
+}
+
+bool readable_now(int fd) noexcept {
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+}
+
 Fd make_memfd(const char* name, std::size_t size) {
     int fd = ::memfd_create(name, MFD_CLOEXEC);
     if (fd < 0) throw_errno("memfd_create");
     Fd owned(fd);
-    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) throw_errno("ftruncate of shared memory");
+    set_file_size(fd, size, "shared memory");
     return owned;
 }
 
@@ -82,6 +91,16 @@ void* map_shared(int fd, std::size_t size) {
     void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) throw_errno("mmap of shared memory");
     return p;
+}
+
+void* map_private(std::size_t size) noexcept {
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+}
+
+void* remap(void* addr, std::size_t old_size, std::size_t new_size) noexcept {
+    void* p = ::mremap(addr, old_size, new_size, MREMAP_MAYMOVE);
+    return p == MAP_FAILED ? nullptr : p;
 }
 
 void* try_map_sparse(int fd, std::size_t size) noexcept {
@@ -108,6 +127,10 @@ std::uint64_t file_size(int fd) {
     return static_cast<std::uint64_t>(st.st_size);
 }
 
+void set_file_size(int fd, std::uint64_t size, const std::string& what) {
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) throw_errno("ftruncate of " + what);
+}
+
 uid_t file_owner(int fd) {
     struct stat st {};
     if (::fstat(fd, &st) != 0) throw_errno("fstat");
@@ -116,6 +139,10 @@ uid_t file_owner(int fd) {
 
 uid_t effective_uid() noexcept {
     return ::geteuid();
+}
+
+uid_t real_uid() noexcept {
+    return ::getuid();
 }
 
 std::string describe_user(uid_t uid) {
@@ -215,6 +242,22 @@ void futex_wake(std::atomic<std::uint32_t>* word, int n) noexcept {
 
 void yield_cpu() noexcept {
     ::sched_yield();
+}
+
+ssize_t read(int fd, void* data, std::size_t n) noexcept {
+    return ::read(fd, data, n);
+}
+
+ssize_t write(int fd, const void* data, std::size_t n) noexcept {
+    return ::write(fd, data, n);
+}
+
+void close(int fd) noexcept {
+    ::close(fd);
+}
+
+bool isatty(int fd) noexcept {
+    return ::isatty(fd) == 1;
 }
 
 bool read_exact(int fd, void* data, std::size_t n) noexcept {

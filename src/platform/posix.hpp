@@ -1,8 +1,7 @@
 // POSIX/Linux primitives used by the core: descriptors, socket pairs, memfd and mappings,
-// eventfd, futex, poll, pidfd, random bytes. Most of the core's system calls are here, and
-// starting programs, reaping children and making pipes in exec.hpp; the start methods
-// (process.cpp, popen_*.posix.cpp) and the resource tracker make their own forks without exec and
-// the calls around them, and named shared memory its shm_open.
+// eventfd, futex, poll, pidfd, random bytes. Every system call of the library is in src/platform/:
+// here, and in exec.hpp (starting programs, reaping children, pipes), socket.hpp (sockets),
+// process.hpp (forks without exec, our identity, signals) and shm.hpp (named shared memory).
 #pragma once
 
 #include <atomic>
@@ -59,11 +58,20 @@ bool pidfd_signal(int pidfd, int sig);
 
 // poll() that retries on EINTR and honours an absolute deadline. Returns the number of ready fds.
 int poll_until(pollfd* fds, std::size_t n, const Deadline& deadline);
+// One poll(), as the system call makes it (timeout_ms -1: no limit): the number of ready fds, 0 on
+// timeout, or -1 with errno set, EINTR included.
+int poll(pollfd* fds, std::size_t n, int timeout_ms) noexcept;
+// True if fd is readable now, or hung up, or in error; false also if poll() fails. Never waits.
+bool readable_now(int fd) noexcept;
 
 // Anonymous shared memory: freed by the kernel when the last mapping and descriptor go away,
 // whatever way the processes holding it end.
 Fd make_memfd(const char* name, std::size_t size);
 void* map_shared(int fd, std::size_t size);
+// Private anonymous memory of this process alone, and a mapping grown or moved (mremap); nullptr if
+// there is no memory for it. Async-signal-safe: the resource tracker keeps its table in it.
+void* map_private(std::size_t size) noexcept;
+void* remap(void* addr, std::size_t old_size, std::size_t new_size) noexcept;
 // A mapping of a large, mostly unused (sparse) area: no swap reserved; nullptr if the address
 // space is short (a tight RLIMIT_AS), so the caller can ask for less.
 void* try_map_sparse(int fd, std::size_t size) noexcept;
@@ -74,11 +82,14 @@ void advise_huge_pages(void* data, std::size_t bytes) noexcept;
 void punch_hole(int fd, std::uint64_t offset, std::uint64_t length) noexcept;
 // The file's size, and the bytes of memory its pages take.
 std::uint64_t file_size(int fd);
+// Makes the file `size` bytes long (ftruncate), or throws OSError "ftruncate of <what>".
+void set_file_size(int fd, std::uint64_t size, const std::string& what);
 std::uint64_t allocated_bytes(int fd);
 // The user who owns the file; this process's effective user; a user's name for messages
 // ("nobody (uid 65534)", or the number alone if the user has no name).
 uid_t file_owner(int fd);
 uid_t effective_uid() noexcept;
+uid_t real_uid() noexcept;
 std::string describe_user(uid_t uid);
 void unmap(void* addr, std::size_t size) noexcept;
 
@@ -130,7 +141,17 @@ inline void fence_after_locked_op() noexcept {
 // Gives the CPU to another runnable thread, if any.
 void yield_cpu() noexcept;
 
-// Reads exactly n bytes; false on EOF or error.
+// One read() or write(), as the system call makes it: the byte count (0 at end of file), or -1
+// with errno set, EINTR included. read_some() and write_some() (exec.hpp) retry on EINTR. These
+// three and read_exact() are async-signal-safe, for a child forked from a process with threads.
+ssize_t read(int fd, void* data, std::size_t n) noexcept;
+ssize_t write(int fd, const void* data, std::size_t n) noexcept;
+void close(int fd) noexcept;
+
+// As Python's os.isatty: true if fd is a terminal.
+bool isatty(int fd) noexcept;
+
+// Reads exactly n bytes, retrying on EINTR; false on EOF or error.
 bool read_exact(int fd, void* data, std::size_t n) noexcept;
 
 // Flushes C and C++ standard streams so that a fork does not duplicate buffered output.

@@ -228,10 +228,21 @@ Fd accept_now(int listening) {
 }
 
 std::optional<uid_t> peer_uid(int fd) noexcept {
+    const auto peer = peer_credentials(fd);
+    if (!peer) return std::nullopt;
+    return peer->uid;
+}
+
+std::optional<PeerCredentials> peer_credentials(int fd) noexcept {
     ucred cred{};
     socklen_t n = sizeof cred;
     if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &n) != 0 || n != sizeof cred) return std::nullopt;
-    return cred.uid;
+    return PeerCredentials{cred.pid, cred.uid};
+}
+
+bool is_socket(int fd) noexcept {
+    struct stat st {};
+    return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 std::string peer_address(int fd) {
@@ -302,6 +313,14 @@ void send_all(int fd, const char* a, std::size_t an, const char* b, std::size_t 
             v->iov_len -= done;
         }
     }
+}
+
+ssize_t send_some(int fd, const void* data, std::size_t n) noexcept {
+    return ::send(fd, data, n, MSG_NOSIGNAL);
+}
+
+void shutdown(int fd) noexcept {
+    ::shutdown(fd, SHUT_RDWR);
 }
 
 bool send_now(int fd, std::string_view bytes) noexcept {

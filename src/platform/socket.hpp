@@ -41,6 +41,15 @@ Fd accept_now(int listening);
 // the kernel recorded it at connect: still there after the peer has gone), or nullopt if that
 // cannot be known; on TCP, its IP address (empty if it has gone already).
 std::optional<uid_t> peer_uid(int fd) noexcept;
+// The process and user at the other end of a Unix socket, as the kernel recorded them when it was
+// connected (or made by socketpair()); nullopt if that cannot be known.
+struct PeerCredentials {
+    pid_t pid;
+    uid_t uid;
+};
+std::optional<PeerCredentials> peer_credentials(int fd) noexcept;
+// True if fd is an open socket (of any kind).
+bool is_socket(int fd) noexcept;
 std::string peer_address(int fd);
 uid_t own_uid() noexcept;
 // Connects, waiting up to the deadline: tries each address a TCP host resolves to.
@@ -51,6 +60,14 @@ void send_all(int fd, const char* a, std::size_t an, const char* b, std::size_t 
 // Reads up to n bytes, waiting up to the deadline: 0 at end of file (or a reset); TimeoutError
 // after the deadline.
 std::size_t read_some(int fd, char* into, std::size_t n, const Deadline& deadline);
+
+// One send() that never raises SIGPIPE (MSG_NOSIGNAL): the byte count, or -1 with errno set
+// (EPIPE when the peer is gone, EAGAIN when a non-blocking socket is full, EINTR).
+ssize_t send_some(int fd, const void* data, std::size_t n) noexcept;
+
+// Ends both directions of the connection, for every process that holds it (shutdown()): a thread
+// blocked reading it wakes up at end of file.
+void shutdown(int fd) noexcept;
 
 // A small message sent now, whole, or not at all: false if the socket cannot take all of it at
 // once (its buffer is full, the peer is gone).

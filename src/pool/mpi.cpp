@@ -10,7 +10,6 @@
 #include "mprocess/mpi.hpp"
 
 #include <mpi.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -25,6 +24,7 @@
 
 #include "mprocess/context.hpp"
 #include "mprocess/process.hpp"
+#include "platform/process.hpp"
 #include "pool/core.hpp"
 #include "pool/task.hpp"
 
@@ -96,7 +96,7 @@ bool probe(MPI_Comm comm, int source, int tag, MPI_Status& st) {
 // A worker rank: tasks from rank 0 until it says stop. Probes spin for a while after each task
 // and then sleep a little longer each time, so an idle rank leaves its CPU to the others.
 [[noreturn]] void serve(MPI_Comm comm) {
-    const int pid = static_cast<int>(::getpid());
+    const int pid = static_cast<int>(platform::getpid());
     check(MPI_Send(&pid, 1, MPI_INT, 0, kTagHello, comm), "MPI_Send");
     auto last = Clock::now();
     for (;;) {

@@ -13,11 +13,9 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "platform/exec.hpp"
+#include "platform/process.hpp"
 #include "platform/socket.hpp"
 #include "start/popen.hpp"
 
@@ -50,10 +48,10 @@ void stop_server_locked(Client& c) noexcept {
 }
 
 void ensure_server(Client& c) {
-    if (c.owner != ::getpid()) {  // inherited through fork: that server belongs to our parent
+    if (c.owner != platform::getpid()) {  // inherited through fork: that server belongs to our parent
         c.control.reset();
         c.server = 0;
-        c.owner = ::getpid();
+        c.owner = platform::getpid();
     }
     if (c.server > 0) {
         if (!platform::reap_status(c.server, false)) return;  // still running
@@ -86,13 +84,13 @@ pid_t request(Client& c, const std::string& bytes, const std::vector<int>& fds, 
     std::int32_t pid = 0;
     std::vector<int> got;
     if (!recv_with_fds(c.control.get(), &pid, sizeof pid, got)) {
-        for (int fd : got) ::close(fd);
+        for (int fd : got) platform::close(fd);
         // Not a BrokenPipeError: the request went through, so the child may be running, and
         // starting it again would run the target twice.
         throw ProcessError("the forkserver died while starting the child (the child may have started)");
     }
     if (pid <= 0 || got.size() != 1) {
-        for (int fd : got) ::close(fd);
+        for (int fd : got) platform::close(fd);
         platform::throw_os_error(pid < 0 ? -pid : EPROTO, "the forkserver could not start the child");
     }
     pidfd = Fd(got[0]);
@@ -112,7 +110,7 @@ pid_t forkserver_start(const Payload& payload, const std::vector<int>& fds, Fd& 
             return request(c, bytes, fds, pidfd, status_fd);
         } catch (const BrokenPipeError&) {
             // The server died before it had the request: start a new one and ask again, once.
-            ::kill(c.server, SIGKILL);
+            platform::kill(c.server, SIGKILL);
             stop_server_locked(c);
             if (attempt > 0) throw;
         }
@@ -122,41 +120,35 @@ pid_t forkserver_start(const Payload& payload, const std::vector<int>& fds, Fd& 
 pid_t forkserver_pid() {
     auto& c = client();
     std::lock_guard lock(c.m);
-    return c.owner == ::getpid() ? c.server : 0;
+    return c.owner == platform::getpid() ? c.server : 0;
 }
 
 void forkserver_stop() noexcept {
     auto& c = client();
     std::lock_guard lock(c.m);
-    if (c.owner == ::getpid()) stop_server_locked(c);
+    if (c.owner == platform::getpid()) stop_server_locked(c);
 }
 
 void forkserver_main(int control_fd) {
-    [[maybe_unused]] auto r = ::write(control_fd, "S", 1);
+    [[maybe_unused]] auto r = platform::write(control_fd, "S", 1);
     // Inherited SIG_IGN would make the kernel reap our children before we learn their status.
-    ::signal(SIGCHLD, SIG_DFL);
-    ::signal(SIGPIPE, SIG_IGN);  // a parent gone before its child's status is written is no reason to die
-    sigset_t chld;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    sigset_t old_mask;
-    ::sigprocmask(SIG_BLOCK, &chld, &old_mask);
-    const int sigfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    platform::default_signal(SIGCHLD);
+    platform::ignore_signal(SIGPIPE);  // a parent gone before its child's status is written is no reason to die
+    const sigset_t old_mask = platform::block_signal(SIGCHLD);
+    Fd sigfd = platform::signalfd(SIGCHLD);
     std::map<pid_t, Fd> children;  // pid -> where its wait status goes
     bool client_gone = false;
 
     for (;;) {
-        if (client_gone && children.empty()) ::_exit(0);
-        pollfd fds[2] = {{sigfd, POLLIN, 0}, {client_gone ? -1 : control_fd, POLLIN, 0}};
-        if (::poll(fds, 2, -1) < 0) continue;
+        if (client_gone && children.empty()) platform::_exit(0);
+        pollfd fds[2] = {{sigfd.get(), POLLIN, 0}, {client_gone ? -1 : control_fd, POLLIN, 0}};
+        if (platform::poll(fds, 2, -1) < 0) continue;
         if (fds[0].revents) {
-            signalfd_siginfo info;
-            while (::read(sigfd, &info, sizeof info) > 0) {
-            }
+            platform::drain_signalfd(sigfd.get());
             while (const auto ended = platform::reap_status(-1, false)) {
                 auto it = children.find(ended->pid);
                 if (it == children.end()) continue;
-                [[maybe_unused]] auto w = ::write(it->second.get(), &ended->status, sizeof ended->status);
+                [[maybe_unused]] auto w = platform::write(it->second.get(), &ended->status, sizeof ended->status);
                 children.erase(it);
             }
         }
@@ -170,29 +162,29 @@ void forkserver_main(int control_fd) {
             ok = read_all(control_fd, bytes.data(), len);
         }
         if (!ok || got.empty()) {
-            for (int fd : got) ::close(fd);
+            for (int fd : got) platform::close(fd);
             client_gone = true;
             continue;
         }
         Fd status_write(got[0]);
         std::vector<int> arg_fds(got.begin() + 1, got.end());
-        pid_t pid = ::fork();
+        pid_t pid = platform::fork();
         if (pid == 0) {
-            ::close(control_fd);
-            ::close(sigfd);
+            platform::close(control_fd);
+            sigfd.reset();
             status_write.reset();
             for (auto& [p, fd] : children) fd.reset();
-            ::signal(SIGPIPE, SIG_DFL);
-            ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+            platform::default_signal(SIGPIPE);
+            platform::set_signal_mask(old_mask);
             try {
                 Payload payload = decode<Payload>(bytes);
                 run_payload(payload, std::move(arg_fds));
             } catch (const std::exception& e) {
                 std::fprintf(stderr, "forkserver child: %s\n", e.what());
-                ::_exit(1);
+                platform::_exit(1);
             }
         }
-        for (int fd : arg_fds) ::close(fd);
+        for (int fd : arg_fds) platform::close(fd);
         std::int32_t reply = pid > 0 ? pid : -errno;
         std::vector<int> reply_fds;
         Fd pidfd;

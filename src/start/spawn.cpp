@@ -22,13 +22,12 @@
 #include <fstream>
 #include <iterator>
 #include <sys/auxv.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "mprocess/connection.hpp"
 #include "mprocess/context.hpp"
 #include "platform/exec.hpp"
+#include "platform/process.hpp"
+#include "platform/socket.hpp"
 #include "start/popen.hpp"
 
 namespace mprocess {
@@ -48,14 +47,12 @@ constexpr const char* kServerVar = "MPROCESS_FORKSERVER_FD";
 // pid and user; a descriptor anyone else hands us (a file on stdin, a socket of another process
 // or user) fails that.
 std::string distrust(int fd) {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return "it is not a socket";
-    ucred peer{};
-    socklen_t len = sizeof peer;
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || len != sizeof peer)
-        return "it is not a Unix socket";
-    if (peer.pid != ::getppid()) return "its other end is not our parent process";
-    if (peer.uid != ::getuid() || peer.uid != ::geteuid()) return "its other end is another user";
+    if (!platform::is_socket(fd)) return "it is not a socket";
+    const auto peer = platform::peer_credentials(fd);
+    if (!peer) return "it is not a Unix socket";
+    if (peer->pid != platform::getppid()) return "its other end is not our parent process";
+    if (peer->uid != platform::real_uid() || peer->uid != platform::effective_uid())
+        return "its other end is another user";
     return {};
 }
 
@@ -115,7 +112,7 @@ const std::vector<std::string>& own_argv() {
 }
 
 void answer_parent(int fd, const std::string& reply) {
-    [[maybe_unused]] auto r = ::write(fd, reply.data(), reply.size());
+    [[maybe_unused]] auto r = platform::write(fd, reply.data(), reply.size());
 }
 
 }  // namespace
@@ -132,7 +129,7 @@ platform::Fd copy_spawn_fd(const SpawnArgs& args, int index, const char* what) {
 void write_all(int fd, const void* data, std::size_t n, const platform::Deadline& deadline) {
     auto* p = static_cast<const char*>(data);
     while (n > 0) {
-        ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = platform::send_some(fd, p, n);
         if (w > 0) {
             p += w;
             n -= static_cast<std::size_t>(w);
@@ -161,7 +158,7 @@ void run_payload(Payload& payload, std::vector<int> fds) {
 }
 
 void close_spawn_fds(SpawnArgs& args) noexcept {
-    for (int fd : args.fds) ::close(fd);
+    for (int fd : args.fds) platform::close(fd);
     args.fds.clear();
 }
 
@@ -171,7 +168,7 @@ void refuse_if_unguarded() {
         "the child started a process before calling mprocess::freeze_support(argc, argv): call it as the first "
         "statement of main(), so that a child runs its target instead of the whole program";
     answer_parent(guard_fd, "E" + msg);
-    ::close(guard_fd);
+    platform::close(guard_fd);
     guard_fd = -1;
     throw ProcessError(msg);
 }
@@ -203,11 +200,11 @@ char await_answer(int fd, const platform::Deadline& deadline) {
                            std::to_string(kGuardTimeout.count()) +
                            " s: call it as the first statement of main() to use the spawn or forkserver start methods");
     char tag = 0;
-    if (::read(fd, &tag, 1) != 1)
+    if (platform::read(fd, &tag, 1) != 1)
         throw ProcessError("the child ended before running its target (did it crash during start-up?)");
     if (tag == 'E') {
         std::string msg(4096, '\0');
-        ssize_t n = ::read(fd, msg.data(), msg.size());
+        ssize_t n = platform::read(fd, msg.data(), msg.size());
         msg.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
         throw ProcessError(msg);
     }
@@ -245,7 +242,7 @@ void freeze_support(int, char**) {
         // Started as a child, but not by our parent: run neither its payload nor, in its place,
         // the whole program.
         std::fprintf(stderr, "mprocess: %s; not starting as a child\n", start_refused.c_str());
-        ::_exit(1);
+        platform::_exit(1);
     }
     if (guard_fd < 0) return;
     const int fd = guard_fd;
@@ -268,10 +265,10 @@ void freeze_support(int, char**) {
         function_address(payload.fn);
     } catch (const std::exception& e) {
         answer_parent(fd, std::string("E") + "spawned child: " + e.what());
-        ::_exit(1);
+        platform::_exit(1);
     }
     answer_parent(fd, "R");
-    ::close(fd);
+    platform::close(fd);
     run_payload(payload, std::move(fds));
 }
 
