@@ -30,7 +30,11 @@ public:
     std::chrono::nanoseconds duration() const noexcept { return ns_.value_or(std::chrono::nanoseconds::max()); }
 
     // The absolute deadline from now (or from `start`), or nullopt for none.
-    Deadline deadline() const noexcept { return deadline_from(clock::now()); }
+    // No clock read for forever: a blocking call's fast path pays nothing for its deadline.
+    Deadline deadline() const noexcept {
+        if (!ns_) return std::nullopt;
+        return clock::now() + *ns_;
+    }
     Deadline deadline_from(clock::time_point start) const noexcept {
         if (!ns_) return std::nullopt;
         return start + *ns_;
