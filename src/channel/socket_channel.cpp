@@ -176,7 +176,7 @@ private:
     bool wait_readable(const platform::Deadline& deadline) {
         if (avail() != 0) return true;
         pollfd p{fd_.get(), POLLIN, 0};
-        if (spin_until([&] { return platform::poll_until(&p, 1, kTryOnce) > 0; }, deadline, kLookBySystemCall))
+        if (spin_until([&] { return platform::readable_now(fd_.get()); }, deadline, kLookBySystemCall))
             return true;
         return platform::poll_until(&p, 1, deadline) > 0;
     }

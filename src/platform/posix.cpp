@@ -1,6 +1,8 @@
 #include "platform/posix.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -55,10 +57,12 @@ int poll_until(pollfd* fds, std::size_t n, const Deadline& deadline) {
     for (;;) {
         int ms = -1;
         if (deadline) {
-            auto left = *deadline - Clock::now();
-            ms = left <= Clock::duration::zero()
-                     ? 0
-                     : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+            // Compared before subtracted: a deadline long past (a try's) must not overflow, and
+            // one far away is waited for in steps of at most INT_MAX ms.
+            const auto now = Clock::now();
+            ms = *deadline <= now ? 0
+                                  : static_cast<int>(std::min<long long>(
+                                        std::chrono::ceil<std::chrono::milliseconds>(*deadline - now).count(), INT_MAX));
         }
         int r = ::poll(fds, n, ms);
         if (r >= 0) {

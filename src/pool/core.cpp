@@ -211,10 +211,12 @@ void SlotCore::serve() {
             stop_workers();
             return;
         }
+        // Pending tasks count as held: a thread that has just read an answer may be handing the
+        // next one to its slot, and a transport whose wait does not see answers must look for it.
         bool holding;
         {
             std::lock_guard lock(m_);
-            holding = holding_locked();
+            holding = holding_locked() || !pending_.empty();
             manager_idle_ = !holding;
         }
         wait(holding);

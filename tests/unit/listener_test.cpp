@@ -475,6 +475,24 @@ TEST_F(ListenerTest, AKeylessClientMayConnectBeforeTheSameThreadAccepts) {
     EXPECT_EQ(server_side.recv<std::string>(), "and back");
 }
 
+// poll(timeout) on a socket connection returns false once the timeout passes with nothing to read,
+// and true once a message is there: on both ends.
+TEST_F(ListenerTest, ASocketConnectionsPollEndsAtItsTimeout) {
+    mp::Listener listener("127.0.0.1:0");
+    mp::Connection server_end;
+    std::thread t([&] { server_end = listener.accept(20.0); });
+    mp::Connection client = mp::Client(listener.address());
+    t.join();
+    EXPECT_FALSE(client.poll(0.2));
+    EXPECT_FALSE(server_end.poll(0.2));
+    server_end.send(5);
+    ASSERT_TRUE(client.poll(20.0));
+    EXPECT_EQ(client.recv<int>(), 5);
+    client.send(6);
+    ASSERT_TRUE(server_end.poll(20.0));
+    EXPECT_EQ(server_end.recv<int>(), 6);
+}
+
 // Options take time as every wait does, a Timeout; a handshake without an end is refused.
 TEST_F(ListenerTest, TimeoutsAreTimeoutsAndAHandshakeMustEnd) {
     EXPECT_THROW(mp::Listener("127.0.0.1:0", {.handshake_timeout = mp::forever}), mp::ValueError);
