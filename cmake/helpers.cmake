@@ -37,7 +37,8 @@ endmacro()
 # which is installed and exported).
 macro(mprocess_sanitizer_defaults)
   # A fuzz target neither forks nor starts threads: it keeps ASan's quarantine.
-  if("address" IN_LIST MPROCESS_SANITIZE AND NOT "fuzzer-no-link" IN_LIST MPROCESS_SANITIZE)
+  if(("address" IN_LIST MPROCESS_SANITIZE OR "thread" IN_LIST MPROCESS_SANITIZE)
+     AND NOT "fuzzer-no-link" IN_LIST MPROCESS_SANITIZE)
     add_library(mprocess_sanitizer_defaults OBJECT ${PROJECT_SOURCE_DIR}/cmake/sanitizer_defaults.cpp)
     link_libraries(mprocess_sanitizer_defaults)
   endif()

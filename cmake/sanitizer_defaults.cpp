@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Linked into every program of an ASan build (mprocess_sanitizer_defaults() in helpers.cmake).
+// Linked into every program of an ASan or TSan build (mprocess_sanitizer_defaults() in helpers.cmake).
 //
 // ASan's quarantine (freed blocks held back to catch a use after free) has a lock that the
 // runtime's fork handler does not take (checked in LLVM 19 and 22; GCC 12's runtime takes none): a
@@ -11,4 +11,14 @@
 
 extern "C" __attribute__((visibility("default"), used)) const char* __asan_default_options() {
     return "quarantine_size_mb=0";
+}
+
+// TSan cannot see the reference count of an exception held by std::exception_ptr: libstdc++ counts
+// it with atomics in its own, uninstrumented code. So when a thread that caught a pool task's error
+// (a RemoteError rethrown from the task's state) has let go of it, and the manager thread then
+// drops the last reference and frees it, TSan reports the catcher's earlier reads as racing with
+// the free, though the count's acquire-release orders them. Only such frees are let through: any
+// race with a stack through the release of an exception_ptr.
+extern "C" __attribute__((visibility("default"), used)) const char* __tsan_default_suppressions() {
+    return "race:std::__exception_ptr::exception_ptr::_M_release\n";
 }
