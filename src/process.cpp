@@ -402,7 +402,8 @@ detail::SpawnTarget Process::spawn_target(StartMethod method) const {
         why = target_->to_spawn(target);
     }
     if (!why.empty())
-        throw ProcessError("cannot start " + st_->name + " with the " + std::string(to_string(method)) + " start method: " + why +
+        throw ProcessError("cannot start " + st_->name + " with the " + std::string(to_string(method)) +
+                           " start method: " + why +
                            ". Use a plain function (or a lambda without captures) with serializable "
                            "arguments, or the fork start method.");
     return target;

@@ -27,7 +27,7 @@
 namespace mprocess::detail {
 namespace {
 
-constexpr std::size_t kRecord = 256;  // 1 op byte + a name of up to 254 bytes + NUL
+constexpr std::size_t kRecord = 256;       // 1 op byte + a name of up to 254 bytes + NUL
 constexpr std::size_t kFirstNames = 4096;  // 1 MiB of address space; pages are touched as names come
 
 // The tracker's table (in the tracker process only): names[0, used), in no order.
@@ -43,7 +43,7 @@ struct Names {
         void* p = capacity == 0 ? platform::map_private(want * kRecord)
                                 : platform::remap(names, capacity * kRecord, want * kRecord);
         if (p == nullptr) return false;
-        names = static_cast<char (*)[kRecord]>(p);
+        names = static_cast<char(*)[kRecord]>(p);
         capacity = want;
         return true;
     }

@@ -35,12 +35,12 @@ using platform::signal_efd;
 constexpr std::size_t kHeaderBytes = 4096;
 constexpr std::uint64_t kMaxMessage = std::uint64_t{1} << 46;
 constexpr std::uint64_t kStreamPrefix = 64;  // a streamed record starts with its header and this much payload
-constexpr unsigned kPeerCheckEvery = 256;  // sends between liveness checks of the peer
+constexpr unsigned kPeerCheckEvery = 256;    // sends between liveness checks of the peer
 
 struct RingCtl {
     alignas(64) std::atomic<std::uint64_t> tail;
     alignas(64) std::atomic<std::uint64_t> head;
-    std::atomic<std::uint64_t> received;  // whole messages taken; on head's line, the receiver's
+    std::atomic<std::uint64_t> received;               // whole messages taken; on head's line, the receiver's
     alignas(64) std::atomic<std::uint32_t> rsleepers;  // receivers asleep, waiting for data
     std::atomic<std::uint32_t> rrung;
     alignas(64) std::atomic<std::uint32_t> wsleepers;  // senders asleep, waiting for space

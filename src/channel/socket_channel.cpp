@@ -26,8 +26,8 @@ namespace mprocess::detail {
 namespace {
 
 constexpr std::size_t kHeader = sizeof(std::uint64_t);
-constexpr std::size_t kPrefix = 8;              // what a sink sees before it decides
-constexpr std::size_t kReadChunk = 64 << 10;    // one read for many small messages
+constexpr std::size_t kPrefix = 8;            // what a sink sees before it decides
+constexpr std::size_t kReadChunk = 64 << 10;  // one read for many small messages
 // A reader looks without blocking for a while before it sleeps in the kernel, as a Pipe does: an
 // answer on its way arrives sooner than a sleeping reader is woken (tens of microseconds on a
 // virtual machine). Each look is a system call, longer than any pause.
@@ -176,8 +176,7 @@ private:
     bool wait_readable(const platform::Deadline& deadline) {
         if (avail() != 0) return true;
         pollfd p{fd_.get(), POLLIN, 0};
-        if (spin_until([&] { return platform::readable_now(fd_.get()); }, deadline, kLookBySystemCall))
-            return true;
+        if (spin_until([&] { return platform::readable_now(fd_.get()); }, deadline, kLookBySystemCall)) return true;
         return platform::poll_until(&p, 1, deadline) > 0;
     }
 

@@ -266,16 +266,14 @@ detail::ObjectRef BaseManager::make(Kind kind, const std::string& name, std::vec
 
 Manager::Manager(ManagerOptions options)
     // A random name: any user may bind an abstract name, so a guessable one could be taken first.
-    : BaseManager("@mprocess-manager-" + detail::hex(platform::random_bytes(16)),
-                  [&] {
-                      // A key of its own, known to this process and the children it starts.
-                      if (options.authkey.empty()) options.authkey = platform::random_bytes(32);
-                      return options;
-                  }()) {
+    : BaseManager("@mprocess-manager-" + detail::hex(platform::random_bytes(16)), [&] {
+          // A key of its own, known to this process and the children it starts.
+          if (options.authkey.empty()) options.authkey = platform::random_bytes(32);
+          return options;
+      }()) {
     start();
 }
 
 Manager::~Manager() = default;
-
 
 }  // namespace mprocess

@@ -86,8 +86,7 @@ private:
     // An address the server listens on, and the clients it serves there.
     struct Endpoint {
         Endpoint(const std::string& address, const std::string& key, bool is_local)
-            : listener(address, {.authkey = key, .max_message = kMaxRequest}),
-              local(is_local) {}
+            : listener(address, {.authkey = key, .max_message = kMaxRequest}), local(is_local) {}
         Listener listener;
         const bool local;        // a Unix socket: clients may move to shared memory
         std::size_t served = 0;  // its connections being served, under the server's m_

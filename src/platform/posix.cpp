@@ -60,9 +60,10 @@ int poll_until(pollfd* fds, std::size_t n, const Deadline& deadline) {
             // Compared before subtracted: a deadline long past (a try's) must not overflow, and
             // one far away is waited for in steps of at most INT_MAX ms.
             const auto now = Clock::now();
-            ms = *deadline <= now ? 0
-                                  : static_cast<int>(std::min<long long>(
-                                        std::chrono::ceil<std::chrono::milliseconds>(*deadline - now).count(), INT_MAX));
+            ms = *deadline <= now
+                     ? 0
+                     : static_cast<int>(std::min<long long>(
+                           std::chrono::ceil<std::chrono::milliseconds>(*deadline - now).count(), INT_MAX));
         }
         int r = ::poll(fds, n, ms);
         if (r >= 0) {

@@ -214,10 +214,10 @@ private:
             woken_cv_.wait(lock, [&] { return woken_; });
         } else if (!got_) {
             const auto idle = Clock::now() - last_;
-            woken_cv_.wait_for(lock,
-                               std::clamp<Clock::duration>(idle / 8, std::chrono::microseconds(20),
-                                                           std::chrono::milliseconds(1)),
-                               [&] { return woken_; });
+            woken_cv_.wait_for(
+                lock,
+                std::clamp<Clock::duration>(idle / 8, std::chrono::microseconds(20), std::chrono::milliseconds(1)),
+                [&] { return woken_; });
         }
         woken_ = false;
         if (!holding) last_ = Clock::now();
