@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The project's one entry point.
 #   ./dev.sh demo    install what is missing, build, run the demo: a scripted session of the tickets
 #                    app (the lecture's Controller and Dispatcher)

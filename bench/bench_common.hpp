@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the benchmark binaries share: the batch and its check, and a watchdog that turns a hang
 // into an error message instead of a stuck compare.py.
 #pragma once

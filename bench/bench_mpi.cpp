@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mpi::Pool next to the local Pool, in the same run: the per-task overhead (an apply_async round
 // trip of a trivial task) and a 100,000-task map (chunksize 1), with 2 workers each.
 //     mpirun --allow-run-as-root --oversubscribe -np 3 bench_mpi

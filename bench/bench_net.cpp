@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Client/Listener round trip on loopback TCP with an authkey, next to plain TCP sockets doing the
 // same exchange (one send and one recv each way); and a Manager's queue between two processes.
 #include <netinet/in.h>

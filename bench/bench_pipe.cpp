@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pipe latency and throughput between two processes, beside the raw kernel pipe, so that
 // bench/compare.py can put mprocess, Python's multiprocessing and the machine's limit in one table.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pool: a map of a million trivial tasks, the apply_async round trip, and a CPU-bound map on two
 // workers next to the same work in one process. The pool is made before the timing starts, as the
 // Python side's is.

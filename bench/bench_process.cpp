@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Process start+join latency per start method, next to the raw system calls they are built on.
 #include <spawn.h>
 #include <sys/wait.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Queue throughput between processes, beside a raw shared-memory ring and memcpy, so that
 // bench/compare.py can put mprocess, Python's multiprocessing.Queue and the machine's limit in
 // one table.

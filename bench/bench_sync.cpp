@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Locks and shared values: uncontended Lock, a Value counter contended by two processes, Value
 // reads and writes; beside the cost of the bare atomic operations, for bench/compare.py.
 #include <benchmark/benchmark.h>

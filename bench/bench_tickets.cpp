@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The tickets app end to end: one dispatcher (2 worker processes) on 127.0.0.1 and 4 controllers,
 // each sending kPerController numbers on its standard input; tickets per second over all four,
 // from the controllers' start to the last one's exit. Every controller must report all its

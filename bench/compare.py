@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """mprocess against Python's multiprocessing, in one run on one machine.
 
 Runs each workload with Python's multiprocessing here, runs the C++ benchmarks

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 function(mprocess_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
 endfunction()

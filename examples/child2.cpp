@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's child2.py: the child half of subprocess2. It answers on stdout, closes it early,
 // and keeps going, so the parent's readline() ends at that close, not at the child's exit.
 #include <cstdio>

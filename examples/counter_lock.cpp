@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's fix for value_race: a Counter whose increment holds a Lock across the read and
 // the write. However the ten processes interleave, the total is always 500.
 #include <chrono>

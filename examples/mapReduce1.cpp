@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's mapReduce1.py: map toFahrenheit, then toCentigrade, over four temperatures, all in
 // one process; then the same over a Pool, where the pids show which processes did the work, and
 // the lecture's filter and reduce across the pool too.

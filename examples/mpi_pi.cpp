@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Monte-Carlo pi on mpi::Pool: the same tasks as pool_pi, on MPI ranks, here or across hosts.
 //     mpirun -np 4 mpi_pi [samples]                   3 workers
 //     mpirun -np 16 --hostfile hosts mpi_pi           15, on the hosts the file lists

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's mprocess1.py: a class derived from Process that overrides run().
 #include <chrono>
 #include <iostream>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's mprocessQueue3.py: a daemon consumer takes items from a JoinableQueue and marks
 // each one done; the producer puts 50 items, joins the queue (every item processed), and then
 // terminates the consumer, which would otherwise wait forever.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's mprocessShared1.py: a global list is NOT shared. The child appends to its own
 // copy of `result` (fork copies the whole process), so the parent's stays empty.
 //

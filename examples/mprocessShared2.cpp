@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's answer to mprocessShared1: the result lives in shared memory (mp.Array('i', 3)),
 // so what the child writes, the parent sees.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's "message exchange using network IO": an echo server and its client, with an
 // authkey, in two processes here, or in two terminals (or on two machines):
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's perf1.py: the same CPU-bound work run sequentially, on two threads and in two
 // processes. Usage: perf1 [count [runs]]   (default 100000000, best of 7 runs)
 //

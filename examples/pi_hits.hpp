@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The work of pool_pi and mpi_pi: of n random points in the unit square, how many fall inside the
 // quarter circle. Each task has its own seed, so the estimate is the same however tasks are spread.
 #pragma once

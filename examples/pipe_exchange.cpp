@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's exercise "Pipes": parent and child exchange objects over a Pipe.
 // The parent sends objects of several types, the child sends each one back transformed, and an
 // empty message (the sentinel, Python's None) tells the child to stop.

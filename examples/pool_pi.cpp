@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Monte-Carlo pi on a local Pool: the twin of mpi_pi, the same tasks on this machine's processes.
 //     pool_pi [samples]
 #include <chrono>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A CPU-bound map: count the primes below N by trial division, split into ranges, once in this
 // process and once over a Pool, with a progress line, then print the speedup.
 //

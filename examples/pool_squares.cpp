@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's Pool example (selfSquared): a Pool of 3 processes maps a function over a list,
 // each worker printing its name and the number it got.
 //

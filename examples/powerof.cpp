@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's "Programming with Queues" program: three workers each take a list from a
 // do-queue, raise every element to their power, and put the labelled result on a result queue.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's process1.py: who am I, and who started me?
 #include <filesystem>
 #include <iostream>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A manager serving a job queue and a result queue on a TCP address; workers connect to it from
 // elsewhere (other processes here, or other machines):
 //

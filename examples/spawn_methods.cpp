@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's three start methods side by side: the same target under fork, spawn and
 // forkserver, with what each costs to start. Note the entry guard, the C++ form of the lecture's
 // `if __name__ == '__main__':` + freeze_support(): spawned children enter main() too.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's subprocess2.py: start another program with pipes to its stdin and stdout, send it
 // a line, read its answer. The other program is child2, built next to this one.
 #include <filesystem>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's "Concurrent access in multiprocessing": ten processes each add 1 to a shared
 // Value fifty times, without holding its lock across the read and the write. Two processes that
 // read the same value both write value + 1, and one increment is lost: run it a few times and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Bytes from a hostile peer: fed to the receiving side of a socket connection, whose frames are
 // then decoded as several message types. An mprocess::Error is the expected answer to garbage;
 // anything else (a crash, a sanitizer report, another exception, a hang) is a finding.

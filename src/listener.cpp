@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Listener and Client. The handshake itself is in handshake.cpp; here, the listener's side of
 // running many at once: the connections accepted whose handshake is under way, each with its own
 // deadline, in arrival order, driven from one poll loop.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The shared-memory queue behind Queue, JoinableQueue and SimpleQueue.
 //
 // Memory: one memfd = [control page][hot ring][warm ring][overflow]. The hot ring

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The shared-memory queue behind Queue, JoinableQueue and SimpleQueue (see queue.cpp).
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The tracker is a detached process (a grandchild, so nobody has to reap it) that reads
 // fixed-size records from a pipe: 'R' or 'U' and a name. Every process of the family holds the
 // pipe's write end (forked children inherit it; it is close-on-exec), so the tracker reads end of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The resource tracker: unlinks the named shared memory blocks a process created and did not
 // unlink, once that process and every process that inherited the tracker from it have ended.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Named blocks are POSIX shared memory objects (shm_open, in /dev/shm); anonymous ones memfds.
 // The creator of a named block registers it with the resource tracker (resource_tracker.hpp)
 // and unregisters it in unlink(), once.

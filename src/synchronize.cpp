@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Lock, RLock, Semaphore, Condition, Event, Barrier in shared memory.
 //
 // Each object's state sits at the start of its own memfd page (zero-filled by the kernel, which

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Exact powers of integers of any size, through GMP, as Python's ints give them.
 #include <gmpxx.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The Controller: reads integers, sends each under a ticket to Q1, and prints the answers as they
 // come back on its own reply queue, with a summary line at the end.
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The Dispatcher: serves the manager (Q1 and the reply queues) in a thread of its own process,
 // takes tickets from Q1 and fans each number out to a Pool as two tasks, one per power.
 #include <signal.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // tickets: the lecture's Controller and Dispatcher. See --help.
 #include <signal.h>
 #include <unistd.h>

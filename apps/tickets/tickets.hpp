@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's capstone: a Controller reads integers and sends each, under a ticket, to queue Q1;
 // a Dispatcher takes them from Q1, has worker processes compute x^2 and x^4 (even x) or x^3 and
 // x^5 (odd x), and puts the assembled answer back under the ticket, to the controller that asked.

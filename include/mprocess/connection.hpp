@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pipe and Connection: framed messages between processes, as multiprocessing.connection.
 //
 //     auto [parent_conn, child_conn] = mp::Pipe();

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Start methods and contexts, as Python's multiprocessing.context.
 //
 //   fork        the child is a copy of the parent (any callable, no serialization). Default on

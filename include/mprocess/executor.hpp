@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ProcessPoolExecutor and Future, as concurrent.futures has them, over the same workers as Pool.
 //
 //     mp::ProcessPoolExecutor ex(4);

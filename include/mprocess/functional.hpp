@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lecture's map, filter and reduce, spread over a Pool's processes.
 //
 //     mp::Pool pool;

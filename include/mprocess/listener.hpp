@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Listener and Client: Connections between processes that did not start each other, on this
 // machine or across a network, as multiprocessing.connection has them.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Managers: a server process owns shared objects; other processes, here or on other machines,
 // use them through proxies, as multiprocessing.managers has it.
 //

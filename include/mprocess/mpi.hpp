@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mprocess::mpi: the Pool's API over MPI ranks, for programs that outgrow one machine, as
 // mpi4py.futures does for Python. Built when CMake finds MPI (MPROCESS_WITH_MPI=AUTO|ON|OFF);
 // link mprocess::mpi.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The whole library but mpi.hpp (which needs MPI):  #include <mprocess/mprocess.hpp>   namespace mp = mprocess;
 #pragma once
 

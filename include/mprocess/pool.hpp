@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pool: a fixed set of worker processes that run tasks, as multiprocessing.Pool.
 //
 //     int square(int x) { return x * x; }

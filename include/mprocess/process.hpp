@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Process: run a callable in a child process, as Python's multiprocessing.Process.
 //
 //     void f(std::string name) { std::cout << "hello " << name << "\n"; }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A ready-made Progress for Pool::map: a live line on a terminal, plain lines elsewhere.
 //
 //     pool.map(count_primes, ranges, 1, mp::ProgressLine("counting"));

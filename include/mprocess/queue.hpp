@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Queue, JoinableQueue and SimpleQueue: typed message queues between processes, as
 // multiprocessing.Queue and friends.
 //

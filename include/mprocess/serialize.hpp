@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Messages are serialized objects: the lecture's "what is a message".
 //
 // A message is [8-byte type tag][payload]. Trivially copyable types (ints, doubles, plain structs)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SharedMemory: a block of bytes shared between processes, as multiprocessing.shared_memory.
 //
 //     mp::SharedMemory shm(std::nullopt, true, 1 << 20);       // anonymous, 1 MiB

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Value, Array, RawValue, RawArray: typed data in shared memory, as multiprocessing.sharedctypes.
 //
 //     mp::Array<int> result(3);                         // zeroed, like mp.Array('i', 3)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // subprocess: run other programs, as Python's subprocess module.
 //
 //     namespace sp = mprocess::subprocess;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Process-shared synchronization, as multiprocessing.synchronize: Lock, RLock, Semaphore,
 // BoundedSemaphore, Condition, Event, Barrier.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The transport behind a Connection. Two implementations: the shared-memory ring pair of Pipe()
 // (shm_channel.cpp) and a stream socket of Listener and Client (socket_channel.cpp).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Ring layout: a stream of records [u64 length][payload][pad to 8]. Positions only grow; a
 // record that fits in the ring is published whole (one store of `tail`), so a sender that dies
 // mid-write leaves nothing visible. A larger record is streamed through the ring in chunks and

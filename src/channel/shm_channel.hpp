@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The shared-memory transport of Pipe(): one ring per direction in a memfd.
 #pragma once
 

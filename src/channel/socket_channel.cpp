@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Frames on a stream socket. Reads go through a buffer, so that small messages cost one system
 // call for many; a large message's body is read straight into its destination, whose room grows
 // as the bytes arrive (a length is only a peer's word: it bounds the read, it sizes nothing).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The socket transport of Listener and Client: a stream socket carrying frames, each an 8-byte
 // length and the message.
 #pragma once

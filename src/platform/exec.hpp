@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Starting and ending children: the one launcher (fork + exec, for mprocess::subprocess and for the
 // spawn and forkserver start methods), the one reap (waitpid), and the pipes and non-blocking I/O
 // on a child's stdio.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // POSIX/Linux primitives used by the core: descriptors, socket pairs, memfd and mappings,
 // eventfd, futex, poll, pidfd, random bytes. Every system call of the library is in src/platform/:
 // here, and in exec.hpp (starting programs, reaping children, pipes), socket.hpp (sockets),

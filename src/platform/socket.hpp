@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Stream sockets for Listener and Client: TCP over IPv4 and IPv6, and Unix sockets (paths and
 // Linux abstract names), and descriptors passed over them (SCM_RIGHTS).
 #pragma once

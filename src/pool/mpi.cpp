@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mpi::Pool: a PoolCore whose workers are MPI ranks.
 //
 // Rank 0 owns the Pool; each worker rank loops: probe for a message from rank 0, run it with the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the start methods share with process.cpp.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The forkserver start method.
 //
 // The server is a fresh image of this program (started like a spawned child, so it never holds

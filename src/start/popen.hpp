@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shared by the spawn and forkserver start methods and process.cpp; copy_spawn_fd also by every
 // handle whose descriptor reaches a child in a fresh image (queues, locks, shared memory).
 #pragma once

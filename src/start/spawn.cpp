@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The spawn start method and the entry guard (freeze_support).
 //
 // The parent makes a socket pair and starts /proc/self/exe through the launcher (platform/exec.hpp),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A mutex that lives in shared memory and survives the death of its owner.
 //
 // The word holds the owner's thread id (0 when free) and a "waiters" bit. Taking a free lock is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A Pool task returning a pointer would hand back an address in the worker: it must not compile.
 #include <mprocess/pool.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A Pool task whose argument or result cannot be serialized must not compile.
 #include <mprocess/pool.hpp>
 

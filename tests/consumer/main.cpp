@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Builds against the installed mprocess and checks one round trip through a child.
 #include <cstdio>
 #include <string>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Test support: every test that starts processes reaps them, even when it fails.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Starts a daemonic and a non-daemonic child, prints their pids, and returns from main.
 // Python's rule at exit: the daemonic child is terminated, the other one joined.
 #include <chrono>

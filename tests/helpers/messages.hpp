@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Test support: a user type with a serialize() member, and deterministic byte patterns.
 #pragma once
 

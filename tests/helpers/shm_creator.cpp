@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A program whose child creates a named SharedMemory block and is killed with SIGKILL before it
 // can unlink it. Meanwhile another child attaches to the block and closes it, which must not
 // unlink it. Usage: shm_creator NAME METHOD [COUNT]. Prints "attached ok" and "alive after attach"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The tests' main: the entry guard first, as every program using spawn or forkserver needs.
 #include <gtest/gtest.h>
 #include <mprocess/context.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A program that uses spawn but forgets mprocess::freeze_support() in main().
 //   unguarded_spawn start   the child runs main() again and tries to start a process itself
 //   unguarded_spawn idle    the child runs main() again and just keeps running

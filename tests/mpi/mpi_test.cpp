@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mpi::Pool under mpirun: rank 0 runs the tests, every other rank serves their tasks.
 //     mpirun --allow-run-as-root --oversubscribe -np 3 mpi_test
 #include <mprocess/mpi.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The internal shared-memory lock behind every Connection: exclusion across processes, and
 // recovery when its owner dies holding it.
 #include "wait/shm_lock.hpp"

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """End-to-end tests of the tickets binary: they run the real program and check every answer
 against Python's exact integers. The binary is $TICKETS_BIN."""
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cereal archives that write into a byte string and read from a bounds-checked span.
 //
 // Why not cereal's own BinaryInputArchive: it trusts the counts it reads, so a corrupt one could

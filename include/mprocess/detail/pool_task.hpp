@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A Pool task's shared state, and the functions a worker runs to decode, call and encode.
 #pragma once
 

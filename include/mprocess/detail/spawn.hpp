@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // How a Process target crosses into a fresh program image (spawn, forkserver) without pickle.
 //
 // The child runs the same binary. A target qualifies when it is a plain function, or a lambda

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Compile-time type names and the 64-bit type tags derived from them.
 //
 // A message's tag must be the same in every program that shares it, whichever compiler built it:
