@@ -76,17 +76,20 @@ examples() {
 }
 
 consumer() {
-    echo "== consumer project against the installed package"
+    echo "== consumer project against the installed package (static, with the mpi component, in C++23)"
     rm -rf build/install build/consumer
     cmake --install build/release --prefix "$PWD/build/install" >/dev/null
-    cmake -S tests/consumer -B build/consumer -DCMAKE_PREFIX_PATH="$PWD/build/install" >/dev/null
+    cmake -S tests/consumer -B build/consumer -DCMAKE_PREFIX_PATH="$PWD/build/install" -DCONSUMER_WITH_MPI=ON \
+        -DCONSUMER_CXX_STANDARD=23 >/dev/null
     cmake --build build/consumer -j "$jobs"
     build/consumer/consumer
-    echo "== pkg-config"
+    mpirun --allow-run-as-root --oversubscribe -np 3 build/consumer/consumer_mpi
+    echo "== pkg-config (static: --static brings libcrypto)"
     local pc="$PWD/build/install/lib/pkgconfig"
     [ -d "$pc" ] || pc="$(dirname "$(find "$PWD/build/install" -name mprocess.pc | head -n1)")"
     # shellcheck disable=SC2046
-    g++ tests/consumer/main.cpp -o build/consumer/consumer_pc $(PKG_CONFIG_PATH="$pc" pkg-config --cflags --libs mprocess)
+    g++ -std=c++20 tests/consumer/main.cpp -o build/consumer/consumer_pc \
+        $(PKG_CONFIG_PATH="$pc" pkg-config --static --cflags --libs mprocess)
     build/consumer/consumer_pc
 }
 

@@ -19,3 +19,4 @@
 #include "mprocess/subprocess.hpp"
 #include "mprocess/synchronize.hpp"
 #include "mprocess/timeout.hpp"
+#include "mprocess/version.hpp"

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -82,7 +83,13 @@ void drain_signalfd(int fd) noexcept {
 
 bool keep_only_as_3(int fd) noexcept {
     if (::dup2(fd, 3) < 0) return false;
-    ::syscall(SYS_close_range, 4u, ~0u, 0u);
+    if (::syscall(SYS_close_range, 4u, ~0u, 0u) != 0) {
+        // A kernel before 5.9: one by one, up to the limit (getrlimit is a plain system call, safe here).
+        rlimit limit{};
+        rlim_t top =
+            ::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY ? limit.rlim_cur : 65536;
+        for (rlim_t fd = 4; fd < top; ++fd) ::close(static_cast<int>(fd));
+    }
     int null = ::open("/dev/null", O_RDWR);
     if (null >= 0) {
         ::dup2(null, 0);
