@@ -34,6 +34,8 @@
 //    than the ring marks the pipe broken, and every later call says so.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -72,10 +74,10 @@ protected:
     ~FrameSink() = default;
 };
 
-void check_frame(std::size_t length, std::string_view prefix, std::uint64_t tag, std::string_view type,
+MPROCESS_EXPORT void check_frame(std::size_t length, std::string_view prefix, std::uint64_t tag, std::string_view type,
                  std::size_t raw_size);
-std::string& scratch();
-void release_scratch(std::string& buf) noexcept;
+MPROCESS_EXPORT std::string& scratch();
+MPROCESS_EXPORT void release_scratch(std::string& buf) noexcept;
 // This thread's scratch buffer for one message; a large one's memory is given back however the
 // use ends (a receive that fails or times out included).
 struct Scratch {
@@ -115,7 +117,7 @@ struct PipeOptions {
     std::size_t capacity = 256 * 1024;  // bytes buffered per direction before send() waits
 };
 
-class Connection {
+class MPROCESS_EXPORT Connection {
 public:
     Connection() = default;  // a closed connection
 
@@ -197,11 +199,11 @@ private:
 // Python's Pipe(duplex=True): two connected ends. With duplex = false the first end can only
 // receive and the second can only send; using one the other way throws OSError ("connection is
 // read-only" / "write-only"), as Python does.
-std::pair<Connection, Connection> Pipe(bool duplex = true, PipeOptions options = {});
+MPROCESS_EXPORT std::pair<Connection, Connection> Pipe(bool duplex = true, PipeOptions options = {});
 
 // Something mprocess::wait() can wait on: a Connection (ready when recv() would not block) or a
 // descriptor such as Process::sentinel() (ready when readable).
-class Waitable {
+class MPROCESS_EXPORT Waitable {
 public:
     Waitable(Connection c) : conn_(std::move(c)) {}
     Waitable(int fd) : fd_(fd) {}
@@ -221,6 +223,6 @@ private:
 
 // Python's multiprocessing.connection.wait(): blocks until at least one object is ready or the
 // timeout passes, and returns the ready ones (empty on timeout).
-std::vector<Waitable> wait(const std::vector<Waitable>& objects, Timeout timeout = Timeout::never());
+MPROCESS_EXPORT std::vector<Waitable> wait(const std::vector<Waitable>& objects, Timeout timeout = Timeout::never());
 
 }  // namespace mprocess

@@ -20,6 +20,8 @@
 // that names the fix, and the child can start no processes of its own.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <initializer_list>
 #include <optional>
 #include <string>
@@ -40,16 +42,16 @@ namespace mprocess {
 
 // Sets the default start method, once; again throws unless force (as Python's RuntimeError). An
 // empty name unsets it, as Python's None.
-void set_start_method(std::string_view method, bool force = false);
-void set_start_method(StartMethod method, bool force = false);
+MPROCESS_EXPORT void set_start_method(std::string_view method, bool force = false);
+MPROCESS_EXPORT void set_start_method(StartMethod method, bool force = false);
 // The default start method ("fork" unless set), by Python's name.
-std::string get_start_method();
+MPROCESS_EXPORT std::string get_start_method();
 // The methods this platform supports, default first.
-std::vector<std::string> get_all_start_methods();
+MPROCESS_EXPORT std::vector<std::string> get_all_start_methods();
 
 // The entry guard: a no-op in a normal run; in a child started by spawn or forkserver it runs
 // the child's target and never returns.
-void freeze_support(int argc, char** argv);
+MPROCESS_EXPORT void freeze_support(int argc, char** argv);
 
 // A start method bound to the objects it creates, as Python's get_context(method): it has every
 // factory the module has. The method matters where processes are made (Process, Pool,
@@ -60,7 +62,7 @@ void freeze_support(int argc, char** argv);
 //     auto q = ctx.Queue<int>();
 //     auto p = ctx.Process(worker, q);
 //     auto pool = ctx.Pool(4);
-class Context {
+class MPROCESS_EXPORT Context {
 public:
     explicit Context(StartMethod method) : method_(method) {}
     std::string get_start_method() const { return std::string(to_string(method_)); }
@@ -152,17 +154,17 @@ private:
 };
 
 // A context for `method`, or for the default method when empty. Unknown names throw ValueError.
-Context get_context(std::string_view method = {});
-Context get_context(StartMethod method);
+MPROCESS_EXPORT Context get_context(std::string_view method = {});
+MPROCESS_EXPORT Context get_context(StartMethod method);
 
 namespace detail {
 // The method set by set_start_method(), if one was.
-std::optional<StartMethod> start_method_if_set();
+MPROCESS_EXPORT std::optional<StartMethod> start_method_if_set();
 // The method a process, pool or manager starts with: its own, else the default.
-StartMethod start_method_or_default(const std::optional<StartMethod>& chosen);
+MPROCESS_EXPORT StartMethod start_method_or_default(const std::optional<StartMethod>& chosen);
 // In a child: the method it was started with becomes its own, as set, as in Python, so that its
 // children start the same way. None: nothing was chosen, the default stays unset.
-void adopt_start_method(const std::optional<StartMethod>& method);
+MPROCESS_EXPORT void adopt_start_method(const std::optional<StartMethod>& method);
 }  // namespace detail
 
 }  // namespace mprocess

@@ -6,6 +6,8 @@
 // (synchronize.hpp), and subprocess's (subprocess.hpp).
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <cerrno>
 #include <exception>
 #include <stdexcept>
@@ -23,36 +25,36 @@
 namespace mprocess {
 
 // Base of every error this library throws.
-class Error : public std::runtime_error {
+class MPROCESS_EXPORT Error : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
 };
 
 // Misuse of a Process (start twice, join before start, ...). Python: AssertionError / ProcessError.
-class ProcessError : public Error {
+class MPROCESS_EXPORT ProcessError : public Error {
 public:
     using Error::Error;
 };
 
 // An argument or object state that is not acceptable (Python: ValueError), e.g. a closed object.
-class ValueError : public Error {
+class MPROCESS_EXPORT ValueError : public Error {
 public:
     using Error::Error;
 };
 
-class TimeoutError : public Error {
+class MPROCESS_EXPORT TimeoutError : public Error {
 public:
     using Error::Error;
 };
 
 // The peer closed the connection and no complete message is left to read.
-class EOFError : public Error {
+class MPROCESS_EXPORT EOFError : public Error {
 public:
     using Error::Error;
 };
 
 // The peer is gone, so a send cannot be delivered.
-class BrokenPipeError : public Error {
+class MPROCESS_EXPORT BrokenPipeError : public Error {
 public:
     using Error::Error;
 };
@@ -61,7 +63,7 @@ public:
 // not), or the handshake broke its protocol or took too long: from Client(), and from accept()
 // for the client that failed. Also a manager proxy's, when this process knows no key for its
 // server.
-class AuthenticationError : public Error {
+class MPROCESS_EXPORT AuthenticationError : public Error {
 public:
     using Error::Error;
 };
@@ -69,13 +71,13 @@ public:
 // A server authenticated us but turned the connection away: it serves as many as it takes
 // ("server busy (1024 connections)", from a manager). Nothing is wrong with the key: try again
 // once some of its clients have gone.
-class ServerBusy : public Error {
+class MPROCESS_EXPORT ServerBusy : public Error {
 public:
     using Error::Error;
 };
 
 // A system call failed; carries errno.
-class OSError : public Error {
+class MPROCESS_EXPORT OSError : public Error {
 public:
     OSError(int err, const std::string& what);
     // Python's errno, as std::system_error carries it: compare with std::errc
@@ -87,23 +89,23 @@ private:
 };
 
 // Python's FileExistsError and FileNotFoundError, as OSErrors with EEXIST and ENOENT.
-class FileExistsError : public OSError {
+class MPROCESS_EXPORT FileExistsError : public OSError {
 public:
     explicit FileExistsError(const std::string& what) : OSError(EEXIST, what) {}
 };
-class FileNotFoundError : public OSError {
+class MPROCESS_EXPORT FileNotFoundError : public OSError {
 public:
     explicit FileNotFoundError(const std::string& what) : OSError(ENOENT, what) {}
 };
 // Python's PermissionError, as an OSError with EACCES: not ours to use.
-class PermissionError : public OSError {
+class MPROCESS_EXPORT PermissionError : public OSError {
 public:
     explicit PermissionError(const std::string& what) : OSError(EACCES, what) {}
 };
 
 // recv_bytes_into() got a message larger than the buffer. Like Python, the whole message is
 // consumed and handed over here, so nothing is lost.
-class BufferTooShort : public Error {
+class MPROCESS_EXPORT BufferTooShort : public Error {
 public:
     BufferTooShort(std::string message, std::size_t capacity);
     const std::string& message() const noexcept { return message_; }
@@ -113,13 +115,13 @@ private:
 };
 
 // Bytes that do not decode: truncated, corrupt, or carrying trailing garbage.
-class DecodeError : public Error {
+class MPROCESS_EXPORT DecodeError : public Error {
 public:
     using Error::Error;
 };
 
 // A well-formed message of another type than the one the receiver asked for.
-class TypeMismatch : public DecodeError {
+class MPROCESS_EXPORT TypeMismatch : public DecodeError {
 public:
     using DecodeError::DecodeError;
 };
@@ -127,7 +129,7 @@ public:
 // An exception raised in another process and re-raised here: by a task in a Pool's worker, or by a
 // call on a manager's shared object. It carries the exception's type name, its message, and where
 // it was raised ("worker 1234", "manager 127.0.0.1:5000").
-class RemoteError : public Error {
+class MPROCESS_EXPORT RemoteError : public Error {
 public:
     // pid: the worker's, or 0 for a manager.
     RemoteError(std::string type, std::string message, std::string source, pid_t pid = 0)
@@ -153,23 +155,23 @@ private:
 // `except KeyError:` is `catch (const mp::RemoteKeyError&)`. They are named Remote... because
 // mp::ValueError is already the library's own, local error. Which type names become which is
 // make_remote_error's table.
-class RemoteKeyError : public RemoteError {
+class MPROCESS_EXPORT RemoteKeyError : public RemoteError {
 public:
     using RemoteError::RemoteError;
 };
-class RemoteIndexError : public RemoteError {
+class MPROCESS_EXPORT RemoteIndexError : public RemoteError {
 public:
     using RemoteError::RemoteError;
 };
-class RemoteValueError : public RemoteError {
+class MPROCESS_EXPORT RemoteValueError : public RemoteError {
 public:
     using RemoteError::RemoteError;
 };
-class RemoteTypeError : public RemoteError {
+class MPROCESS_EXPORT RemoteTypeError : public RemoteError {
 public:
     using RemoteError::RemoteError;
 };
-class RemoteAttributeError : public RemoteError {
+class MPROCESS_EXPORT RemoteAttributeError : public RemoteError {
 public:
     using RemoteError::RemoteError;
 };
@@ -195,7 +197,7 @@ inline std::exception_ptr make_remote_error(std::string type, std::string messag
 
 // Pool and ProcessPoolExecutor (pool.hpp, executor.hpp).
 // The worker running a task died before it could answer.
-class WorkerLost : public Error {
+class MPROCESS_EXPORT WorkerLost : public Error {
 public:
     WorkerLost(pid_t pid, int exitcode);
     pid_t pid() const noexcept { return pid_; }
@@ -212,38 +214,38 @@ private:
 
 // The other way to meet a dead worker, concurrent.futures' way: the pool is broken for good.
 // Every task not yet finished, and every later submit, fails with BrokenPool.
-class BrokenPool : public Error {
+class MPROCESS_EXPORT BrokenPool : public Error {
 public:
     using Error::Error;
 };
 
 // A task taken back before it started (concurrent.futures' CancelledError).
-class CancelledError : public Error {
+class MPROCESS_EXPORT CancelledError : public Error {
 public:
     using Error::Error;
 };
 
 // Queues (queue.hpp).
 // Python's queue.Empty: get() found no item (at once, or within its timeout).
-class Empty : public Error {
+class MPROCESS_EXPORT Empty : public Error {
 public:
     using Error::Error;
 };
 
 // Python's queue.Full: put() found a bounded queue full (at once, or within its timeout).
-class Full : public Error {
+class MPROCESS_EXPORT Full : public Error {
 public:
     using Error::Error;
 };
 
 // Synchronization (synchronize.hpp).
-class AssertionError : public Error {
+class MPROCESS_EXPORT AssertionError : public Error {
 public:
     using Error::Error;
 };
 
 // threading.BrokenBarrierError: the barrier was aborted, reset, or a wait timed out.
-class BrokenBarrierError : public Error {
+class MPROCESS_EXPORT BrokenBarrierError : public Error {
 public:
     using Error::Error;
 };
@@ -253,7 +255,7 @@ namespace subprocess {
 
 // Base of the errors about a finished command (Python's SubprocessError). TimeoutExpired derives
 // from mprocess::TimeoutError instead, so it is not a SubprocessError here.
-class SubprocessError : public Error {
+class MPROCESS_EXPORT SubprocessError : public Error {
 public:
     using Error::Error;
 };
@@ -261,7 +263,7 @@ public:
 // The child could not run the program (or set itself up for it). code() is the child's
 // errno: ENOENT for a missing program or cwd, EACCES for a file that is not executable, ...
 // filename() is the program, or the cwd when changing to it failed.
-class ExecError : public OSError {
+class MPROCESS_EXPORT ExecError : public OSError {
 public:
     ExecError(int err, const std::string& what, std::string filename);
     const std::string& filename() const noexcept { return filename_; }
@@ -272,7 +274,7 @@ private:
 
 // wait() or communicate() ran out of time. The child still runs. After communicate(), the output
 // read so far is here, and calling communicate() again continues without losing any of it.
-class TimeoutExpired : public TimeoutError {
+class MPROCESS_EXPORT TimeoutExpired : public TimeoutError {
 public:
     TimeoutExpired(std::vector<std::string> cmd, Timeout timeout, std::string stdout_data = {},
                    std::string stderr_data = {});
@@ -290,7 +292,7 @@ private:
 };
 
 // run(..., {.check = true}) or check_output() saw a non-zero return code.
-class CalledProcessError : public SubprocessError {
+class MPROCESS_EXPORT CalledProcessError : public SubprocessError {
 public:
     CalledProcessError(int returncode, std::vector<std::string> cmd, std::string stdout_data = {},
                        std::string stderr_data = {});
@@ -312,7 +314,7 @@ private:
 // Thrown by mprocess::exit() inside a child to end it with a given exit code after unwinding.
 // Deliberately not a std::exception, like Python's SystemExit is not an Exception, so that
 // `catch (const std::exception&)` in user code does not swallow it.
-struct SystemExit {
+struct MPROCESS_EXPORT SystemExit {
     int code;
 };
 

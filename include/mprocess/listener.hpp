@@ -48,6 +48,8 @@
 // that arrive, not with the length the peer announces.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <sys/types.h>
 
 #include <cstddef>
@@ -82,7 +84,7 @@ struct ClientOptions {
     std::size_t max_message = 1ull << 30;
 };
 
-class Listener {
+class MPROCESS_EXPORT Listener {
 public:
     explicit Listener(const std::string& address = "127.0.0.1:0", ListenerOptions options = {});
     ~Listener();
@@ -107,6 +109,6 @@ private:
 };
 
 // Connects to a Listener; AuthenticationError if either side fails the handshake.
-Connection Client(const std::string& address, ClientOptions options = {});
+MPROCESS_EXPORT Connection Client(const std::string& address, ClientOptions options = {});
 
 }  // namespace mprocess

@@ -36,6 +36,8 @@
 // thread's connection to the server, so nothing of a manager stays in the process after it.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -98,9 +100,9 @@ struct ObjectRef {
 using Declared = std::tuple<std::string, std::string, std::vector<std::string>>;
 
 // One call: the object's method with its encoded arguments, and the encoded results.
-std::vector<std::string> call(const ObjectRef& ref, Op method, std::vector<std::string> args);
+MPROCESS_EXPORT std::vector<std::string> call(const ObjectRef& ref, Op method, std::vector<std::string> args);
 // A new object (id empty) or a named one, created if needed.
-ObjectRef make_object(const std::string& address, const std::string& authkey, Kind kind, const std::string& name,
+MPROCESS_EXPORT ObjectRef make_object(const std::string& address, const std::string& authkey, Kind kind, const std::string& name,
                       std::vector<std::string> args);
 
 // A wait's timeout on the wire: Timeout's own count of nanoseconds (its largest is forever); not
@@ -278,7 +280,7 @@ struct ServerHandle;
 
 // Python's BaseManager.get_server(): a server that listens already (so its address is known) and
 // serves in this process, in whichever thread calls serve_forever().
-class ManagerServer {
+class MPROCESS_EXPORT ManagerServer {
 public:
     const std::string& address() const;
     // Serves until a client calls shutdown(), or stop() is called from another thread.
@@ -291,7 +293,7 @@ private:
     std::shared_ptr<detail::ServerHandle> handle_;
 };
 
-class BaseManager {
+class MPROCESS_EXPORT BaseManager {
 public:
     // address: where the server listens or is (see listener.hpp; a Unix socket for one machine).
     explicit BaseManager(std::string address, ManagerOptions options = {});
@@ -375,7 +377,7 @@ private:
 
 // multiprocessing.Manager(): a BaseManager started at once on a private Unix socket with a random
 // authkey, shut down when it goes out of scope.
-class Manager : public BaseManager {
+class MPROCESS_EXPORT Manager : public BaseManager {
 public:
     explicit Manager(ManagerOptions options = {});
     ~Manager();

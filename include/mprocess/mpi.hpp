@@ -25,6 +25,8 @@
 // that must survive lost workers belongs on one machine (mp::Pool replaces them).
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <optional>
 
 #include "mprocess/pool.hpp"
@@ -34,13 +36,13 @@ namespace mprocess::mpi {
 // Starts MPI, after mp::freeze_support's guard for spawn. In a worker rank (a rank other than 0
 // under mpirun, or a worker spawned by a Pool) it serves tasks until rank 0 finishes, then ends
 // the process: it never returns there. In rank 0 it returns; MPI is finalized when it exits.
-void freeze_support(int argc, char** argv);
+MPROCESS_EXPORT void freeze_support(int argc, char** argv);
 
 // This process's rank and the job's size (MPI_COMM_WORLD); 0 and 1 before freeze_support().
-int rank();
-int size();
+MPROCESS_EXPORT int rank();
+MPROCESS_EXPORT int size();
 
-class Pool : public mprocess::Pool {
+class MPROCESS_EXPORT Pool : public mprocess::Pool {
 public:
     // workers: how many ranks serve it. Default: every other rank of the job; in a job of one
     // process, cpu_count() workers started with MPI_Comm_spawn. Under mpirun, more than the job's

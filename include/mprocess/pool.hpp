@@ -20,6 +20,8 @@
 // Leaving the scope terminates the workers, like Python's `with Pool() as p:`.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -107,9 +109,9 @@ using Progress = std::function<void(std::size_t done, std::size_t total)>;
 
 namespace detail {
 
-std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& options);
+MPROCESS_EXPORT std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& options);
 // Calls progress(done, total) in this thread each time chunks of the map finish, until all have.
-void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::size_t total, std::size_t chunksize,
+MPROCESS_EXPORT void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::size_t total, std::size_t chunksize,
                      const Progress& progress);
 
 // A success callback takes the result; for a task that returns void, nothing.
@@ -296,7 +298,7 @@ private:
     std::size_t pos_ = 0;
 };
 
-class Pool {
+class MPROCESS_EXPORT Pool {
 public:
     // Python's Pool(processes=None): cpu_count() workers by default; Pool(0) throws ValueError.
     explicit Pool(std::optional<unsigned> processes = std::nullopt, PoolOptions options = {});

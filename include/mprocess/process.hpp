@@ -36,6 +36,8 @@
 // signal N; empty while running.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <concepts>
 #include <functional>
 #include <memory>
@@ -64,7 +66,7 @@ struct ProcessOptions {
 };
 
 // A description of a process that is not a child of ours: current_process(), parent_process().
-class ProcessInfo {
+class MPROCESS_EXPORT ProcessInfo {
 public:
     ProcessInfo(std::string name, pid_t pid, bool daemon, std::string authkey = {})
         : name_(std::move(name)), pid_(pid), daemon_(daemon), authkey_(std::move(authkey)) {}
@@ -178,7 +180,7 @@ using bound_target_t =
                               typename stored_args<std::decay_t<F>, function_pointer_t<F>, A...>::type>::type;
 }  // namespace detail
 
-class Process {
+class MPROCESS_EXPORT Process {
 public:
     // Runs target(args...) in the child. Arguments are copied (or moved) into the Process.
     template <class F, class... Args>
@@ -243,10 +245,10 @@ private:
     std::unique_ptr<detail::Target> target_;
 };
 
-ProcessInfo current_process();
+MPROCESS_EXPORT ProcessInfo current_process();
 // Python's `current_process().authkey = key`: this process's key from now on, and its future
 // children's. An empty key is refused (ValueError).
-void set_authkey(std::string key);
+MPROCESS_EXPORT void set_authkey(std::string key);
 
 // The keys this process knows for the servers it talks to (managers, by address), inherited by
 // every child under each start method, as the process's own authkey is. A BaseManager given a
@@ -254,14 +256,14 @@ void set_authkey(std::string key);
 // works in any process that knows it. There is no fallback: a proxy for an address whose key is
 // unknown here fails with AuthenticationError when used (its key would otherwise be tried on
 // whatever listens there, which could pass a challenge on to the real server).
-void remember_authkey(const std::string& address, const std::string& key);
-std::optional<std::string> authkey_for(const std::string& address);
+MPROCESS_EXPORT void remember_authkey(const std::string& address, const std::string& key);
+MPROCESS_EXPORT std::optional<std::string> authkey_for(const std::string& address);
 // The process that started this one; empty in the main process.
-std::optional<ProcessInfo> parent_process();
+MPROCESS_EXPORT std::optional<ProcessInfo> parent_process();
 // The children of this process that are still running (finished ones are reaped on the way).
-std::vector<Process> active_children();
+MPROCESS_EXPORT std::vector<Process> active_children();
 // Number of CPUs in the system, as Python's cpu_count().
-int cpu_count();
+MPROCESS_EXPORT int cpu_count();
 
 // Ends the current process with `code`: inside a child started by mprocess it unwinds the stack
 // (throws SystemExit) and the child exits with `code`; in the main process it calls std::exit.

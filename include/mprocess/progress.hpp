@@ -8,13 +8,15 @@
 // logs stay readable.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <cstddef>
 #include <cstdio>
 #include <string>
 
 namespace mprocess {
 
-class ProgressLine {
+class MPROCESS_EXPORT ProgressLine {
 public:
     explicit ProgressLine(std::string label = "progress", std::FILE* out = stderr);
     // As a terminal or not, regardless of what `out` is (for tests and for forcing a style).

@@ -31,6 +31,8 @@
 //    lost. Nothing else is lost or duplicated.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -68,7 +70,7 @@ protected:
 };
 
 // The untyped queue every typed front shares.
-class QueueHandle {
+class MPROCESS_EXPORT QueueHandle {
 public:
     QueueHandle() = default;
     QueueHandle(std::uint64_t type_tag, std::string_view type_name, const QueueOptions& options, bool joinable);
@@ -106,7 +108,7 @@ template <class E, class A>
 struct Blob<std::vector<E, A>> : std::bool_constant<std::is_arithmetic_v<E> && !std::is_same_v<E, bool>> {};
 
 // Asks for huge pages for a large buffer about to be filled (page faults dominate otherwise).
-void advise_large_buffer(void* data, std::size_t bytes) noexcept;
+MPROCESS_EXPORT void advise_large_buffer(void* data, std::size_t bytes) noexcept;
 
 template <class T>
 T read_blob(std::string_view bytes) {

@@ -22,6 +22,8 @@
 //    process (root, say) never takes a stranger's memory, perhaps writable by anyone, for its own.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -43,7 +45,7 @@ struct SharedMemoryOptions {
     bool allow_other_owner = false;
 };
 
-class SharedMemory {
+class MPROCESS_EXPORT SharedMemory {
 public:
     // Python's SharedMemory(name=None, create=False, size=0). create = true makes a new block of
     // `size` bytes (ValueError if 0; FileExistsError if the name is taken), anonymous when there

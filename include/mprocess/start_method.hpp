@@ -5,6 +5,8 @@
 // compile.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <array>
 #include <string_view>
 
@@ -20,6 +22,6 @@ constexpr std::string_view to_string(StartMethod m) noexcept {
 }
 
 // The method of that name; ValueError for another name, as Python's get_context().
-StartMethod parse_start_method(std::string_view name);
+MPROCESS_EXPORT StartMethod parse_start_method(std::string_view name);
 
 }  // namespace mprocess

@@ -32,6 +32,8 @@
 // receives SIGPIPE for it.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <cstddef>
 #include <filesystem>
 #include <map>
@@ -49,7 +51,7 @@
 namespace mprocess::subprocess {
 
 // Where a child's stdin, stdout or stderr goes. The default inherits ours.
-class Redirect {
+class MPROCESS_EXPORT Redirect {
 public:
     enum class Kind { inherit, pipe, devnull, stdout_, file, fd };
 
@@ -91,7 +93,7 @@ inline const Redirect STDOUT{Redirect::Kind::stdout_};
 using Environment = std::map<std::string, std::string>;
 
 // Python's keyword arguments of Popen(...).
-struct PopenOptions {
+struct MPROCESS_EXPORT PopenOptions {
     Redirect stdin_{};
     Redirect stdout_{};
     Redirect stderr_{};
@@ -108,7 +110,7 @@ struct Output {
 
 
 // A running (or finished) child program. Move-only; a moved-from Popen throws ValueError.
-class Popen {
+class MPROCESS_EXPORT Popen {
 public:
     // Starts args[0] with arguments args. Throws ExecError if it cannot run, ValueError for
     // unusable options (empty args, STDOUT for stdin or stdout), OSError if a redirect file or
@@ -166,7 +168,7 @@ private:
 };
 
 // Python's keyword arguments of run(): its own, then Popen's.
-struct RunOptions {
+struct MPROCESS_EXPORT RunOptions {
     std::optional<std::string> input{};  // sent to stdin (implies stdin_ = PIPE)
     bool capture_output{false};          // stdout_ = stderr_ = PIPE
     Timeout timeout{forever};            // on expiry the child is killed and TimeoutExpired thrown
@@ -179,7 +181,7 @@ struct RunOptions {
     bool path_search{true};
 };
 
-struct CompletedProcess {
+struct MPROCESS_EXPORT CompletedProcess {
     std::vector<std::string> args;
     int returncode = 0;
     std::string stdout_;  // empty unless captured
@@ -190,9 +192,9 @@ struct CompletedProcess {
 };
 
 // Runs the command to its end: Popen + communicate(input, timeout).
-CompletedProcess run(std::vector<std::string> args, RunOptions options = {});
+MPROCESS_EXPORT CompletedProcess run(std::vector<std::string> args, RunOptions options = {});
 
 // run() with stdout captured and check on; returns stdout.
-std::string check_output(std::vector<std::string> args, RunOptions options = {});
+MPROCESS_EXPORT std::string check_output(std::vector<std::string> args, RunOptions options = {});
 
 }  // namespace mprocess::subprocess

@@ -19,6 +19,8 @@
 // with it.)
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -46,7 +48,7 @@ namespace detail {
 class SyncSegment;
 
 // The shared state of one synchronization object, and how it crosses to a spawned child.
-class SyncHandle {
+class MPROCESS_EXPORT SyncHandle {
 public:
     SyncHandle() = default;
     explicit SyncHandle(std::size_t bytes);
@@ -72,7 +74,7 @@ struct SyncSpawnArg {
 
 // A non-recursive lock. As in Python, any process or thread may release it, and releasing it
 // when it is not held throws ValueError.
-class Lock {
+class MPROCESS_EXPORT Lock {
 public:
     Lock();
 
@@ -105,7 +107,7 @@ private:
 
 // A recursive lock: the thread that holds it may acquire it again, and must release it as many
 // times. Releasing it from another thread, or when not held, throws AssertionError.
-class RLock {
+class MPROCESS_EXPORT RLock {
 public:
     RLock();
 
@@ -142,7 +144,7 @@ private:
 };
 
 // A counting semaphore; release() may raise the value above its initial value.
-class Semaphore {
+class MPROCESS_EXPORT Semaphore {
 public:
     explicit Semaphore(unsigned value = 1);
 
@@ -168,7 +170,7 @@ private:
 };
 
 // A semaphore whose release() may not raise the value above its initial value (ValueError).
-class BoundedSemaphore : public Semaphore {
+class MPROCESS_EXPORT BoundedSemaphore : public Semaphore {
 public:
     explicit BoundedSemaphore(unsigned value = 1) : Semaphore(value, value) {}
 
@@ -179,7 +181,7 @@ private:
 };
 
 // A condition variable over a Lock or an RLock (by default a new RLock, as in Python).
-class Condition {
+class MPROCESS_EXPORT Condition {
 public:
     Condition();
     explicit Condition(Lock lock);
@@ -229,7 +231,7 @@ private:
 };
 
 // A flag that processes can wait for.
-class Event {
+class MPROCESS_EXPORT Event {
 public:
     Event();
     bool is_set() const noexcept;
@@ -297,7 +299,7 @@ private:
 // threading.Barrier across processes: `parties` waits release each other. wait() returns a
 // different index in [0, parties) to each of them (the first to arrive gets 0); the last to
 // arrive runs `action` first (in its own process).
-class Barrier {
+class MPROCESS_EXPORT Barrier {
 public:
     using Action = BarrierAction;
     explicit Barrier(unsigned parties, Action action = {}, Timeout timeout = forever);

@@ -9,12 +9,14 @@
 // main(). Anything else a message names is refused.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 namespace mprocess::detail {
 
 // Adds `code` to the entry points (lock-free: it may run during static initialization of any
 // object, and lookups may run in a child forked from a threaded process). Returns true.
-bool register_entry_point(const void* code) noexcept;
-bool is_entry_point(const void* code) noexcept;
+MPROCESS_EXPORT bool register_entry_point(const void* code) noexcept;
+MPROCESS_EXPORT bool is_entry_point(const void* code) noexcept;
 
 template <auto F>
 struct EntryPoint {

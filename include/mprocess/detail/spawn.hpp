@@ -11,6 +11,8 @@
 // register (entry_point.hpp), and a function outside executable code.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <cstdint>
 #include <string>
 #include <tuple>
@@ -156,7 +158,7 @@ template <class F>
 using function_pointer_t = typename function_pointer<std::decay_t<F>>::type;
 
 // Closes the descriptors that came with the arguments, once the arguments hold their own copies.
-void close_spawn_fds(SpawnArgs& args) noexcept;
+MPROCESS_EXPORT void close_spawn_fds(SpawnArgs& args) noexcept;
 
 // Runs in the spawned child: decodes the arguments (in order) and calls the function.
 template <class Fn, class... Args>

@@ -473,13 +473,14 @@ constexpr auto spelled_array() {
     return a;
 }
 
-// Computed once per type, at compile time.
+// Computed once per type, at compile time. Hidden: a constant every object may keep its own copy
+// of, which a shared library must not export (its type arguments would make it visible).
 template <class T>
-inline constexpr auto type_name_chars = spelled_array<T>();
+[[gnu::visibility("hidden")]] inline constexpr auto type_name_chars = spelled_array<T>();
 
 // T's canonical name: the same under g++ and clang, and readable in error messages.
 template <class T>
-inline constexpr std::string_view type_name_v{type_name_chars<T>.data(), type_name_chars<T>.size()};
+[[gnu::visibility("hidden")]] inline constexpr std::string_view type_name_v{type_name_chars<T>.data(), type_name_chars<T>.size()};
 
 template <class T>
 constexpr std::string_view type_name() noexcept {
