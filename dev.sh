@@ -6,20 +6,25 @@
 #   ./dev.sh examples  the same, then the lecture's example programs in turn
 #   ./dev.sh test    install what is missing, build, run the whole test suite: a normal build (with
 #                    the tickets app's end-to-end tests and mpi::Pool under mpirun), a
-#                    consumer project against the installed package, the whole suite again in an
-#                    ASan+UBSan build and in a TSan build (clang 19: see cmake/helpers.cmake; each
-#                    runs every test it defines, bar those a CMake rule keeps out with its reason),
-#                    and a bounded libFuzzer run on the socket frame and message decoders
+#                    consumer project against the installed package, the reference manual (as
+#                    ./dev.sh docs, so an undocumented public name fails), the whole suite again
+#                    in an ASan+UBSan build and in a TSan build (clang 19: see cmake/helpers.cmake;
+#                    each runs every test it defines, bar those a CMake rule keeps out with its
+#                    reason), and a bounded libFuzzer run on the socket frame and message decoders
 #   ./dev.sh bench   install what is missing, build, compare mprocess with Python's multiprocessing
+#   ./dev.sh docs    install doxygen if missing, build the reference manual from the public headers
+#                    into build/docs/html; any warning (an undocumented public name) fails it
 set -euo pipefail
 cd "$(dirname "$0")"
 jobs=$(nproc 2>/dev/null || echo 2)
 
+# install_deps [package...]: the packages named, or everything the project needs.
 install_deps() {
     # clang 19 for the sanitizer and fuzz builds: its ASan and TSan runtimes hold their allocator's
     # locks across fork() (GCC 12's do not); llvm-19 for their symbolizer.
     local pkgs=(g++ cmake make pkg-config libcereal-dev libssl-dev libgmp-dev iproute2 libopenmpi-dev openmpi-bin
-        clang-19 libclang-rt-19-dev llvm-19 libgtest-dev libgmock-dev libbenchmark-dev python3)
+        clang-19 libclang-rt-19-dev llvm-19 libgtest-dev libgmock-dev libbenchmark-dev python3 doxygen)
+    (($# > 0)) && pkgs=("$@")
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -93,11 +98,24 @@ consumer() {
     build/consumer/consumer_pc
 }
 
+# The reference manual, with warnings as errors (docs/Doxyfile): the source tree stays clean, as
+# the output directory is set here, under build/.
+docs() {
+    echo "== reference manual (doxygen)"
+    rm -rf build/docs && mkdir -p build/docs
+    # Configuring generates <mprocess/version.hpp>, which the manual documents too.
+    cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    { cat docs/Doxyfile; echo "OUTPUT_DIRECTORY = build/docs"
+      echo "INPUT += build/release/include/mprocess/version.hpp"; } | doxygen -
+    echo "reference manual: $PWD/build/docs/html/index.html"
+}
+
 tests() {
     echo "== normal build"
     build build/release
     run_tests build/release
     consumer
+    docs
     # The sanitizer builds: every test, example and app, no MPI (whose runtime is not instrumented)
     # and no benchmarks (no tests); the tests they do not run are disabled in CMake, with the reason.
     echo "== ASan+UBSan build: the whole suite"
@@ -140,5 +158,6 @@ case "$cmd" in
     examples) install_deps && examples ;;
     test) install_deps && tests ;;
     bench) install_deps && bench "$@" ;;
-    *) echo "usage: $0 demo|examples|test|bench" >&2; exit 2 ;;
+    docs) install_deps doxygen && docs ;;
+    *) echo "usage: $0 demo|examples|test|bench|docs" >&2; exit 2 ;;
 esac

@@ -1,37 +1,41 @@
 // SPDX-License-Identifier: Apache-2.0
-// Pipe and Connection: framed messages between processes, as multiprocessing.connection.
-//
-//     auto [parent_conn, child_conn] = mp::Pipe();
-//     mp::Process p([](mp::Connection c) { c.send(std::vector<int>{1, 2, 3}); }, child_conn);
-//     p.start();
-//     child_conn.close();                     // as in Python: the parent lets go of the child's end
-//     auto v = parent_conn.recv<std::vector<int>>();
-//
-// Transport. A Pipe is a pair of rings in anonymous shared memory, one per direction. A waiting
-// receiver spins for a few microseconds, then sleeps on an eventfd; a sender rings that eventfd
-// only when someone sleeps. So a round trip between two busy processes costs well under a
-// microsecond, and an idle peer costs at most one bounded spin. A socket pair is kept only to
-// learn, through the kernel, when every copy of the other end is gone (closed or its process dead).
-// A Connection from Listener or Client carries the same messages over a stream socket instead
-// (listener.hpp).
-//
-// Semantics, as Python's:
-//  - messages are never merged or split; an empty message is a message; any size (up to memory);
-//  - recv() after the other end is gone returns what was sent before, then throws EOFError;
-//  - send() to a gone peer throws BrokenPipeError (on a Pipe, noticed when the pipe fills or the
-//    peer was asleep; a send to a gone peer may otherwise succeed silently, as data written into a
-//    pipe whose reader has not read yet);
-//  - a Connection is a handle: copies refer to the same connection, close() closes it for all of
-//    them, the last handle closes it too. Pass it to a child as a Process argument.
-// Better than Python's:
-//  - several processes or threads may send (or receive) on the same end of a Pipe at once (on a
-//    socket, several threads of one process): each message is written and read whole, under a
-//    lock that survives its owner's death;
-//  - a message that cannot be received as asked (wrong type, larger than maxlength) stays in the
-//    pipe, unread, and the error says why;
-//  - a sender or receiver killed in the middle of a small message leaves the pipe intact (the
-//    message is either wholly there or not at all); one killed in the middle of a message larger
-//    than the ring marks the pipe broken, and every later call says so.
+/// @file
+/// Pipe and Connection: framed messages between processes, as multiprocessing.connection.
+///
+/// @code{.cpp}
+/// auto [parent_conn, child_conn] = mp::Pipe();
+/// mp::Process p([](mp::Connection c) { c.send(std::vector<int>{1, 2, 3}); }, child_conn);
+/// p.start();
+/// child_conn.close();                     // as in Python: the parent lets go of the child's end
+/// auto v = parent_conn.recv<std::vector<int>>();
+/// @endcode
+///
+/// Transport. A Pipe is a pair of rings in anonymous shared memory, one per direction. A waiting
+/// receiver spins for a few microseconds, then sleeps on an eventfd; a sender rings that eventfd
+/// only when someone sleeps. So a round trip between two busy processes costs well under a
+/// microsecond, and an idle peer costs at most one bounded spin. A socket pair is kept only to
+/// learn, through the kernel, when every copy of the other end is gone (closed or its process dead).
+/// A Connection from Listener or Client carries the same messages over a stream socket instead
+/// (listener.hpp).
+///
+/// Semantics, as Python's:
+///  - messages are never merged or split; an empty message is a message; any size (up to memory);
+///  - recv() after the other end is gone returns what was sent before, then throws EOFError;
+///  - send() to a gone peer throws BrokenPipeError (on a Pipe, noticed when the pipe fills or the
+///    peer was asleep; a send to a gone peer may otherwise succeed silently, as data written into a
+///    pipe whose reader has not read yet);
+///  - a Connection is a handle: copies refer to the same connection, close() closes it for all of
+///    them, the last handle closes it too. Pass it to a child as a Process argument.
+///
+/// Better than Python's:
+///  - several processes or threads may send (or receive) on the same end of a Pipe at once (on a
+///    socket, several threads of one process): each message is written and read whole, under a
+///    lock that survives its owner's death;
+///  - a message that cannot be received as asked (wrong type, larger than maxlength) stays in the
+///    pipe, unread, and the error says why;
+///  - a sender or receiver killed in the middle of a small message leaves the pipe intact (the
+///    message is either wholly there or not at all); one killed in the middle of a message larger
+///    than the ring marks the pipe broken, and every later call says so.
 #pragma once
 
 #include "mprocess/export.hpp"
@@ -113,14 +117,22 @@ struct RawSink final : FrameSink {
 };
 }  // namespace detail
 
+/// Options of Pipe().
 struct PipeOptions {
-    std::size_t capacity = 256 * 1024;  // bytes buffered per direction before send() waits
+    std::size_t capacity = 256 * 1024;  ///< bytes buffered per direction before send() waits
 };
 
+/// One end of a Pipe, or a connection from Listener::accept() or Client(): whole messages, typed
+/// or raw bytes, in both directions (Python's multiprocessing.connection.Connection). A handle:
+/// copies are the same end (see connection.hpp for the semantics).
 class MPROCESS_EXPORT Connection {
 public:
-    Connection() = default;  // a closed connection
+    /// A closed connection, to assign a real one to later.
+    Connection() = default;
 
+    /// Sends `obj` as one message: a type that cannot travel is a compile error that says how to
+    /// fix it. Waits while the pipe is full; BrokenPipeError if the peer is gone (see
+    /// connection.hpp), ValueError once closed, OSError on a read-only end.
     template <class T>
     void send(const T& obj) {
         detail::require_serializable<T>();
@@ -136,11 +148,12 @@ public:
         }
     }
 
-    // Receives the next message as a T. TypeMismatch (message left unread) if it is not a T.
-    // With a timeout: TimeoutError if the message has not come whole in time. Nothing is lost: on a
-    // socket the part that came is kept, and the next receive goes on from it; on a Pipe the
-    // timeout bounds the wait for a message to begin (one that has begun is read to its end: its
-    // sender is writing it now, and one that dies half way ends it with EOFError).
+    /// Receives the next message as a T. TypeMismatch (message left unread) if it is not a T;
+    /// EOFError once the peer is gone and nothing is left to read.
+    /// With a timeout: TimeoutError if the message has not come whole in time. Nothing is lost: on a
+    /// socket the part that came is kept, and the next receive goes on from it; on a Pipe the
+    /// timeout bounds the wait for a message to begin (one that has begun is read to its end: its
+    /// sender is writing it now, and one that dies half way ends it with EOFError).
     template <class T>
     T recv(Timeout timeout = forever) {
         detail::require_serializable<T>();
@@ -158,29 +171,39 @@ public:
         return decode<T>(scratch.buf);
     }
 
+    /// Sends `data` as one message of raw bytes, as Python's send_bytes(). Errors as send()'s.
     void send_bytes(std::string_view data);
+    /// Sends `size` bytes of `data` from `offset` (to its end by default); ValueError for a range
+    /// outside `data`, as Python's.
     void send_bytes(std::string_view data, std::size_t offset, std::optional<std::size_t> size = std::nullopt);
-    // OSError (EMSGSIZE) if the message is longer than maxlength; it is left unread. A timeout as
-    // recv()'s: recv_bytes(std::nullopt, 0.5).
+    /// Receives the next message as raw bytes, whatever sent it (send() or send_bytes()).
+    /// OSError (EMSGSIZE) if the message is longer than maxlength; it is left unread. A timeout as
+    /// recv()'s: recv_bytes(std::nullopt, 0.5).
     std::string recv_bytes(std::optional<std::size_t> maxlength = std::nullopt, Timeout timeout = forever);
-    // Copies the message into buffer[offset...] and returns its length. BufferTooShort, carrying
-    // the whole message, if it does not fit.
+    /// Copies the message into buffer[offset...] and returns its length. BufferTooShort, carrying
+    /// the whole message, if it does not fit.
     std::size_t recv_bytes_into(std::span<char> buffer, std::size_t offset = 0);
+    /// recv_bytes_into() for a buffer of std::byte.
     std::size_t recv_bytes_into(std::span<std::byte> buffer, std::size_t offset = 0);
 
-    // True if recv() would not block: a message is waiting, or the peer is gone (on a socket: a
-    // message has begun to arrive; recv with a timeout bounds the wait for the rest). poll()
-    // returns at once; poll(seconds) waits up to that long; poll(mp::forever) waits until then.
+    /// True if recv() would not block: a message is waiting, or the peer is gone (on a socket: a
+    /// message has begun to arrive; recv with a timeout bounds the wait for the rest). poll()
+    /// returns at once; poll(seconds) waits up to that long; poll(mp::forever) waits until then.
     bool poll(Timeout timeout = 0.0);
 
+    /// Closes the connection for every handle on it here; later calls on it throw ValueError.
     void close();
+    /// True once close() was called on any handle of it (or for a default-constructed one).
     bool closed() const noexcept;
+    /// False for the sending end of a Pipe(false).
     bool readable() const;
+    /// False for the receiving end of a Pipe(false).
     bool writable() const;
-    // A descriptor identifying this connection (a Pipe's liveness socket, or the socket itself).
-    // Readiness is poll()'s and mprocess::wait()'s business: do not select() on it for messages.
+    /// A descriptor identifying this connection (a Pipe's liveness socket, or the socket itself).
+    /// Readiness is poll()'s and mprocess::wait()'s business: do not select() on it for messages.
     int fileno() const;
 
+    /// Whether two handles are the same connection.
     friend bool operator==(const Connection& a, const Connection& b) noexcept { return a.ch_ == b.ch_; }
 
 private:
@@ -196,22 +219,30 @@ private:
     std::shared_ptr<detail::Channel> ch_;
 };
 
-// Python's Pipe(duplex=True): two connected ends. With duplex = false the first end can only
-// receive and the second can only send; using one the other way throws OSError ("connection is
-// read-only" / "write-only"), as Python does.
+/// Python's Pipe(duplex=True): two connected ends. With duplex = false the first end can only
+/// receive and the second can only send; using one the other way throws OSError ("connection is
+/// read-only" / "write-only"), as Python does.
 MPROCESS_EXPORT std::pair<Connection, Connection> Pipe(bool duplex = true, PipeOptions options = {});
 
-// Something mprocess::wait() can wait on: a Connection (ready when recv() would not block) or a
-// descriptor such as Process::sentinel() (ready when readable).
+/// Something mprocess::wait() can wait on: a Connection (ready when recv() would not block) or a
+/// descriptor such as Process::sentinel() (ready when readable).
 class MPROCESS_EXPORT Waitable {
 public:
+    /// A connection: ready when recv() would not block.
     Waitable(Connection c) : conn_(std::move(c)) {}
+    /// A descriptor: ready when readable.
     Waitable(int fd) : fd_(fd) {}
+    /// A process's sentinel(): ready once the child has ended.
     Waitable(const Process& p);
 
+    /// True for a connection, false for a descriptor.
     bool is_connection() const noexcept { return fd_ < 0; }
+    /// The connection; a closed one for a descriptor.
     const Connection& connection() const noexcept { return conn_; }
+    /// The descriptor; -1 for a connection.
     int fd() const noexcept { return fd_; }
+    /// The same connection, or the same descriptor: how to tell which of the objects passed to
+    /// wait() are ready.
     friend bool operator==(const Waitable& a, const Waitable& b) noexcept {
         return a.fd_ == b.fd_ && a.conn_ == b.conn_;
     }
@@ -221,8 +252,8 @@ private:
     int fd_ = -1;
 };
 
-// Python's multiprocessing.connection.wait(): blocks until at least one object is ready or the
-// timeout passes, and returns the ready ones (empty on timeout).
+/// Python's multiprocessing.connection.wait(): blocks until at least one object is ready or the
+/// timeout passes, and returns the ready ones (empty on timeout).
 MPROCESS_EXPORT std::vector<Waitable> wait(const std::vector<Waitable>& objects, Timeout timeout = Timeout::never());
 
 }  // namespace mprocess

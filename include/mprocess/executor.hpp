@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
-// ProcessPoolExecutor and Future, as concurrent.futures has them, over the same workers as Pool.
-//
-//     mp::ProcessPoolExecutor ex(4);
-//     mp::Future<int> f = ex.submit(square, 12);
-//     int v = f.result();
-//     for (int r : ex.map(square, std::vector<int>{1, 2, 3})) ...
-//
-// The executor keeps concurrent.futures' policy for a dead worker: the pool is broken, every
-// unfinished future fails with BrokenPool, and submit() throws it. (mp::Pool instead fails only
-// the dead worker's task and replaces the worker; see OnWorkerLost.) Leaving the scope waits for
-// the submitted tasks, as `with ProcessPoolExecutor() as ex:` does.
+/// @file
+/// ProcessPoolExecutor and Future, as concurrent.futures has them, over the same workers as Pool.
+///
+/// @code{.cpp}
+/// mp::ProcessPoolExecutor ex(4);
+/// mp::Future<int> f = ex.submit(square, 12);
+/// int v = f.result();
+/// for (int r : ex.map(square, std::vector<int>{1, 2, 3})) ...
+/// @endcode
+///
+/// The executor keeps concurrent.futures' policy for a dead worker: the pool is broken, every
+/// unfinished future fails with BrokenPool, and submit() throws it. (mp::Pool instead fails only
+/// the dead worker's task and replaces the worker; see OnWorkerLost.) Leaving the scope waits for
+/// the submitted tasks, as `with ProcessPoolExecutor() as ex:` does.
 #pragma once
 
 #include <exception>
@@ -26,34 +29,39 @@
 
 namespace mprocess {
 
+/// concurrent.futures.Future: the pending result of a task from ProcessPoolExecutor::submit().
+/// It is also an AsyncResult (get(), wait(), callback(), ...).
 template <class R>
 class Future : public AsyncResult<R> {
 public:
-    // The result; TimeoutError if it is not there in time, CancelledError if cancelled, and the
-    // task's own error (RemoteError, BrokenPool) otherwise.
+    /// The result; TimeoutError if it is not there in time, CancelledError if cancelled, and the
+    /// task's own error (RemoteError, BrokenPool) otherwise.
     R result(Timeout timeout = forever) const { return this->get(timeout); }
-    // The task's error, or nullptr if it succeeded; TimeoutError if it is not done in time.
+    /// The task's error, or nullptr if it succeeded; TimeoutError if it is not done in time.
     std::exception_ptr exception(Timeout timeout = forever) const {
         if (!detail::wait_task(*this->st_, timeout)) throw TimeoutError("the future is not done");
         return this->st_->error;
     }
+    /// True once the task has finished, failed or been cancelled.
     bool done() const { return this->ready(); }
+    /// True while a worker runs the task.
     bool running() const {
         std::lock_guard lock(this->st_->m);
         return this->st_->started && !this->st_->done;
     }
+    /// True if cancel() took the task back.
     bool cancelled() const {
         std::lock_guard lock(this->st_->m);
         return this->st_->cancelled;
     }
-    // Takes the task back if no worker has begun it: true then (or if it already was cancelled).
+    /// Takes the task back if no worker has begun it: true then (or if it already was cancelled).
     bool cancel() {
         if (cancelled()) return true;
         auto core = core_.lock();
         return core && core->cancel(this->st_);
     }
-    // fn(future) once it is done: at once if it is; otherwise in the pool's manager thread, one
-    // callback at a time.
+    /// fn(future) once it is done: at once if it is; otherwise in the pool's manager thread, one
+    /// callback at a time.
     void add_done_callback(std::function<void(const Future&)> fn) const {
         detail::when_done_user(this->st_, [self = *this, fn = std::move(fn)] { fn(self); });
     }
@@ -64,20 +72,24 @@ private:
     std::weak_ptr<detail::PoolCore> core_;
 };
 
+/// ProcessPoolExecutor's keyword arguments.
 struct ExecutorOptions {
-    std::optional<StartMethod> start_method{};  // default: get_start_method()
-    unsigned max_tasks_per_child = 0;  // 0: never replaced
-    Initializer initializer{};
+    std::optional<StartMethod> start_method{};  ///< default: get_start_method()
+    unsigned max_tasks_per_child = 0;           ///< a worker is replaced after this many tasks; 0: never replaced
+    Initializer initializer{};                  ///< Python's initializer and initargs (see Initializer)
 };
 
+/// concurrent.futures.ProcessPoolExecutor: submit() gives a Future; a dead worker breaks it (see
+/// executor.hpp).
 class ProcessPoolExecutor {
 public:
-    // max_workers defaults to cpu_count().
+    /// max_workers defaults to cpu_count(); 0 throws ValueError.
     explicit ProcessPoolExecutor(std::optional<unsigned> max_workers = std::nullopt, ExecutorOptions options = {})
         : pool_(max_workers, PoolOptions{.start_method = options.start_method,
                                          .maxtasksperchild = options.max_tasks_per_child,
                                          .initializer = std::move(options.initializer),
                                          .on_worker_lost = OnWorkerLost::break_pool}) {}
+    /// shutdown(true): waits for the submitted tasks, as leaving Python's `with` block does.
     ~ProcessPoolExecutor() {
         try {
             shutdown(true);
@@ -87,7 +99,8 @@ public:
     ProcessPoolExecutor(const ProcessPoolExecutor&) = delete;
     ProcessPoolExecutor& operator=(const ProcessPoolExecutor&) = delete;
 
-    // BrokenPool if a worker has died; Error after shutdown().
+    /// Runs f(args...) in a worker and returns its `Future<R>`. f is a plain function or a lambda
+    /// without captures. BrokenPool if a worker has died; Error after shutdown().
     template <class F, class... A>
     auto submit(F f, A&&... args) {
         check_open();
@@ -96,15 +109,16 @@ public:
         return Future<R>(std::move(r), pool_.core_);
     }
 
-    // Results in the order of the items, each as soon as it and those before it are ready.
+    /// Results in the order of the items, each as soon as it and those before it are ready: an
+    /// IMapIterator, as Pool::imap gives. Error after shutdown().
     template <class F, class T>
     auto map(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
         check_open();
         return pool_.imap(f, items, chunksize);
     }
 
-    // No more submits. wait: return once the submitted tasks are done and the workers are gone.
-    // cancel_futures: first cancel every task no worker has begun.
+    /// No more submits. wait: return once the submitted tasks are done and the workers are gone.
+    /// cancel_futures: first cancel every task no worker has begun.
     void shutdown(bool wait = true, bool cancel_futures = false) {
         {
             std::lock_guard lock(m_);

@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-// The lecture's map, filter and reduce, spread over a Pool's processes.
-//
-//     mp::Pool pool;
-//     auto f = mp::parallel_map(pool, to_fahrenheit, temps);        // [f(x) for x in temps]
-//     auto even = mp::parallel_filter(pool, is_even, numbers);      // [x for x in numbers if is_even(x)]
-//     long sum = mp::parallel_reduce(pool, add, numbers);           // functools.reduce(add, numbers)
-//
-// parallel_reduce combines neighbours in a tree: each worker folds a run of neighbouring items,
-// then the runs' results are folded in order. The order of the items is kept, so f needs to be
-// associative, f(f(a, b), c) == f(a, f(b, c)), not commutative. For an f that is not associative
-// (subtraction, say), pass {.associative = false}: the items are then folded from the left, one by
-// one, in this process, exactly as functools.reduce does.
+/// @file
+/// The lecture's map, filter and reduce, spread over a Pool's processes.
+///
+/// @code{.cpp}
+/// mp::Pool pool;
+/// auto f = mp::parallel_map(pool, to_fahrenheit, temps);        // [f(x) for x in temps]
+/// auto even = mp::parallel_filter(pool, is_even, numbers);      // [x for x in numbers if is_even(x)]
+/// long sum = mp::parallel_reduce(pool, add, numbers);           // functools.reduce(add, numbers)
+/// @endcode
+///
+/// parallel_reduce combines neighbours in a tree: each worker folds a run of neighbouring items,
+/// then the runs' results are folded in order. The order of the items is kept, so f needs to be
+/// associative, f(f(a, b), c) == f(a, f(b, c)), not commutative. For an f that is not associative
+/// (subtraction, say), pass {.associative = false}: the items are then folded from the left, one by
+/// one, in this process, exactly as functools.reduce does.
 #pragma once
 
 #include <algorithm>
@@ -23,14 +26,15 @@
 
 namespace mprocess {
 
-// Pool::map: the results in order, or nothing for an f that returns void.
+/// Pool::map: the results in order, or nothing for an f that returns void. A task's error is
+/// thrown here once every chunk is done, as by Pool::map.
 template <class F, class T>
 auto parallel_map(Pool& pool, F f, const std::vector<T>& items, std::size_t chunksize = 0,
                   const Progress& progress = {}) {
     return pool.map(f, items, chunksize, progress);
 }
 
-// The items for which pred is true, in their order. Only the verdicts travel back.
+/// The items for which pred is true, in their order. Only the verdicts travel back.
 template <class F, class T>
 std::vector<T> parallel_filter(Pool& pool, F pred, const std::vector<T>& items, std::size_t chunksize = 0) {
     const auto keep = pool.map(pred, items, chunksize);
@@ -40,12 +44,14 @@ std::vector<T> parallel_filter(Pool& pool, F pred, const std::vector<T>& items, 
     return out;
 }
 
+/// How parallel_reduce folds.
 struct ReduceOptions {
-    bool associative = true;    // false: fold sequentially here, as functools.reduce
-    std::size_t chunksize = 0;  // items per worker task; 0: ceil(n / (4 * workers))
+    bool associative = true;    ///< false: fold sequentially here, as functools.reduce
+    std::size_t chunksize = 0;  ///< items per worker task; 0: ceil(n / (4 * workers))
 };
 
-// functools.reduce(f, items): ValueError for no items.
+/// functools.reduce(f, items): ValueError for no items. f is a plain function or a lambda without
+/// captures taking two T and returning a T (a compile error says so otherwise).
 template <class F, class T>
 T parallel_reduce(Pool& pool, F f, std::vector<T> items, ReduceOptions options = {}) {
     using Fp = detail::function_pointer_t<F>;
@@ -70,7 +76,7 @@ T parallel_reduce(Pool& pool, F f, std::vector<T> items, ReduceOptions options =
     return detail::fold_left(Fp(f), std::move(items));
 }
 
-// functools.reduce(f, items, initial): initial for no items.
+/// functools.reduce(f, items, initial): initial for no items.
 template <class F, class T>
 T parallel_reduce(Pool& pool, F f, std::vector<T> items, T initial, ReduceOptions options = {}) {
     using Fp = detail::function_pointer_t<F>;

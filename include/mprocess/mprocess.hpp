@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// The whole library but mpi.hpp (which needs MPI):  #include <mprocess/mprocess.hpp>   namespace mp = mprocess;
+/// @file
+/// The whole library but mpi.hpp (which needs MPI):  `#include <mprocess/mprocess.hpp>`   `namespace mp = mprocess;`
 #pragma once
+
+/// @namespace mprocess
+/// Python's multiprocessing, with its subprocess module and concurrent.futures' process pool, in
+/// C++20. Programs name it as Python's `import multiprocessing as mp` does: `namespace mp = mprocess;`.
 
 #include "mprocess/connection.hpp"
 #include "mprocess/context.hpp"

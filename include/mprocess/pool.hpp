@@ -1,23 +1,27 @@
 // SPDX-License-Identifier: Apache-2.0
-// Pool: a fixed set of worker processes that run tasks, as multiprocessing.Pool.
-//
-//     int square(int x) { return x * x; }
-//     mp::Pool pool(3);
-//     std::vector<int> r = pool.map(square, std::vector<int>{31, 53, 79});   // {961, 2809, 6241}
-//     mp::AsyncResult<int> a = pool.apply_async(square, 12);
-//     int v = a.get();
-//
-// Targets are plain functions (or lambdas without captures), under every start method: a task
-// names its function as (object build-id, offset), as a spawned Process target does. Arguments and
-// results are any serializable types; the result type is deduced from the function.
-//
-// Each worker has its own pipe, and a manager thread in this process knows which task each worker
-// holds. So, unlike Python's Pool:
-//  - a task that throws makes get() throw RemoteError (the exception's type, message, and the
-//    worker's pid), and the pool goes on;
-//  - a worker that dies (SIGKILL, a segfault, the OOM killer) fails exactly the task it held, with
-//    WorkerLost (its pid and signal), and is replaced; the other tasks complete.
-// Leaving the scope terminates the workers, like Python's `with Pool() as p:`.
+/// @file
+/// Pool: a fixed set of worker processes that run tasks, as multiprocessing.Pool.
+///
+/// @code{.cpp}
+/// int square(int x) { return x * x; }
+/// mp::Pool pool(3);
+/// std::vector<int> r = pool.map(square, std::vector<int>{31, 53, 79});   // {961, 2809, 6241}
+/// mp::AsyncResult<int> a = pool.apply_async(square, 12);
+/// int v = a.get();
+/// @endcode
+///
+/// Targets are plain functions (or lambdas without captures), under every start method: a task
+/// names its function as (object build-id, offset), as a spawned Process target does. Arguments and
+/// results are any serializable types; the result type is deduced from the function.
+///
+/// Each worker has its own pipe, and a manager thread in this process knows which task each worker
+/// holds. So, unlike Python's Pool:
+///  - a task that throws makes get() throw RemoteError (the exception's type, message, and the
+///    worker's pid), and the pool goes on;
+///  - a worker that dies (SIGKILL, a segfault, the OOM killer) fails exactly the task it held, with
+///    WorkerLost (its pid and signal), and is replaced; the other tasks complete.
+///
+/// Leaving the scope terminates the workers, like Python's `with Pool() as p:`.
 #pragma once
 
 #include "mprocess/export.hpp"
@@ -56,19 +60,24 @@ struct PoolAccess;
 }  // namespace detail
 
 
-// What the pool does when a worker dies while it holds a task. Either way that task fails at once.
+/// What the pool does when a worker dies while it holds a task. Either way that task fails at once.
 enum class OnWorkerLost {
-    replace,     // the task fails with WorkerLost, and a new worker takes the dead one's place
-    break_pool,  // every unfinished task fails with BrokenPool, and the pool stops
+    replace,     ///< the task fails with WorkerLost, and a new worker takes the dead one's place
+    break_pool,  ///< every unfinished task fails with BrokenPool, and the pool stops
 };
 
-// Python's initializer and initargs: a function each worker calls once, before its first task.
-//     mp::Pool pool(4, {.initializer = mp::Initializer(open_db, std::string("/tmp/x.db"))});
-// If it throws in any worker, the pool is broken (BrokenPool) rather than restarting workers that
-// fail again forever, as Python's Pool does.
+/// Python's initializer and initargs: a function each worker calls once, before its first task.
+/// @code{.cpp}
+/// mp::Pool pool(4, {.initializer = mp::Initializer(open_db, std::string("/tmp/x.db"))});
+/// @endcode
+/// If it throws in any worker, the pool is broken (BrokenPool) rather than restarting workers that
+/// fail again forever, as Python's Pool does.
 class Initializer {
 public:
+    /// None: the workers start with their first task.
     Initializer() = default;
+    /// f(args...), f a plain function or a lambda without captures (a compile error otherwise), the
+    /// arguments serializable: they travel to each worker under every start method.
     template <class F, class... A>
     explicit Initializer(F f, A&&... args) {
         using Fp = detail::function_pointer_t<F>;
@@ -80,6 +89,7 @@ public:
         fn_ = reinterpret_cast<void*>(fp);
         args_ = encode(std::tuple<std::decay_t<A>...>(std::forward<A>(args)...));
     }
+    /// True if there is a function to call.
     explicit operator bool() const noexcept { return invoker_ != nullptr; }
 
 private:
@@ -96,15 +106,16 @@ struct InitializerAccess {
 };
 }  // namespace detail
 
+/// Pool's keyword arguments.
 struct PoolOptions {
-    std::optional<StartMethod> start_method{};  // default: get_start_method()
-    unsigned maxtasksperchild = 0;  // a worker is replaced after this many tasks; 0: never
-    Initializer initializer{};
-    OnWorkerLost on_worker_lost = OnWorkerLost::replace;
+    std::optional<StartMethod> start_method{};            ///< default: get_start_method()
+    unsigned maxtasksperchild = 0;                        ///< a worker is replaced after this many tasks; 0: never
+    Initializer initializer{};                            ///< Python's initializer and initargs
+    OnWorkerLost on_worker_lost = OnWorkerLost::replace;  ///< fail the lost task only, or break the pool
 };
 
-// Told how far a long map has come: items done out of the total. It runs in the thread that
-// called map(), between its waits (progress.hpp has a ready-made progress line).
+/// Told how far a long map has come: items done out of the total. It runs in the thread that
+/// called map(), between its waits (progress.hpp has a ready-made progress line).
 using Progress = std::function<void(std::size_t done, std::size_t total)>;
 
 namespace detail {
@@ -126,34 +137,42 @@ struct result_callback<void> {
 
 }  // namespace detail
 
+/// The pending result of a task (Python's AsyncResult), from Pool::apply_async, map_async and
+/// starmap_async. Copies share the result; get() may be called again and gives the same.
 template <class R>
 class AsyncResult {
 public:
+    /// What callback() takes: `void(const R&)`, or `void()` for a task that returns void.
     using Callback = typename detail::result_callback<R>::type;
+    /// What error_callback() takes: the task's error.
     using ErrorCallback = std::function<void(const std::exception&)>;
 
-    // Waits up to the timeout (TimeoutError), then returns the result or throws the task's error.
+    /// Waits up to the timeout (TimeoutError), then returns the result or throws the task's error
+    /// (RemoteError, WorkerLost, BrokenPool, ...).
     R get(Timeout timeout = forever) const {
         if (!detail::wait_task(*st_, timeout)) throw TimeoutError("the task's result is not ready");
         if (st_->error) std::rethrow_exception(st_->error);  // a done task's state no longer changes
         return detail::task_value<R>(*st_);
     }
+    /// Waits until the task is done or the timeout passes; throws nothing.
     void wait(Timeout timeout = forever) const { detail::wait_task(*st_, timeout); }
+    /// True once the task has succeeded or failed.
     bool ready() const {
         std::lock_guard lock(st_->m);
         return st_->done;
     }
-    // ValueError if not ready, as Python.
+    /// True if the task succeeded; ValueError if not ready, as Python.
     bool successful() const {
         std::lock_guard lock(st_->m);
         if (!st_->done) throw ValueError("the task is not ready");
         return !st_->error;
     }
 
-    // Python's callback= and error_callback=: called once the task has succeeded, or failed (with
-    // RemoteError, WorkerLost, ...). They run in the pool's manager thread, one at a time, as
-    // Python runs them in its result thread, so keep them short (get() may return before its
-    // callback has run); or at once, here, if the task is already done.
+    /// Python's callback= and error_callback=: called once the task has succeeded, or failed (with
+    /// RemoteError, WorkerLost, ...). They run in the pool's manager thread, one at a time, as
+    /// Python runs them in its result thread, so keep them short (get() may return before its
+    /// callback has run); or at once, here, if the task is already done. Returns this result, so
+    /// that `pool.apply_async(f, x).callback(cb).error_callback(ecb)` reads as Python's call.
     const AsyncResult& callback(Callback f) const {
         detail::when_done_user(st_, [st = st_, f = std::move(f)] {
             if (st->error) return;
@@ -164,6 +183,7 @@ public:
         });
         return *this;
     }
+    /// f(error) if the task fails, as callback() says.
     const AsyncResult& error_callback(ErrorCallback f) const {
         detail::when_done_user(st_, [st = st_, f = std::move(f)] {
             if (!st->error) return;
@@ -177,8 +197,10 @@ public:
     }
 
 protected:
+    /// @cond INTERNAL
     explicit AsyncResult(std::shared_ptr<detail::TaskState> st) : st_(std::move(st)) {}
     std::shared_ptr<detail::TaskState> st_;
+    /// @endcond
 
 private:
     friend class Pool;
@@ -186,15 +208,18 @@ private:
     friend class IMapIterator;
 };
 
-// What imap() and imap_unordered() return: the results one by one, in order or as they come.
-// next(timeout) gives the next one (TimeoutError if it is not there in time; a task's error is
-// thrown when its result's turn comes) and std::nullopt after the last; it is also a range.
-// For a function that returns void, each item done gives std::monostate (Python's None).
+/// What imap() and imap_unordered() return: the results one by one, in order or as they come.
+/// next(timeout) gives the next one (TimeoutError if it is not there in time; a task's error is
+/// thrown when its result's turn comes) and std::nullopt after the last; it is also a range.
+/// For a function that returns void, each item done gives std::monostate (Python's None).
 template <class R>
 class IMapIterator {
 public:
+    /// A result: R, or std::monostate for a function that returns void.
     using value_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
 
+    /// The next result, or std::nullopt after the last; TimeoutError if it is not there in time
+    /// (ask again: nothing is lost), a task's error when its result's turn comes.
     std::optional<value_type> next(Timeout timeout = forever) {
         while (pos_ == buf_.size()) {
             if (!fill(timeout)) return std::nullopt;
@@ -202,26 +227,36 @@ public:
         return std::move(buf_[pos_++]);
     }
 
+    /// An input iterator over the results, for range-for: each step is a next() without a
+    /// timeout, and throws what next() throws.
     class iterator {
     public:
-        using value_type = IMapIterator::value_type;
-        using difference_type = std::ptrdiff_t;
+        using value_type = IMapIterator::value_type;  ///< a result
+        using difference_type = std::ptrdiff_t;       ///< as input iterators have
+        /// The end.
         iterator() = default;
+        /// At the first result of `it` (waiting for it).
         explicit iterator(IMapIterator* it) : it_(it) { ++*this; }
+        /// The current result.
         const value_type& operator*() const { return *cur_; }
+        /// Waits for the next result; the end after the last.
         iterator& operator++() {
             cur_ = it_->next();
             if (!cur_) it_ = nullptr;
             return *this;
         }
+        /// As ++it (an input iterator has no old value to give).
         void operator++(int) { ++*this; }
+        /// Equal at the end, or on the same IMapIterator.
         friend bool operator==(const iterator& a, const iterator& b) { return a.it_ == b.it_; }
 
     private:
         IMapIterator* it_ = nullptr;
         std::optional<value_type> cur_;
     };
+    /// Iteration from the next result (it waits for it).
     iterator begin() { return iterator(this); }
+    /// After the last result.
     iterator end() { return iterator(); }
 
 private:
@@ -298,14 +333,19 @@ private:
     std::size_t pos_ = 0;
 };
 
+/// multiprocessing.Pool: worker processes that run tasks (see pool.hpp).
 class MPROCESS_EXPORT Pool {
 public:
-    // Python's Pool(processes=None): cpu_count() workers by default; Pool(0) throws ValueError.
+    /// Python's Pool(processes=None): cpu_count() workers by default; Pool(0) throws ValueError.
     explicit Pool(std::optional<unsigned> processes = std::nullopt, PoolOptions options = {});
+    /// Terminates the workers, as leaving Python's `with Pool() as p:` does; unfinished tasks fail.
     virtual ~Pool() { core_->terminate(); }
-    Pool(const Pool&) = delete;
-    Pool& operator=(const Pool&) = delete;
+    Pool(const Pool&) = delete;             ///< the pool owns its workers
+    Pool& operator=(const Pool&) = delete;  ///< the pool owns its workers
 
+    /// Python's apply_async(f, args): runs f(args...) in a worker and returns its
+    /// `AsyncResult<R>`. f is a plain function or a lambda without captures, the arguments and
+    /// the result serializable (compile errors say so). ValueError once the pool is closed.
     template <class F, class... A>
     auto apply_async(F f, A&&... args) {
         using Fp = target_t<F>;
@@ -319,16 +359,17 @@ public:
         return AsyncResult<R>(core_->submit(std::move(msg)));
     }
 
+    /// Python's apply(f, args): apply_async(f, args...).get(), so it throws what get() throws.
     template <class F, class... A>
     auto apply(F f, A&&... args) {
         return apply_async(f, std::forward<A>(args)...).get();
     }
 
-    // Python's map(func, iterable, chunksize): results in order; chunksize 0 means
-    // ceil(n / (4 * workers)), as Python. A progress function hears how many items are done.
-    // It returns once every chunk is done, even when one has failed (then it throws the first
-    // error to arrive), as Python's: the pool is not left busy with the rest of the map. A
-    // function that returns void gives a map that returns void.
+    /// Python's map(func, iterable, chunksize): results in order; chunksize 0 means
+    /// ceil(n / (4 * workers)), as Python. A progress function hears how many items are done.
+    /// It returns once every chunk is done, even when one has failed (then it throws the first
+    /// error to arrive), as Python's: the pool is not left busy with the rest of the map. A
+    /// function that returns void gives a map that returns void.
     template <class F, class T>
     auto map(F f, const std::vector<T>& items, std::size_t chunksize = 0, const Progress& progress = {}) {
         using Fp = target_t<F>;
@@ -336,8 +377,8 @@ public:
         const std::size_t cs = default_chunksize(items.size(), chunksize);
         return gather(chunks<R, Fp, T, false>(f, items, cs), items.size(), cs, progress);
     }
-    // Python's map_async: one AsyncResult for the whole list (AsyncResult<void> for a function
-    // that returns void), ready once every chunk is.
+    /// Python's map_async: one AsyncResult for the whole list (`AsyncResult<void>` for a function
+    /// that returns void), ready once every chunk is.
     template <class F, class T>
     auto map_async(F f, const std::vector<T>& items, std::size_t chunksize = 0) {
         using Fp = target_t<F>;
@@ -345,7 +386,8 @@ public:
         return joined(chunks<R, Fp, T, false>(f, items, default_chunksize(items.size(), chunksize)));
     }
 
-    // Python's starmap(func, iterable_of_tuples, chunksize): f(args...) for each tuple.
+    /// Python's starmap(func, iterable_of_tuples, chunksize): f(args...) for each tuple. Otherwise
+    /// as map().
     template <class F, class... T>
     auto starmap(F f, const std::vector<std::tuple<T...>>& items, std::size_t chunksize = 0,
                  const Progress& progress = {}) {
@@ -354,6 +396,7 @@ public:
         const std::size_t cs = default_chunksize(items.size(), chunksize);
         return gather(chunks<R, Fp, std::tuple<T...>, true>(f, items, cs), items.size(), cs, progress);
     }
+    /// Python's starmap_async: starmap() as map_async() is map().
     template <class F, class... T>
     auto starmap_async(F f, const std::vector<std::tuple<T...>>& items, std::size_t chunksize = 0) {
         using Fp = target_t<F>;
@@ -361,30 +404,35 @@ public:
         return joined(chunks<R, Fp, std::tuple<T...>, true>(f, items, default_chunksize(items.size(), chunksize)));
     }
 
-    // Python's imap(func, iterable, chunksize=1): results in order, each as soon as it and those
-    // before it are ready.
+    /// Python's imap(func, iterable, chunksize=1): results in order, each as soon as it and those
+    /// before it are ready. ValueError for a chunksize of 0.
     template <class F, class T>
     auto imap(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
         return make_imap(f, items, chunksize, true);
     }
-    // Python's imap_unordered: results as they are ready.
+    /// Python's imap_unordered: results as they are ready.
     template <class F, class T>
     auto imap_unordered(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
         return make_imap(f, items, chunksize, false);
     }
 
-    // No more tasks; join() then waits for the workers to finish the queued ones and exit.
+    /// No more tasks; join() then waits for the workers to finish the queued ones and exit.
     void close() { core_->close(); }
-    // Stops the workers now; unfinished tasks fail with ValueError.
+    /// Stops the workers now; unfinished tasks fail with ValueError.
     void terminate() { core_->terminate(); }
+    /// Waits for the workers to exit, after close() or terminate() (ValueError before either, as
+    /// Python's).
     void join() { core_->join(); }
-    // Not in Python's API: the workers' pids now, and how many there are.
+    /// Not in Python's API: the workers' pids now.
     std::vector<pid_t> pids() const { return core_->pids(); }
+    /// Not in Python's API: how many workers there are.
     unsigned processes() const noexcept { return processes_; }
 
 protected:
+    /// @cond INTERNAL
     // A Pool over other workers (mpi::Pool): the same calls, carried by another core.
     Pool(std::shared_ptr<detail::PoolCore> core, unsigned processes) : core_(std::move(core)), processes_(processes) {}
+    /// @endcond
 
 private:
     friend class ProcessPoolExecutor;

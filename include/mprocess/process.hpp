@@ -1,39 +1,42 @@
 // SPDX-License-Identifier: Apache-2.0
-// Process: run a callable in a child process, as Python's multiprocessing.Process.
-//
-//     void f(std::string name) { std::cout << "hello " << name << "\n"; }
-//     mp::Process p(f, std::string("bob"));      // or mp::Process p(f, {.name = "worker"}, "bob");
-//     p.start();
-//     p.join();
-//
-// Start methods (context.hpp). Under fork, the default, the child is a copy of the parent, so
-// any callable works, lambdas with captures included, and arguments need no serialization. Under
-// spawn and forkserver the child is a fresh run of this program: the target must be a plain
-// function or a lambda without captures, and every argument serializable or a handle (Connection,
-// queue, lock, shared value, SharedMemory), or made of those; start() throws ProcessError naming
-// what cannot travel.
-//
-// Fork safety. fork() copies only the calling thread. A lock that another thread of the parent
-// held at that moment (inside malloc, stdio, a logger, ...) stays locked forever in the child, and
-// the child may deadlock on its first use. So: start processes before starting threads, keep the
-// child to async-signal-safe work, or use spawn or forkserver. mprocess's own threads are the
-// manager thread of each Pool, ProcessPoolExecutor and mpi::Pool (a Pool's forks replacement
-// workers under fork: safe with glibc's malloc, see docs/python-to-cpp.md), and a manager server's
-// threads while it serves in this process (serve_forever, ManagerServer). The state mprocess keeps
-// per process (the child registry, a manager's connections) is rebuilt fresh in every child, so
-// it is safe across fork.
-// Output buffered in stdio or iostreams is flushed before every fork so it is not printed twice.
-//
-// Lifetime. No zombie is ever left: every child is reaped by join(), is_alive(), exitcode(), the
-// next start(), active_children(), or at exit. When the main program exits normally, daemonic
-// children are terminated and the others joined, as in Python. A Process destroyed while its
-// child runs leaves the child tracked, not orphaned. With {.die_with_parent = true} the kernel
-// kills the child (SIGKILL) if the parent dies, even by SIGKILL (note: Linux ties this to the
-// thread that called start(), so start such children from a thread that outlives them).
-//
-// Exit codes, as Python: 0 when the target returns; 1 when it throws (the exception's type and
-// what() go to stderr, like Python's traceback); n after mprocess::exit(n); -N when killed by
-// signal N; empty while running.
+/// @file
+/// Process: run a callable in a child process, as Python's multiprocessing.Process.
+///
+/// @code{.cpp}
+/// void f(std::string name) { std::cout << "hello " << name << "\n"; }
+/// mp::Process p(f, std::string("bob"));      // or mp::Process p(f, {.name = "worker"}, "bob");
+/// p.start();
+/// p.join();
+/// @endcode
+///
+/// Start methods (context.hpp). Under fork, the default, the child is a copy of the parent, so
+/// any callable works, lambdas with captures included, and arguments need no serialization. Under
+/// spawn and forkserver the child is a fresh run of this program: the target must be a plain
+/// function or a lambda without captures, and every argument serializable or a handle (Connection,
+/// queue, lock, shared value, SharedMemory), or made of those; start() throws ProcessError naming
+/// what cannot travel.
+///
+/// Fork safety. fork() copies only the calling thread. A lock that another thread of the parent
+/// held at that moment (inside malloc, stdio, a logger, ...) stays locked forever in the child, and
+/// the child may deadlock on its first use. So: start processes before starting threads, keep the
+/// child to async-signal-safe work, or use spawn or forkserver. mprocess's own threads are the
+/// manager thread of each Pool, ProcessPoolExecutor and mpi::Pool (a Pool's forks replacement
+/// workers under fork: safe with glibc's malloc, see docs/python-to-cpp.md), and a manager server's
+/// threads while it serves in this process (serve_forever, ManagerServer). The state mprocess keeps
+/// per process (the child registry, a manager's connections) is rebuilt fresh in every child, so
+/// it is safe across fork.
+/// Output buffered in stdio or iostreams is flushed before every fork so it is not printed twice.
+///
+/// Lifetime. No zombie is ever left: every child is reaped by join(), is_alive(), exitcode(), the
+/// next start(), active_children(), or at exit. When the main program exits normally, daemonic
+/// children are terminated and the others joined, as in Python. A Process destroyed while its
+/// child runs leaves the child tracked, not orphaned. With {.die_with_parent = true} the kernel
+/// kills the child (SIGKILL) if the parent dies, even by SIGKILL (note: Linux ties this to the
+/// thread that called start(), so start such children from a thread that outlives them).
+///
+/// Exit codes, as Python: 0 when the target returns; 1 when it throws (the exception's type and
+/// what() go to stderr, like Python's traceback); n after mprocess::exit(n); -N when killed by
+/// signal N; empty while running.
 #pragma once
 
 #include "mprocess/export.hpp"
@@ -57,26 +60,32 @@
 
 namespace mprocess {
 
-// Python's keyword arguments of Process(...).
+/// Python's keyword arguments of Process(...).
 struct ProcessOptions {
-    std::string name{};            // default "<Class>-N" (Process-1, Process-2, ... ; Process-1:1 in a child)
-    std::optional<bool> daemon{};  // default: the creating process's daemon flag (false in the main process)
-    bool die_with_parent = false;  // kill the child if this process dies (fork and spawn; forkserver refuses it)
-    std::optional<StartMethod> start_method{};  // default: get_start_method()
+    std::string name{};            ///< default `"<Class>-N"` (Process-1, Process-2, ... ; Process-1:1 in a child)
+    std::optional<bool> daemon{};  ///< default: the creating process's daemon flag (false in the main process)
+    bool die_with_parent = false;  ///< kill the child if this process dies (fork and spawn; forkserver refuses it)
+    std::optional<StartMethod> start_method{};  ///< default: get_start_method()
 };
 
-// A description of a process that is not a child of ours: current_process(), parent_process().
+/// A description of a process that is not a child of ours: current_process(), parent_process().
 class MPROCESS_EXPORT ProcessInfo {
 public:
+    /// A description as current_process() and parent_process() make one.
     ProcessInfo(std::string name, pid_t pid, bool daemon, std::string authkey = {})
         : name_(std::move(name)), pid_(pid), daemon_(daemon), authkey_(std::move(authkey)) {}
+    /// The process's name ("MainProcess" in the main process).
     const std::string& name() const noexcept { return name_; }
+    /// The process's pid.
     pid_t pid() const noexcept { return pid_; }
+    /// Whether it is daemonic (terminated when its parent exits).
     bool daemon() const noexcept { return daemon_; }
+    /// Whether the process still runs, asked of the kernel (through a pidfd, so a reused pid is
+    /// not mistaken for it once it has been reaped).
     bool is_alive() const;
-    // Python's authkey, known for current_process() only (empty otherwise): 32 random bytes made
-    // in the main process and inherited by every child, under each start method: a secret a
-    // program's processes share (for a Listener of their own, say).
+    /// Python's authkey, known for current_process() only (empty otherwise): 32 random bytes made
+    /// in the main process and inherited by every child, under each start method: a secret a
+    /// program's processes share (for a Listener of their own, say).
     const std::string& authkey() const noexcept { return authkey_; }
 
 private:
@@ -180,15 +189,18 @@ using bound_target_t =
                               typename stored_args<std::decay_t<F>, function_pointer_t<F>, A...>::type>::type;
 }  // namespace detail
 
+/// multiprocessing.Process: a callable run in a child process (see process.hpp).
+/// Derive from it and override run() for Python's `class C(mp.Process)`.
 class MPROCESS_EXPORT Process {
 public:
-    // Runs target(args...) in the child. Arguments are copied (or moved) into the Process.
+    /// Runs target(args...) in the child. Arguments are copied (or moved) into the Process.
     template <class F, class... Args>
     requires std::invocable < std::decay_t<F>
     &, std::decay_t<Args>&... > explicit Process(F&& target, Args&&... args) : Process(ProcessOptions{}) {
         set_target(std::forward<F>(target), std::forward<Args>(args)...);
     }
 
+    /// Runs target(args...) in the child, with Python's keyword arguments.
     template <class F, class... Args>
     requires std::invocable < std::decay_t<F>
     &, std::decay_t<Args>&... > Process(F&& target, ProcessOptions options, Args&&... args)
@@ -196,35 +208,52 @@ public:
         set_target(std::forward<F>(target), std::forward<Args>(args)...);
     }
 
-    // For classes derived from Process that override run().
+    /// For classes derived from Process that override run().
     explicit Process(ProcessOptions options = {});
 
+    /// Takes over the child; the moved-from Process is closed (its calls throw ValueError).
     Process(Process&&) noexcept;
+    /// Takes over the other's child; this one's child, if running, stays tracked (see process.hpp).
     Process& operator=(Process&&) noexcept;
-    Process(const Process&) = delete;
-    Process& operator=(const Process&) = delete;
+    Process(const Process&) = delete;             ///< one owner of a child
+    Process& operator=(const Process&) = delete;  ///< one owner of a child
+    /// Leaves a running child tracked, not orphaned: it is reaped later (see process.hpp).
     virtual ~Process();
 
-    // What the child executes. The default calls the target with its arguments.
+    /// What the child executes. The default calls the target with its arguments.
     virtual void run();
 
+    /// Starts the child, once (ProcessError again, or from a daemonic process, or when the target
+    /// or an argument cannot travel under spawn or forkserver; OSError if the system refuses).
     void start();
+    /// Waits until the child has ended. ProcessError before start().
     void join();
-    // Waits at most `timeout`; true if the child has ended.
+    /// Waits at most `timeout`; true if the child has ended.
     bool join(Timeout timeout);
+    /// True from start() until the child ends (reaping it then).
     bool is_alive();
-    void terminate();  // SIGTERM
-    void kill();       // SIGKILL
-    // Releases the resources held for the child; it must have ended. Later calls throw ValueError.
+    /// Sends SIGTERM; nothing once the child has ended.
+    void terminate();
+    /// Sends SIGKILL; nothing once the child has ended.
+    void kill();
+    /// Releases the resources held for the child; it must have ended. Later calls throw ValueError.
     void close();
 
+    /// 0 when the target returned, 1 when it threw, n after mprocess::exit(n), -N after signal N;
+    /// empty before start() and while the child runs.
     std::optional<int> exitcode();
-    pid_t pid() const;  // 0 before start()
+    /// The child's pid; 0 before start().
+    pid_t pid() const;
+    /// Python's name: the given one, or `"<Class>-N"`.
     const std::string& name() const;
+    /// Renames it, here; a child that runs already keeps the name it started with.
     void set_name(std::string name);
+    /// Whether the child is daemonic: terminated, not joined, when the main program exits, and
+    /// not allowed children of its own.
     bool daemon() const;
-    void set_daemon(bool daemon);  // only before start()
-    // A descriptor that becomes readable when the child ends (for mprocess::wait()).
+    /// Sets the daemon flag; ProcessError after start().
+    void set_daemon(bool daemon);
+    /// A descriptor that becomes readable when the child ends (for mprocess::wait()).
     int sentinel() const;
 
 private:
@@ -245,28 +274,31 @@ private:
     std::unique_ptr<detail::Target> target_;
 };
 
+/// This process: its name, pid, daemon flag and authkey.
 MPROCESS_EXPORT ProcessInfo current_process();
-// Python's `current_process().authkey = key`: this process's key from now on, and its future
-// children's. An empty key is refused (ValueError).
+/// Python's `current_process().authkey = key`: this process's key from now on, and its future
+/// children's. An empty key is refused (ValueError).
 MPROCESS_EXPORT void set_authkey(std::string key);
 
-// The keys this process knows for the servers it talks to (managers, by address), inherited by
-// every child under each start method, as the process's own authkey is. A BaseManager given a
-// key remembers it here when it starts or connects, so a proxy, which never carries its key,
-// works in any process that knows it. There is no fallback: a proxy for an address whose key is
-// unknown here fails with AuthenticationError when used (its key would otherwise be tried on
-// whatever listens there, which could pass a challenge on to the real server).
+/// The keys this process knows for the servers it talks to (managers, by address), inherited by
+/// every child under each start method, as the process's own authkey is. A BaseManager given a
+/// key remembers it here when it starts or connects, so a proxy, which never carries its key,
+/// works in any process that knows it. There is no fallback: a proxy for an address whose key is
+/// unknown here fails with AuthenticationError when used (its key would otherwise be tried on
+/// whatever listens there, which could pass a challenge on to the real server).
 MPROCESS_EXPORT void remember_authkey(const std::string& address, const std::string& key);
+/// The key remembered for `address`, or nullopt if this process knows none (see
+/// remember_authkey()).
 MPROCESS_EXPORT std::optional<std::string> authkey_for(const std::string& address);
-// The process that started this one; empty in the main process.
+/// The process that started this one; empty in the main process.
 MPROCESS_EXPORT std::optional<ProcessInfo> parent_process();
-// The children of this process that are still running (finished ones are reaped on the way).
+/// The children of this process that are still running (finished ones are reaped on the way).
 MPROCESS_EXPORT std::vector<Process> active_children();
-// Number of CPUs in the system, as Python's cpu_count().
+/// Number of CPUs in the system, as Python's cpu_count().
 MPROCESS_EXPORT int cpu_count();
 
-// Ends the current process with `code`: inside a child started by mprocess it unwinds the stack
-// (throws SystemExit) and the child exits with `code`; in the main process it calls std::exit.
+/// Ends the current process with `code`: inside a child started by mprocess it unwinds the stack
+/// (throws SystemExit) and the child exits with `code`; in the main process it calls std::exit.
 [[noreturn]] void exit(int code);
 
 }  // namespace mprocess

@@ -1,34 +1,38 @@
 // SPDX-License-Identifier: Apache-2.0
-// Queue, JoinableQueue and SimpleQueue: typed message queues between processes, as
-// multiprocessing.Queue and friends.
-//
-//     mp::Queue<std::vector<int>> q;
-//     mp::Process p([](mp::Queue<std::vector<int>> q) { q.put({1, 2, 3}); }, q);
-//     p.start();
-//     auto v = q.get();                       // {1, 2, 3}
-//
-// Transport. A queue is one piece of anonymous shared memory: a small ring for the usual traffic,
-// a larger one for medium items, and a large, sparse overflow area for a backlog or a large item
-// (pages are touched only when used). Each item is one record, published by a single store, so
-// put() returns only once the item is in the queue, and there is no feeder thread. Waiting spins
-// for a few microseconds, then sleeps on a futex. See docs/architecture.md.
-//
-// Semantics, as Python's: FIFO per producer, any number of producers and consumers in any
-// processes, put/get with block and timeout, Empty and Full, maxsize in items, qsize/empty/full,
-// close() for this process, JoinableQueue's task_done()/join().
-// Better than Python's:
-//  - put() never hands the item to a background thread: an error (an item too large) comes from
-//    put() itself, a process may exit right after put() and lose nothing, and empty()/qsize()
-//    count the item as soon as put() returns;
-//  - an unbounded queue's put() never waits for a consumer, short of a backlog that fills the
-//    overflow (32 GiB of address space where the system allows); the memory a backlog took is
-//    given back to the system as consumers drain it;
-//  - typed: a Queue<T> carries T only, checked when the queue reaches another program image;
-//  - a process killed inside put() or get() does not wedge the queue: its lock is taken over.
-//    A put() killed before it returned may or may not have delivered its item; a get() killed
-//    before it returned leaves the item in the queue for the next consumer, unless the consumer
-//    was killed after taking the item and before get() returned, in which case that one item is
-//    lost. Nothing else is lost or duplicated.
+/// @file
+/// Queue, JoinableQueue and SimpleQueue: typed message queues between processes, as
+/// multiprocessing.Queue and friends.
+///
+/// @code{.cpp}
+/// mp::Queue<std::vector<int>> q;
+/// mp::Process p([](mp::Queue<std::vector<int>> q) { q.put({1, 2, 3}); }, q);
+/// p.start();
+/// auto v = q.get();                       // {1, 2, 3}
+/// @endcode
+///
+/// Transport. A queue is one piece of anonymous shared memory: a small ring for the usual traffic,
+/// a larger one for medium items, and a large, sparse overflow area for a backlog or a large item
+/// (pages are touched only when used). Each item is one record, published by a single store, so
+/// put() returns only once the item is in the queue, and there is no feeder thread. Waiting spins
+/// for a few microseconds, then sleeps on a futex. See docs/architecture.md.
+///
+/// Semantics, as Python's: FIFO per producer, any number of producers and consumers in any
+/// processes, put/get with block and timeout, Empty and Full, maxsize in items, qsize/empty/full,
+/// close() for this process, JoinableQueue's task_done()/join().
+///
+/// Better than Python's:
+///  - put() never hands the item to a background thread: an error (an item too large) comes from
+///    put() itself, a process may exit right after put() and lose nothing, and empty()/qsize()
+///    count the item as soon as put() returns;
+///  - an unbounded queue's put() never waits for a consumer, short of a backlog that fills the
+///    overflow (32 GiB of address space where the system allows); the memory a backlog took is
+///    given back to the system as consumers drain it;
+///  - typed: a Queue<T> carries T only, checked when the queue reaches another program image;
+///  - a process killed inside put() or get() does not wedge the queue: its lock is taken over.
+///    A put() killed before it returned may or may not have delivered its item; a get() killed
+///    before it returned leaves the item in the queue for the next consumer, unless the consumer
+///    was killed after taking the item and before get() returned, in which case that one item is
+///    lost. Nothing else is lost or duplicated.
 #pragma once
 
 #include "mprocess/export.hpp"
@@ -53,9 +57,10 @@
 namespace mprocess {
 
 
+/// The options of Queue and JoinableQueue.
 struct QueueOptions {
-    std::size_t maxsize = 0;              // items; 0 = unbounded
-    std::size_t ring_bytes = 256 * 1024;  // the ring for the usual traffic; a backlog overflows it
+    std::size_t maxsize = 0;              ///< items; 0 = unbounded
+    std::size_t ring_bytes = 256 * 1024;  ///< the ring for the usual traffic; a backlog overflows it
 };
 
 namespace detail {
@@ -241,55 +246,74 @@ struct QueueSpawnArg {
 
 }  // namespace detail
 
-// Python's multiprocessing.Queue. A handle: copies are the same queue; pass it to a child as a
-// Process argument (under every start method).
+/// Python's multiprocessing.Queue. A handle: copies are the same queue; pass it to a child as a
+/// Process argument (under every start method).
+///
+/// Besides its own calls it has those every queue shares: qsize() (the items in it now), empty(),
+/// close() (this process uses it no more: later calls here throw ValueError) and closed().
 template <class T>
 class Queue : public detail::TypedQueue<T> {
     using Base = detail::TypedQueue<T>;
 
 public:
+    /// Python's Queue(maxsize=0): items it holds at most; 0 = unbounded.
     explicit Queue(std::size_t maxsize = 0) : Queue(QueueOptions{.maxsize = maxsize}) {}
+    /// A queue with these options.
     explicit Queue(const QueueOptions& options) : Base(options, false) {}
 
-    // Waits while a bounded queue is full (up to `timeout`), then Full; block = false: Full at once.
+    /// Waits while a bounded queue is full (up to `timeout`), then Full; block = false: Full at once.
+    /// The item is in the queue when put() returns. ValueError for an item larger than the queue
+    /// can hold, or once closed.
     void put(const T& obj, bool block = true, Timeout timeout = forever) { this->do_put(obj, block, timeout); }
+    /// put(obj, false).
     void put_nowait(const T& obj) { this->do_put(obj, false, forever); }
-    // Waits for an item (up to `timeout`), then Empty; block = false: Empty at once.
+    /// Waits for an item (up to `timeout`), then Empty; block = false: Empty at once.
     T get(bool block = true, Timeout timeout = forever) { return this->do_get(block, timeout); }
+    /// get(false).
     T get_nowait() { return this->do_get(false, forever); }
 
-    // q.get(0.5) would silently mean block = true: spell it q.get(true, 0.5).
+    /// q.get(0.5) would silently mean block = true: spell it q.get(true, 0.5).
     template <class B>
     requires(!std::same_as<B, bool>) T get(B)
     = delete;
+    /// q.put(x, 0.5) would silently mean block = true: spell it q.put(x, true, 0.5).
     template <class B>
     requires(!std::same_as<B, bool>) void put(const T&, B) = delete;
 
+    /// The bound given at construction; 0 = unbounded.
     std::size_t maxsize() const { return this->h_.maxsize(); }
+    /// True if a bounded queue holds maxsize() items now.
     bool full() const { return maxsize() != 0 && this->qsize() >= maxsize(); }
-    // There is no feeder thread to wait for or to cancel: kept so Python code reads the same.
+    /// There is no feeder thread to wait for or to cancel: kept so Python code reads the same.
+    /// As Python's, ValueError before close().
     void join_thread() const { this->h_.join_thread(); }
+    /// Nothing to do: there is no feeder thread.
     void cancel_join_thread() const noexcept {}
 
 protected:
+    /// @cond INTERNAL
     static constexpr bool joinable = false;
     Queue(detail::QueueHandle h) : Base(std::move(h)) {}
     Queue(const QueueOptions& options, bool is_joinable) : Base(options, is_joinable) {}
+    /// @endcond
     friend struct detail::QueueSpawnArg<Queue, T>;
 };
 
-// Python's multiprocessing.JoinableQueue: every put() adds an unfinished task, task_done() ends
-// one, join() waits until none is left.
+/// Python's multiprocessing.JoinableQueue: every put() adds an unfinished task, task_done() ends
+/// one, join() waits until none is left.
 template <class T>
 class JoinableQueue : public Queue<T> {
 public:
+    /// Python's JoinableQueue(maxsize=0): items it holds at most; 0 = unbounded.
     explicit JoinableQueue(std::size_t maxsize = 0) : JoinableQueue(QueueOptions{.maxsize = maxsize}) {}
+    /// A queue with these options.
     explicit JoinableQueue(const QueueOptions& options) : Queue<T>(options, true) {}
 
-    // ValueError if called more times than there were items put.
+    /// ValueError if called more times than there were items put.
     void task_done() { this->h_.task_done(); }
+    /// Waits until every item put has been marked task_done().
     void join() { this->h_.join(forever); }
-    // Not in Python: false if tasks are still unfinished when the timeout passes.
+    /// Not in Python: false if tasks are still unfinished when the timeout passes.
     bool join(Timeout timeout) { return this->h_.join(timeout); }
 
 private:
@@ -298,15 +322,19 @@ private:
     friend struct detail::QueueSpawnArg<JoinableQueue, T>;
 };
 
-// Python's multiprocessing.SimpleQueue: put, get, empty, close.
+/// Python's multiprocessing.SimpleQueue: put, get, empty, close. A handle, as Queue is, with the
+/// same shared calls (qsize(), empty(), close(), closed()).
 template <class T>
 class SimpleQueue : public detail::TypedQueue<T> {
     using Base = detail::TypedQueue<T>;
 
 public:
+    /// An unbounded queue.
     SimpleQueue() : Base(QueueOptions{}, false) {}
 
+    /// Adds the item; unbounded, it waits only for a backlog that fills the overflow area.
     void put(const T& obj) { this->do_put(obj, true, forever); }
+    /// Waits for an item and returns it.
     T get() { return this->do_get(true, forever); }
 
 private:

@@ -1,22 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
-// Messages are serialized objects: the lecture's "what is a message".
-//
-// A message is [8-byte type tag][payload]. Trivially copyable types (ints, doubles, plain structs)
-// are their own payload: raw bytes, no encoder. Everything else goes through cereal: standard
-// strings and containers, optional, variant, pair and tuple, any nesting of them, and user types
-// with a member
-//
-//     template <class Archive> void serialize(Archive& ar) { ar(field1, field2); }
-//
-// The tag comes from the type's canonical name (detail/type_name.hpp), the same whichever of g++
-// and clang built the program; a type that no compiler-independent name can be made for (one in an
-// inline namespace of its own) is named by specializing mprocess::message_name<T>.
-//
-// Decoding checks the tag against the type asked for (TypeMismatch) and never trusts a length
-// (DecodeError on truncated, oversized or trailing bytes): no count makes it allocate more than
-// the message's bytes can back (see detail/archive.hpp), and running out of memory is a
-// DecodeError too. It only ever builds plain data: no message can make the receiver run code,
-// unlike unpickling.
+/// @file
+/// Messages are serialized objects: the lecture's "what is a message".
+///
+/// A message is [8-byte type tag][payload]. Trivially copyable types (ints, doubles, plain structs)
+/// are their own payload: raw bytes, no encoder. Everything else goes through cereal: standard
+/// strings and containers, optional, variant, pair and tuple, any nesting of them, and user types
+/// with a member
+///
+/// @code{.cpp}
+/// template <class Archive> void serialize(Archive& ar) { ar(field1, field2); }
+/// @endcode
+///
+/// The tag comes from the type's canonical name (detail/type_name.hpp), the same whichever of g++
+/// and clang built the program; a type that no compiler-independent name can be made for (one in an
+/// inline namespace of its own) is named by specializing mprocess::message_name<T>.
+///
+/// Decoding checks the tag against the type asked for (TypeMismatch) and never trusts a length
+/// (DecodeError on truncated, oversized or trailing bytes): no count makes it allocate more than
+/// the message's bytes can back (see detail/archive.hpp), and running out of memory is a
+/// DecodeError too. It only ever builds plain data: no message can make the receiver run code,
+/// unlike unpickling.
 #pragma once
 
 #include <cstdint>
@@ -66,8 +69,8 @@ template <class T>
 inline constexpr bool is_view_v<std::reference_wrapper<T>> = true;
 }  // namespace detail
 
-// Sent as its own bytes. Pointers and views are excluded: an address means nothing in another
-// process. (A struct with pointer members cannot be told apart: do not send one.)
+/// Sent as its own bytes. Pointers and views are excluded: an address means nothing in another
+/// process. (A struct with pointer members cannot be told apart: do not send one.)
 template <class T>
 concept RawMessage = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
                      !std::is_reference_v<T> && !detail::is_view_v<T>;
@@ -126,13 +129,16 @@ struct archivable
           cereal::traits::is_input_serializable<T, In>::value && elements_archivable<T, Out, In>::value> {};
 }  // namespace detail
 
-// Sent through cereal.
+/// Sent through cereal: default-constructible, and a standard string or container, optional,
+/// variant, pair or tuple of such types, or a type with a serialize(Archive&) member.
 template <class T>
 concept ArchiveMessage = !RawMessage<T> && detail::archivable<T, detail::OutArchive, detail::InArchive>::value;
 
+/// What can travel as a message (a Connection's, a queue's item, a task's argument or result).
 template <class T>
 concept Serializable = RawMessage<T> || ArchiveMessage<T>;
 
+/// The bytes of the type tag that begins every message.
 inline constexpr std::size_t tag_size = sizeof(std::uint64_t);
 
 namespace detail {
@@ -183,7 +189,8 @@ T load_whole(Archive& ar, std::string_view what) {
 
 }  // namespace detail
 
-// Appends the message for `obj` (tag and payload) to `out`.
+/// Appends the message for `obj` (tag and payload) to `out`. A type that cannot travel is a compile
+/// error that says how to fix it.
 template <class T>
 void encode_into(std::string& out, const T& obj) {
     detail::require_serializable<T>();
@@ -197,6 +204,7 @@ void encode_into(std::string& out, const T& obj) {
     }
 }
 
+/// The message for `obj`: its tag and payload, as encode_into() appends them.
 template <class T>
 std::string encode(const T& obj) {
     std::string out;
@@ -204,7 +212,7 @@ std::string encode(const T& obj) {
     return out;
 }
 
-// Rebuilds the object from a whole message. Throws TypeMismatch or DecodeError, never crashes.
+/// Rebuilds the object from a whole message. Throws TypeMismatch or DecodeError, never crashes.
 template <class T>
 T decode(std::string_view bytes) {
     detail::require_serializable<T>();
