@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "start/code_symbol.hpp"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstring>
 #include <link.h>
+#include <mutex>
 
 #include "mprocess/detail/entry_point.hpp"
 #include "mprocess/error.hpp"
@@ -38,7 +41,7 @@ std::string build_id_of(const dl_phdr_info* info) {
 }
 
 // The loaded segment of `info` holding `addr`, if any.
-const ElfW(Phdr)* segment_of(const dl_phdr_info* info, std::uintptr_t addr) {
+const ElfW(Phdr) * segment_of(const dl_phdr_info* info, std::uintptr_t addr) {
     for (int i = 0; i < info->dlpi_phnum; ++i) {
         const auto& ph = info->dlpi_phdr[i];
         const std::uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
@@ -74,10 +77,27 @@ int visit(dl_phdr_info* info, std::size_t, void* data) {
     return 0;
 }
 
+// dl_iterate_phdr walks under the dynamic linker's lock, which glibc does not reset in a forked
+// child: a fork() while another thread walks leaves it held there for good, and the child's first
+// walk (a fork-method worker finding its task's code) waits forever. So every walk of ours holds
+// walk_mutex, and every fork() in this process takes it first (pthread_atfork): no fork happens
+// amid one of our walks. Registered at start-up, before any thread can walk or fork.
+std::mutex walk_mutex;
+const bool fork_waits_for_walks = [] {
+    auto lock = [] { walk_mutex.lock(); };
+    auto unlock = [] { walk_mutex.unlock(); };
+    return pthread_atfork(lock, unlock, unlock) == 0;
+}();
+
+void walk(Lookup& q) {
+    std::lock_guard lock(walk_mutex);
+    dl_iterate_phdr(visit, &q);
+}
+
 void* resolve(const Symbol& s, bool& executable) {
     Lookup q;
     q.want = &s;
-    dl_iterate_phdr(visit, &q);
+    walk(q);
     const std::string what = s.object.empty() ? std::string("the program") : "'" + s.object + "'";
     if (!q.ok) throw ProcessError(what + ", which holds the code to run, is not loaded here");
     if (q.found.build_id != s.build_id)
@@ -91,7 +111,8 @@ void* resolve(const Symbol& s, bool& executable) {
 bool register_entry_point(const void* code) noexcept {
     auto* node = new (std::nothrow) EntryNode{code, entry_points.load(std::memory_order_relaxed)};
     if (!node) return false;  // then that entry is refused, never run unchecked
-    while (!entry_points.compare_exchange_weak(node->next, node, std::memory_order_release, std::memory_order_relaxed)) {
+    while (
+        !entry_points.compare_exchange_weak(node->next, node, std::memory_order_release, std::memory_order_relaxed)) {
     }
     return true;
 }
@@ -105,7 +126,7 @@ bool is_entry_point(const void* code) noexcept {
 Symbol code_symbol(const void* addr) {
     Lookup q;
     q.addr = reinterpret_cast<std::uintptr_t>(addr);
-    dl_iterate_phdr(visit, &q);
+    walk(q);
     if (!q.ok) throw ProcessError("cannot find the loaded object holding the code to run");
     return q.found;
 }

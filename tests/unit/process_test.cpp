@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "helpers/children.hpp"
+#include "start/code_symbol.hpp"
 #include "start/popen.hpp"
 
 using namespace std::chrono_literals;
@@ -36,6 +38,12 @@ class ProcessMethods : public testing_support::MethodTest {};
 
 void sleep_forever() {
     std::this_thread::sleep_for(1h);
+}
+
+// What a fork-method Pool worker does first with a task: find the code it names.
+void look_up_code() {
+    const auto symbol = mp::detail::code_symbol(reinterpret_cast<const void*>(&sleep_forever));
+    if (mp::detail::function_address(symbol) != reinterpret_cast<void*>(&sleep_forever)) mp::exit(3);
 }
 
 // Waits for any process (not necessarily our child) to end, through a pidfd opened while it lives.
@@ -88,6 +96,31 @@ TEST_P(ProcessMethods, ArgumentsReachTheTarget) {
     w.close();  // keep only our end, so a dead child means EOF, not a hang
     EXPECT_EQ(r.recv<std::string>(), "bob7");
     p.join();
+}
+
+// Looking up code walks the loaded objects under the dynamic linker's lock. A fork while another
+// thread walks must not leave that lock held in the child, whose own first lookup would then wait
+// forever (a fork-method Pool worker replaced while the caller encoded its next task hung so).
+TEST_F(ProcessTest, AForkDuringAnotherThreadsCodeLookupLeavesTheChildFreeToLookUpCode) {
+    std::atomic<bool> stop{false};
+    std::thread walker([&] {
+        while (!stop.load(std::memory_order_relaxed)) (void)mp::detail::code_symbol(reinterpret_cast<const void*>(&look_up_code));
+    });
+    int hung = 0;
+    for (int i = 0; i < 200 && hung == 0; ++i) {
+        mp::Process p(look_up_code, mp::ProcessOptions{.start_method = mp::StartMethod::fork});
+        p.start();
+        if (!p.join(20.0)) {  // a healthy child ends in milliseconds, even on a loaded machine
+            ++hung;
+            p.kill();
+            p.join();
+        } else {
+            EXPECT_EQ(p.exitcode(), 0);
+        }
+    }
+    stop = true;
+    walker.join();
+    EXPECT_EQ(hung, 0) << "a child forked amid another thread's code lookup never finished its own";
 }
 
 TEST_F(ProcessTest, MoveOnlyArgumentsAreAccepted) {
