@@ -6,7 +6,8 @@
 #   ./dev.sh examples  the same, then the lecture's example programs in turn
 #   ./dev.sh test    install what is missing, build, run the whole test suite: a normal build (with
 #                    the tickets app's end-to-end tests and mpi::Pool under mpirun), a
-#                    consumer project against the installed package, the reference manual (as
+#                    consumer project against the installed package, a shared library build (the
+#                    public API's tests, its exports, its package), the reference manual (as
 #                    ./dev.sh docs, so an undocumented public name fails), the whole suite again
 #                    in an ASan+UBSan build and in a TSan build (clang 19: see cmake/helpers.cmake;
 #                    each runs every test it defines, bar those a CMake rule keeps out with its
@@ -80,14 +81,21 @@ examples() {
     done
 }
 
+# consumer PREFIX BUILD [cmake options...]: the consumer project built against an installed package.
+consumer_of() {
+    local prefix=$1 dir=$2
+    shift 2
+    rm -rf "$dir"
+    cmake -S tests/consumer -B "$dir" -DCMAKE_PREFIX_PATH="$prefix" "$@" >/dev/null
+    cmake --build "$dir" -j "$jobs"
+    "$dir/consumer"
+}
+
 consumer() {
     echo "== consumer project against the installed package (static, with the mpi component, in C++23)"
-    rm -rf build/install build/consumer
+    rm -rf build/install
     cmake --install build/release --prefix "$PWD/build/install" >/dev/null
-    cmake -S tests/consumer -B build/consumer -DCMAKE_PREFIX_PATH="$PWD/build/install" -DCONSUMER_WITH_MPI=ON \
-        -DCONSUMER_CXX_STANDARD=23 >/dev/null
-    cmake --build build/consumer -j "$jobs"
-    build/consumer/consumer
+    consumer_of "$PWD/build/install" build/consumer -DCONSUMER_WITH_MPI=ON -DCONSUMER_CXX_STANDARD=23
     mpirun --allow-run-as-root --oversubscribe -np 3 build/consumer/consumer_mpi
     echo "== pkg-config (static: --static brings libcrypto)"
     local pc="$PWD/build/install/lib/pkgconfig"
@@ -98,8 +106,27 @@ consumer() {
     build/consumer/consumer_pc
 }
 
-# The reference manual, with warnings as errors (docs/Doxyfile): the source tree stays clean, as
-# the output directory is set here, under build/.
+# The shared library: its tests of the public API under every start method, what it exports, and a
+# consumer of its installed package, which has no MPI part: asking for it must fail, saying so.
+shared() {
+    echo "== shared library build: the public API's tests, the exports, a consumer"
+    build build/shared -DBUILD_SHARED_LIBS=ON -DMPROCESS_WITH_MPI=OFF -DMPROCESS_BUILD_EXAMPLES=OFF \
+        -DMPROCESS_BUILD_APPS=OFF -DMPROCESS_BUILD_BENCH=OFF
+    run_tests build/shared
+    rm -rf build/install-shared
+    cmake --install build/shared --prefix "$PWD/build/install-shared" >/dev/null
+    consumer_of "$PWD/build/install-shared" build/consumer-shared
+    local out
+    if out=$(cmake -S tests/consumer -B build/consumer-shared-mpi -DCMAKE_PREFIX_PATH="$PWD/build/install-shared" \
+        -DCONSUMER_WITH_MPI=ON 2>&1); then
+        echo "find_package(mprocess COMPONENTS mpi) succeeded on a package built without MPI" >&2
+        return 1
+    fi
+    # CMake wraps the reason: read it as one line.
+    tr -s ' \n' ' ' <<<"$out" | grep -q "built without its MPI part" || { echo "$out" >&2; return 1; }
+    echo "find_package(mprocess COMPONENTS mpi) without the MPI part: refused, saying why"
+}
+
 docs() {
     echo "== reference manual (doxygen)"
     rm -rf build/docs && mkdir -p build/docs
@@ -115,6 +142,7 @@ tests() {
     build build/release
     run_tests build/release
     consumer
+    shared
     docs
     # The sanitizer builds: every test, example and app, no MPI (whose runtime is not instrumented)
     # and no benchmarks (no tests); the tests they do not run are disabled in CMake, with the reason.

@@ -299,6 +299,6 @@ MPROCESS_EXPORT int cpu_count();
 
 /// Ends the current process with `code`: inside a child started by mprocess it unwinds the stack
 /// (throws SystemExit) and the child exits with `code`; in the main process it calls std::exit.
-[[noreturn]] void exit(int code);
+[[noreturn]] MPROCESS_EXPORT void exit(int code);
 
 }  // namespace mprocess

@@ -22,6 +22,8 @@
 /// unlike unpickling.
 #pragma once
 
+#include "mprocess/export.hpp"
+
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -153,8 +155,8 @@ constexpr void require_serializable() {
                   "`template <class Archive> void serialize(Archive& ar) { ar(field1, field2, ...); }`");
 }
 
-[[noreturn]] void throw_type_mismatch(std::string_view expected, std::uint64_t expected_tag, std::string_view bytes);
-[[noreturn]] void throw_bad_size(std::string_view expected, std::size_t want, std::size_t got);
+[[noreturn]] MPROCESS_EXPORT void throw_type_mismatch(std::string_view expected, std::uint64_t expected_tag, std::string_view bytes);
+[[noreturn]] MPROCESS_EXPORT void throw_bad_size(std::string_view expected, std::size_t want, std::size_t got);
 
 inline std::uint64_t read_tag(std::string_view bytes) {
     std::uint64_t tag = 0;

@@ -88,7 +88,7 @@ private:
 
 namespace detail {
 template <>
-struct SpawnArg<SharedMemory> {
+struct MPROCESS_EXPORT SpawnArg<SharedMemory> {
     static constexpr bool handle = true, nestable = false;  // see NestableHandle
     static std::string write(SpawnArgs& args, const SharedMemory& m);
     static SharedMemory read(const SpawnArgs& args, const std::string& blob);

@@ -416,13 +416,13 @@ struct SpawnArg<BoundedSemaphore> : SyncSpawnArg<BoundedSemaphore> {};
 template <>
 struct SpawnArg<Event> : SyncSpawnArg<Event> {};
 template <>
-struct SpawnArg<Condition> {
+struct MPROCESS_EXPORT SpawnArg<Condition> {
     static constexpr bool handle = true, nestable = true;
     static std::string write(SpawnArgs& args, const Condition& c);
     static Condition read(const SpawnArgs& args, const std::string& blob);
 };
 template <>
-struct SpawnArg<Barrier> {
+struct MPROCESS_EXPORT SpawnArg<Barrier> {
     static constexpr bool handle = true, nestable = true;
     static std::string write(SpawnArgs& args, const Barrier& b);
     static Barrier read(const SpawnArgs& args, const std::string& blob);

@@ -1,16 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
-// Builds against the installed mprocess and checks one round trip through a child under every start
-// method (a spawned child and the forkserver find the lambda again, in a static or a shared library
-// build), and that the headers, the library and the package agree on the version.
+// Builds against the installed mprocess and checks, under every start method, one round trip through
+// a child and a Pool's map (a spawned child and the forkserver find the code again, the program's and
+// the library's, in a static or a shared library build), and that the headers, the library and the
+// package agree on the version.
 #include <cstdio>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <mprocess/mprocess.hpp>
 
 namespace mp = mprocess;
 
 namespace {
+
+long square(long x) {
+    return x * x;
+}
 
 bool round_trip(mp::StartMethod method) {
     auto ctx = mp::get_context(method);
@@ -21,8 +27,14 @@ bool round_trip(mp::StartMethod method) {
     parent.send(std::string("hello"));
     std::string reply = parent.recv<std::string>();
     p.join();
-    bool ok = reply == "hello world" && p.exitcode() == 0;
-    std::printf("consumer %s: %s\n", ok ? "ok" : "FAILED", reply.c_str());
+    // A Pool's workers run the library's own entry point, found again in a spawned or forkserver
+    // child by the library's build-id, whether the library is linked in or shared.
+    mp::Pool pool(2, {.start_method = method});
+    const auto squares = pool.map(square, std::vector<long>{1, 2, 3, 4});
+    bool ok = reply == "hello world" && p.exitcode() == 0 && squares == std::vector<long>{1, 4, 9, 16};
+    std::printf("consumer %s (%s): %s, squares %ld %ld %ld %ld\n", ok ? "ok" : "FAILED",
+                std::string(mp::to_string(method)).c_str(), reply.c_str(), squares[0], squares[1], squares[2],
+                squares[3]);
     return ok;
 }
 

@@ -96,7 +96,7 @@ struct SpawnArg {
 };
 
 template <>
-struct SpawnArg<Connection> {
+struct MPROCESS_EXPORT SpawnArg<Connection> {
     static constexpr bool handle = true, nestable = true;
     static std::string write(SpawnArgs& args, const Connection& c);
     static Connection read(const SpawnArgs& args, const std::string& blob);
