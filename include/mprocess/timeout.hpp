@@ -22,13 +22,26 @@ public:
 
     /// Python's None: block until the event happens.
     constexpr Timeout(std::nullopt_t) noexcept {}
-    /// Seconds, as in Python; negative means zero.
-    constexpr Timeout(double seconds) noexcept
-        : ns_(std::chrono::nanoseconds(seconds > 0 ? static_cast<long long>(seconds * 1e9) : 0)) {}
-    /// A std::chrono duration; negative means zero.
+    /// Seconds, as in Python; negative (or not a number) means zero, and longer than kLongestSeconds
+    /// (infinity included) means forever.
+    constexpr Timeout(double seconds) noexcept {
+        if (!(seconds > 0))
+            ns_ = std::chrono::nanoseconds(0);
+        else if (seconds < kLongestSeconds)
+            ns_ = std::chrono::nanoseconds(static_cast<long long>(seconds * 1e9));
+    }
+    /// A std::chrono duration; negative means zero, and longer than kLongestSeconds means forever.
     template <class Rep, class Period>
-    constexpr Timeout(std::chrono::duration<Rep, Period> d) noexcept
-        : ns_(d.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(d) : std::chrono::nanoseconds(0)) {}
+    constexpr Timeout(std::chrono::duration<Rep, Period> d) noexcept {
+        if (!(d.count() > 0))
+            ns_ = std::chrono::nanoseconds(0);
+        else if (d < std::chrono::duration<double>(kLongestSeconds))
+            ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(d);
+    }
+
+    /// The longest finite timeout, about 31 years: any longer is forever, so that a deadline on
+    /// the clock can always be counted (nanoseconds since boot, 64 bits, last 292 years).
+    static constexpr double kLongestSeconds = 1e9;
 
     /// No timeout at all (Python's None); the same as mp::forever.
     static constexpr Timeout never() noexcept { return Timeout(std::nullopt); }

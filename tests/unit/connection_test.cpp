@@ -17,6 +17,7 @@
 #include <random>
 #include <span>
 #include <string_view>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -221,6 +222,28 @@ TEST_F(ConnectionTest, RecvWithATimeoutThrowsTimeoutErrorAndLosesNothing) {
     EXPECT_EQ(b.recv_bytes(std::nullopt, 30.0), "raw");
     a.send_bytes("");
     EXPECT_EQ(b.recv_bytes(std::nullopt, 0.0), "");  // a message that is there is taken, even with no time
+}
+
+// Timeouts out of the ordinary: infinity and anything too long to count on the clock mean forever,
+// not a wrapped-around deadline in the past; a NaN or a negative number means no waiting at all.
+TEST_F(ConnectionTest, AnEndlessTimeoutIsForeverAndANotANumberOneIsZero) {
+    EXPECT_TRUE(mp::Timeout(std::numeric_limits<double>::infinity()).infinite());
+    EXPECT_TRUE(mp::Timeout(1e300).infinite());
+    EXPECT_TRUE(mp::Timeout(std::chrono::hours::max()).infinite());
+    EXPECT_TRUE(mp::Timeout(std::chrono::nanoseconds::max()).infinite());
+    EXPECT_EQ(mp::Timeout(std::numeric_limits<double>::quiet_NaN()).duration(), std::chrono::nanoseconds(0));
+    EXPECT_EQ(mp::Timeout(-std::numeric_limits<double>::infinity()).duration(), std::chrono::nanoseconds(0));
+    EXPECT_EQ(mp::Timeout(std::chrono::hours::min()).duration(), std::chrono::nanoseconds(0));
+    EXPECT_EQ(mp::Timeout(2.5).duration(), std::chrono::milliseconds(2500));
+    EXPECT_FALSE(mp::Timeout(3e8).infinite());  // ten years is still a number
+    EXPECT_GT(*mp::Timeout(3e8).deadline(), mp::Timeout::clock::now());
+
+    auto [a, b] = mp::Pipe();
+    EXPECT_FALSE(b.poll(std::numeric_limits<double>::quiet_NaN()));
+    EXPECT_THROW(b.recv<int>(std::numeric_limits<double>::quiet_NaN()), mp::TimeoutError);
+    a.send(7);
+    EXPECT_TRUE(b.poll(std::numeric_limits<double>::infinity()));
+    EXPECT_EQ(b.recv<int>(std::numeric_limits<double>::infinity()), 7);
 }
 
 // On a socket a message may arrive in parts: a receive that times out half way keeps what came,
