@@ -113,6 +113,9 @@ int tracker_fd_locked(Tracker& t) {
     return t.fd;
 }
 
+// A tracker that died (killed by someone) makes the write fail with EPIPE, not end this process
+// with SIGPIPE. A registration then starts a new tracker and goes to it: what the dead one held is
+// beyond saving, but what comes next is tracked again, as Python's tracker is restarted.
 bool send(char op, const std::string& name) noexcept {
     char rec[kRecord] = {};
     rec[0] = op;
@@ -120,12 +123,16 @@ bool send(char op, const std::string& name) noexcept {
     auto& t = tracker();
     std::lock_guard lock(t.m);
     try {
-        const int fd = op == 'R' ? tracker_fd_locked(t) : t.fd;
-        if (fd < 0) return false;
-        ssize_t n;
-        do n = platform::write(fd, rec, kRecord);
-        while (n < 0 && errno == EINTR);
-        return n == static_cast<ssize_t>(kRecord);
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            const int fd = op == 'R' ? tracker_fd_locked(t) : t.fd;
+            if (fd < 0) return false;
+            const ssize_t n = platform::write_no_sigpipe(fd, rec, kRecord);
+            if (n == static_cast<ssize_t>(kRecord)) return true;
+            if (n >= 0 || errno != EPIPE) return false;
+            platform::close(t.fd);  // the tracker is gone
+            t.fd = -1;
+        }
+        return false;
     } catch (...) {
         return false;
     }

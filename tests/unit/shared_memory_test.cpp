@@ -4,13 +4,17 @@
 #include <mprocess/subprocess.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <functional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -27,6 +31,38 @@ class SharedMemoryMethods : public testing_support::MethodTest {};
 std::string unique_name(const char* what) {
     static int n = 0;
     return "mprocess-test-" + std::to_string(::getpid()) + "-" + what + "-" + std::to_string(++n);
+}
+
+// This process's resource tracker: a process of its own session (the tracker calls setsid()) whose
+// descriptor 3 is the read end of a pipe this process writes to; 0 if there is none (yet: a new
+// tracker takes a moment to call setsid() and settle its descriptors).
+pid_t find_tracker_now() {
+    namespace fs = std::filesystem;
+    std::set<std::string> our_pipes;
+    std::error_code ec;
+    for (const auto& fd : fs::directory_iterator("/proc/self/fd", ec)) {
+        const auto target = fs::read_symlink(fd.path(), ec).string();
+        if (!ec && target.rfind("pipe:", 0) == 0) our_pipes.insert(target);
+    }
+    for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        const pid_t pid = std::stoi(name);
+        if (pid == ::getpid() || ::getsid(pid) != pid) continue;
+        const auto target = fs::read_symlink(entry.path() / "fd" / "3", ec).string();
+        if (!ec && our_pipes.count(target)) return pid;
+    }
+    return 0;
+}
+
+pid_t find_tracker() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    pid_t pid = find_tracker_now();
+    while (pid == 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        pid = find_tracker_now();
+    }
+    return pid;
 }
 
 bool in_dev_shm(const std::string& name) {
@@ -49,6 +85,30 @@ TEST_F(SharedMemoryTest, BadArgumentsGiveThePythonErrors) {
     } catch (const mp::FileExistsError& e) {
         EXPECT_EQ(e.code(), std::errc::file_exists);
     }
+    first.unlink();
+    EXPECT_FALSE(in_dev_shm(name));
+}
+
+// The tracker killed by someone: the next registration must neither end this process (SIGPIPE from
+// a pipe with no reader) nor fail; a new tracker takes over, and blocks made from then on are
+// tracked again.
+TEST_F(SharedMemoryTest, AKilledResourceTrackerIsReplacedAndKillsNobody) {
+    mp::SharedMemory first(unique_name("before"), true, 4096);  // starts the tracker if need be
+    const pid_t tracker = find_tracker();
+    ASSERT_GT(tracker, 0) << "no resource tracker found";
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, tracker, 0));
+    ASSERT_GE(pidfd, 0);
+    ASSERT_EQ(::kill(tracker, SIGKILL), 0);
+    const bool ended = !mp::wait({pidfd}, 30.0).empty();
+    ::close(pidfd);
+    ASSERT_TRUE(ended) << "the tracker outlived SIGKILL";
+
+    const std::string name = unique_name("after");
+    mp::SharedMemory second(name, true, 4096);
+    const pid_t replacement = find_tracker();
+    EXPECT_GT(replacement, 0) << "no tracker after the first one died";
+    EXPECT_NE(replacement, tracker);
+    second.unlink();
     first.unlink();
     EXPECT_FALSE(in_dev_shm(name));
 }
