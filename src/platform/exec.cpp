@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "platform/exec.hpp"
+
+#include "mprocess/error.hpp"
 #include "platform/process.hpp"
 
 #include <cerrno>
@@ -234,6 +236,23 @@ std::vector<std::string> environment_without(std::string_view prefix) {
     return env;
 }
 
+namespace {
+
+// The descriptor that becomes readable when the child `pid` has ended: its pidfd. With SIGCHLD
+// ignored (or a handler that reaps) a quick child may be gone already, reaped by the kernel: then
+// a pipe holding status 0 stands in (as waitpid's ECHILD is reported, see reap_status()), and the
+// pid, perhaps reused by now, is never signalled.
+Fd end_descriptor(pid_t pid) {
+    try {
+        return pidfd_open(pid);
+    } catch (const OSError& e) {
+        if (e.code() == std::errc::no_such_process) return status_fd_of(0);
+        throw;
+    }
+}
+
+}  // namespace
+
 ExecResult fork_exec(const ExecPlan& plan) {
     const CStrings argv(plan.argv);
     const CStrings candidates(plan.candidates);
@@ -271,7 +290,7 @@ ExecResult fork_exec(const ExecPlan& plan) {
             reap_status(pid, true);
             return {0, Fd(), failure};
         }
-        return {pid, pidfd_open(pid), std::nullopt};
+        return {pid, end_descriptor(pid), std::nullopt};
     } catch (...) {
         discard_child(pid);
         throw;

@@ -44,7 +44,7 @@ void Fd::reset() noexcept {
 
 Fd pidfd_open(pid_t pid) {
     long fd = ::syscall(SYS_pidfd_open, pid, 0);
-    if (fd < 0) throw_errno("pidfd_open (mprocess needs Linux 5.3 or newer)");
+    if (fd < 0) throw_errno(errno == ENOSYS ? "pidfd_open (mprocess needs Linux 5.3 or newer)" : "pidfd_open");
     return Fd(static_cast<int>(fd));
 }
 
