@@ -12,8 +12,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 TAG = "SPDX-License-Identifier: Apache-2.0"
 # Not the project's files: build trees, installs, version control, Python's caches.
 SKIP_DIRS = {".git", "install", "__pycache__"}
-# Files whose text is fixed by others (the license's own text).
-SKIP_FILES = {"LICENSE"}
+# Files whose text is fixed by others (the license's own text; a git worktree's .git, which points to its repository).
+SKIP_FILES = {"LICENSE", ".git"}
 
 
 def covered_by_reuse():
