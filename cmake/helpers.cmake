@@ -1,6 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
+# The warnings of every target the project builds (MPROCESS_WARNING_FLAGS also serves commands that
+# compile without a target), and -Werror with MPROCESS_WARNINGS_AS_ERRORS.
+set(MPROCESS_WARNING_FLAGS -Wall -Wextra -Wpedantic)
+if(MPROCESS_WARNINGS_AS_ERRORS)
+  list(APPEND MPROCESS_WARNING_FLAGS -Werror)
+endif()
+
+# mprocess_warnings(target [LIBRARY]): LIBRARY for the library's own targets, which also keep every
+# conversion that can change a value explicit (users' and tests' code need not).
 function(mprocess_warnings target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "LIBRARY" "" "")
+  target_compile_options(${target} PRIVATE ${MPROCESS_WARNING_FLAGS})
+  if(arg_LIBRARY)
+    target_compile_options(${target} PRIVATE -Wconversion -Wsign-conversion)
+  endif()
 endfunction()
 
 # Applies MPROCESS_SANITIZE to everything defined after the call.

@@ -19,8 +19,8 @@ void ProgressLine::operator()(std::size_t done, std::size_t total) {
     const int percent = total == 0 ? 100 : static_cast<int>(done * 100 / total);
     if (live_) {
         if (percent == shown_ && done != total) return;
-        constexpr int width = 30;
-        const int filled = percent * width / 100;
+        constexpr std::size_t width = 30;
+        const std::size_t filled = static_cast<std::size_t>(percent) * width / 100;  // percent: 0 to 100
         std::fprintf(out_, "\r%s [%s%s] %3d%% %zu/%zu", label_.c_str(), std::string(filled, '#').c_str(),
                      std::string(width - filled, '.').c_str(), percent, done, total);
         if (done == total) std::fputc('\n', out_);

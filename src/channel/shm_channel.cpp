@@ -406,9 +406,9 @@ std::shared_ptr<Channel> import_shm_channel(const SpawnArgs& args, const std::st
     const std::uint64_t cap = cap_;  // a plain variable: lambdas below use it
     auto take = [&](int i) {
         if (i < 0) return Fd();
-        if (static_cast<std::size_t>(i) >= args.fds.size())
-            throw DecodeError("exported connection: bad descriptor index");
-        Fd borrowed(args.fds[i]);
+        const auto at = static_cast<std::size_t>(i);
+        if (at >= args.fds.size()) throw DecodeError("exported connection: bad descriptor index");
+        Fd borrowed(args.fds[at]);
         Fd own = dup_fd(borrowed);
         borrowed.release();
         return own;
@@ -425,7 +425,7 @@ std::shared_ptr<Channel> import_shm_channel(const SpawnArgs& args, const std::st
         Dir d;
         if (idx < 0) return d;
         d.ctl = static_cast<RingCtl*>(map->base) + idx;
-        d.data = static_cast<char*>(map->base) + kHeaderBytes + idx * cap;
+        d.data = static_cast<char*>(map->base) + kHeaderBytes + static_cast<std::uint64_t>(idx) * cap;
         d.cap = cap;
         d.data_efd = take(data_fd);
         d.space_efd = take(space_fd);
@@ -438,14 +438,14 @@ std::shared_ptr<Channel> import_shm_channel(const SpawnArgs& args, const std::st
 
 std::pair<std::shared_ptr<Channel>, std::shared_ptr<Channel>> make_shm_pipe(bool duplex, std::size_t capacity) {
     const std::uint64_t cap = round_capacity(capacity);
-    const int ndirs = duplex ? 2 : 1;
+    const std::size_t ndirs = duplex ? 2 : 1;
     auto map = std::make_shared<Mapping>();
     map->size = kHeaderBytes + cap * ndirs;
     map->memfd = platform::make_memfd("mprocess-pipe", map->size);
     map->base = platform::map_shared(map->memfd.get(), map->size);
 
     Dir dirs[2];
-    for (int i = 0; i < ndirs; ++i) {
+    for (std::size_t i = 0; i < ndirs; ++i) {
         auto* ctl = new (static_cast<char*>(map->base) + i * sizeof(RingCtl)) RingCtl{};
         ctl->capacity = cap;
         dirs[i].ctl = ctl;

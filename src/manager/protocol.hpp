@@ -44,7 +44,8 @@ inline std::string door_key(const std::string& authkey, const std::string& door)
 inline std::string hex(const std::string& bytes) {
     static constexpr char digits[] = "0123456789abcdef";
     std::string out;
-    for (unsigned char b : bytes) {
+    for (char c : bytes) {
+        const auto b = static_cast<unsigned char>(c);  // a byte, whatever char's signedness
         out += digits[b >> 4];
         out += digits[b & 15];
     }

@@ -121,7 +121,7 @@ void answer_parent(int fd, const std::string& reply) {
 platform::Fd copy_spawn_fd(const SpawnArgs& args, int index, const char* what) {
     if (index < 0 || static_cast<std::size_t>(index) >= args.fds.size())
         throw DecodeError(std::string("exported ") + what + ": bad descriptor index");
-    platform::Fd borrowed(args.fds[index]);
+    platform::Fd borrowed(args.fds[static_cast<std::size_t>(index)]);
     platform::Fd own = platform::dup_fd(borrowed);
     borrowed.release();
     return own;
