@@ -251,7 +251,7 @@ int Listener::fileno() const {
     return st_->fd.get();
 }
 
-Connection Client(const std::string& address, ClientOptions options) {
+Connection Client(const std::string& address, const ClientOptions& options) {
     const auto deadline = options.timeout.deadline();
     platform::Fd fd = platform::connect_to(platform::parse_address(address), deadline);
     detail::run_handshake(fd.get(), Handshake::Side::client, options.authkey, deadline);

@@ -119,7 +119,7 @@ int tracker_fd_locked(Tracker& t) {
 bool send(char op, const std::string& name) noexcept {
     char rec[kRecord] = {};
     rec[0] = op;
-    std::memcpy(rec + 1, name.data(), std::min(name.size(), kRecord - 2));
+    name.copy(rec + 1, kRecord - 2);  // at most 254 bytes: the record ends with a NUL
     auto& t = tracker();
     std::lock_guard lock(t.m);
     try {

@@ -18,7 +18,7 @@ namespace mprocess::subprocess {
 
 namespace {
 
-constexpr std::size_t read_chunk = 64 * 1024;
+constexpr std::size_t read_chunk = std::size_t{64} * 1024;
 
 // Our end of a child's output pipe, and the bytes read from it but not yet handed out.
 struct Source {
@@ -87,7 +87,7 @@ std::vector<std::string> environment_strings(const Environment& env) {
     for (const auto& [name, value] : env) {
         if (name.empty() || name.find('=') != std::string::npos || name.find('\0') != std::string::npos)
             throw ValueError("illegal environment variable name: '" + name + "'");
-        out.push_back(name + "=" + value);
+        out.push_back(std::string(name).append("=").append(value));
     }
     return out;
 }

@@ -119,7 +119,7 @@ struct RawSink final : FrameSink {
 
 /// Options of Pipe().
 struct PipeOptions {
-    std::size_t capacity = 256 * 1024;  ///< bytes buffered per direction before send() waits
+    std::size_t capacity = std::size_t{256} * 1024;  ///< bytes buffered per direction before send() waits
 };
 
 /// One end of a Pipe, or a connection from Listener::accept() or Client(): whole messages, typed

@@ -96,7 +96,7 @@ public:
     /// A Pool whose workers start by this context's method (options.start_method is replaced).
     mprocess::Pool Pool(std::optional<unsigned> processes = std::nullopt, PoolOptions options = {}) const {
         options.start_method = method_;
-        return mprocess::Pool(processes, std::move(options));
+        return mprocess::Pool(processes, options);
     }
     /// A ProcessPoolExecutor whose workers start by this context's method.
     mprocess::ProcessPoolExecutor ProcessPoolExecutor(std::optional<unsigned> max_workers = std::nullopt,

@@ -126,6 +126,6 @@ private:
 
 /// Connects to a Listener; AuthenticationError if either side fails the handshake, TimeoutError if
 /// connecting and the handshake take longer than options.timeout, OSError if nothing listens there.
-MPROCESS_EXPORT Connection Client(const std::string& address, ClientOptions options = {});
+MPROCESS_EXPORT Connection Client(const std::string& address, const ClientOptions& options = {});
 
 }  // namespace mprocess

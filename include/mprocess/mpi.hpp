@@ -60,12 +60,12 @@ public:
     /// interrupted: they return when the tasks the ranks hold have ended.
     explicit Pool(std::optional<unsigned> workers = std::nullopt);
     /// Fails the unfinished tasks and returns once the ranks have ended the ones they hold.
-    ~Pool();
+    ~Pool() override;
     Pool(const Pool&) = delete;
     Pool& operator=(const Pool&) = delete;
 
 private:
-    explicit Pool(std::shared_ptr<detail::PoolCore> core);
+    explicit Pool(const std::shared_ptr<detail::PoolCore>& core);
 };
 
 }  // namespace mprocess::mpi

@@ -337,7 +337,7 @@ private:
 class MPROCESS_EXPORT Pool {
 public:
     /// Python's Pool(processes=None): cpu_count() workers by default; Pool(0) throws ValueError.
-    explicit Pool(std::optional<unsigned> processes = std::nullopt, PoolOptions options = {});
+    explicit Pool(std::optional<unsigned> processes = std::nullopt, const PoolOptions& options = {});
     /// Terminates the workers, as leaving Python's `with Pool() as p:` does; unfinished tasks fail.
     virtual ~Pool() { core_->terminate(); }
     Pool(const Pool&) = delete;             ///< the pool owns its workers

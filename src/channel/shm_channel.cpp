@@ -496,6 +496,7 @@ std::optional<Connection> recv_pipe_end(int sock) {
         ok = platform::recv_with_fds(sock, blob.data(), n, fds);
     }
     std::vector<Fd> owned;
+    owned.reserve(fds.size());
     for (int fd : fds) owned.emplace_back(fd);  // closed when done: the channel keeps its own copies
     if (!ok) return std::nullopt;
     SpawnArgs args;

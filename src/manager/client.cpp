@@ -116,11 +116,11 @@ ThreadConnections& this_thread_connections() {
         // this process's copies of their descriptors.
         mine->by_key.clear();
         mine->m.unlock();
-    } else if (mine) {
+    } else {
         // Locked at the fork by a thread of the parent, its table may be half changed: left as it is.
-        new std::shared_ptr<ThreadConnections>(std::move(mine));
+        if (mine) new std::shared_ptr<ThreadConnections>(std::move(mine));
+        mine = std::make_shared<ThreadConnections>();
     }
-    if (!mine) mine = std::make_shared<ThreadConnections>();
     owner = platform::getpid();
     auto& all = all_connections();
     std::lock_guard lock(all.m);

@@ -235,7 +235,7 @@ private:
             }
             if (op == Op::local) return door_ ? Results{door_->listener.address()} : Results{};
             if (op == Op::release) {
-                const std::string name = args.at(0);
+                const std::string& name = args.at(0);
                 std::shared_ptr<Object> gone;
                 {
                     std::lock_guard lock(m_);
@@ -252,7 +252,8 @@ private:
                 return {};
             }
             if (op == Op::make) {
-                const std::string kind = args.at(0), name = args.at(1);
+                const std::string& kind = args.at(0);
+                const std::string& name = args.at(1);
                 if (!name.empty() && name[0] == '#')
                     throw Fail{"ValueError", "names starting with '#' are the manager's"};
                 std::lock_guard lock(m_);
@@ -325,7 +326,8 @@ struct SpawnArg<Owner> {
 namespace {
 
 // A server that start() made: it ends when the process that started it does, however that ends.
-void run_server(std::string address, std::string authkey, std::vector<Declared> registered, bool registered_only,
+void run_server(const std::string& address, const std::string& authkey, const std::vector<Declared>& registered,
+                bool registered_only,
                 Connection report, Owner owner) {
     platform::Fd watch(owner.pidfd);
     // Forked, it shares its owner's resource tracker, whose watch over the owner's named blocks

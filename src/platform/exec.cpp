@@ -220,9 +220,9 @@ std::vector<std::string> exec_candidates(const std::string& program, bool search
     std::size_t start = 0;
     for (;;) {
         const std::size_t end = path.find(':', start);
-        const std::string dir = path.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        std::string dir = path.substr(start, end == std::string::npos ? std::string::npos : end - start);
         // An empty entry is the current directory.
-        files.push_back(dir.empty() ? program : dir + "/" + program);
+        files.push_back(dir.empty() ? program : dir.append("/").append(program));
         if (end == std::string::npos) break;
         start = end + 1;
     }

@@ -152,7 +152,7 @@ uid_t real_uid() noexcept {
 }
 
 std::string describe_user(uid_t uid) {
-    const std::string number = "uid " + std::to_string(uid);
+    std::string number = "uid " + std::to_string(uid);
     std::vector<char> buf(16384);
     passwd pw{};
     passwd* found = nullptr;

@@ -25,6 +25,16 @@ namespace {
 
 constexpr std::size_t kMaxUnixPath = sizeof(sockaddr_un::sun_path) - 1;
 
+// An address's port: a number from 0 to 65535 and nothing after it.
+std::optional<unsigned> parse_port(const std::string& text) {
+    if (text.empty()) return std::nullopt;
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long p = std::strtoul(text.c_str(), &end, 10);
+    if (*end != '\0' || errno != 0 || p > 65535) return std::nullopt;
+    return static_cast<unsigned>(p);
+}
+
 sockaddr_un unix_address(const SocketAddress& a, socklen_t& len) {
     sockaddr_un un{};
     un.sun_family = AF_UNIX;
@@ -154,12 +164,9 @@ SocketAddress parse_address(const std::string& address) {
         if (a.host.find(':') != std::string::npos)
             throw ValueError("'" + address + "': write an IPv6 address in brackets, \"[::1]:port\"");
     }
-    char* end = nullptr;
-    errno = 0;
-    const unsigned long p = port.empty() ? 70000 : std::strtoul(port.c_str(), &end, 10);
-    if (port.empty() || *end != '\0' || errno != 0 || p > 65535)
-        throw ValueError("'" + address + "': the port must be a number from 0 to 65535");
-    a.port = static_cast<unsigned>(p);
+    const auto p = parse_port(port);
+    if (!p) throw ValueError("'" + address + "': the port must be a number from 0 to 65535");
+    a.port = *p;
     return a;
 }
 

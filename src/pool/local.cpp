@@ -360,7 +360,7 @@ std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& optio
 
 }  // namespace detail
 
-Pool::Pool(std::optional<unsigned> processes, PoolOptions options)
+Pool::Pool(std::optional<unsigned> processes, const PoolOptions& options)
     : core_(detail::make_pool(processes.value_or(static_cast<unsigned>(cpu_count())), options)),
       processes_(processes.value_or(static_cast<unsigned>(cpu_count()))) {}
 

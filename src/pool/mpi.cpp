@@ -330,7 +330,7 @@ int size() {
 
 Pool::Pool(std::optional<unsigned> workers) : Pool(make_core(workers)) {}
 
-Pool::Pool(std::shared_ptr<detail::PoolCore> core) : mprocess::Pool(core, workers_of(core)) {}
+Pool::Pool(const std::shared_ptr<detail::PoolCore>& core) : mprocess::Pool(core, workers_of(core)) {}
 
 Pool::~Pool() = default;  // the base terminates; the ranks are free once the core is gone
 
