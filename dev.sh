@@ -24,7 +24,8 @@ install_deps() {
     # clang 19 for the sanitizer and fuzz builds: its ASan and TSan runtimes hold their allocator's
     # locks across fork() (GCC 12's do not); llvm-19 for their symbolizer.
     local pkgs=(g++ cmake make pkg-config libcereal-dev libssl-dev libgmp-dev iproute2 libopenmpi-dev openmpi-bin
-        clang-19 libclang-rt-19-dev llvm-19 libgtest-dev libgmock-dev libbenchmark-dev python3 doxygen)
+        clang-19 libclang-rt-19-dev llvm-19 libgtest-dev libgmock-dev libbenchmark-dev python3 doxygen
+        clang-format-14 clang-tidy-14)
     (($# > 0)) && pkgs=("$@")
     local missing=()
     for p in "${pkgs[@]}"; do
@@ -38,27 +39,21 @@ install_deps() {
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-# build DIR [cmake options...]
+# The builds are CMakePresets.json's (each in build/<preset>), the sanitizer runs' options included.
+# build PRESET
 build() {
-    local dir=$1
-    shift
-    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
-    cmake --build "$dir" -j "$jobs"
+    cmake --preset "$1" >/dev/null
+    cmake --build --preset "$1" -j "$jobs"
 }
 
 run_tests() {
-    local dir=$1
-    ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 300
+    ctest --preset "$1" -j "$jobs"
 }
 
-san_cxx=clang++-19
-symbolizer=/usr/lib/llvm-19/bin/llvm-symbolizer
-# Everything that has tests, whatever an older build directory had cached.
-san_opts=(-DCMAKE_CXX_COMPILER="$san_cxx" -DMPROCESS_BUILD_TESTS=ON -DMPROCESS_BUILD_EXAMPLES=ON -DMPROCESS_BUILD_APPS=ON
-    -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_WITH_MPI=OFF)
+symbolizer=/usr/lib/llvm-19/bin/llvm-symbolizer  # the fuzz run's (the test presets name it for the test runs)
 
 demo() {
-    build build/release
+    build release
     local input=$'4\n7\n-3\nhello\n2.5\n'"$(printf '9%.0s' {1..60})"$'\n-12345678901234567890\n1_000_000\n'
     echo
     echo "======== tickets: a controller, a dispatcher and its workers, on this machine ========"
@@ -110,9 +105,8 @@ consumer() {
 # consumer of its installed package, which has no MPI part: asking for it must fail, saying so.
 shared() {
     echo "== shared library build: the public API's tests, the exports, a consumer"
-    build build/shared -DBUILD_SHARED_LIBS=ON -DMPROCESS_WITH_MPI=OFF -DMPROCESS_BUILD_EXAMPLES=OFF \
-        -DMPROCESS_BUILD_APPS=OFF -DMPROCESS_BUILD_BENCH=OFF
-    run_tests build/shared
+    build shared
+    run_tests shared
     rm -rf build/install-shared
     cmake --install build/shared --prefix "$PWD/build/install-shared" >/dev/null
     consumer_of "$PWD/build/install-shared" build/consumer-shared
@@ -131,7 +125,7 @@ docs() {
     echo "== reference manual (doxygen)"
     rm -rf build/docs && mkdir -p build/docs
     # Configuring generates <mprocess/version.hpp>, which the manual documents too.
-    cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --preset release >/dev/null
     { cat docs/Doxyfile; echo "OUTPUT_DIRECTORY = build/docs"
       echo "INPUT += build/release/include/mprocess/version.hpp"; } | doxygen -
     echo "reference manual: $PWD/build/docs/html/index.html"
@@ -139,26 +133,23 @@ docs() {
 
 tests() {
     echo "== normal build"
-    build build/release
-    run_tests build/release
+    build release
+    run_tests release
+    echo "== clang-tidy on the library's sources"
+    tools/run_clang_tidy.sh build/release
     consumer
     shared
     docs
     # The sanitizer builds: every test, example and app, no MPI (whose runtime is not instrumented)
     # and no benchmarks (no tests); the tests they do not run are disabled in CMake, with the reason.
     echo "== ASan+UBSan build: the whole suite"
-    build build/asan "${san_opts[@]}" -DMPROCESS_SANITIZE="address;undefined"
-    ASAN_OPTIONS=detect_leaks=1 ASAN_SYMBOLIZER_PATH="$symbolizer" \
-        UBSAN_OPTIONS="print_stacktrace=1:external_symbolizer_path=$symbolizer" run_tests build/asan
+    build asan
+    run_tests asan
     echo "== TSan build: the whole suite"
-    build build/tsan "${san_opts[@]}" -DMPROCESS_SANITIZE=thread
-    TSAN_OPTIONS="halt_on_error=1:external_symbolizer_path=$symbolizer" run_tests build/tsan
+    build tsan
+    run_tests tsan
     echo "== libFuzzer on the receiving side of a connection (frames; messages alone, with a memory bound), 60 s"
-    cmake -S . -B build/fuzz -DCMAKE_CXX_COMPILER="$san_cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DMPROCESS_BUILD_TESTS=OFF -DMPROCESS_BUILD_EXAMPLES=OFF -DMPROCESS_BUILD_BENCH=OFF -DMPROCESS_BUILD_APPS=OFF \
-        -DMPROCESS_WITH_MPI=OFF -DMPROCESS_BUILD_FUZZ=ON \
-        -DMPROCESS_SANITIZE="address;undefined;fuzzer-no-link" >/dev/null
-    cmake --build build/fuzz -j "$jobs" --target fuzz_frames fuzz_decode
+    build fuzz
     rm -rf build/fuzz/corpus && mkdir -p build/fuzz/corpus
     local target
     for target in frames decode; do
@@ -175,7 +166,7 @@ tests() {
 }
 
 bench() {
-    build build/release
+    build release
     python3 bench/compare.py --bench build/release/bench/bench_pipe "$@"
 }
 
