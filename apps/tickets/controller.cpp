@@ -71,7 +71,6 @@ std::string host_name() {
     return h;
 }
 
-
 class Controller {
 public:
     explicit Controller(const ControllerOptions& o) : o_(o), tty_(::isatty(0) && o.numbers.empty()) {}

@@ -79,7 +79,7 @@ protected:
 };
 
 MPROCESS_EXPORT void check_frame(std::size_t length, std::string_view prefix, std::uint64_t tag, std::string_view type,
-                 std::size_t raw_size);
+                                 std::size_t raw_size);
 MPROCESS_EXPORT std::string& scratch();
 MPROCESS_EXPORT void release_scratch(std::string& buf) noexcept;
 // This thread's scratch buffer for one message; a large one's memory is given back however the

@@ -59,7 +59,6 @@ struct InitializerAccess;
 struct PoolAccess;
 }  // namespace detail
 
-
 /// What the pool does when a worker dies while it holds a task. Either way that task fails at once.
 enum class OnWorkerLost {
     replace,     ///< the task fails with WorkerLost, and a new worker takes the dead one's place
@@ -84,8 +83,8 @@ public:
         static_assert(!std::is_void_v<Fp>,
                       "mprocess: an initializer must be a plain function or a lambda without captures");
         Fp fp = f;
-        invoker_ =
-            detail::entry_point<&detail::invoke_task<Fp, std::invoke_result_t<Fp, std::decay_t<A>&...>, std::decay_t<A>...>>();
+        invoker_ = detail::entry_point<
+            &detail::invoke_task<Fp, std::invoke_result_t<Fp, std::decay_t<A>&...>, std::decay_t<A>...>>();
         fn_ = reinterpret_cast<void*>(fp);
         args_ = encode(std::tuple<std::decay_t<A>...>(std::forward<A>(args)...));
     }
@@ -122,8 +121,8 @@ namespace detail {
 
 MPROCESS_EXPORT std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& options);
 // Calls progress(done, total) in this thread each time chunks of the map finish, until all have.
-MPROCESS_EXPORT void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::size_t total, std::size_t chunksize,
-                     const Progress& progress);
+MPROCESS_EXPORT void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::size_t total,
+                                     std::size_t chunksize, const Progress& progress);
 
 // A success callback takes the result; for a task that returns void, nothing.
 template <class R>
@@ -353,8 +352,8 @@ public:
         (detail::require_serializable<std::decay_t<A>>(), ...);
         if constexpr (!std::is_void_v<R>) detail::require_serializable<R>();
         Fp fp = f;
-        std::string msg =
-            core_->head(detail::entry_point<&detail::invoke_task<Fp, R, std::decay_t<A>...>>(), reinterpret_cast<void*>(fp));
+        std::string msg = core_->head(detail::entry_point<&detail::invoke_task<Fp, R, std::decay_t<A>...>>(),
+                                      reinterpret_cast<void*>(fp));
         encode_into(msg, std::tuple<std::decay_t<A>...>(std::forward<A>(args)...));
         return AsyncResult<R>(core_->submit(std::move(msg)));
     }
@@ -467,7 +466,8 @@ private:
         std::vector<AsyncResult<detail::chunk_result_t<R>>> parts;
         for (std::size_t i = 0; i < items.size(); i += chunksize) {
             const std::size_t end = std::min(items.size(), i + chunksize);
-            std::string msg = core_->head(detail::entry_point<&detail::invoke_chunk<Fp, R, T, Star>>(), reinterpret_cast<void*>(fp));
+            std::string msg =
+                core_->head(detail::entry_point<&detail::invoke_chunk<Fp, R, T, Star>>(), reinterpret_cast<void*>(fp));
             detail::encode_slice_into(msg, items, i, end);
             parts.push_back(AsyncResult<detail::chunk_result_t<R>>(core_->submit(std::move(msg))));
         }

@@ -56,10 +56,9 @@
 
 namespace mprocess {
 
-
 /// The options of Queue and JoinableQueue.
 struct QueueOptions {
-    std::size_t maxsize = 0;              ///< items; 0 = unbounded
+    std::size_t maxsize = 0;                           ///< items; 0 = unbounded
     std::size_t ring_bytes = std::size_t{256} * 1024;  ///< the ring for the usual traffic; a backlog overflows it
 };
 

@@ -155,7 +155,8 @@ constexpr void require_serializable() {
                   "`template <class Archive> void serialize(Archive& ar) { ar(field1, field2, ...); }`");
 }
 
-[[noreturn]] MPROCESS_EXPORT void throw_type_mismatch(std::string_view expected, std::uint64_t expected_tag, std::string_view bytes);
+[[noreturn]] MPROCESS_EXPORT void throw_type_mismatch(std::string_view expected, std::uint64_t expected_tag,
+                                                      std::string_view bytes);
 [[noreturn]] MPROCESS_EXPORT void throw_bad_size(std::string_view expected, std::size_t want, std::size_t got);
 
 inline std::uint64_t read_tag(std::string_view bytes) {

@@ -124,7 +124,6 @@ struct Output {
     std::string stderr_;  ///< all the child wrote to its stderr
 };
 
-
 /// A running (or finished) child program. Move-only; a moved-from Popen throws ValueError.
 class MPROCESS_EXPORT Popen {
 public:

@@ -44,7 +44,6 @@ class Value;
 template <class>
 class Array;
 
-
 namespace detail {
 class SyncSegment;
 

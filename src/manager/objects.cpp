@@ -249,12 +249,18 @@ std::unique_ptr<Object> make_kind(const std::string& name, const Results& a) {
         case Kind::joinable_queue:
             return std::make_unique<QueueObject>(static_cast<std::size_t>(decode<std::uint64_t>(a.at(0))),
                                                  kind == Kind::joinable_queue);
-        case Kind::dict: return std::make_unique<DictObject>();
-        case Kind::list: return std::make_unique<ListObject>();
-        case Kind::value: return std::make_unique<ValueObject>(a.at(0));
-        case Kind::lock: return std::make_unique<LockObject>();
-        case Kind::event: return std::make_unique<EventObject>();
-        case Kind::namespace_: return std::make_unique<NamespaceObject>();
+        case Kind::dict:
+            return std::make_unique<DictObject>();
+        case Kind::list:
+            return std::make_unique<ListObject>();
+        case Kind::value:
+            return std::make_unique<ValueObject>(a.at(0));
+        case Kind::lock:
+            return std::make_unique<LockObject>();
+        case Kind::event:
+            return std::make_unique<EventObject>();
+        case Kind::namespace_:
+            return std::make_unique<NamespaceObject>();
     }
     throw Fail{"ValueError", "no kind of shared object is called '" + name + "'"};
 }

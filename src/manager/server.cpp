@@ -327,8 +327,7 @@ namespace {
 
 // A server that start() made: it ends when the process that started it does, however that ends.
 void run_server(const std::string& address, const std::string& authkey, const std::vector<Declared>& registered,
-                bool registered_only,
-                Connection report, Owner owner) {
+                bool registered_only, Connection report, Owner owner) {
     platform::Fd watch(owner.pidfd);
     // Forked, it shares its owner's resource tracker, whose watch over the owner's named blocks
     // would then wait for the server too; it makes no named block, so it lets go.

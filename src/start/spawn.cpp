@@ -148,7 +148,8 @@ bool read_all(int fd, void* data, std::size_t n) {
 }
 
 Payload make_payload(const ChildIdentity& who, const SpawnTarget& target) {
-    return Payload{who, code_symbol(reinterpret_cast<const void*>(target.entry)), code_symbol(target.fn), target.args.blobs};
+    return Payload{who, code_symbol(reinterpret_cast<const void*>(target.entry)), code_symbol(target.fn),
+                   target.args.blobs};
 }
 
 void run_payload(Payload& payload, std::vector<int> fds) {

@@ -32,9 +32,9 @@ std::string peer_path() {
     return MPROCESS_TEST_PEER;
 }
 
-#define REQUIRE_PEER()                                                                                   \
-    if (peer_path().empty())                                                                             \
-        GTEST_SKIP() << "no peer program was built: the other compiler (clang++-19 for a g++ build, g++ "  \
+#define REQUIRE_PEER()                                                                                       \
+    if (peer_path().empty())                                                                                 \
+        GTEST_SKIP() << "no peer program was built: the other compiler (clang++-19 for a g++ build, g++ "    \
                         "for a clang build) was not found at configure time, or this is a sanitizer build, " \
                         "whose library a program of the other compiler cannot link";
 
@@ -123,10 +123,9 @@ TEST_P(CrossCompilerManager, MessagesCrossAManagerSharedByBothCompilersProgramsB
         EXPECT_EQ(peer->wait(kPatience), 0) << "the other compiler's program received what it did not expect (its "
                                                "stderr says what)";
     }
-    expect_nothing_wrong(cross::receive_all([&]<std::size_t I, class T>() {
-                             return ns.get<T>("from-peer-" + std::to_string(I));
-                         }),
-                         "set by the other compiler's program in the manager");
+    expect_nothing_wrong(
+        cross::receive_all([&]<std::size_t I, class T>() { return ns.get<T>("from-peer-" + std::to_string(I)); }),
+        "set by the other compiler's program in the manager");
     try {
         EXPECT_EQ(orders.get_nowait(), cross::sample_order());  // put before the peer exited
     } catch (const mp::Error& e) {

@@ -147,7 +147,9 @@ using Sample = std::tuple_element_t<I, decltype(samples())>;
 template <class Send>
 void send_all(Send&& send) {
     const auto values = samples();
-    [&]<std::size_t... I>(std::index_sequence<I...>) { (send(I, std::get<I>(values)), ...); }
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        (send(I, std::get<I>(values)), ...);
+    }
     (std::make_index_sequence<sample_count>{});
 }
 
@@ -167,7 +169,9 @@ std::vector<std::string> receive_all(Receive&& receive) {
             wrong.push_back(name + ": " + e.what());
         }
     };
-    [&]<std::size_t... I>(std::index_sequence<I...>) { (one(std::integral_constant<std::size_t, I>{}), ...); }
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        (one(std::integral_constant<std::size_t, I>{}), ...);
+    }
     (std::make_index_sequence<sample_count>{});
     return wrong;
 }

@@ -50,8 +50,8 @@ int over_manager(const std::string& address) {
     mp::BaseManager m(address, {.authkey = key});
     m.connect();
     auto ns = m.Namespace("samples");
-    const auto wrong = cross::receive_all(
-        [&]<std::size_t I, class T>() { return ns.get<T>("to-peer-" + std::to_string(I)); });
+    const auto wrong =
+        cross::receive_all([&]<std::size_t I, class T>() { return ns.get<T>("to-peer-" + std::to_string(I)); });
     cross::send_all([&](std::size_t i, const auto& v) { ns.set("from-peer-" + std::to_string(i), v); });
     m.Queue<cross::Order>("orders").put(cross::sample_order());
     return report(wrong);

@@ -102,7 +102,8 @@ TYPED_TEST_P(PoolLifecycle, ATaskErrorIsARemoteErrorAndThePoolGoesOn) {
 TYPED_TEST_P(PoolLifecycle, CloseRefusesNewTasksAndJoinFinishesTheQueuedOnes) {
     auto pool = TypeParam::make();
     std::vector<mp::AsyncResult<int>> results;
-    for (int i = 0; i < 4 * static_cast<int>(TypeParam::workers()); ++i) results.push_back(pool->apply_async(checked, i));
+    for (int i = 0; i < 4 * static_cast<int>(TypeParam::workers()); ++i)
+        results.push_back(pool->apply_async(checked, i));
     pool->close();
     EXPECT_THROW(pool->apply_async(checked, 1), mp::ValueError);
     pool->join();

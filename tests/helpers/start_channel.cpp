@@ -31,8 +31,8 @@ int write_payload(bool as_entry) {
     detail::Payload p;
     p.who.name = "forged";
     p.entry = as_entry ? detail::code_symbol(reinterpret_cast<const void*>(&pwned_entry))
-                       : detail::code_symbol(reinterpret_cast<const void*>(
-                             detail::entry_point<&detail::spawn_entry<void (*)()>>()));
+                       : detail::code_symbol(
+                             reinterpret_cast<const void*>(detail::entry_point<&detail::spawn_entry<void (*)()>>()));
     p.fn = detail::code_symbol(reinterpret_cast<const void*>(&pwned));
     const std::string bytes = mp::encode(p);
     const std::uint64_t nfds = 0, len = bytes.size();

@@ -990,7 +990,8 @@ private:
     void wait(bool) override {
         std::unique_lock lock(io_);
         io_cv_.wait(lock, [&] {
-            return woken_ || failing_ || std::any_of(outbox_.begin(), outbox_.end(), [](const auto& a) { return bool(a); });
+            return woken_ || failing_ ||
+                   std::any_of(outbox_.begin(), outbox_.end(), [](const auto& a) { return bool(a); });
         });
         woken_ = false;
     }

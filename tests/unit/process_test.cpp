@@ -104,7 +104,8 @@ TEST_P(ProcessMethods, ArgumentsReachTheTarget) {
 TEST_F(ProcessTest, AForkDuringAnotherThreadsCodeLookupLeavesTheChildFreeToLookUpCode) {
     std::atomic<bool> stop{false};
     std::thread walker([&] {
-        while (!stop.load(std::memory_order_relaxed)) (void)mp::detail::code_symbol(reinterpret_cast<const void*>(&look_up_code));
+        while (!stop.load(std::memory_order_relaxed))
+            (void)mp::detail::code_symbol(reinterpret_cast<const void*>(&look_up_code));
     });
     int hung = 0;
     for (int i = 0; i < 200 && hung == 0; ++i) {
@@ -893,7 +894,8 @@ Outcome run_with_channel(const std::string& program, const char* var, Channel ho
         if (::write(sv[0], payload.data(), payload.size()) != static_cast<ssize_t>(payload.size())) return o;
         channel_fd = sv[1];
     }
-    const std::string assignment = std::string(var) + "=" + (how == Channel::stdin_file ? "0" : std::to_string(channel_fd));
+    const std::string assignment =
+        std::string(var) + "=" + (how == Channel::stdin_file ? "0" : std::to_string(channel_fd));
     pid_t pid = ::fork();
     if (pid == 0) {
         ::dup2(out[1], 1);

@@ -218,8 +218,9 @@ TEST(TypeNames, StandardTypesAreNamedAsOneWritesThemUnderEitherCompiler) {
     EXPECT_EQ(type_name_v<std::list<char>>, "std::list<char>");
     EXPECT_EQ(type_name_v<std::chrono::seconds>, "std::chrono::duration<long>");
     EXPECT_EQ(type_name_v<std::chrono::milliseconds>, "std::chrono::duration<long, std::ratio<1, 1000>>");
-    EXPECT_EQ(type_name_v<std::chrono::system_clock::time_point>,
-              "std::chrono::time_point<std::chrono::system_clock, std::chrono::duration<long, std::ratio<1, 1000000000>>>");
+    EXPECT_EQ(
+        type_name_v<std::chrono::system_clock::time_point>,
+        "std::chrono::time_point<std::chrono::system_clock, std::chrono::duration<long, std::ratio<1, 1000000000>>>");
     EXPECT_EQ(type_name_v<const char*>, "const char*");
     EXPECT_EQ(type_name_v<int[3]>, "int[3]");
     EXPECT_EQ(type_name_v<std::vector<Point>>, "std::vector<(anonymous namespace)::Point>");

@@ -19,16 +19,38 @@ inline constexpr std::array<std::string_view, 8> kind_names{"queue", "joinable_q
 
 enum class Op : unsigned char {
     // The objects' methods.
-    put, get, get_or_none, set, del, qsize, full, task_done, join, contains, len, clear, items, append, values, pop,
-    acquire, release, is_set, wait, has,
+    put,
+    get,
+    get_or_none,
+    set,
+    del,
+    qsize,
+    full,
+    task_done,
+    join,
+    contains,
+    len,
+    clear,
+    items,
+    append,
+    values,
+    pop,
+    acquire,
+    release,
+    is_set,
+    wait,
+    has,
     // The server's own (a call on no object): release is also the release of a named object.
-    make, upgrade, local, shutdown,
+    make,
+    upgrade,
+    local,
+    shutdown,
 };
 
 inline constexpr std::array<std::string_view, 25> op_names{
-    "put",      "get",   "get_or_none", "set",     "del",     "qsize",  "full",   "task_done", "join",
-    "contains", "len",   "clear",       "items",   "append",  "values", "pop",    "acquire",   "release",
-    "is_set",   "wait",  "has",         "make",    "upgrade", "local",  "shutdown"};
+    "put",      "get",  "get_or_none", "set",   "del",     "qsize",  "full",    "task_done", "join",
+    "contains", "len",  "clear",       "items", "append",  "values", "pop",     "acquire",   "release",
+    "is_set",   "wait", "has",         "make",  "upgrade", "local",  "shutdown"};
 
 constexpr std::string_view name_of(Kind k) noexcept {
     return kind_names[static_cast<std::size_t>(k)];

@@ -148,7 +148,7 @@ struct TaskState {
     // by `sleepers`).
     std::atomic<std::uint32_t> finished{0};
     std::atomic<std::uint32_t> sleepers{0};
-    bool started = false;               // handed to a worker
+    bool started = false;  // handed to a worker
     bool cancelled = false;
     std::string result;        // the worker's answer, when it succeeded: a status byte, then the encoded result
     std::exception_ptr error;  // RemoteError, WorkerLost, BrokenPool, the pool's end, cancellation

@@ -102,7 +102,7 @@ constexpr std::string_view pretty_name() noexcept {
 
 struct Token {
     enum Kind { end, word, number, punct } kind = end;
-    std::string_view text;   // a word, a number, punctuation (`::` is one)
+    std::string_view text;  // a word, a number, punctuation (`::` is one)
     std::uintmax_t value = 0;
     bool has_value = false;  // a character literal: written as its value
     std::size_t next = 0;    // where the following token starts
@@ -155,7 +155,8 @@ constexpr Token token_at(std::string_view s, std::size_t at) {
         std::string_view n = s.substr(at, j - at);
         // An integer's suffix: clang writes 5U, 7UL, -5LL; g++ none.
         if (n.find_first_of(".eE") == std::string_view::npos || n.starts_with("0x"))
-            while (n.size() > 1 && std::string_view("uUlL").find(n.back()) != std::string_view::npos) n.remove_suffix(1);
+            while (n.size() > 1 && std::string_view("uUlL").find(n.back()) != std::string_view::npos)
+                n.remove_suffix(1);
         t = {Token::number, n, 0, false, j};
     } else if (word_char(c)) {
         std::size_t j = at;
@@ -393,8 +394,9 @@ constexpr std::size_t closing(const Buffer& t, std::size_t open) {
 constexpr void drop_default_arguments(Buffer& t) {
     for (std::size_t at = t.size; at-- > 0;) {
         if (t.data[at] != ',') continue;
-        for (std::string_view d : {", std::allocator<", ", std::char_traits<", ", std::less<", ", std::hash<",
-                                   ", std::equal_to<", ", std::default_delete<", ", std::ratio<1>", ", std::ratio<1, 1>"}) {
+        for (std::string_view d :
+             {", std::allocator<", ", std::char_traits<", ", std::less<", ", std::hash<", ", std::equal_to<",
+              ", std::default_delete<", ", std::ratio<1>", ", std::ratio<1, 1>"}) {
             if (t.size - at < d.size() || std::string_view(t.data + at, d.size()) != d) continue;
             const std::size_t end = d.back() == '<' ? closing(t, at + d.size() - 1) + 1 : at + d.size();
             if (end > 1 && end < t.size && t.data[end] == '>') t.erase(at, end - at);
@@ -415,8 +417,11 @@ constexpr void name_strings(Buffer& t) {
         if (t.data[i - 1] != '<') continue;
         const std::string_view rest(t.data + i, t.size - i);
         std::string_view kind;
-        for (auto [c, k] : {std::pair<std::string_view, std::string_view>{"char>", ""}, {"wchar_t>", "w"},
-                            {"char8_t>", "u8"}, {"char16_t>", "u16"}, {"char32_t>", "u32"}}) {
+        for (auto [c, k] : {std::pair<std::string_view, std::string_view>{"char>", ""},
+                            {"wchar_t>", "w"},
+                            {"char8_t>", "u8"},
+                            {"char16_t>", "u16"},
+                            {"char32_t>", "u32"}}) {
             if (rest.starts_with(c)) {
                 kind = k;
                 i += c.size();
@@ -480,7 +485,8 @@ template <class T>
 
 // T's canonical name: the same under g++ and clang, and readable in error messages.
 template <class T>
-[[gnu::visibility("hidden")]] inline constexpr std::string_view type_name_v{type_name_chars<T>.data(), type_name_chars<T>.size()};
+[[gnu::visibility("hidden")]] inline constexpr std::string_view type_name_v{type_name_chars<T>.data(),
+                                                                            type_name_chars<T>.size()};
 
 template <class T>
 constexpr std::string_view type_name() noexcept {
@@ -554,7 +560,8 @@ constexpr void write_template(Sink& out, std::string_view name, types<A...>, typ
     out.push('<');
     [&]<std::size_t... I>(std::index_sequence<I...>) {
         (write_argument<I, kept, A>(out), ...);
-    }(std::index_sequence_for<A...>{});
+    }
+    (std::index_sequence_for<A...>{});
     out.push('>');
 }
 
@@ -636,9 +643,8 @@ constexpr std::string_view string_kind() {
 }
 
 template <class C, class Tr, class A>
-    requires(!string_kind<C>().empty() && std::is_same_v<Tr, std::char_traits<C>> &&
-             std::is_same_v<A, std::allocator<C>>)
-struct spelling<std::basic_string<C, Tr, A>> {
+requires(!string_kind<C>().empty() && std::is_same_v<Tr, std::char_traits<C>> &&
+         std::is_same_v<A, std::allocator<C>>) struct spelling<std::basic_string<C, Tr, A>> {
     template <class Sink>
     static constexpr void write(Sink& out) {
         out.append(string_kind<C>());
@@ -646,8 +652,8 @@ struct spelling<std::basic_string<C, Tr, A>> {
     }
 };
 template <class C, class Tr>
-    requires(!string_kind<C>().empty() && std::is_same_v<Tr, std::char_traits<C>>)
-struct spelling<std::basic_string_view<C, Tr>> {
+requires(!string_kind<C>().empty() &&
+         std::is_same_v<Tr, std::char_traits<C>>) struct spelling<std::basic_string_view<C, Tr>> {
     template <class Sink>
     static constexpr void write(Sink& out) {
         out.append(string_kind<C>());
@@ -676,7 +682,7 @@ constexpr void spell(Sink& out) {
         out.push('[');
         if constexpr (std::extent_v<T> != 0) append_number(out, std::extent_v<T>);
         out.push(']');
-    } else if constexpr ((std::is_const_v<T> || std::is_volatile_v<T>) && std::is_pointer_v<std::remove_cv_t<T>>) {
+    } else if constexpr ((std::is_const_v<T> || std::is_volatile_v<T>)&&std::is_pointer_v<std::remove_cv_t<T>>) {
         out.append(type_name_v<std::remove_cv_t<T>>);  // char* const
         if constexpr (std::is_const_v<T>) out.append(" const");
         if constexpr (std::is_volatile_v<T>) out.append(" volatile");
