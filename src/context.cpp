@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "mprocess/context.hpp"
 
+#include "default_method.hpp"
+
 #include <atomic>
 
 namespace mprocess {

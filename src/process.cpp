@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "mprocess/context.hpp"
+#include "default_method.hpp"
 #include "platform/exec.hpp"
 #include "platform/posix.hpp"
 #include "platform/process.hpp"

@@ -15,10 +15,9 @@ import sys
 # binary interface though no user names them. A new one must be added here on purpose.
 HEADER_CALLS = {
     "QueueHandle", "SyncHandle", "PoolCore", "TaskState", "SpawnArg",
-    "adopt_start_method", "advise_large_buffer", "call", "check_frame", "close_spawn_fds", "is_entry_point",
-    "join_parts", "make_object", "make_pool", "register_entry_point", "release_scratch", "report_progress",
-    "scratch", "start_method_if_set", "start_method_or_default", "task_message_head", "throw_bad_size", "throw_type_mismatch", "wait_task", "when_done",
-    "when_done_user",
+    "advise_large_buffer", "call", "check_frame", "close_spawn_fds", "join_parts", "register_entry_point",
+    "release_scratch", "report_progress", "scratch", "task_message_head", "throw_bad_size", "throw_type_mismatch",
+    "wait_task", "when_done", "when_done_user",
 }
 INTERNAL = re.compile(r"mprocess::(platform|channel|wait|start)::")
 WRAPPERS = re.compile(r"^(typeinfo name for|typeinfo for|vtable for|VTT for|non-virtual thunk to|virtual thunk to) ")

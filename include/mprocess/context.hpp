@@ -190,14 +190,4 @@ MPROCESS_EXPORT Context get_context(std::string_view method = {});
 /// A context for `method`.
 MPROCESS_EXPORT Context get_context(StartMethod method);
 
-namespace detail {
-// The method set by set_start_method(), if one was.
-MPROCESS_EXPORT std::optional<StartMethod> start_method_if_set();
-// The method a process, pool or manager starts with: its own, else the default.
-MPROCESS_EXPORT StartMethod start_method_or_default(const std::optional<StartMethod>& chosen);
-// In a child: the method it was started with becomes its own, as set, as in Python, so that its
-// children start the same way. None: nothing was chosen, the default stays unset.
-MPROCESS_EXPORT void adopt_start_method(const std::optional<StartMethod>& method);
-}  // namespace detail
-
 }  // namespace mprocess

@@ -105,9 +105,6 @@ using Declared = std::tuple<std::string, std::string, std::vector<std::string>>;
 
 // One call: the object's method with its encoded arguments, and the encoded results.
 MPROCESS_EXPORT std::vector<std::string> call(const ObjectRef& ref, Op method, std::vector<std::string> args);
-// A new object (id empty) or a named one, created if needed.
-MPROCESS_EXPORT ObjectRef make_object(const std::string& address, const std::string& authkey, Kind kind,
-                                      const std::string& name, std::vector<std::string> args);
 
 // A wait's timeout on the wire: Timeout's own count of nanoseconds (its largest is forever); not
 // blocking is a timeout of zero.

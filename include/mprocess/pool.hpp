@@ -119,7 +119,6 @@ using Progress = std::function<void(std::size_t done, std::size_t total)>;
 
 namespace detail {
 
-MPROCESS_EXPORT std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& options);
 // Calls progress(done, total) in this thread each time chunks of the map finish, until all have.
 MPROCESS_EXPORT void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::size_t total,
                                      std::size_t chunksize, const Progress& progress);

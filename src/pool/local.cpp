@@ -16,6 +16,7 @@
 
 #include "channel/channel.hpp"
 #include "mprocess/connection.hpp"
+#include "default_method.hpp"
 #include "mprocess/context.hpp"
 #include "mprocess/process.hpp"
 #include "platform/posix.hpp"

@@ -25,6 +25,9 @@ struct Symbol {
     }
 };
 
+// Whether `code` was registered as an entry point (detail/entry_point.hpp).
+bool is_entry_point(const void* code) noexcept;
+
 // The symbol of a code address in this process.
 Symbol code_symbol(const void* addr);
 

@@ -16,7 +16,6 @@ namespace mprocess::detail {
 // Adds `code` to the entry points (lock-free: it may run during static initialization of any
 // object, and lookups may run in a child forked from a threaded process). Returns true.
 MPROCESS_EXPORT bool register_entry_point(const void* code) noexcept;
-MPROCESS_EXPORT bool is_entry_point(const void* code) noexcept;
 
 template <auto F>
 struct EntryPoint {
