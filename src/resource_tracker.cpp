@@ -126,8 +126,8 @@ bool send(char op, const std::string& name) noexcept {
         for (int attempt = 0; attempt < 2; ++attempt) {
             const int fd = op == 'R' ? tracker_fd_locked(t) : t.fd;
             if (fd < 0) return false;
-            const ssize_t n = platform::write_no_sigpipe(fd, rec, kRecord);
-            if (n == static_cast<ssize_t>(kRecord)) return true;
+            const long n = platform::write_some(fd, rec, kRecord);  // EPIPE, never SIGPIPE
+            if (n == static_cast<long>(kRecord)) return true;
             if (n >= 0 || errno != EPIPE) return false;
             platform::close(t.fd);  // the tracker is gone
             t.fd = -1;

@@ -262,29 +262,6 @@ void close(int fd) noexcept {
     ::close(fd);
 }
 
-// SIGPIPE is sent to the writing thread: blocked meanwhile, and the one this write raised taken
-// off the thread's pending set, unless one was pending already (that one is not ours to take).
-ssize_t write_no_sigpipe(int fd, const void* data, std::size_t n) noexcept {
-    sigset_t pipe_only, old, pending;
-    ::sigemptyset(&pipe_only);
-    ::sigaddset(&pipe_only, SIGPIPE);
-    ::sigpending(&pending);
-    const bool was_pending = ::sigismember(&pending, SIGPIPE) == 1;
-    ::pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
-    ssize_t r;
-    do r = ::write(fd, data, n);
-    while (r < 0 && errno == EINTR);
-    const int err = errno;
-    if (r < 0 && err == EPIPE && !was_pending) {
-        const timespec now{};
-        while (::sigtimedwait(&pipe_only, nullptr, &now) < 0 && errno == EINTR) {
-        }
-    }
-    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    errno = err;
-    return r;
-}
-
 bool isatty(int fd) noexcept {
     return ::isatty(fd) == 1;
 }

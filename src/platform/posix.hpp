@@ -148,9 +148,6 @@ void yield_cpu() noexcept;
 ssize_t read(int fd, void* data, std::size_t n) noexcept;
 ssize_t write(int fd, const void* data, std::size_t n) noexcept;
 void close(int fd) noexcept;
-// One write() to a pipe whose reader may be gone: EPIPE then, never SIGPIPE (whose default action
-// would end this process). Retries on EINTR.
-ssize_t write_no_sigpipe(int fd, const void* data, std::size_t n) noexcept;
 
 // As Python's os.isatty: true if fd is a terminal.
 bool isatty(int fd) noexcept;
