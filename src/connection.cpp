@@ -12,42 +12,22 @@
 
 namespace mprocess {
 
-namespace detail {
-
-void check_frame(std::size_t length, std::string_view prefix, std::uint64_t tag, std::string_view type,
-                 std::size_t raw_size) {
-    if (length < tag_size || read_tag(prefix) != tag) throw_type_mismatch(type, tag, prefix);
-    if (raw_size != 0 && length != tag_size + raw_size) throw_bad_size(type, raw_size, length - tag_size);
-}
-
-void throw_type_mismatch(std::string_view expected, std::uint64_t expected_tag, std::string_view bytes) {
+TypeMismatch TypeMismatch::for_message(std::string_view type, std::uint64_t tag, std::string_view bytes) {
     char buf[160];
     if (bytes.size() < tag_size) {
         std::snprintf(buf, sizeof buf, "a message of %zu bytes is too short to carry a type tag", bytes.size());
     } else {
-        std::snprintf(buf, sizeof buf, "the message carries type tag %016" PRIx64 ", not %016" PRIx64, read_tag(bytes),
-                      expected_tag);
+        std::snprintf(buf, sizeof buf, "the message carries type tag %016" PRIx64 ", not %016" PRIx64,
+                      detail::read_tag(bytes), tag);
     }
-    throw TypeMismatch("cannot receive a " + std::string(expected) + ": " + buf +
-                       " (it was sent as another type, or with send_bytes)");
+    return TypeMismatch("cannot receive a " + std::string(type) + ": " + buf +
+                        " (it was sent as another type, or with send_bytes)");
 }
 
-void throw_bad_size(std::string_view expected, std::size_t want, std::size_t got) {
-    throw DecodeError("a " + std::string(expected) + " is " + std::to_string(want) + " bytes, the message holds " +
-                      std::to_string(got));
+DecodeError DecodeError::wrong_size(std::string_view type, std::size_t want, std::size_t got) {
+    return DecodeError("a " + std::string(type) + " is " + std::to_string(want) + " bytes, the message holds " +
+                       std::to_string(got));
 }
-
-std::string& scratch() {
-    thread_local std::string buf;
-    return buf;
-}
-
-void release_scratch(std::string& buf) noexcept {
-    // Keep the buffer for the next small message, but not a huge one's memory.
-    if (buf.capacity() > (std::size_t{1} << 20)) std::string().swap(buf);
-}
-
-}  // namespace detail
 
 detail::Channel& Connection::channel() const {
     if (!ch_ || ch_->closed()) throw ValueError("connection is closed");
@@ -58,7 +38,7 @@ void Connection::send_parts(std::string_view head, std::string_view body) {
     channel().send(head, body);
 }
 
-void Connection::recv_frame(detail::FrameSink& sink, Timeout timeout) {
+void Connection::recv_frame(FrameSink& sink, Timeout timeout) {
     channel().recv(sink, timeout.deadline());
 }
 
@@ -74,7 +54,7 @@ void Connection::send_bytes(std::string_view data, std::size_t offset, std::opti
 }
 
 std::string Connection::recv_bytes(std::optional<std::size_t> maxlength, Timeout timeout) {
-    struct Sink final : detail::FrameSink {
+    struct Sink final : FrameSink {
         std::optional<std::size_t> max;
         std::string out;
         bool take(std::size_t length, std::string_view) override {
@@ -95,7 +75,7 @@ std::string Connection::recv_bytes(std::optional<std::size_t> maxlength, Timeout
 
 std::size_t Connection::recv_bytes_into(std::span<char> buffer, std::size_t offset) {
     if (offset > buffer.size()) throw ValueError("offset is larger than the buffer");
-    struct Sink final : detail::FrameSink {
+    struct Sink final : FrameSink {
         std::span<char> buffer;
         std::string overflow;
         std::size_t length = 0;
@@ -147,11 +127,11 @@ std::pair<Connection, Connection> Pipe(bool duplex, PipeOptions options) {
     return {Connection(a), Connection(b)};
 }
 
-std::string detail::SpawnArg<Connection>::write(SpawnArgs& args, const Connection& c) {
-    return c.channel().export_to(args);
+std::string Connection::export_to(SpawnArgs& args) const {
+    return channel().export_to(args);
 }
 
-Connection detail::SpawnArg<Connection>::read(const SpawnArgs& args, const std::string& blob) {
+Connection Connection::import_from(const SpawnArgs& args, const std::string& blob) {
     if (detail::is_socket_export(blob)) return Connection(detail::import_socket_channel(args, blob));
     return Connection(detail::import_shm_channel(args, blob));
 }

@@ -542,53 +542,57 @@ std::uint64_t QueueCore::resident_bytes() const {
     return platform::allocated_bytes(memfd_.get());
 }
 
+}  // namespace mprocess::detail
+
+namespace mprocess {
+
 // ---- the handle ---------------------------------------------------------------------------------
 
-QueueHandle::QueueHandle(std::uint64_t type_tag, std::string_view, const QueueOptions& options, bool joinable)
-    : core_(QueueCore::create(type_tag, options, joinable)) {}
+RawQueue::RawQueue(std::uint64_t type_tag, std::string_view, const QueueOptions& options, bool joinable)
+    : core_(detail::QueueCore::create(type_tag, options, joinable)) {}
 
-QueueCore& QueueHandle::core() const {
+detail::QueueCore& RawQueue::core() const {
     if (!core_) throw ValueError("queue handle is empty");
     return *core_;
 }
 
-void QueueHandle::put(std::string_view head, std::string_view body, bool block, const Timeout& timeout) {
+void RawQueue::put(std::string_view head, std::string_view body, bool block, const Timeout& timeout) {
     core().put({head, body}, block, timeout);
 }
 
-void advise_large_buffer(void* data, std::size_t bytes) noexcept {
+void RawQueue::advise_large_buffer(void* data, std::size_t bytes) noexcept {
     platform::advise_huge_pages(data, bytes);
 }
-void QueueHandle::get(QueueReader& reader, bool block, const Timeout& timeout) {
+void RawQueue::get(Reader& reader, bool block, const Timeout& timeout) {
     core().get(reader, block, timeout);
 }
-std::size_t QueueHandle::qsize() const {
+std::size_t RawQueue::qsize() const {
     return core().qsize();
 }
-std::size_t QueueHandle::maxsize() const {
+std::size_t RawQueue::maxsize() const {
     return core().maxsize();
 }
-void QueueHandle::close() noexcept {
+void RawQueue::close() noexcept {
     if (core_) core_->close();
 }
-bool QueueHandle::closed() const noexcept {
+bool RawQueue::closed() const noexcept {
     return !core_ || core_->closed();
 }
-void QueueHandle::join_thread() const {
+void RawQueue::join_thread() const {
     if (!closed()) throw ValueError("join_thread() before close()");
 }
-void QueueHandle::task_done() {
+void RawQueue::task_done() {
     core().task_done();
 }
-bool QueueHandle::join(const Timeout& timeout) {
+bool RawQueue::join(const Timeout& timeout) {
     return core().join(timeout);
 }
-std::string QueueHandle::export_to(SpawnArgs& args) const {
+std::string RawQueue::export_to(SpawnArgs& args) const {
     return core().export_to(args);
 }
-QueueHandle QueueHandle::import(const SpawnArgs& args, const std::string& blob, std::uint64_t type_tag,
-                                std::string_view type_name, bool joinable) {
-    return QueueHandle(QueueCore::import(args, blob, type_tag, type_name, joinable));
+RawQueue RawQueue::import(const SpawnArgs& args, const std::string& blob, std::uint64_t type_tag,
+                          std::string_view type_name, bool joinable) {
+    return RawQueue(detail::QueueCore::import(args, blob, type_tag, type_name, joinable));
 }
 
-}  // namespace mprocess::detail
+}  // namespace mprocess

@@ -15,6 +15,8 @@
 
 namespace mprocess::detail {
 
+using QueueReader = RawQueue::Reader;
+
 class QueueCore {
 public:
     static std::shared_ptr<QueueCore> create(std::uint64_t type_tag, const QueueOptions& options, bool joinable);

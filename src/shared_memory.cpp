@@ -134,20 +134,20 @@ void SharedMemory::unlink() {
 
 using ExportedBlock = std::tuple<std::string, std::uint64_t, int>;  // name, size, descriptor index
 
-std::string detail::SpawnArg<SharedMemory>::write(SpawnArgs& args, const SharedMemory& m) {
-    auto& b = m.block();
+std::string SharedMemory::export_to(SpawnArgs& args) const {
+    auto& b = block();
     if (b.closed) throw ValueError("cannot pass a closed SharedMemory");
     return encode(ExportedBlock{b.name, b.size, args.add_fd(b.fd.get())});
 }
 
-SharedMemory detail::SpawnArg<SharedMemory>::read(const SpawnArgs& args, const std::string& blob) {
+SharedMemory SharedMemory::import_from(const SpawnArgs& args, const std::string& blob) {
     auto [name, size, index] = decode<ExportedBlock>(blob);
-    auto b = std::make_shared<SharedBlock>();
-    b->fd = copy_spawn_fd(args, index, "SharedMemory");
+    auto b = std::make_shared<detail::SharedBlock>();
+    b->fd = detail::copy_spawn_fd(args, index, "SharedMemory");
     if (size != platform::file_size(b->fd.get())) throw DecodeError("exported SharedMemory: size does not match");
     b->name = name;
     b->size = size;
-    map(*b);
+    detail::map(*b);
     return SharedMemory(std::move(b));
 }
 

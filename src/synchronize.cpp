@@ -41,26 +41,31 @@ private:
     void* base_;
 };
 
-SyncHandle::SyncHandle(std::size_t bytes)
-    : seg_(std::make_shared<SyncSegment>(platform::make_memfd("mprocess-sync", bytes), bytes)), state_(seg_->base()) {}
+}  // namespace detail
+
+SharedState::SharedState(std::size_t bytes)
+    : seg_(std::make_shared<detail::SyncSegment>(platform::make_memfd("mprocess-sync", bytes), bytes)),
+      state_(seg_->base()) {}
 
 using ExportedSync = std::tuple<std::uint64_t, int>;  // size, descriptor index
 
-std::string SyncHandle::export_to(SpawnArgs& args) const {
+std::string SharedState::export_to(SpawnArgs& args) const {
     if (!seg_) throw ValueError("cannot pass an empty synchronization handle");
     return encode(ExportedSync{seg_->size(), args.add_fd(seg_->fd())});
 }
 
-SyncHandle SyncHandle::import(const SpawnArgs& args, const std::string& blob, std::size_t bytes) {
+SharedState SharedState::import(const SpawnArgs& args, const std::string& blob, std::size_t bytes) {
     auto [size, index] = decode<ExportedSync>(blob);
-    platform::Fd fd = copy_spawn_fd(args, index, "synchronization object");
+    platform::Fd fd = detail::copy_spawn_fd(args, index, "synchronization object");
     if (size < bytes || size != platform::file_size(fd.get()))
         throw DecodeError("exported synchronization object: size does not match its memory");
-    SyncHandle h;
-    h.seg_ = std::make_shared<SyncSegment>(std::move(fd), size);
+    SharedState h;
+    h.seg_ = std::make_shared<detail::SyncSegment>(std::move(fd), size);
     h.state_ = h.seg_->base();
     return h;
 }
+
+namespace detail {
 
 namespace {
 
@@ -106,7 +111,7 @@ struct BarrierState {
 };
 
 template <class S>
-S& state_of(const SyncHandle& h) {
+S& state_of(const SharedState& h) {
     return *static_cast<S*>(h.state());
 }
 
@@ -343,18 +348,18 @@ void Condition::notify_all() {
     notify(UINT_MAX);
 }
 
-std::string detail::SpawnArg<Condition>::write(SpawnArgs& args, const Condition& c) {
-    const bool recursive = std::holds_alternative<RLock>(c.lock_);
+std::string Condition::export_to(SpawnArgs& args) const {
+    const bool recursive = std::holds_alternative<RLock>(lock_);
     std::string lock =
-        std::visit([&](const auto& l) { return SpawnArg<std::decay_t<decltype(l)>>::write(args, l); }, c.lock_);
-    return encode(std::tuple<std::string, std::string, bool>{c.h_.export_to(args), lock, recursive});
+        std::visit([&](const auto& l) { return detail::SpawnArg<std::decay_t<decltype(l)>>::write(args, l); }, lock_);
+    return encode(std::tuple<std::string, std::string, bool>{h_.export_to(args), lock, recursive});
 }
 
-Condition detail::SpawnArg<Condition>::read(const SpawnArgs& args, const std::string& blob) {
+Condition Condition::import_from(const SpawnArgs& args, const std::string& blob) {
     auto [cond, lock, recursive] = decode<std::tuple<std::string, std::string, bool>>(blob);
-    auto h = SyncHandle::import(args, cond, Condition::state_bytes());
-    if (recursive) return Condition(std::move(h), SpawnArg<RLock>::read(args, lock));
-    return Condition(std::move(h), SpawnArg<Lock>::read(args, lock));
+    auto h = SharedState::import(args, cond, Condition::state_bytes());
+    if (recursive) return Condition(std::move(h), detail::SpawnArg<RLock>::read(args, lock));
+    return Condition(std::move(h), detail::SpawnArg<Lock>::read(args, lock));
 }
 
 // ---- Barrier ------------------------------------------------------------------------------------
@@ -457,22 +462,26 @@ namespace {
 // (state, the action's maker, its function, its encoding, timeout infinite, timeout ns); no
 // maker: no action.
 using BarrierBlob = std::tuple<std::string, std::string, std::string, std::string, bool, std::int64_t>;
+using detail::code_symbol;
+using detail::entry_address;
+using detail::function_address;
+using detail::Symbol;
 }  // namespace
 
-std::string detail::SpawnArg<Barrier>::write(SpawnArgs& args, const Barrier& b) {
-    const BarrierAction& action = b.action_;
+std::string Barrier::export_to(SpawnArgs& args) const {
+    const BarrierAction& action = action_;
     if (action && !action.make_)
         throw ProcessError(
             "a Barrier's action cannot reach a child in a fresh program image: make it a plain function, a lambda "
             "without captures or a function object with serialize(), or use the fork start method");
     auto symbol = [](void* p) { return p ? encode(code_symbol(p)) : std::string(); };
-    const auto t = b.default_timeout_;
-    return encode(BarrierBlob{b.h_.export_to(args), symbol(reinterpret_cast<void*>(action.make_)), symbol(action.fn_),
+    const auto t = default_timeout_;
+    return encode(BarrierBlob{h_.export_to(args), symbol(reinterpret_cast<void*>(action.make_)), symbol(action.fn_),
                               action.state_ ? action.state_(args) : std::string(), t.infinite(),
                               t.infinite() ? 0 : t.duration().count()});
 }
 
-Barrier detail::SpawnArg<Barrier>::read(const SpawnArgs& args, const std::string& blob) {
+Barrier Barrier::import_from(const SpawnArgs& args, const std::string& blob) {
     auto [state, make, fn, action_state, infinite, ns] = decode<BarrierBlob>(blob);
     BarrierAction action;
     if (!make.empty()) {
@@ -480,7 +489,7 @@ Barrier detail::SpawnArg<Barrier>::read(const SpawnArgs& args, const std::string
         action = make_fn(fn.empty() ? nullptr : function_address(decode<Symbol>(fn)), action_state, args);
     }
     const Timeout timeout = infinite ? Timeout(forever) : Timeout(std::chrono::nanoseconds(ns));
-    return Barrier(SyncHandle::import(args, state, Barrier::state_bytes()), std::move(action), timeout);
+    return Barrier(SharedState::import(args, state, Barrier::state_bytes()), std::move(action), timeout);
 }
 
 }  // namespace mprocess

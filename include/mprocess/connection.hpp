@@ -66,24 +66,27 @@ namespace detail {
 class Channel;
 struct ConnectionAccess;  // the library's own code, for the Channel behind a Connection
 
-// Receives one message. Told its length and first bytes (up to 8), take() says whether to
-// receive it: false (or an exception) leaves it unread. Then room(n) gives where its first n
-// bytes go, asked again with a larger n (up to the length) as more arrive, bytes written before
-// kept: so memory follows the bytes that came, never only the length a peer announced.
-struct FrameSink {
-    virtual bool take(std::size_t length, std::string_view prefix) = 0;
-    virtual char* room(std::size_t n) = 0;
+// A message received as a T: its type tag, and its size when T travels as raw bytes (raw_size, 0
+// otherwise).
+inline void check_frame(std::size_t length, std::string_view prefix, std::uint64_t tag, std::string_view type,
+                        std::size_t raw_size) {
+    if (length < tag_size || read_tag(prefix) != tag) throw TypeMismatch::for_message(type, tag, prefix);
+    if (raw_size != 0 && length != tag_size + raw_size)
+        throw DecodeError::wrong_size(type, raw_size, length - tag_size);
+}
 
-protected:
-    ~FrameSink() = default;
-};
-
-MPROCESS_EXPORT void check_frame(std::size_t length, std::string_view prefix, std::uint64_t tag, std::string_view type,
-                                 std::size_t raw_size);
-MPROCESS_EXPORT std::string& scratch();
-MPROCESS_EXPORT void release_scratch(std::string& buf) noexcept;
-// This thread's scratch buffer for one message; a large one's memory is given back however the
-// use ends (a receive that fails or times out included).
+// This thread's scratch buffer for one message. Header-only on purpose: a program and a shared
+// library each keep their own, which is all a buffer used within one call needs.
+inline std::string& scratch() {
+    thread_local std::string buf;
+    return buf;
+}
+inline void release_scratch(std::string& buf) noexcept {
+    // Keep the buffer for the next small message, but not a huge one's memory.
+    if (buf.capacity() > (std::size_t{1} << 20)) std::string().swap(buf);
+}
+// The scratch buffer for one message; a large one's memory is given back however the use ends (a
+// receive that fails or times out included).
 struct Scratch {
     std::string& buf = scratch();
     Scratch() = default;
@@ -91,7 +94,25 @@ struct Scratch {
     Scratch& operator=(const Scratch&) = delete;
     ~Scratch() { release_scratch(buf); }
 };
+}  // namespace detail
 
+/// Receives one message, for Connection::recv_frame(). Told its length and first bytes (up to 8),
+/// take() says whether to receive it: false (or an exception) leaves it unread. Then room(n) gives
+/// where its first n bytes go, asked again with a larger n (up to the length) as more arrive,
+/// bytes written before kept: so memory follows the bytes that came, never only the length a peer
+/// announced.
+class FrameSink {
+public:
+    /// Whether to receive a message of `length` bytes that begins with `prefix`.
+    virtual bool take(std::size_t length, std::string_view prefix) = 0;
+    /// Where the message's first `n` bytes go.
+    virtual char* room(std::size_t n) = 0;
+
+protected:
+    ~FrameSink() = default;
+};
+
+namespace detail {
 template <class T>
 struct DecodeSink final : FrameSink {
     explicit DecodeSink(std::string& b) : buf(b) {}
@@ -171,6 +192,10 @@ public:
         return decode<T>(scratch.buf);
     }
 
+    /// Receives the next message into `sink`, which places its bytes (recv() and recv_bytes() are
+    /// made of this). Errors and timeout as recv()'s.
+    void recv_frame(FrameSink& sink, Timeout timeout = forever);
+
     /// Sends `data` as one message of raw bytes, as Python's send_bytes(). Errors as send()'s.
     void send_bytes(std::string_view data);
     /// Sends `size` bytes of `data` from `offset` (to its end by default); ValueError for a range
@@ -208,12 +233,14 @@ public:
 
 private:
     friend std::pair<Connection, Connection> Pipe(bool, PipeOptions);
-    friend struct detail::SpawnArg<Connection>;
+    template <class, bool>
+    friend struct detail::MemberSpawnArg;
     friend struct detail::ConnectionAccess;
     friend std::vector<Waitable> wait(const std::vector<Waitable>&, Timeout);
     explicit Connection(std::shared_ptr<detail::Channel> ch) : ch_(std::move(ch)) {}
+    std::string export_to(SpawnArgs& args) const;
+    static Connection import_from(const SpawnArgs& args, const std::string& blob);
     void send_parts(std::string_view head, std::string_view body);
-    void recv_frame(detail::FrameSink& sink, Timeout timeout = forever);
     detail::Channel& channel() const;
 
     std::shared_ptr<detail::Channel> ch_;

@@ -10,6 +10,8 @@
 #include "mprocess/export.hpp"
 
 #include <cerrno>
+#include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -138,6 +140,8 @@ class MPROCESS_EXPORT DecodeError : public Error {
 public:
     /// The message what() returns.
     using Error::Error;
+    /// The error for a message whose `got` bytes should hold a `type` of `want` bytes.
+    static DecodeError wrong_size(std::string_view type, std::size_t want, std::size_t got);
 };
 
 /// A well-formed message of another type than the one the receiver asked for.
@@ -145,6 +149,9 @@ class MPROCESS_EXPORT TypeMismatch : public DecodeError {
 public:
     /// The message what() returns.
     using DecodeError::DecodeError;
+    /// The error for `bytes` received as a `type` (type tag `tag`) that carry another tag, or too
+    /// few bytes to carry one.
+    static TypeMismatch for_message(std::string_view type, std::uint64_t tag, std::string_view bytes);
 };
 
 /// An exception raised in another process and re-raised here: by a task in a Pool's worker, or by a

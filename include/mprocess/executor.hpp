@@ -39,7 +39,7 @@ public:
     R result(Timeout timeout = forever) const { return this->get(timeout); }
     /// The task's error, or nullptr if it succeeded; TimeoutError if it is not done in time.
     std::exception_ptr exception(Timeout timeout = forever) const {
-        if (!detail::wait_task(*this->st_, timeout)) throw TimeoutError("the future is not done");
+        if (!this->wait_done(timeout)) throw TimeoutError("the future is not done");
         return this->st_->error;
     }
     /// True once the task has finished, failed or been cancelled.
@@ -63,7 +63,7 @@ public:
     /// fn(future) once it is done: at once if it is; otherwise in the pool's manager thread, one
     /// callback at a time.
     void add_done_callback(std::function<void(const Future&)> fn) const {
-        detail::when_done_user(this->st_, [self = *this, fn = std::move(fn)] { fn(self); });
+        this->when_done_user([self = *this, fn = std::move(fn)] { fn(self); });
     }
 
 private:

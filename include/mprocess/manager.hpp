@@ -103,39 +103,49 @@ struct ObjectRef {
 // An object the server makes before it serves: (kind, name, constructor arguments).
 using Declared = std::tuple<std::string, std::string, std::vector<std::string>>;
 
-// One call: the object's method with its encoded arguments, and the encoded results.
-MPROCESS_EXPORT std::vector<std::string> call(const ObjectRef& ref, Op method, std::vector<std::string> args);
-
 // A wait's timeout on the wire: Timeout's own count of nanoseconds (its largest is forever); not
 // blocking is a timeout of zero.
 inline std::string timeout_arg(bool block, const Timeout& t) {
     return encode(std::int64_t{(block ? t : Timeout(0.0)).duration().count()});
 }
 
-// The proxies' common part: the reference, and what they all can do.
-class Proxy {
+}  // namespace detail
+
+/// What every proxy is made of (Python's multiprocessing.managers.BaseProxy): where its object
+/// lives, and one call of a method on it, a round trip to the server.
+class MPROCESS_EXPORT BaseProxy {
 public:
+    /// The object's id on its server.
     const std::string& id() const noexcept { return ref_.id; }
+    /// A proxy travels as its reference, never with the authkey (see authkey_for()).
     template <class Archive>
     void serialize(Archive& ar) {
         ar(ref_);
     }
 
 protected:
+    /// @cond INTERNAL
     using Op = detail::Op;
-    Proxy() = default;
-    explicit Proxy(ObjectRef ref) : ref_(std::move(ref)) {}
+    /// @endcond
+    /// A proxy of nothing: every call fails.
+    BaseProxy() = default;
+    /// A proxy of the object at `ref`.
+    explicit BaseProxy(detail::ObjectRef ref) : ref_(std::move(ref)) {}
+    /// Calls `method` with encoded arguments; returns the encoded results.
     std::vector<std::string> call(Op method, std::vector<std::string> args = {}) const {
-        return detail::call(ref_, method, std::move(args));
+        return call_method(detail::name_of(method), std::move(args));
     }
+    /// call() of a method with one result, decoded as an R.
     template <class R>
     R call1(Op method, std::vector<std::string> args = {}) const {
         return decode<R>(call(method, std::move(args)).at(0));
     }
-    ObjectRef ref_;
-};
+    /// Calls the method of this name; errors on the server come back as RemoteError.
+    std::vector<std::string> call_method(std::string_view method, std::vector<std::string> args) const;
 
-}  // namespace detail
+    /// Where the object lives.
+    detail::ObjectRef ref_;
+};
 
 // Proxies. Each is serializable (it travels to child processes and reconnects there) and cheap to
 // copy; all copies use the same object.
@@ -145,7 +155,7 @@ protected:
 /// processes, or in a message, and reconnects there) and cheap to copy; all copies use the same
 /// object. Each call is a round trip to the server; a lost server throws EOFError or BrokenPipeError.
 template <class T>
-class QueueProxy : public detail::Proxy {
+class QueueProxy : public BaseProxy {
 public:
     /// A proxy of nothing, to assign one to; every call fails until then.
     QueueProxy() = default;
@@ -176,13 +186,13 @@ public:
 
 private:
     friend class BaseManager;
-    using Proxy::Proxy;
+    using BaseProxy::BaseProxy;
 };
 
 /// A dict on a manager's server (BaseManager::dict), with Python's `d[k]`, `d[k] = v`, `del d[k]`,
 /// `k in d`, `len(d)`, `d.items()` and `d.clear()` as calls. A proxy, as QueueProxy says.
 template <class K, class V>
-class DictProxy : public detail::Proxy {
+class DictProxy : public BaseProxy {
 public:
     /// A proxy of nothing, to assign one to; every call fails until then.
     DictProxy() = default;
@@ -214,12 +224,12 @@ public:
 
 private:
     friend class BaseManager;
-    using Proxy::Proxy;
+    using BaseProxy::BaseProxy;
 };
 
 /// A list on a manager's server (BaseManager::list). A proxy, as QueueProxy says.
 template <class T>
-class ListProxy : public detail::Proxy {
+class ListProxy : public BaseProxy {
 public:
     /// A proxy of nothing, to assign one to; every call fails until then.
     ListProxy() = default;
@@ -242,13 +252,13 @@ public:
 
 private:
     friend class BaseManager;
-    using Proxy::Proxy;
+    using BaseProxy::BaseProxy;
 };
 
 /// A value on a manager's server (BaseManager::Value): Python's `v.value`. A proxy, as QueueProxy
 /// says. Each call is atomic on the server; a read-modify-write needs a LockProxy around it.
 template <class T>
-class ValueProxy : public detail::Proxy {
+class ValueProxy : public BaseProxy {
 public:
     /// A proxy of nothing, to assign one to; every call fails until then.
     ValueProxy() = default;
@@ -259,12 +269,12 @@ public:
 
 private:
     friend class BaseManager;
-    using Proxy::Proxy;
+    using BaseProxy::BaseProxy;
 };
 
 /// A lock on the server. The server releases it if the connection that holds it ends.
 /// BasicLockable, so std::lock_guard works.
-class LockProxy : public detail::Proxy {
+class LockProxy : public BaseProxy {
 public:
     /// A proxy of nothing, to assign one to; every call fails until then.
     LockProxy() = default;
@@ -281,12 +291,12 @@ public:
 
 private:
     friend class BaseManager;
-    using Proxy::Proxy;
+    using BaseProxy::BaseProxy;
 };
 
 /// An event on the server (BaseManager::Event), with threading.Event's calls. A proxy, as
 /// QueueProxy says.
-class EventProxy : public detail::Proxy {
+class EventProxy : public BaseProxy {
 public:
     /// A proxy of nothing, to assign one to; every call fails until then.
     EventProxy() = default;
@@ -301,11 +311,11 @@ public:
 
 private:
     friend class BaseManager;
-    using Proxy::Proxy;
+    using BaseProxy::BaseProxy;
 };
 
 /// Python's Namespace: attributes by name, each of any serializable type.
-class NamespaceProxy : public detail::Proxy {
+class NamespaceProxy : public BaseProxy {
 public:
     /// A proxy of nothing, to assign one to; every call fails until then.
     NamespaceProxy() = default;
@@ -327,7 +337,7 @@ public:
 
 private:
     friend class BaseManager;
-    using Proxy::Proxy;
+    using BaseProxy::BaseProxy;
 };
 
 namespace detail {
@@ -448,8 +458,15 @@ public:
 
 private:
     using Kind = detail::Kind;
-    detail::ObjectRef make(Kind kind, const std::string& name, std::vector<std::string> args);
-    void declare(Kind kind, const std::string& name, std::vector<std::string> args);
+    detail::ObjectRef make(Kind kind, const std::string& name, std::vector<std::string> args) {
+        return make_named(detail::name_of(kind), name, std::move(args));
+    }
+    void declare(Kind kind, const std::string& name, std::vector<std::string> args) {
+        declare_named(detail::name_of(kind), name, std::move(args));
+    }
+    // By the kind's name (the exported functions take only the library's public types).
+    detail::ObjectRef make_named(std::string_view kind, const std::string& name, std::vector<std::string> args);
+    void declare_named(std::string_view kind, const std::string& name, std::vector<std::string> args);
 
     std::vector<detail::Declared> registered_;
     std::string address_;

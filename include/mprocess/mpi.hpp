@@ -65,7 +65,7 @@ public:
     Pool& operator=(const Pool&) = delete;
 
 private:
-    explicit Pool(const std::shared_ptr<detail::PoolCore>& core);
+    MPROCESS_NO_EXPORT explicit Pool(const std::shared_ptr<detail::PoolCore>& core);
 };
 
 }  // namespace mprocess::mpi

@@ -119,10 +119,6 @@ using Progress = std::function<void(std::size_t done, std::size_t total)>;
 
 namespace detail {
 
-// Calls progress(done, total) in this thread each time chunks of the map finish, until all have.
-MPROCESS_EXPORT void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::size_t total,
-                                     std::size_t chunksize, const Progress& progress);
-
 // A success callback takes the result; for a task that returns void, nothing.
 template <class R>
 struct result_callback {
@@ -135,10 +131,53 @@ struct result_callback<void> {
 
 }  // namespace detail
 
+template <class R>
+class IMapIterator;
+
+/// The pending result of a task, whatever its type (Python's ApplyResult): what every AsyncResult
+/// and Future is, and all of it that does not depend on the result's type.
+class MPROCESS_EXPORT ApplyResult {
+public:
+    /// Waits until the task is done or the timeout passes; throws nothing.
+    void wait(Timeout timeout = forever) const { wait_done(timeout); }
+    /// True once the task has succeeded or failed.
+    bool ready() const;
+    /// True if the task succeeded; ValueError if not ready, as Python.
+    bool successful() const;
+
+protected:
+    /// @cond INTERNAL
+    explicit ApplyResult(std::shared_ptr<detail::TaskState> st) : st_(std::move(st)) {}
+    // Waits for the task; true once done. Throws instead of waiting from the pool's own manager
+    // thread (a callback), where the wait could never end.
+    bool wait_done(const Timeout& timeout) const;
+    // Runs fn once the task is done: at once in this thread if it already is, otherwise in the
+    // thread that completes it (the pool's manager thread, or a thread waiting for the task that
+    // read its answer itself). An exception from fn is reported on stderr; it cannot reach anyone.
+    void when_done(std::function<void()> fn) const;
+    // A user's callback: at once in this thread if the task is done; otherwise on the pool's
+    // manager thread, one callback at a time (as Python runs them on its result thread), whichever
+    // thread completes the task.
+    void when_done_user(std::function<void()> fn) const;
+    // A task that is done when all parts are: failed with the first error to arrive, if any.
+    static ApplyResult join(const std::vector<ApplyResult>& parts);
+    // For a joined map: calls progress(done, total) in this thread each time its chunks finish,
+    // until all have.
+    void report_progress(std::size_t total, std::size_t chunksize, const Progress& progress) const;
+
+    std::shared_ptr<detail::TaskState> st_;
+    /// @endcond
+
+private:
+    friend class Pool;
+    template <class>
+    friend class IMapIterator;
+};
+
 /// The pending result of a task (Python's AsyncResult), from Pool::apply_async, map_async and
 /// starmap_async. Copies share the result; get() may be called again and gives the same.
 template <class R>
-class AsyncResult {
+class AsyncResult : public ApplyResult {
 public:
     /// What callback() takes: `void(const R&)`, or `void()` for a task that returns void.
     using Callback = typename detail::result_callback<R>::type;
@@ -148,22 +187,9 @@ public:
     /// Waits up to the timeout (TimeoutError), then returns the result or throws the task's error
     /// (RemoteError, WorkerLost, BrokenPool, ...).
     R get(Timeout timeout = forever) const {
-        if (!detail::wait_task(*st_, timeout)) throw TimeoutError("the task's result is not ready");
+        if (!wait_done(timeout)) throw TimeoutError("the task's result is not ready");
         if (st_->error) std::rethrow_exception(st_->error);  // a done task's state no longer changes
         return detail::task_value<R>(*st_);
-    }
-    /// Waits until the task is done or the timeout passes; throws nothing.
-    void wait(Timeout timeout = forever) const { detail::wait_task(*st_, timeout); }
-    /// True once the task has succeeded or failed.
-    bool ready() const {
-        std::lock_guard lock(st_->m);
-        return st_->done;
-    }
-    /// True if the task succeeded; ValueError if not ready, as Python.
-    bool successful() const {
-        std::lock_guard lock(st_->m);
-        if (!st_->done) throw ValueError("the task is not ready");
-        return !st_->error;
     }
 
     /// Python's callback= and error_callback=: called once the task has succeeded, or failed (with
@@ -172,7 +198,7 @@ public:
     /// callback has run); or at once, here, if the task is already done. Returns this result, so
     /// that `pool.apply_async(f, x).callback(cb).error_callback(ecb)` reads as Python's call.
     const AsyncResult& callback(Callback f) const {
-        detail::when_done_user(st_, [st = st_, f = std::move(f)] {
+        when_done_user([st = st_, f = std::move(f)] {
             if (st->error) return;
             if constexpr (std::is_void_v<R>)
                 f();
@@ -183,7 +209,7 @@ public:
     }
     /// f(error) if the task fails, as callback() says.
     const AsyncResult& error_callback(ErrorCallback f) const {
-        detail::when_done_user(st_, [st = st_, f = std::move(f)] {
+        when_done_user([st = st_, f = std::move(f)] {
             if (!st->error) return;
             try {
                 std::rethrow_exception(st->error);
@@ -196,8 +222,8 @@ public:
 
 protected:
     /// @cond INTERNAL
-    explicit AsyncResult(std::shared_ptr<detail::TaskState> st) : st_(std::move(st)) {}
-    std::shared_ptr<detail::TaskState> st_;
+    explicit AsyncResult(std::shared_ptr<detail::TaskState> st) : ApplyResult(std::move(st)) {}
+    explicit AsyncResult(ApplyResult r) : ApplyResult(std::move(r)) {}
     /// @endcond
 
 private:
@@ -269,7 +295,7 @@ private:
           chunksize_(chunksize) {
         if (!ordered_) {
             for (auto& p : parts_) {
-                detail::when_done(p.st_, [n = notifier_] {
+                p.when_done([n = notifier_] {
                     std::lock_guard lock(n->m);  // so that a waiter between its check and its wait sees it
                     n->cv.notify_all();
                 });
@@ -476,9 +502,7 @@ private:
     // C is a chunk's result: std::vector<R>, or void.
     template <class C>
     static AsyncResult<C> joined(const std::vector<AsyncResult<C>>& parts) {
-        std::vector<std::shared_ptr<detail::TaskState>> states;
-        for (const auto& p : parts) states.push_back(p.st_);
-        return AsyncResult<C>(detail::join_parts(std::move(states)));
+        return AsyncResult<C>(ApplyResult::join(std::vector<ApplyResult>(parts.begin(), parts.end())));
     }
 
     // Waits for every chunk, telling `progress` as they finish, then gives their results in order
@@ -487,7 +511,7 @@ private:
     static C gather(const std::vector<AsyncResult<C>>& parts, std::size_t total, std::size_t chunksize,
                     const Progress& progress) {
         const AsyncResult<C> whole = joined(parts);
-        if (progress) detail::report_progress(whole.st_->parts, total, chunksize, progress);
+        if (progress) whole.report_progress(total, chunksize, progress);
         // Each chunk's own wait may read its worker's answer here, sooner than the manager would.
         for (const auto& p : parts) p.wait();
         whole.wait();  // its last chunk's hook may still be completing it

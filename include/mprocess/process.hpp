@@ -258,7 +258,7 @@ public:
 
 private:
     friend std::vector<Process> active_children();
-    explicit Process(std::shared_ptr<detail::ProcessState> state);
+    MPROCESS_NO_EXPORT explicit Process(std::shared_ptr<detail::ProcessState> state);
 
     template <class F, class... Args>
     void set_target(F&& f, Args&&... args) {

@@ -64,43 +64,69 @@ struct QueueOptions {
 
 namespace detail {
 class QueueCore;
+}
 
-// Gets the bytes of one item, in one piece or two (when it wraps around the ring).
-struct QueueReader {
-    virtual void read(std::string_view first, std::string_view second) = 0;
-
-protected:
-    ~QueueReader() = default;
-};
-
-// The untyped queue every typed front shares.
-class MPROCESS_EXPORT QueueHandle {
+/// An untyped queue of byte items: what every Queue, JoinableQueue and SimpleQueue holds, and the
+/// whole of its transport. Programs use those typed queues; this is the part they share, with
+/// Python's semantics (see queue.hpp).
+class MPROCESS_EXPORT RawQueue {
 public:
-    QueueHandle() = default;
-    QueueHandle(std::uint64_t type_tag, std::string_view type_name, const QueueOptions& options, bool joinable);
+    /// Gets the bytes of one item, in one piece or two (when it wraps around the ring).
+    class Reader {
+    public:
+        /// The item's bytes: `first`, then `second` (empty unless the item wrapped).
+        virtual void read(std::string_view first, std::string_view second) = 0;
 
-    // One item given in two parts (its bytes are head then body).
+    protected:
+        ~Reader() = default;
+    };
+
+    /// No queue: every call but closed() throws ValueError.
+    RawQueue() = default;
+    /// A new queue, for items of the type with this tag and name; `joinable` for JoinableQueue.
+    RawQueue(std::uint64_t type_tag, std::string_view type_name, const QueueOptions& options, bool joinable);
+
+    /// Puts one item given in two parts (its bytes are head then body).
     void put(std::string_view head, std::string_view body, bool block, const Timeout& timeout);
-    void get(QueueReader& reader, bool block, const Timeout& timeout);
+    /// Takes one item and hands its bytes to `reader`.
+    void get(Reader& reader, bool block, const Timeout& timeout);
+    /// The items in the queue now.
     std::size_t qsize() const;
+    /// The most items it holds; 0 = unbounded.
     std::size_t maxsize() const;
+    /// This process uses the queue no more.
     void close() noexcept;
+    /// True once close() was called here (or for no queue).
     bool closed() const noexcept;
+    /// Python's join_thread(): ValueError before close(); nothing to wait for after.
     void join_thread() const;
+    /// JoinableQueue's task_done().
     void task_done();
+    /// JoinableQueue's join(): true once every item was marked done.
     bool join(const Timeout& timeout);
 
+    /// Writes the queue into a spawned child's arguments.
     std::string export_to(SpawnArgs& args) const;
-    static QueueHandle import(const SpawnArgs& args, const std::string& blob, std::uint64_t type_tag,
-                              std::string_view type_name, bool joinable);
+    /// In the child: the queue written by export_to(), refused unless its items are of this type.
+    static RawQueue import(const SpawnArgs& args, const std::string& blob, std::uint64_t type_tag,
+                           std::string_view type_name, bool joinable);
 
-    QueueCore& core() const;  // for tests of the internals
-    friend bool operator==(const QueueHandle&, const QueueHandle&) = default;
+    /// Asks for huge pages for a buffer about to receive a large item (page faults dominate
+    /// otherwise).
+    static void advise_large_buffer(void* data, std::size_t bytes) noexcept;
+
+    /// @cond INTERNAL
+    MPROCESS_NO_EXPORT detail::QueueCore& core() const;  // for tests of the internals
+    /// @endcond
+    /// Whether two handles are the same queue.
+    friend bool operator==(const RawQueue&, const RawQueue&) = default;
 
 private:
-    explicit QueueHandle(std::shared_ptr<QueueCore> c) : core_(std::move(c)) {}
-    std::shared_ptr<QueueCore> core_;
+    explicit RawQueue(std::shared_ptr<detail::QueueCore> c) : core_(std::move(c)) {}
+    std::shared_ptr<detail::QueueCore> core_;
 };
+
+namespace detail {
 
 // Strings and vectors of numbers: one size and one run of bytes on the wire (as cereal writes
 // them), so large ones are copied straight between the object and the queue.
@@ -110,9 +136,6 @@ template <class C, class Tr, class A>
 struct Blob<std::basic_string<C, Tr, A>> : std::bool_constant<std::is_arithmetic_v<C>> {};
 template <class E, class A>
 struct Blob<std::vector<E, A>> : std::bool_constant<std::is_arithmetic_v<E> && !std::is_same_v<E, bool>> {};
-
-// Asks for huge pages for a large buffer about to be filled (page faults dominate otherwise).
-MPROCESS_EXPORT void advise_large_buffer(void* data, std::size_t bytes) noexcept;
 
 template <class T>
 T read_blob(std::string_view bytes) {
@@ -126,14 +149,14 @@ T read_blob(std::string_view bytes) {
                           " elements in " + std::to_string(bytes.size()) + " bytes");
     T obj;
     obj.reserve(n);
-    if (bytes.size() >= (std::size_t{4} << 20)) advise_large_buffer(obj.data(), obj.capacity() * sizeof(E));
+    if (bytes.size() >= (std::size_t{4} << 20)) RawQueue::advise_large_buffer(obj.data(), obj.capacity() * sizeof(E));
     obj.resize(n);
     if (n != 0) std::memcpy(obj.data(), bytes.data(), bytes.size());
     return obj;
 }
 
 template <class T>
-struct ItemReader final : QueueReader {
+struct ItemReader final : RawQueue::Reader {
     void read(std::string_view first, std::string_view second) override {
         if constexpr (Blob<T>::value) {
             if (second.empty()) {
@@ -147,7 +170,7 @@ struct ItemReader final : QueueReader {
             }
         } else if constexpr (RawMessage<T>) {
             if (first.size() + second.size() != sizeof(T))
-                throw_bad_size(type_name_v<T>, sizeof(T), first.size() + second.size());
+                throw DecodeError::wrong_size(type_name_v<T>, sizeof(T), first.size() + second.size());
             if (second.empty()) {
                 std::memcpy(storage, first.data(), sizeof(T));
                 return;
@@ -180,7 +203,7 @@ struct ItemReader final : QueueReader {
     [[no_unique_address]] std::conditional_t<RawMessage<T>, Empty, T> value;
 };
 
-// What Queue, JoinableQueue and SimpleQueue share: a typed view of a QueueHandle.
+// What Queue, JoinableQueue and SimpleQueue share: a typed view of a RawQueue.
 template <class Q, class T>
 struct QueueSpawnArg;
 
@@ -198,7 +221,7 @@ public:
 
 protected:
     TypedQueue(const QueueOptions& options, bool joinable) : h_(type_tag<T>, type_name_v<T>, options, joinable) {}
-    explicit TypedQueue(QueueHandle h) : h_(std::move(h)) {}
+    explicit TypedQueue(RawQueue h) : h_(std::move(h)) {}
 
     void do_put(const T& obj, bool block, const Timeout& timeout) {
         if constexpr (Blob<T>::value) {
@@ -225,12 +248,12 @@ protected:
     template <class, class>
     friend struct QueueSpawnArg;
     template <class U>
-    friend const QueueHandle& queue_handle(const TypedQueue<U>& q) noexcept;
-    QueueHandle h_;
+    friend const RawQueue& queue_handle(const TypedQueue<U>& q) noexcept;
+    RawQueue h_;
 };
 
 template <class T>
-const QueueHandle& queue_handle(const TypedQueue<T>& q) noexcept {
+const RawQueue& queue_handle(const TypedQueue<T>& q) noexcept {
     return q.h_;
 }
 
@@ -239,7 +262,7 @@ struct QueueSpawnArg {
     static constexpr bool handle = true, nestable = true;
     static std::string write(SpawnArgs& args, const Q& q) { return q.h_.export_to(args); }
     static Q read(const SpawnArgs& args, const std::string& blob) {
-        return Q(QueueHandle::import(args, blob, type_tag<T>, type_name_v<T>, Q::joinable));
+        return Q(RawQueue::import(args, blob, type_tag<T>, type_name_v<T>, Q::joinable));
     }
 };
 
@@ -292,7 +315,7 @@ public:
 protected:
     /// @cond INTERNAL
     static constexpr bool joinable = false;
-    Queue(detail::QueueHandle h) : Base(std::move(h)) {}
+    Queue(RawQueue h) : Base(std::move(h)) {}
     Queue(const QueueOptions& options, bool is_joinable) : Base(options, is_joinable) {}
     /// @endcond
     friend struct detail::QueueSpawnArg<Queue, T>;
@@ -317,7 +340,7 @@ public:
 
 private:
     static constexpr bool joinable = true;
-    JoinableQueue(detail::QueueHandle h) : Queue<T>(std::move(h)) {}
+    JoinableQueue(RawQueue h) : Queue<T>(std::move(h)) {}
     friend struct detail::QueueSpawnArg<JoinableQueue, T>;
 };
 
@@ -338,7 +361,7 @@ public:
 
 private:
     static constexpr bool joinable = false;
-    SimpleQueue(detail::QueueHandle h) : Base(std::move(h)) {}
+    SimpleQueue(RawQueue h) : Base(std::move(h)) {}
     friend struct detail::QueueSpawnArg<SimpleQueue, T>;
 };
 

@@ -155,10 +155,6 @@ constexpr void require_serializable() {
                   "`template <class Archive> void serialize(Archive& ar) { ar(field1, field2, ...); }`");
 }
 
-[[noreturn]] MPROCESS_EXPORT void throw_type_mismatch(std::string_view expected, std::uint64_t expected_tag,
-                                                      std::string_view bytes);
-[[noreturn]] MPROCESS_EXPORT void throw_bad_size(std::string_view expected, std::size_t want, std::size_t got);
-
 inline std::uint64_t read_tag(std::string_view bytes) {
     std::uint64_t tag = 0;
     std::memcpy(&tag, bytes.data(), tag_size);
@@ -221,10 +217,11 @@ T decode(std::string_view bytes) {
     detail::require_serializable<T>();
     constexpr std::uint64_t tag = detail::type_tag<T>;
     if (bytes.size() < tag_size || detail::read_tag(bytes) != tag)
-        detail::throw_type_mismatch(detail::type_name_v<T>, tag, bytes);
+        throw TypeMismatch::for_message(detail::type_name_v<T>, tag, bytes);
     std::string_view payload = bytes.substr(tag_size);
     if constexpr (RawMessage<T>) {
-        if (payload.size() != sizeof(T)) detail::throw_bad_size(detail::type_name_v<T>, sizeof(T), payload.size());
+        if (payload.size() != sizeof(T))
+            throw DecodeError::wrong_size(detail::type_name_v<T>, sizeof(T), payload.size());
         // memcpy into storage starts the lifetime of a trivially copyable object (implicit
         // object creation), so T needs no default constructor.
         alignas(T) unsigned char storage[sizeof(T)];
@@ -279,7 +276,8 @@ std::pair<const char*, std::size_t> flat_items(std::string_view bytes) {
     using Vec = std::vector<T>;
     static_assert(flat_item_v<T>);
     constexpr std::uint64_t tag = type_tag<Vec>;
-    if (bytes.size() < tag_size || read_tag(bytes) != tag) throw_type_mismatch(type_name_v<Vec>, tag, bytes);
+    if (bytes.size() < tag_size || read_tag(bytes) != tag)
+        throw TypeMismatch::for_message(type_name_v<Vec>, tag, bytes);
     std::string_view payload = bytes.substr(tag_size);
     std::uint64_t n = 0;
     if (payload.size() < sizeof n)

@@ -80,19 +80,18 @@ public:
     friend bool operator==(const SharedMemory& a, const SharedMemory& b) noexcept { return a.b_ == b.b_; }
 
 private:
-    friend struct detail::SpawnArg<SharedMemory>;
+    template <class, bool>
+    friend struct detail::MemberSpawnArg;
+    std::string export_to(SpawnArgs& args) const;
+    static SharedMemory import_from(const SpawnArgs& args, const std::string& blob);
     explicit SharedMemory(std::shared_ptr<detail::SharedBlock> b) : b_(std::move(b)) {}
     detail::SharedBlock& block() const;
     std::shared_ptr<detail::SharedBlock> b_;
 };
 
 namespace detail {
-template <>
-struct MPROCESS_EXPORT SpawnArg<SharedMemory> {
-    static constexpr bool handle = true, nestable = false;  // see NestableHandle
-    static std::string write(SpawnArgs& args, const SharedMemory& m);
-    static SharedMemory read(const SpawnArgs& args, const std::string& blob);
-};
+template <>  // not nestable: see NestableHandle
+struct SpawnArg<SharedMemory> : MemberSpawnArg<SharedMemory, false> {};
 }  // namespace detail
 
 }  // namespace mprocess

@@ -79,8 +79,8 @@ public:
 
 protected:
     /// @cond INTERNAL
-    RawValue(detail::SyncHandle h, std::size_t, bool) : h_(std::move(h)) { detail::require_shareable<T>(); }
-    static detail::SyncHandle make() { return detail::SyncHandle(state_bytes()); }
+    RawValue(SharedState h, std::size_t, bool) : h_(std::move(h)) { detail::require_shareable<T>(); }
+    static SharedState make() { return SharedState(state_bytes()); }
     std::size_t shared_count() const noexcept { return 1; }
     bool shared_lock() const noexcept { return false; }
     T* ptr() const noexcept {
@@ -89,7 +89,7 @@ protected:
 
     template <class>
     friend struct detail::SharedSpawnArg;
-    detail::SyncHandle h_;
+    SharedState h_;
     /// @endcond
 };
 
@@ -127,7 +127,7 @@ public:
 private:
     template <class>
     friend struct detail::SharedSpawnArg;
-    Value(detail::SyncHandle h, std::size_t n, bool lock)
+    Value(SharedState h, std::size_t n, bool lock)
         : RawValue<T>(std::move(h), n, lock), lock_(this->h_), has_lock_(lock) {}
     bool shared_lock() const noexcept { return has_lock_; }
     mutable RLock lock_;
@@ -178,14 +178,14 @@ public:
 
 protected:
     /// @cond INTERNAL
-    RawArray(detail::SyncHandle h, std::size_t n, bool) : h_(std::move(h)), n_(n) { detail::require_shareable<T>(); }
-    static detail::SyncHandle make(std::size_t n) { return detail::SyncHandle(state_bytes(n)); }
+    RawArray(SharedState h, std::size_t n, bool) : h_(std::move(h)), n_(n) { detail::require_shareable<T>(); }
+    static SharedState make(std::size_t n) { return SharedState(state_bytes(n)); }
     std::size_t shared_count() const noexcept { return n_; }
     bool shared_lock() const noexcept { return false; }
 
     template <class>
     friend struct detail::SharedSpawnArg;
-    detail::SyncHandle h_;
+    SharedState h_;
     std::size_t n_;
     /// @endcond
 };
@@ -220,7 +220,7 @@ public:
 private:
     template <class>
     friend struct detail::SharedSpawnArg;
-    Array(detail::SyncHandle h, std::size_t n, bool lock)
+    Array(SharedState h, std::size_t n, bool lock)
         : RawArray<T>(std::move(h), n, lock), lock_(this->h_), has_lock_(lock) {}
     bool shared_lock() const noexcept { return has_lock_; }
     mutable RLock lock_;
@@ -239,7 +239,7 @@ struct SharedSpawnArg {
     }
     static S read(const SpawnArgs& args, const std::string& blob) {
         auto [state, n, lock] = decode<SharedBlob>(blob);
-        return S(SyncHandle::import(args, state, S::state_bytes(n)), n, lock);
+        return S(SharedState::import(args, state, S::state_bytes(n)), n, lock);
     }
 };
 

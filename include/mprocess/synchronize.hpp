@@ -46,28 +46,39 @@ class Array;
 
 namespace detail {
 class SyncSegment;
+}
 
-// The shared state of one synchronization object, and how it crosses to a spawned child.
-class MPROCESS_EXPORT SyncHandle {
+/// The shared memory behind a Lock, RLock, Semaphore, Condition, Event, Barrier, Value or Array:
+/// the one thing each of them holds, and what crosses to a child with it. Programs use those
+/// classes; this one is the part they share.
+class MPROCESS_EXPORT SharedState {
 public:
-    SyncHandle() = default;
-    explicit SyncHandle(std::size_t bytes);
+    /// No state.
+    SharedState() = default;
+    /// `bytes` of zeroed shared memory, which every child started later sees.
+    explicit SharedState(std::size_t bytes);
+    /// Where the state begins.
     void* state() const noexcept { return state_; }
+    /// Writes the state into a spawned child's arguments.
     std::string export_to(SpawnArgs& args) const;
-    static SyncHandle import(const SpawnArgs& args, const std::string& blob, std::size_t bytes);
-    friend bool operator==(const SyncHandle& a, const SyncHandle& b) noexcept { return a.state_ == b.state_; }
+    /// In the child: the state written by export_to(), which must be `bytes` long.
+    static SharedState import(const SpawnArgs& args, const std::string& blob, std::size_t bytes);
+    /// Whether two handles share the same state.
+    friend bool operator==(const SharedState& a, const SharedState& b) noexcept { return a.state_ == b.state_; }
 
 private:
-    std::shared_ptr<SyncSegment> seg_;
+    std::shared_ptr<detail::SyncSegment> seg_;
     void* state_ = nullptr;
 };
+
+namespace detail {
 
 template <class T>
 struct SyncSpawnArg {
     static constexpr bool handle = true, nestable = true;
     static std::string write(SpawnArgs& args, const T& v) { return v.h_.export_to(args); }
     static T read(const SpawnArgs& args, const std::string& blob) {
-        return T(SyncHandle::import(args, blob, T::state_bytes()));
+        return T(SharedState::import(args, blob, T::state_bytes()));
     }
 };
 }  // namespace detail
@@ -111,8 +122,8 @@ private:
     template <class>
     friend struct detail::SyncSpawnArg;
     friend class Condition;
-    explicit Lock(detail::SyncHandle h) : h_(std::move(h)) {}
-    detail::SyncHandle h_;
+    explicit Lock(SharedState h) : h_(std::move(h)) {}
+    SharedState h_;
 };
 
 /// A recursive lock: the thread that holds it may acquire it again, and must release it as many
@@ -163,8 +174,8 @@ private:
     friend class Value;
     template <class>
     friend class Array;
-    explicit RLock(detail::SyncHandle h) : h_(std::move(h)) {}
-    detail::SyncHandle h_;
+    explicit RLock(SharedState h) : h_(std::move(h)) {}
+    SharedState h_;
 };
 
 /// A counting semaphore; release() may raise the value above its initial value.
@@ -196,13 +207,13 @@ public:
 protected:
     /// @cond INTERNAL
     Semaphore(unsigned value, unsigned maxvalue);
-    explicit Semaphore(detail::SyncHandle h) : h_(std::move(h)) {}
+    explicit Semaphore(SharedState h) : h_(std::move(h)) {}
     /// @endcond
 
 private:
     template <class>
     friend struct detail::SyncSpawnArg;
-    detail::SyncHandle h_;
+    SharedState h_;
 };
 
 /// A semaphore whose release() may not raise the value above its initial value (ValueError).
@@ -214,7 +225,7 @@ public:
 private:
     template <class>
     friend struct detail::SyncSpawnArg;
-    explicit BoundedSemaphore(detail::SyncHandle h) : Semaphore(std::move(h)) {}
+    explicit BoundedSemaphore(SharedState h) : Semaphore(std::move(h)) {}
 };
 
 /// A condition variable over a Lock or an RLock (by default a new RLock, as in Python).
@@ -272,11 +283,14 @@ public:
     /// @endcond
 
 private:
-    friend struct detail::SpawnArg<Condition>;
-    Condition(detail::SyncHandle h, std::variant<Lock, RLock> lock) : h_(std::move(h)), lock_(std::move(lock)) {}
+    template <class, bool>
+    friend struct detail::MemberSpawnArg;
+    std::string export_to(SpawnArgs& args) const;
+    static Condition import_from(const SpawnArgs& args, const std::string& blob);
+    Condition(SharedState h, std::variant<Lock, RLock> lock) : h_(std::move(h)), lock_(std::move(lock)) {}
     void check_owned(const char* what) const;
 
-    detail::SyncHandle h_;
+    SharedState h_;
     std::variant<Lock, RLock> lock_;
 };
 
@@ -303,8 +317,8 @@ public:
 private:
     template <class>
     friend struct detail::SyncSpawnArg;
-    explicit Event(detail::SyncHandle h) : h_(std::move(h)) {}
-    detail::SyncHandle h_;
+    explicit Event(SharedState h) : h_(std::move(h)) {}
+    SharedState h_;
 };
 
 /// A Barrier's action: any callable under fork. To reach a child in a fresh program image (spawn,
@@ -330,7 +344,7 @@ public:
         } else if constexpr (detail::SpawnArchivable<F>) {
             // Not raw bytes: a lambda's captures are, references and pointers included.
             make_ = detail::entry_point<&from_object<F>>();
-            state_ = [f](detail::SpawnArgs& args) { return detail::SpawnArg<F>::write(args, f); };
+            state_ = [f](SpawnArgs& args) { return detail::SpawnArg<F>::write(args, f); };
         }
         run_ = std::move(f);
     }
@@ -340,22 +354,22 @@ public:
     void operator()() const { run_(); }
 
 private:
-    friend struct detail::SpawnArg<Barrier>;
+    friend class Barrier;
     // Makes the action again in a fresh program image, from its function or its encoding.
-    using Make = BarrierAction (*)(void* fn, const std::string& state, const detail::SpawnArgs& args);
+    using Make = BarrierAction (*)(void* fn, const std::string& state, const SpawnArgs& args);
     template <class Fp>
-    static BarrierAction from_function(void* fn, const std::string&, const detail::SpawnArgs&) {
+    static BarrierAction from_function(void* fn, const std::string&, const SpawnArgs&) {
         return BarrierAction(reinterpret_cast<Fp>(fn));
     }
     template <class F>
-    static BarrierAction from_object(void*, const std::string& state, const detail::SpawnArgs& args) {
+    static BarrierAction from_object(void*, const std::string& state, const SpawnArgs& args) {
         return BarrierAction(detail::SpawnArg<F>::read(args, state));
     }
 
     std::function<void()> run_;
     Make make_ = nullptr;  // null: it cannot leave this program image
     void* fn_ = nullptr;
-    std::function<std::string(detail::SpawnArgs&)> state_;
+    std::function<std::string(SpawnArgs&)> state_;
 };
 
 /// threading.Barrier across processes: `parties` waits release each other. wait() returns a
@@ -394,11 +408,14 @@ public:
     /// @endcond
 
 private:
-    friend struct detail::SpawnArg<Barrier>;
-    Barrier(detail::SyncHandle h, Action action, Timeout timeout)
+    template <class, bool>
+    friend struct detail::MemberSpawnArg;
+    std::string export_to(SpawnArgs& args) const;
+    static Barrier import_from(const SpawnArgs& args, const std::string& blob);
+    Barrier(SharedState h, Action action, Timeout timeout)
         : h_(std::move(h)), action_(std::move(action)), default_timeout_(timeout) {}
 
-    detail::SyncHandle h_;
+    SharedState h_;
     Action action_;
     Timeout default_timeout_;
 };
@@ -415,17 +432,9 @@ struct SpawnArg<BoundedSemaphore> : SyncSpawnArg<BoundedSemaphore> {};
 template <>
 struct SpawnArg<Event> : SyncSpawnArg<Event> {};
 template <>
-struct MPROCESS_EXPORT SpawnArg<Condition> {
-    static constexpr bool handle = true, nestable = true;
-    static std::string write(SpawnArgs& args, const Condition& c);
-    static Condition read(const SpawnArgs& args, const std::string& blob);
-};
+struct SpawnArg<Condition> : MemberSpawnArg<Condition> {};
 template <>
-struct MPROCESS_EXPORT SpawnArg<Barrier> {
-    static constexpr bool handle = true, nestable = true;
-    static std::string write(SpawnArgs& args, const Barrier& b);
-    static Barrier read(const SpawnArgs& args, const std::string& blob);
-};
+struct SpawnArg<Barrier> : MemberSpawnArg<Barrier> {};
 }  // namespace detail
 
 }  // namespace mprocess

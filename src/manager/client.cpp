@@ -168,9 +168,8 @@ void forget_server(const std::string& address) {
     }
 }
 
-}  // namespace
-
-std::vector<std::string> call(const ObjectRef& ref, Op method, std::vector<std::string> args) {
+// One call: the object's method with its encoded arguments, and the encoded results.
+std::vector<std::string> call(const ObjectRef& ref, std::string_view method, std::vector<std::string> args) {
     std::string key = ref.authkey;
     if (ref.needs_key) {
         auto known = authkey_for(ref.address);
@@ -182,7 +181,7 @@ std::vector<std::string> call(const ObjectRef& ref, Op method, std::vector<std::
     }
     Connection conn = connection_to(ref.address, key);
     try {
-        conn.send(Request{ref.id, std::string(name_of(method)), std::move(args)});
+        conn.send(Request{ref.id, std::string(method), std::move(args)});
         auto [status, type, message, results] = conn.recv<Reply>();
         if (status == 0) return std::move(results);
         if (type == "Empty") throw Empty(message);
@@ -198,13 +197,11 @@ std::vector<std::string> call(const ObjectRef& ref, Op method, std::vector<std::
     }
 }
 
-ObjectRef make_object(const std::string& address, const std::string& authkey, Kind kind, const std::string& name,
-                      std::vector<std::string> args) {
-    args.insert(args.begin(), {std::string(name_of(kind)), name});
-    ObjectRef server{address, authkey, std::string(name_of(kind)), ""};
-    auto r = call(server, Op::make, std::move(args));
-    return ObjectRef{address, authkey, std::string(name_of(kind)), r.at(0)};
+std::vector<std::string> call(const ObjectRef& ref, Op method, std::vector<std::string> args) {
+    return call(ref, name_of(method), std::move(args));
 }
+
+}  // namespace
 
 }  // namespace detail
 
@@ -253,15 +250,23 @@ void BaseManager::release(const std::string& name) {
     detail::call(detail::ObjectRef{address_, options_.authkey, "", ""}, detail::Op::release, {name});
 }
 
-void BaseManager::declare(Kind kind, const std::string& name, std::vector<std::string> args) {
+void BaseManager::declare_named(std::string_view kind, const std::string& name, std::vector<std::string> args) {
     if (server_ || connected_) throw ValueError("register objects before start() or serve_forever()");
     if (name.empty()) throw ValueError("a registered object needs a name");
-    registered_.emplace_back(std::string(detail::name_of(kind)), name, std::move(args));
+    registered_.emplace_back(std::string(kind), name, std::move(args));
 }
 
-detail::ObjectRef BaseManager::make(Kind kind, const std::string& name, std::vector<std::string> args) {
+detail::ObjectRef BaseManager::make_named(std::string_view kind, const std::string& name,
+                                          std::vector<std::string> args) {
     if (!connected_) throw ValueError("the manager is not started or connected: call start() or connect()");
-    return detail::make_object(address_, options_.authkey, kind, name, std::move(args));
+    args.insert(args.begin(), {std::string(kind), name});
+    const detail::ObjectRef server{address_, options_.authkey, std::string(kind), ""};
+    auto r = detail::call(server, detail::Op::make, std::move(args));
+    return detail::ObjectRef{address_, options_.authkey, std::string(kind), r.at(0)};
+}
+
+std::vector<std::string> BaseProxy::call_method(std::string_view method, std::vector<std::string> args) const {
+    return detail::call(ref_, method, std::move(args));
 }
 
 Manager::Manager(ManagerOptions options)

@@ -166,7 +166,23 @@ void finish(TaskState& st, std::string result, std::exception_ptr error) {
     for (const auto& h : hooks) run_callback(h);
 }
 
-void when_done(const std::shared_ptr<TaskState>& st, std::function<void()> fn) {
+}  // namespace mprocess::detail
+
+namespace mprocess {
+
+using detail::finish;
+using detail::FutexSleeper;
+using detail::kLooksPerRead;
+using detail::kResultSpin;
+using detail::on_callback_thread;
+using detail::Pace;
+using detail::run_callback;
+using detail::TaskState;
+using detail::wait_until;
+
+namespace {
+
+void on_done(const std::shared_ptr<TaskState>& st, std::function<void()> fn) {
     {
         std::lock_guard lock(st->m);
         if (!st->done) {
@@ -177,7 +193,10 @@ void when_done(const std::shared_ptr<TaskState>& st, std::function<void()> fn) {
     run_callback(fn);
 }
 
-void when_done_user(const std::shared_ptr<TaskState>& st, std::function<void()> fn) {
+}  // namespace
+
+void ApplyResult::when_done_user(std::function<void()> fn) const {
+    const auto& st = st_;
     {
         std::lock_guard lock(st->m);
         if (!st->done) {
@@ -193,7 +212,24 @@ void when_done_user(const std::shared_ptr<TaskState>& st, std::function<void()> 
     run_callback(fn);
 }
 
-std::shared_ptr<TaskState> join_parts(std::vector<std::shared_ptr<TaskState>> parts) {
+void ApplyResult::when_done(std::function<void()> fn) const {
+    on_done(st_, std::move(fn));
+}
+
+bool ApplyResult::ready() const {
+    std::lock_guard lock(st_->m);
+    return st_->done;
+}
+
+bool ApplyResult::successful() const {
+    std::lock_guard lock(st_->m);
+    if (!st_->done) throw ValueError("the task is not ready");
+    return !st_->error;
+}
+
+ApplyResult ApplyResult::join(const std::vector<ApplyResult>& results) {
+    std::vector<std::shared_ptr<TaskState>> parts;
+    for (const auto& r : results) parts.push_back(r.st_);
     auto whole = std::make_shared<TaskState>();
     whole->joined = true;
     whole->pool = parts.empty() ? nullptr : parts.front()->pool;
@@ -201,7 +237,7 @@ std::shared_ptr<TaskState> join_parts(std::vector<std::shared_ptr<TaskState>> pa
     whole->parts = parts;
     if (parts.empty()) {
         finish(*whole, {}, nullptr);
-        return whole;
+        return ApplyResult(whole);
     }
     struct Count {
         std::mutex m;
@@ -212,7 +248,7 @@ std::shared_ptr<TaskState> join_parts(std::vector<std::shared_ptr<TaskState>> pa
     count->left = parts.size();
     // Each hook holds the whole until the last part is done: a cycle that every task's end breaks.
     for (const auto& p : parts) {
-        when_done(p, [count, whole, part = p.get()] {
+        on_done(p, [count, whole, part = p.get()] {
             std::exception_ptr error;
             bool last;
             {
@@ -224,10 +260,11 @@ std::shared_ptr<TaskState> join_parts(std::vector<std::shared_ptr<TaskState>> pa
             if (last) finish(*whole, {}, error);
         });
     }
-    return whole;
+    return ApplyResult(whole);
 }
 
-bool wait_task(TaskState& st, const Timeout& timeout) {
+bool ApplyResult::wait_done(const Timeout& timeout) const {
+    TaskState& st = *st_;
     if (!st.finished.load(std::memory_order_acquire) && on_callback_thread(st.pool))
         throw ValueError(
             "waiting for a Pool's result in one of its callbacks would never end: callbacks run "
@@ -243,8 +280,8 @@ bool wait_task(TaskState& st, const Timeout& timeout) {
     return wait_until(done, FutexSleeper(st.finished, st.sleepers), timeout.deadline(), Pace{.spin = kResultSpin});
 }
 
-void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::size_t total, std::size_t chunksize,
-                     const Progress& progress) {
+void ApplyResult::report_progress(std::size_t total, std::size_t chunksize, const Progress& progress) const {
+    const auto& parts = st_->parts;
     struct Count {
         std::mutex m;
         std::condition_variable cv;
@@ -253,7 +290,7 @@ void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::
     auto count = std::make_shared<Count>();
     for (std::size_t i = 0; i < parts.size(); ++i) {
         const std::size_t n = std::min(chunksize, total - i * chunksize);
-        when_done(parts[i], [count, n] {
+        on_done(parts[i], [count, n] {
             {
                 std::lock_guard lock(count->m);
                 count->done += n;
@@ -272,4 +309,4 @@ void report_progress(const std::vector<std::shared_ptr<TaskState>>& parts, std::
     }
 }
 
-}  // namespace mprocess::detail
+}  // namespace mprocess

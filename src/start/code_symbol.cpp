@@ -108,15 +108,6 @@ void* resolve(const Symbol& s, bool& executable) {
 
 }  // namespace
 
-bool register_entry_point(const void* code) noexcept {
-    auto* node = new (std::nothrow) EntryNode{code, entry_points.load(std::memory_order_relaxed)};
-    if (!node) return false;  // then that entry is refused, never run unchecked
-    while (
-        !entry_points.compare_exchange_weak(node->next, node, std::memory_order_release, std::memory_order_relaxed)) {
-    }
-    return true;
-}
-
 bool is_entry_point(const void* code) noexcept {
     for (EntryNode* n = entry_points.load(std::memory_order_acquire); n; n = n->next)
         if (n->code == code) return true;
@@ -149,3 +140,15 @@ void* function_address(const Symbol& s) {
 }
 
 }  // namespace mprocess::detail
+
+namespace mprocess {
+
+bool EntryPoints::add(const void* code) noexcept {
+    auto* node = new (std::nothrow) detail::EntryNode{code, detail::entry_points.load(std::memory_order_relaxed)};
+    if (!node) return false;  // then that entry is refused, never run unchecked
+    while (!detail::entry_points.compare_exchange_weak(node->next, node, std::memory_order_release,
+                                                       std::memory_order_relaxed)) {
+    }
+    return true;
+}
+}  // namespace mprocess

@@ -159,10 +159,14 @@ void run_payload(Payload& payload, std::vector<int> fds) {
     become_child_and_run(payload.who, [&] { entry(args, fn); });
 }
 
-void close_spawn_fds(SpawnArgs& args) noexcept {
-    for (int fd : args.fds) platform::close(fd);
-    args.fds.clear();
+}  // namespace detail
+
+void SpawnArgs::close_fds() noexcept {
+    for (int fd : fds) platform::close(fd);
+    fds.clear();
 }
+
+namespace detail {
 
 void refuse_if_unguarded() {
     if (guard_fd < 0) return;

@@ -23,7 +23,7 @@ void pwned() {
 }
 
 // Shaped like an entry point, but not one.
-void pwned_entry(detail::SpawnArgs&, void*) {
+void pwned_entry(mp::SpawnArgs&, void*) {
     pwned();
 }
 

@@ -205,7 +205,7 @@ TEST_F(QueueTest, MediumItemsReuseTheirMemoryWhileFlowingAndGiveItBackWhenDraine
 
 TEST_F(QueueTest, AQueueOfAnotherItemTypeIsRefusedWhenItArrives) {
     mp::Queue<int> q;
-    mp::detail::SpawnArgs args;
+    mp::SpawnArgs args;
     const std::string blob = mp::detail::SpawnArg<mp::Queue<int>>::write(args, q);
     EXPECT_THROW((mp::detail::SpawnArg<mp::Queue<double>>::read(args, blob)), mp::TypeMismatch);
     EXPECT_THROW((mp::detail::SpawnArg<mp::JoinableQueue<int>>::read(args, blob)), mp::TypeMismatch);

@@ -43,9 +43,11 @@
 #include "mprocess/detail/type_name.hpp"
 #include "mprocess/error.hpp"
 
-namespace mprocess::detail {
-
+namespace mprocess {
 struct SpawnArgs;
+}
+
+namespace mprocess::detail {
 
 // No context: the archives of messages, where only plain data may travel.
 struct NoContext {};

@@ -11,15 +11,26 @@
 
 #include "mprocess/export.hpp"
 
-namespace mprocess::detail {
+namespace mprocess {
+namespace detail {
+template <auto F>
+struct EntryPoint;
+}
 
-// Adds `code` to the entry points (lock-free: it may run during static initialization of any
-// object, and lookups may run in a child forked from a threaded process). Returns true.
-MPROCESS_EXPORT bool register_entry_point(const void* code) noexcept;
+/// The list of entry points, which only the library's own entry point templates may add to.
+class MPROCESS_EXPORT EntryPoints {
+    template <auto F>
+    friend struct detail::EntryPoint;
+    // Adds `code` (lock-free: it may run during static initialization of any object, and lookups
+    // may run in a child forked from a threaded process). Returns true.
+    static bool add(const void* code) noexcept;
+};
+
+namespace detail {
 
 template <auto F>
 struct EntryPoint {
-    static inline const bool registered = register_entry_point(reinterpret_cast<const void*>(F));
+    static inline const bool registered = EntryPoints::add(reinterpret_cast<const void*>(F));
 };
 
 // F, registered as an entry point. Naming EntryPoint<F>::registered here instantiates it, which
@@ -30,4 +41,5 @@ decltype(F) entry_point() noexcept {
     return F;
 }
 
-}  // namespace mprocess::detail
+}  // namespace detail
+}  // namespace mprocess

@@ -115,7 +115,7 @@ struct TaskState;
 // (src/pool/mpi.cpp), both over the one core in src/pool/core.hpp. The Pool's templates build task
 // messages and AsyncResults; a core carries them to workers, completes the tasks with their
 // answers, and runs user callbacks on one thread of its own.
-class MPROCESS_EXPORT PoolCore : public std::enable_shared_from_this<PoolCore> {
+class PoolCore : public std::enable_shared_from_this<PoolCore> {
 public:
     virtual ~PoolCore() = default;
     // A task message's head: the invoker and the function, as symbols any worker can resolve. The
@@ -135,8 +135,8 @@ public:
 };
 
 // A task message for `invoker` and `fn`, to which the encoded arguments are appended (for the
-// initializer, which is sent before any core exists).
-MPROCESS_EXPORT std::string task_message_head(Invoker invoker, void* fn);
+// initializer, which is sent before any core exists). The library's own: only its cores call it.
+std::string task_message_head(Invoker invoker, void* fn);
 
 struct TaskState {
     std::mutex m;
@@ -157,20 +157,6 @@ struct TaskState {
     bool joined = false;
     std::vector<std::shared_ptr<TaskState>> parts;
 };
-
-// Runs fn once the task is done: at once in this thread if it already is, otherwise in the thread
-// that completes it (the pool's manager thread, or a thread waiting for the task that read its
-// answer itself). An exception from fn is reported on stderr; it cannot reach anyone else.
-MPROCESS_EXPORT void when_done(const std::shared_ptr<TaskState>& st, std::function<void()> fn);
-// A user's callback: at once in this thread if the task is done; otherwise on the pool's manager
-// thread, one callback at a time (as Python runs them on its result thread), whichever thread
-// completes the task.
-MPROCESS_EXPORT void when_done_user(const std::shared_ptr<TaskState>& st, std::function<void()> fn);
-// A task that is done when all parts are: failed with the first error to arrive, if any.
-MPROCESS_EXPORT std::shared_ptr<TaskState> join_parts(std::vector<std::shared_ptr<TaskState>> parts);
-// Waits for the task; true once done. Throws instead of waiting from the pool's own manager
-// thread (a callback), where the wait could never end.
-MPROCESS_EXPORT bool wait_task(TaskState& st, const Timeout& timeout);
 
 inline std::string_view encoded_result(const TaskState& st) {
     return std::string_view(st.result).substr(st.result.empty() ? 0 : 1);

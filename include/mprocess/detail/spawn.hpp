@@ -26,18 +26,23 @@
 namespace mprocess {
 class Connection;
 
-namespace detail {
+/// What a target's arguments become to reach a child in a fresh program image (spawn,
+/// forkserver): one encoded message per argument, and the descriptors the handles among them
+/// (Connection, queues, locks, shared values, SharedMemory) refer to.
+struct MPROCESS_EXPORT SpawnArgs {
+    std::vector<std::string> blobs;  ///< one encoded message per argument
+    std::vector<int> fds;            ///< descriptors the arguments refer to, by index
 
-// Bytes plus descriptors: the arguments of a spawned target.
-struct SpawnArgs {
-    std::vector<std::string> blobs;  // one encoded message per argument
-    std::vector<int> fds;            // descriptors the arguments refer to, by index
-
+    /// Adds a descriptor to send; returns its index.
     int add_fd(int fd) {
         fds.push_back(fd);
         return static_cast<int>(fds.size() - 1);
     }
+    /// In the child: closes the descriptors that came, once the arguments hold their own copies.
+    void close_fds() noexcept;
 };
+
+namespace detail {
 
 // How one argument type is written and read. Handles (types that refer to descriptors or shared
 // state: Connection, queues, locks, shared values) specialize it, with `handle` true. Other types
@@ -88,19 +93,25 @@ struct SpawnArg {
             return decode<T>(blob);
         } else {
             constexpr std::uint64_t tag = type_tag<T>;
-            if (blob.size() < tag_size || read_tag(blob) != tag) throw_type_mismatch(type_name_v<T>, tag, blob);
+            if (blob.size() < tag_size || read_tag(blob) != tag)
+                throw TypeMismatch::for_message(type_name_v<T>, tag, blob);
             SpawnInArchive ar(blob.data() + tag_size, blob.size() - tag_size, &args);
             return load_whole<T>(ar, "argument");
         }
     }
 };
 
-template <>
-struct MPROCESS_EXPORT SpawnArg<Connection> {
-    static constexpr bool handle = true, nestable = true;
-    static std::string write(SpawnArgs& args, const Connection& c);
-    static Connection read(const SpawnArgs& args, const std::string& blob);
+// A handle whose class writes and reads itself: a private export_to() and import_from(), for
+// this class alone (it befriends it).
+template <class H, bool Nestable = true>
+struct MemberSpawnArg {
+    static constexpr bool handle = true, nestable = Nestable;
+    static std::string write(SpawnArgs& args, const H& h) { return h.export_to(args); }
+    static H read(const SpawnArgs& args, const std::string& blob) { return H::import_from(args, blob); }
 };
+
+template <>
+struct SpawnArg<Connection> : MemberSpawnArg<Connection> {};
 
 // A handle inside an argument's container or user type: its own blob, as a string.
 template <NestableHandle H>
@@ -157,9 +168,6 @@ struct function_pointer<F, std::void_t<decltype(&F::operator())>> {
 template <class F>
 using function_pointer_t = typename function_pointer<std::decay_t<F>>::type;
 
-// Closes the descriptors that came with the arguments, once the arguments hold their own copies.
-MPROCESS_EXPORT void close_spawn_fds(SpawnArgs& args) noexcept;
-
 // Runs in the spawned child: decodes the arguments (in order) and calls the function.
 template <class Fn, class... Args>
 void spawn_entry(SpawnArgs& in, void* fn) {
@@ -168,7 +176,7 @@ void spawn_entry(SpawnArgs& in, void* fn) {
         return std::tuple<Args...>{SpawnArg<Args>::read(in, in.blobs[I])...};
     }
     (std::index_sequence_for<Args...>{});
-    close_spawn_fds(in);
+    in.close_fds();
     std::apply([fn](Args&... a) { reinterpret_cast<Fn>(fn)(a...); }, args);
 }
 
