@@ -159,18 +159,21 @@ struct BoundTarget final : Target {
         using Fp = function_pointer_t<F>;
         if constexpr (std::is_void_v<Fp>) {
             return "its target is not a plain function or a lambda without captures";
-        } else if constexpr (!(spawnable_v<Args> && ...)) {
-            return unspawnable_argument<Args...>();
         } else {
-            Fp fp = f;
-            out.entry = entry_point<&spawn_entry<Fp, Args...>>();
-            out.fn = reinterpret_cast<void*>(fp);
-            std::apply(
-                [&](const Args&... a) {  // [&]: no capture left unused when there are no arguments
-                    (out.args.blobs.push_back(SpawnArg<Args>::write(out.args, a)), ...);
-                },
-                args);
-            return {};
+            (require_spawn_codec<Args>(), ...);
+            if constexpr (!(spawnable_v<Args> && ...)) {
+                return unspawnable_argument<Args...>();
+            } else {
+                Fp fp = f;
+                out.entry = entry_point<&spawn_entry<Fp, Args...>>();
+                out.fn = reinterpret_cast<void*>(fp);
+                std::apply(
+                    [&](const Args&... a) {  // [&]: no capture left unused when there are no arguments
+                        (out.args.blobs.push_back(SpawnArg<Args>::write(out.args, a)), ...);
+                    },
+                    args);
+                return {};
+            }
         }
     }
     F f;

@@ -54,28 +54,11 @@
 #include <cereal/types/vector.hpp>
 
 #include "mprocess/detail/archive.hpp"
+#include "mprocess/detail/raw_codec.hpp"
 #include "mprocess/detail/type_name.hpp"
 #include "mprocess/error.hpp"
 
 namespace mprocess {
-
-namespace detail {
-// Trivially copyable, but only an address into the sender's memory.
-template <class T>
-inline constexpr bool is_view_v = false;
-template <class C, class Tr>
-inline constexpr bool is_view_v<std::basic_string_view<C, Tr>> = true;
-template <class T, std::size_t N>
-inline constexpr bool is_view_v<std::span<T, N>> = true;
-template <class T>
-inline constexpr bool is_view_v<std::reference_wrapper<T>> = true;
-}  // namespace detail
-
-/// Sent as its own bytes. Pointers and views are excluded: an address means nothing in another
-/// process. (A struct with pointer members cannot be told apart: do not send one.)
-template <class T>
-concept RawMessage = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
-                     !std::is_reference_v<T> && !detail::is_view_v<T>;
 
 namespace detail {
 // Whether T can go through the archive pair (Out, In), looking inside the standard containers:
@@ -140,9 +123,6 @@ concept ArchiveMessage = !RawMessage<T> && detail::archivable<T, detail::OutArch
 template <class T>
 concept Serializable = RawMessage<T> || ArchiveMessage<T>;
 
-/// The bytes of the type tag that begins every message.
-inline constexpr std::size_t tag_size = sizeof(std::uint64_t);
-
 namespace detail {
 
 template <class T>
@@ -153,12 +133,6 @@ constexpr void require_serializable() {
                   "mprocess: this type cannot travel as a message (see the type in 'with T = ...' below). "
                   "Make it trivially copyable, or give it a default constructor and a member "
                   "`template <class Archive> void serialize(Archive& ar) { ar(field1, field2, ...); }`");
-}
-
-inline std::uint64_t read_tag(std::string_view bytes) {
-    std::uint64_t tag = 0;
-    std::memcpy(&tag, bytes.data(), tag_size);
-    return tag;
 }
 
 // Builds a T from all that is left in `ar`, a `what` ("message", "queue item", ...): every way
@@ -193,11 +167,11 @@ T load_whole(Archive& ar, std::string_view what) {
 template <class T>
 void encode_into(std::string& out, const T& obj) {
     detail::require_serializable<T>();
-    constexpr std::uint64_t tag = detail::type_tag<T>;
-    out.append(reinterpret_cast<const char*>(&tag), tag_size);
     if constexpr (RawMessage<T>) {
-        out.append(reinterpret_cast<const char*>(std::addressof(obj)), sizeof(T));
+        detail::encode_raw_into(out, obj);
     } else {
+        constexpr std::uint64_t tag = detail::type_tag<T>;
+        out.append(reinterpret_cast<const char*>(&tag), tag_size);
         detail::OutArchive ar(out);
         ar(obj);
     }
@@ -215,20 +189,13 @@ std::string encode(const T& obj) {
 template <class T>
 T decode(std::string_view bytes) {
     detail::require_serializable<T>();
-    constexpr std::uint64_t tag = detail::type_tag<T>;
-    if (bytes.size() < tag_size || detail::read_tag(bytes) != tag)
-        throw TypeMismatch::for_message(detail::type_name_v<T>, tag, bytes);
-    std::string_view payload = bytes.substr(tag_size);
     if constexpr (RawMessage<T>) {
-        if (payload.size() != sizeof(T))
-            throw DecodeError::wrong_size(detail::type_name_v<T>, sizeof(T), payload.size());
-        // memcpy into storage starts the lifetime of a trivially copyable object (implicit
-        // object creation), so T needs no default constructor.
-        alignas(T) unsigned char storage[sizeof(T)];
-        std::memcpy(storage, payload.data(), sizeof(T));
-        return *std::launder(reinterpret_cast<T*>(storage));
+        return detail::decode_raw<T>(bytes);
     } else {
-        detail::InArchive ar(payload.data(), payload.size());
+        constexpr std::uint64_t tag = detail::type_tag<T>;
+        if (bytes.size() < tag_size || detail::read_tag(bytes) != tag)
+            throw TypeMismatch::for_message(detail::type_name_v<T>, tag, bytes);
+        detail::InArchive ar(bytes.data() + tag_size, bytes.size() - tag_size);
         return detail::load_whole<T>(ar, "message");
     }
 }
@@ -327,3 +294,6 @@ void decode_append(std::vector<T, A>& out, std::string_view bytes) {
 }  // namespace detail
 
 }  // namespace mprocess
+
+// The argument half of the codec: how such types reach a spawned child (see detail/spawn.hpp).
+#include "mprocess/detail/spawn_archive.hpp"  // IWYU pragma: export

@@ -32,6 +32,7 @@
 #include <variant>
 
 #include "mprocess/detail/spawn.hpp"
+#include "mprocess/detail/spawn_archive.hpp"  // a Barrier action with captures travels encoded
 #include "mprocess/error.hpp"
 #include "mprocess/timeout.hpp"
 

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "mprocess/detail/entry_point.hpp"
-#include "mprocess/serialize.hpp"
+#include "mprocess/detail/raw_codec.hpp"
 
 namespace mprocess {
 class Connection;
@@ -63,40 +63,45 @@ concept NestableHandle = SpawnHandle<T> && requires {
     requires SpawnArg<T>::nestable;
 };
 
-// Goes through the argument archives: plain data, and handles anywhere inside a container or a
-// user type's serialize(). (A serialize() is a template, so whether it holds handles shows only
-// once it is instantiated: the argument archives take both kinds.)
-template <class T>
-concept SpawnArchivable = !RawMessage<T> && archivable<T, SpawnOutArchive, SpawnInArchive>::value;
+// How an argument that is neither raw nor a handle travels: through the argument archives, which
+// detail/spawn_archive.hpp (part of serialize.hpp) defines for every such type. Without that header
+// `known` is false, and require_spawn_codec makes such an argument a compile error naming it: never
+// a type that silently cannot travel in one translation unit and can in another.
+template <class T, class = void>
+struct ArchivedArg {
+    static constexpr bool known = false, value = false;
+};
 
 // Whether an argument of type T can be given to a child in a fresh program image.
 template <class T>
-inline constexpr bool spawnable_v = SpawnHandle<T> || RawMessage<T> || SpawnArchivable<T>;
+concept Spawnable = SpawnHandle<T> || RawMessage<T> || ArchivedArg<T>::value;
+template <class T>
+inline constexpr bool spawnable_v = Spawnable<T>;
+
+template <class T>
+constexpr void require_spawn_codec() {
+    static_assert(SpawnHandle<T> || RawMessage<T> || ArchivedArg<T>::known,
+                  "mprocess: this Process argument (see 'with T = ...' below) is neither trivially copyable nor a "
+                  "handle: include <mprocess/serialize.hpp> (or <mprocess/mprocess.hpp>), which tells whether and "
+                  "how it travels to a spawn or forkserver child");
+}
 
 template <class T>
 struct SpawnArg {
     static std::string write(SpawnArgs& args, const T& v) {
         if constexpr (RawMessage<T>) {
-            return encode(v);
-        } else {
-            static_assert(SpawnArchivable<T>);
             std::string out;
-            constexpr std::uint64_t tag = type_tag<T>;
-            out.append(reinterpret_cast<const char*>(&tag), tag_size);
-            SpawnOutArchive ar(out, &args);
-            ar(v);
+            encode_raw_into(out, v);
             return out;
+        } else {
+            return ArchivedArg<T>::write(args, v);
         }
     }
     static T read(const SpawnArgs& args, const std::string& blob) {
         if constexpr (RawMessage<T>) {
-            return decode<T>(blob);
+            return decode_raw<T>(blob);
         } else {
-            constexpr std::uint64_t tag = type_tag<T>;
-            if (blob.size() < tag_size || read_tag(blob) != tag)
-                throw TypeMismatch::for_message(type_name_v<T>, tag, blob);
-            SpawnInArchive ar(blob.data() + tag_size, blob.size() - tag_size, &args);
-            return load_whole<T>(ar, "argument");
+            return ArchivedArg<T>::read(args, blob);
         }
     }
 };
@@ -112,18 +117,6 @@ struct MemberSpawnArg {
 
 template <>
 struct SpawnArg<Connection> : MemberSpawnArg<Connection> {};
-
-// A handle inside an argument's container or user type: its own blob, as a string.
-template <NestableHandle H>
-void CEREAL_SAVE_FUNCTION_NAME(SpawnOutArchive& ar, const H& h) {
-    ar(SpawnArg<H>::write(ar.context(), h));
-}
-template <NestableHandle H>
-void CEREAL_LOAD_FUNCTION_NAME(SpawnInArchive& ar, H& h) {
-    std::string blob;
-    ar(blob);
-    h = SpawnArg<H>::read(ar.context(), blob);
-}
 
 // The function pointer type a callable converts to, or void if it is not a plain function.
 template <class F, class = void>
