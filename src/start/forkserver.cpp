@@ -18,6 +18,7 @@
 #include "platform/exec.hpp"
 #include "platform/process.hpp"
 #include "platform/socket.hpp"
+#include "mprocess/serialize.hpp"
 #include "start/popen.hpp"
 
 namespace mprocess::detail {
