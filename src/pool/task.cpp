@@ -27,6 +27,7 @@ using Failure = std::tuple<std::string, std::string>;
 // the worker's answer itself meanwhile, so a quick task is done without a wake-up, of this thread
 // or of the manager (tens of microseconds each on a virtual machine).
 constexpr std::chrono::nanoseconds kResultSpin = std::chrono::microseconds(50);
+constexpr std::chrono::nanoseconds kResultYieldAfter = std::chrono::microseconds(5);
 // Of its looks at `finished`, one in this many reads the worker's pipe (a try-lock and a look at
 // shared memory, more than a look at one word).
 constexpr unsigned kLooksPerRead = 64;
@@ -174,6 +175,7 @@ using detail::finish;
 using detail::FutexSleeper;
 using detail::kLooksPerRead;
 using detail::kResultSpin;
+using detail::kResultYieldAfter;
 using detail::on_callback_thread;
 using detail::Pace;
 using detail::run_callback;
@@ -277,7 +279,8 @@ bool ApplyResult::wait_done(const Timeout& timeout) const {
         if (auto core = st.core.lock()) core->try_read_answer(st);
         return st.finished.load(std::memory_order_acquire) != 0;
     };
-    return wait_until(done, FutexSleeper(st.finished, st.sleepers), timeout.deadline(), Pace{.spin = kResultSpin});
+    return wait_until(done, FutexSleeper(st.finished, st.sleepers), timeout.deadline(),
+                      Pace{.spin = kResultSpin, .yield_after = kResultYieldAfter});
 }
 
 void ApplyResult::report_progress(std::size_t total, std::size_t chunksize, const Progress& progress) const {

@@ -33,6 +33,8 @@ inline constexpr platform::Deadline kTryOnce{platform::Clock::time_point::min()}
 // it says where it departs from it.
 struct Pace {
     std::chrono::nanoseconds spin = kSpin;
+    // How long it spins before it gives the CPU away at each clock read.
+    std::chrono::nanoseconds yield_after = kSpinBeforeYield;
     // How often wait_until() looks again, and calls its recheck, while asleep.
     std::chrono::nanoseconds recheck = kRecheck;
     // Pauses between two looks: 1 for a word in memory; more where each look slows the writer
@@ -64,7 +66,7 @@ bool spin_until(Ready&& ready, const platform::Deadline& deadline, const Pace& p
         }
         now = platform::Clock::now();
         // If the peer waits for our CPU (more runnable processes than CPUs), let it have it.
-        if (now - start > kSpinBeforeYield) platform::yield_cpu();
+        if (now - start > pace.yield_after) platform::yield_cpu();
     }
     return false;
 }
