@@ -62,12 +62,12 @@ void default_signal(int sig) noexcept {
 sigset_t block_signal(int sig) noexcept {
     const sigset_t one = only(sig);
     sigset_t old;
-    ::sigprocmask(SIG_BLOCK, &one, &old);
+    ::pthread_sigmask(SIG_BLOCK, &one, &old);
     return old;
 }
 
 void set_signal_mask(const sigset_t& mask) noexcept {
-    ::sigprocmask(SIG_SETMASK, &mask, nullptr);
+    ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
 }
 
 Fd signalfd(int sig) noexcept {

@@ -231,6 +231,7 @@ bool ApplyResult::successful() const {
 
 ApplyResult ApplyResult::join(const std::vector<ApplyResult>& results) {
     std::vector<std::shared_ptr<TaskState>> parts;
+    parts.reserve(results.size());
     for (const auto& r : results) parts.push_back(r.st_);
     auto whole = std::make_shared<TaskState>();
     whole->joined = true;
