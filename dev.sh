@@ -12,7 +12,8 @@
 #                    in an ASan+UBSan build and in a TSan build (clang 19: see cmake/helpers.cmake;
 #                    each runs every test it defines, bar those a CMake rule keeps out with its
 #                    reason), and a bounded libFuzzer run on the socket frame and message decoders
-#   ./dev.sh bench   install what is missing, build, compare mprocess with Python's multiprocessing
+#   ./dev.sh bench   install what is missing, build, compare mprocess with Python's multiprocessing,
+#                    like for like (bench/fair/run.py; its options pass through: --runs 9, --only queue)
 #   ./dev.sh docs    install doxygen if missing, build the reference manual from the public headers
 #                    into build/docs/html; any warning (an undocumented public name) fails it
 set -euo pipefail
@@ -167,7 +168,12 @@ tests() {
 
 bench() {
     build release
-    python3 bench/compare.py --bench build/release/bench/bench_pipe "$@"
+    echo "== like for like: every run a fresh process on both sides, interleaved, checked (bench/fair/run.py)"
+    python3 bench/fair/run.py "$@"
+    echo
+    echo "== the micro benchmarks beside the machine's limits (bench/compare.py); its Python figures (network,"
+    echo "   manager, tickets rows, until bench/fair/ has them) are not like for like"
+    python3 bench/compare.py --bench build/release/bench/bench_pipe
 }
 
 cmd=${1:-}

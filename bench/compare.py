@@ -1,26 +1,19 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""mprocess against Python's multiprocessing, in one run on one machine.
+"""mprocess's micro benchmarks beside the machine's limits, and the rows bench/fair/ has not taken yet.
 
-Runs each workload with Python's multiprocessing here, runs the C++ benchmarks
-(build/release/bench/bench_pipe by default) with --benchmark_format=json, and prints one table:
+The comparison with Python's multiprocessing is bench/fair/run.py: every run a fresh process on both
+sides, interleaved, the same span. This script runs the Google Benchmark binaries
+(build/release/bench/bench_pipe and its neighbours) and prints, for each row, mprocess's figure next
+to the raw limit of the machine (a kernel pipe, fork+waitpid, a shared-memory ring, memcpy); a row
+that bench/fair/ does not have yet (the network, manager and tickets rows) also shows Python's figure,
+measured in this interpreter: not like for like (Google Benchmark repeats the C++ side), so such a
+ratio is a hint, not a result, and docs/benchmarks.md quotes none of them.
 
-    workload | mprocess | Python | ratio | raw limit | goal | met?
-
-Absolute figures drift between machines and runs, so only the ratios measured in the same run
-mean anything (see docs/benchmarks.md). Every multi-process timing starts once all processes
-are running, and every workload checks its own result. The script is a report: it exits 0 whether
-or not the goals are met, and says which are.
-
-    python3 bench/compare.py                      # everything, about half a minute
+    python3 bench/compare.py                      # everything
     python3 bench/compare.py --only pipe-rtt      # rows whose key or workload contains a word
-    python3 bench/compare.py --markdown           # the table for docs/benchmarks.md
+    python3 bench/compare.py --markdown           # the table as Markdown
     python3 bench/compare.py --list               # the rows and their keys
-
-To add a row (Queue, Lock, Pool, ...): write a Python workload returning seconds per operation
-("time" rows) or items per second ("rate" rows), add the C++ benchmark to a bench binary, and
-append a Row to ROWS. A row names the binary its benchmarks are in; binaries other than
-bench_pipe are looked for next to it.
 """
 
 from __future__ import annotations
@@ -43,10 +36,6 @@ from typing import Callable, Optional
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BENCH = REPO / "build" / "release" / "bench" / "bench_pipe"
 
-# Messages per batch in the throughput workloads: the consumer answers once per batch. Keep equal
-# to kBatch in bench_pipe.cpp so the reply weighs the same on both sides.
-BATCH = 16384
-
 CTX = multiprocessing.get_context()  # the platform's default start method, as a user would get
 
 
@@ -55,384 +44,6 @@ CTX = multiprocessing.get_context()  # the platform's default start method, as a
 
 class WorkloadError(RuntimeError):
     pass
-
-
-class Child:
-    """A child process on the other end of a Pipe, reaped whatever happens."""
-
-    def __init__(self, target, *args):
-        self.conn, child_conn = CTX.Pipe()
-        self.proc = CTX.Process(target=target, args=(child_conn, *args), daemon=True)
-        self.proc.start()
-        child_conn.close()  # so that the child's death shows here as EOFError
-
-    def __enter__(self):
-        return self
-
-    def finish(self, sentinel_bytes: Optional[bytes] = None, sentinel=None):
-        """Normal end: send the sentinel and insist on a clean exit."""
-        if sentinel_bytes is not None:
-            self.conn.send_bytes(sentinel_bytes)
-        else:
-            self.conn.send(sentinel)
-        self.proc.join(5)
-        if self.proc.exitcode != 0:
-            raise WorkloadError(f"child exited with {self.proc.exitcode}")
-
-    def __exit__(self, *exc):
-        self.conn.close()
-        self.proc.join(5)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
-        return False
-
-
-def _echo_obj(conn):
-    while True:
-        v = conn.recv()
-        if v is None:
-            return
-        conn.send(v)
-
-
-def _echo_bytes(conn):
-    while True:
-        m = conn.recv_bytes()
-        if not m:
-            return
-        conn.send_bytes(m)
-
-
-def _count(conn, batch):
-    # As little Python per item as possible, so that Python is measured at its best; the sum
-    # checks that every item arrived.
-    recv = conn.recv
-    while True:
-        first = recv()
-        if first is None:
-            return
-        total = first
-        for _ in range(batch - 1):
-            total += recv()
-        conn.send((batch, total, 0))
-
-
-def py_pipe_roundtrip_int(n: int = 5000) -> float:
-    """Seconds per round trip of a small int through Pipe, echoed by a running child."""
-    with Child(_echo_obj) as c:
-        c.conn.send(-1)
-        if c.conn.recv() != -1:  # the child is up and answering
-            raise WorkloadError("bad echo")
-        t0 = time.perf_counter()
-        for i in range(n):
-            c.conn.send(i)
-            if c.conn.recv() != i:
-                raise WorkloadError("echo returned another value")
-        dt = time.perf_counter() - t0
-        c.finish()
-    return dt / n
-
-
-def py_pipe_roundtrip_bytes(size: int = 65536, n: int = 2000) -> float:
-    """Seconds per round trip of a bytes object of `size` through Pipe.send_bytes/recv_bytes."""
-    payload = b"x" * size
-    with Child(_echo_bytes) as c:
-        c.conn.send_bytes(payload)
-        c.conn.recv_bytes()
-        t0 = time.perf_counter()
-        for _ in range(n):
-            c.conn.send_bytes(payload)
-            if len(c.conn.recv_bytes()) != size:
-                raise WorkloadError("echo returned another size")
-        dt = time.perf_counter() - t0
-        c.finish(sentinel_bytes=b"")
-    return dt / n
-
-
-def py_pipe_throughput(batches: int = 8) -> float:
-    """Small ints per second, one way through Pipe; the child checks count, sum and order."""
-    with Child(_count, BATCH) as c:
-        seq = 0
-
-        def one_batch():
-            nonlocal seq
-            first = seq
-            send = c.conn.send
-            for v in range(first, first + BATCH):
-                send(v)
-            seq = first + BATCH
-            got = c.conn.recv()
-            want = (BATCH, BATCH * first + BATCH * (BATCH - 1) // 2, 0)
-            if tuple(got) != want:
-                raise WorkloadError(f"consumer saw {got}, expected {want}")
-
-        one_batch()  # untimed: the child is running and counting
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            one_batch()
-        dt = time.perf_counter() - t0
-        c.finish()
-    return batches * BATCH / dt
-
-
-class Children:
-    """Child processes for one workload, reaped whatever happens."""
-
-    def __init__(self, *specs):
-        self.procs = [CTX.Process(target=t, args=a, daemon=True) for t, a in specs]
-        for p in self.procs:
-            p.start()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for p in self.procs:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join()
-        return False
-
-
-def _queue_count(q, replies, batch):
-    # As little Python per item as possible; the sum checks that every item arrived.
-    get = q.get
-    while True:
-        first = get()
-        if first is None:
-            return
-        total = first
-        for _ in range(batch - 1):
-            total += get()
-        replies.put((batch, total))
-
-
-def py_queue_spsc(batches: int = 8) -> float:
-    """Small ints per second through Queue, one producer (here) and one consumer."""
-    q, replies = CTX.Queue(), CTX.Queue()
-    with Children((_queue_count, (q, replies, BATCH))):
-        seq = 0
-
-        def one_batch():
-            nonlocal seq
-            first = seq
-            put = q.put
-            for v in range(first, first + BATCH):
-                put(v)
-            seq = first + BATCH
-            want = (BATCH, BATCH * first + BATCH * (BATCH - 1) // 2)
-            if replies.get(timeout=60) != want:
-                raise WorkloadError("consumer saw another count or sum")
-
-        one_batch()
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            one_batch()
-        dt = time.perf_counter() - t0
-        q.put(None)
-    return batches * BATCH / dt
-
-
-def _queue_count_bytes(q, replies, batch):
-    get = q.get
-    while True:
-        first = get()
-        if first is None:
-            return
-        total = len(first)
-        for _ in range(batch - 1):
-            total += len(get())
-        replies.put((batch, total))
-
-
-def py_queue_bytes(size: int, batch: int, batches: int) -> float:
-    """Items per second through Queue, bytes objects of `size`, one producer and one consumer."""
-    q, replies = CTX.Queue(), CTX.Queue()
-    payload = b"x" * size
-    with Children((_queue_count_bytes, (q, replies, batch))):
-
-        def one_batch():
-            for _ in range(batch):
-                q.put(payload)
-            if replies.get(timeout=120) != (batch, batch * size):
-                raise WorkloadError("consumer saw another count or size")
-
-        one_batch()
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            one_batch()
-        dt = time.perf_counter() - t0
-        q.put(None)
-    return batches * batch / dt
-
-
-MPMC_PER_PRODUCER = 4 * BATCH
-
-
-def _mpmc_producer(q, go):
-    put = q.put
-    while True:
-        first = go.get()
-        if first < 0:
-            return
-        for v in range(first, first + MPMC_PER_PRODUCER):
-            put(v)
-        # The producer's own stop follows its items. (A "done" message to the parent would not
-        # do: Python's put() returns before its feeder thread has written the item.)
-        put(None)
-
-
-def _mpmc_consumer(q, go, replies):
-    get = q.get
-    while go.get() >= 0:
-        count = total = 0
-        while True:  # until a stop; the other producer's stop is left for the other consumer
-            v = get()
-            if v is None:
-                break
-            count += 1
-            total += v
-        replies.put((count, total))
-
-
-def py_queue_mpmc(rounds: int = 2) -> float:
-    """Small ints per second through one Queue, two producers and two consumers (all children)."""
-    q, pgo, cgo, replies = (CTX.Queue() for _ in range(4))
-    with Children((_mpmc_producer, (q, pgo)), (_mpmc_producer, (q, pgo)),
-                  (_mpmc_consumer, (q, cgo, replies)), (_mpmc_consumer, (q, cgo, replies))):
-        first = 0
-
-        def one_round():
-            nonlocal first
-            for _ in range(2):
-                cgo.put(1)
-            pgo.put(first)
-            pgo.put(first + MPMC_PER_PRODUCER)
-            a, b = replies.get(timeout=120), replies.get(timeout=120)
-            n = 2 * MPMC_PER_PRODUCER
-            if (a[0] + b[0], a[1] + b[1]) != (n, n * first + n * (n - 1) // 2):
-                raise WorkloadError("consumers saw another count or sum")
-            first += n
-
-        one_round()
-        t0 = time.perf_counter()
-        for _ in range(rounds):
-            one_round()
-        dt = time.perf_counter() - t0
-        for _ in range(2):
-            pgo.put(-1)
-            cgo.put(-1)
-    return rounds * 2 * MPMC_PER_PRODUCER / dt
-
-
-def py_lock_uncontended(n: int = 300_000) -> float:
-    """Seconds per acquire+release of an uncontended Lock."""
-    lock = CTX.Lock()
-    acquire, release = lock.acquire, lock.release
-    t0 = time.perf_counter()
-    for _ in range(n):
-        acquire()
-        release()
-    return (time.perf_counter() - t0) / n
-
-
-def _increment(v, start, n):
-    start.wait()
-    for _ in range(n):
-        with v.get_lock():
-            v.value += 1
-
-
-def py_contended_counter(n: int = 100_000) -> float:
-    """Increments per second of a Value('q') under its lock, by two processes at once."""
-    v = CTX.Value("q", 0)
-    start = CTX.Barrier(3)
-    with Children((_increment, (v, start, n)), (_increment, (v, start, n))) as kids:
-        start.wait()
-        t0 = time.perf_counter()
-        for p in kids.procs:
-            p.join()
-        dt = time.perf_counter() - t0
-    if v.value != 2 * n:
-        raise WorkloadError(f"counter is {v.value}, expected {2 * n}")
-    return 2 * n / dt
-
-
-def py_value_read_write(n: int = 200_000) -> float:
-    """Seconds per `x = v.value; v.value = x + 1` on a Value('q') (each access takes its lock)."""
-    v = CTX.Value("q", 0)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        v.value = v.value + 1
-    dt = time.perf_counter() - t0
-    if v.value != n:
-        raise WorkloadError("lost an update")
-    return dt / n
-
-
-def _square(x):
-    return x * x
-
-
-def py_pool_map_trivial(n: int = 1_000_000) -> float:
-    """Items per second through Pool(2).map(square, range(n)), the pool already running."""
-    with CTX.Pool(2) as pool:
-        pool.map(_square, range(100))
-        t0 = time.perf_counter()
-        r = pool.map(_square, range(n))
-        dt = time.perf_counter() - t0
-    if len(r) != n or r[999] != 999 * 999 or r[-1] != (n - 1) ** 2:
-        raise WorkloadError("wrong map results")
-    return n / dt
-
-
-def py_pool_apply_roundtrip(n: int = 2000) -> float:
-    """Seconds per Pool(2).apply_async(square, (i,)).get()."""
-    with CTX.Pool(2) as pool:
-        pool.apply(_square, (3,))
-        t0 = time.perf_counter()
-        for i in range(n):
-            if pool.apply_async(_square, (i,)).get() != i * i:
-                raise WorkloadError("wrong result")
-        dt = time.perf_counter() - t0
-    return dt / n
-
-
-def _count_primes(r):
-    lo, hi = r
-    count = 0
-    for n in range(lo, hi):
-        if n < 2:
-            continue
-        if n % 2 == 0:
-            count += n == 2
-            continue
-        d = 3
-        while d * d <= n:
-            if n % d == 0:
-                break
-            d += 2
-        else:
-            count += 1
-    return count
-
-
-def py_pool_cpu_speedup(n: int = 400_000, chunks: int = 16) -> float:
-    """The same prime count in one process and over Pool(2) (chunksize 1): the speedup."""
-    ranges = [(n // chunks * i, n // chunks * (i + 1)) for i in range(chunks)]
-    t0 = time.perf_counter()
-    seq = sum(map(_count_primes, ranges))
-    t_seq = time.perf_counter() - t0
-    with CTX.Pool(2) as pool:
-        pool.map(_square, range(10))
-        t0 = time.perf_counter()
-        par = sum(pool.map(_count_primes, ranges, chunksize=1))
-        t_par = time.perf_counter() - t0
-    if seq != par:
-        raise WorkloadError(f"prime counts differ: {seq} vs {par}")
-    return t_seq / t_par
 
 
 def _net_echo(address):
@@ -517,23 +128,6 @@ def py_manager_queue(batches: int = 3, tcp: bool = False) -> float:
                 p.kill()
                 p.join()
     return batches * MANAGER_BATCH / dt
-
-
-def _noop():
-    pass
-
-
-def py_start_join(method: str, n: int) -> float:
-    """Seconds per Process start+join with the given start method."""
-    ctx = multiprocessing.get_context(method)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        p = ctx.Process(target=_noop)
-        p.start()
-        p.join()
-        if p.exitcode != 0:
-            raise WorkloadError(f"{method} child exited with {p.exitcode}")
-    return (time.perf_counter() - t0) / n
 
 
 def _countdown(n):
@@ -636,44 +230,44 @@ class Row:
 
 ROWS: list[Row] = [
     Row("pipe-rtt-8", "Pipe round trip, 8-byte object (Python: small int)", "time",
-        cpp="BM_PipeRoundTrip/8", python=py_pipe_roundtrip_int,
+        cpp="BM_PipeRoundTrip/8", python=None,
         raw="BM_RawKernelPipeRoundTrip", goal=10),
     Row("pipe-rtt-64k", "Pipe round trip, 64 KiB bytes", "time",
-        cpp="BM_PipeRoundTrip/65536", python=py_pipe_roundtrip_bytes),
+        cpp="BM_PipeRoundTrip/65536", python=None),
     Row("pipe-throughput", "Pipe one-way, 8-byte objects (Python: small ints)", "rate",
-        cpp="BM_PipeThroughput", python=py_pipe_throughput,
+        cpp="BM_PipeThroughput", python=None,
         raw="BM_RawKernelPipeThroughput", goal=50, unit="msgs"),
     Row("start-fork", "Process start+join, fork", "time", cpp="BM_ProcessStartJoin/fork",
-        python=lambda: py_start_join("fork", 200), raw="BM_RawForkWaitpid", binary="bench_process", raw_goal=1.5),
+        python=None, raw="BM_RawForkWaitpid", binary="bench_process", raw_goal=1.5),
     Row("start-spawn", "Process start+join, spawn (raw: posix_spawn of /bin/true)", "time",
-        cpp="BM_ProcessStartJoin/spawn", python=lambda: py_start_join("spawn", 10), raw="BM_RawPosixSpawnTrue",
+        cpp="BM_ProcessStartJoin/spawn", python=None, raw="BM_RawPosixSpawnTrue",
         binary="bench_process", goal=10),
     Row("start-forkserver", "Process start+join, forkserver", "time", cpp="BM_ProcessStartJoin/forkserver",
-        python=lambda: py_start_join("forkserver", 100), raw="BM_RawForkWaitpid", binary="bench_process", goal=5),
+        python=None, raw="BM_RawForkWaitpid", binary="bench_process", goal=5),
     Row("queue-spsc", "Queue 1 producer -> 1 consumer, 8-byte items (Python: small ints; raw: SPSC ring)", "rate",
-        cpp="BM_QueueThroughput/8", python=py_queue_spsc, raw="BM_RawShmRing/8", binary="bench_queue",
+        cpp="BM_QueueThroughput/8", python=None, raw="BM_RawShmRing/8", binary="bench_queue",
         goal=100, raw_share=0.10, unit="items"),
     Row("queue-mpmc", "Queue 2 producers x 2 consumers, 8-byte items (Python: small ints)", "rate",
-        cpp="BM_QueueMpmc", python=py_queue_mpmc, binary="bench_queue", goal=30, unit="items"),
+        cpp="BM_QueueMpmc", python=None, binary="bench_queue", goal=30, unit="items"),
     Row("queue-4k", "Queue 4 KiB items (raw: SPSC ring of 4 KiB slots)", "rate",
-        cpp="BM_QueueThroughput/4096", python=lambda: py_queue_bytes(4096, BATCH // 4, 4),
+        cpp="BM_QueueThroughput/4096", python=None,
         raw="BM_RawShmRing/4096", binary="bench_queue", unit="items"),
     Row("queue-64m", "Queue 64 MiB items (raw: memcpy of 64 MiB)", "rate",
-        cpp="BM_QueueBigItems", python=lambda: py_queue_bytes(64 << 20, 4, 2) * 64,
+        cpp="BM_QueueBigItems", python=None,
         raw="BM_RawMemcpy64MiB", binary="bench_queue", raw_share=0.30, unit="MiB"),
     Row("lock", "Lock acquire+release, uncontended (raw: a compare-and-swap and an exchange)", "time",
-        cpp="BM_LockUncontended", python=py_lock_uncontended, raw="BM_RawAtomicPair", binary="bench_sync", goal=2),
+        cpp="BM_LockUncontended", python=None, raw="BM_RawAtomicPair", binary="bench_sync", goal=2),
     Row("counter", "Value counter under its lock, 2 processes incrementing", "rate",
-        cpp="BM_ContendedCounter", python=py_contended_counter, binary="bench_sync", goal=10, unit="increments"),
+        cpp="BM_ContendedCounter", python=None, binary="bench_sync", goal=10, unit="increments"),
     Row("value-rw", "Value read then write (each takes the lock)", "time",
-        cpp="BM_ValueReadWrite", python=py_value_read_write, binary="bench_sync"),
+        cpp="BM_ValueReadWrite", python=None, binary="bench_sync"),
     Row("pool-map", "Pool(2).map of 1,000,000 trivial tasks (raw: the same loop in one process)", "rate",
-        cpp="BM_PoolMapTrivial", python=py_pool_map_trivial, raw="BM_RawMapTrivial", binary="bench_pool",
+        cpp="BM_PoolMapTrivial", python=None, raw="BM_RawMapTrivial", binary="bench_pool",
         goal=20, unit="items"),
     Row("pool-apply", "Pool(2).apply_async(f, x).get() round trip", "time",
-        cpp="BM_PoolApplyRoundTrip", python=py_pool_apply_roundtrip, binary="bench_pool", goal=10),
+        cpp="BM_PoolApplyRoundTrip", python=None, binary="bench_pool", goal=10),
     Row("pool-cpu", "Pool(2) CPU-bound speedup, prime count in 16 ranges (raw: 2 threads)", "speedup",
-        cpp="BM_PoolPrimes", python=py_pool_cpu_speedup, raw="BM_ThreadsPrimes", base="BM_SequentialPrimes",
+        cpp="BM_PoolPrimes", python=None, raw="BM_ThreadsPrimes", base="BM_SequentialPrimes",
         binary="bench_pool", min_speedup=1.9),
     Row("net-rtt", "Client round trip on 127.0.0.1 with an authkey, small int (raw: plain TCP)", "time",
         cpp="BM_ClientRoundTrip", python=py_client_roundtrip, raw="BM_RawTcpRoundTrip", binary="bench_net", goal=2),

@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: Apache-2.0
+// The C++ side of the like-for-like comparison (bench/fair/run.py). One run of one workload per
+// process; fair.py is its Python twin, workload by workload: the same counts and sizes (run.py
+// passes them to both), the same start method, the same span, every result checked.
+//
+//     fair_cpp WORKLOAD key=value...      prints {"value": v} on one line, or exits 1 saying what failed
+//
+// Spans. A workload with children starts the clock when all of them are running and waiting (a
+// Barrier, or the child's first message), and stops it at the last finisher's own timestamp
+// (CLOCK_MONOTONIC, the clock of Python's time.monotonic(), comparable across processes). Building
+// inputs counts where Python's does (a map's input list), and checking results never counts. No
+// warm-up round on either side.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <map>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "mprocess/mprocess.hpp"
+
+namespace mp = mprocess;
+
+namespace {
+
+double now() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct Failed : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+void expect(bool ok, const std::string& what) {
+    if (!ok) throw Failed(what);
+}
+
+using Args = std::map<std::string, std::string>;
+
+std::int64_t arg(const Args& a, const std::string& key) {
+    auto it = a.find(key);
+    if (it == a.end()) throw Failed("missing argument " + key + "=");
+    return std::stoll(it->second);
+}
+std::string arg_text(const Args& a, const std::string& key) {
+    auto it = a.find(key);
+    if (it == a.end()) throw Failed("missing argument " + key + "=");
+    return it->second;
+}
+
+// ---- Pipe -----------------------------------------------------------------------------------------
+
+constexpr std::int64_t kStop = -1;
+
+// Echoes until the stop; says it is ready first. size 0: 8-byte objects; otherwise raw bytes.
+void echo(mp::Connection c, std::int64_t size) {
+    c.send(std::int64_t{0});
+    if (size == 0) {
+        for (;;) {
+            auto v = c.recv<std::int64_t>();
+            if (v == kStop) return;
+            c.send(v);
+        }
+    }
+    for (;;) {
+        auto b = c.recv_bytes();
+        if (b.empty()) return;
+        c.send_bytes(b);
+    }
+}
+
+double pipe_rtt(const Args& a) {
+    const auto n = arg(a, "n"), size = arg(a, "size");
+    auto [here, there] = mp::Pipe();
+    mp::Process p(echo, there, size);
+    p.start();
+    there.close();
+    expect(here.recv<std::int64_t>() == 0, "the echo's ready message");
+    std::string payload(static_cast<std::size_t>(size), 'x');
+    const double t0 = now();
+    for (std::int64_t i = 0; i < n; ++i) {
+        if (size == 0) {
+            here.send(i);
+            expect(here.recv<std::int64_t>() == i, "an echoed number");
+        } else {
+            payload[0] = static_cast<char>(i);
+            here.send_bytes(payload);
+            expect(here.recv_bytes() == payload, "echoed bytes");
+        }
+    }
+    const double t1 = now();
+    if (size == 0)
+        here.send(kStop);
+    else
+        here.send_bytes("");
+    p.join();
+    expect(p.exitcode() == 0, "the echo's exit");
+    return (t1 - t0) / static_cast<double>(n);
+}
+
+// Counts a stream of numbers, answering (count, sum, in order) once per batch.
+void count_stream(mp::Connection c, std::int64_t n, std::int64_t batch) {
+    c.send(std::int64_t{0});
+    std::int64_t expected = 0, count = 0, sum = 0;
+    bool ordered = true;
+    while (expected < n) {
+        auto v = c.recv<std::int64_t>();
+        ordered = ordered && v == expected;
+        expected = v + 1;
+        ++count;
+        sum += v;
+        if (count % batch == 0 || expected == n)
+            c.send(std::tuple<std::int64_t, std::int64_t, bool>{count, sum, ordered});
+    }
+}
+
+double pipe_throughput(const Args& a) {
+    const auto n = arg(a, "n"), batch = arg(a, "batch");
+    auto [here, there] = mp::Pipe();
+    mp::Process p(count_stream, there, n, batch);
+    p.start();
+    there.close();
+    expect(here.recv<std::int64_t>() == 0, "the counter's ready message");
+    std::tuple<std::int64_t, std::int64_t, bool> last{};
+    const double t0 = now();
+    for (std::int64_t i = 0; i < n; ++i) {
+        here.send(i);
+        if ((i + 1) % batch == 0 || i + 1 == n) last = here.recv<std::tuple<std::int64_t, std::int64_t, bool>>();
+    }
+    const double t1 = now();
+    p.join();
+    expect(std::get<0>(last) == n && std::get<1>(last) == n * (n - 1) / 2 && std::get<2>(last),
+           "the consumer's count, sum and order");
+    return static_cast<double>(n) / (t1 - t0);
+}
+
+// ---- Process start --------------------------------------------------------------------------------
+
+void noop() {}
+
+double start(const Args& a) {
+    const auto n = arg(a, "n");
+    const auto ctx = mp::get_context(arg_text(a, "method"));
+    const double t0 = now();
+    for (std::int64_t i = 0; i < n; ++i) {
+        auto p = ctx.Process(noop);
+        p.start();
+        p.join();
+        expect(p.exitcode() == 0, "a child's exit code");
+    }
+    return (now() - t0) / static_cast<double>(n);
+}
+
+// ---- Queue ----------------------------------------------------------------------------------------
+
+// The item of a byte row: distinct, its index in its first 8 bytes and a fill that depends on it.
+std::string make_item(std::int64_t i, std::int64_t size) {
+    std::string s(static_cast<std::size_t>(size), static_cast<char>('a' + i % 26));
+    std::memcpy(s.data(), &i, sizeof i);
+    return s;
+}
+bool item_ok(const std::string& s, std::int64_t i, std::int64_t size) {
+    if (static_cast<std::int64_t>(s.size()) != size) return false;
+    std::int64_t j = 0;
+    std::memcpy(&j, s.data(), sizeof j);
+    const char fill = static_cast<char>('a' + i % 26);
+    return j == i && std::all_of(s.begin() + 8, s.end(), [&](char c) { return c == fill; });
+}
+
+using Finish = std::tuple<double, std::int64_t, std::int64_t, bool>;  // finish time, count, sum, ok
+
+// Numbers: producer `id` of `producers` puts its share, id * n + k for k < n / producers.
+void produce_numbers(mp::Queue<std::int64_t> q, mp::Barrier go, std::int64_t id, std::int64_t share,
+                     mp::Queue<Finish> done) {
+    go.wait();
+    for (std::int64_t k = 0; k < share; ++k) q.put(id * share + k);
+    done.put(Finish{now(), share, 0, true});
+}
+// Takes `share` numbers; each producer's must come in the order it put them (FIFO per producer).
+void consume_numbers(mp::Queue<std::int64_t> q, mp::Barrier go, std::int64_t share, std::int64_t per_producer,
+                     std::int64_t producers, mp::Queue<Finish> done) {
+    go.wait();
+    std::int64_t sum = 0;
+    std::vector<std::int64_t> last(static_cast<std::size_t>(producers), -1);
+    bool ordered = true;
+    for (std::int64_t k = 0; k < share; ++k) {
+        const auto v = q.get();
+        sum += v;
+        auto& l = last.at(static_cast<std::size_t>(v / per_producer));
+        ordered = ordered && v > l;
+        l = v;
+    }
+    done.put(Finish{now(), share, sum, ordered});
+}
+
+void produce_items(mp::Queue<std::string> q, mp::Barrier go, std::int64_t n, std::int64_t size,
+                   mp::Queue<Finish> done) {
+    std::vector<std::string> items;
+    items.reserve(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) items.push_back(make_item(i, size));
+    go.wait();
+    for (auto& item : items) q.put(item);
+    done.put(Finish{now(), n, 0, true});
+}
+void consume_items(mp::Queue<std::string> q, mp::Barrier go, std::int64_t n, std::int64_t size,
+                   mp::Queue<Finish> done) {
+    std::vector<std::string> kept;
+    kept.reserve(static_cast<std::size_t>(n));
+    go.wait();
+    for (std::int64_t i = 0; i < n; ++i) kept.push_back(q.get());
+    const double t = now();
+    bool ok = true;
+    for (std::int64_t i = 0; i < n; ++i) ok = ok && item_ok(kept[static_cast<std::size_t>(i)], i, size);
+    done.put(Finish{t, n, 0, ok});
+}
+
+double queue(const Args& a) {
+    const auto n = arg(a, "n"), size = arg(a, "size"), producers = arg(a, "producers"), consumers = arg(a, "consumers");
+    expect(n % producers == 0 && n % consumers == 0, "n divisible by the producers and the consumers");
+    expect(size == 0 || (producers == 1 && consumers == 1), "byte items with one producer and one consumer");
+    mp::Barrier go(static_cast<unsigned>(producers + consumers + 1));
+    mp::Queue<Finish> done;
+    std::vector<mp::Process> ps;
+    if (size == 0) {
+        mp::Queue<std::int64_t> q;
+        for (std::int64_t i = 0; i < producers; ++i) ps.emplace_back(produce_numbers, q, go, i, n / producers, done);
+        for (std::int64_t i = 0; i < consumers; ++i)
+            ps.emplace_back(consume_numbers, q, go, n / consumers, n / producers, producers, done);
+    } else {
+        mp::Queue<std::string> q;
+        ps.emplace_back(produce_items, q, go, n, size, done);
+        ps.emplace_back(consume_items, q, go, n, size, done);
+    }
+    for (auto& p : ps) p.start();
+    go.wait();
+    const double t0 = now();
+    double t1 = t0;
+    std::int64_t sum = 0;
+    bool ok = true;
+    for (std::size_t i = 0; i < ps.size(); ++i) {  // producers' and consumers': the last finisher's time
+        auto [t, count, s, good] = done.get();
+        t1 = std::max(t1, t);
+        ok = ok && good;
+        sum += s;
+    }
+    for (auto& p : ps) {
+        p.join();
+        ok = ok && p.exitcode() == 0;
+    }
+    expect(ok, "every item, and every child's exit");
+    if (size == 0) expect(sum == n * (n - 1) / 2, "the sum of every number put");
+    return static_cast<double>(n) / (t1 - t0);
+}
+
+// ---- Lock and Value -------------------------------------------------------------------------------
+
+double lock(const Args& a) {
+    const auto n = arg(a, "n");
+    mp::Lock l;
+    const double t0 = now();
+    for (std::int64_t i = 0; i < n; ++i) {
+        l.acquire();
+        l.release();
+    }
+    return (now() - t0) / static_cast<double>(n);
+}
+
+void increment(mp::Value<std::int64_t> v, mp::Barrier go, std::int64_t n, mp::Queue<double> done) {
+    go.wait();
+    for (std::int64_t i = 0; i < n; ++i) {
+        std::lock_guard g(v.get_lock());
+        v.set_value(v.value() + 1);
+    }
+    done.put(now());
+}
+
+double counter(const Args& a) {
+    const auto n = arg(a, "n"), procs = arg(a, "processes");
+    mp::Value<std::int64_t> v(0);
+    mp::Barrier go(static_cast<unsigned>(procs + 1));
+    mp::Queue<double> done;
+    std::vector<mp::Process> ps;
+    for (std::int64_t i = 0; i < procs; ++i) ps.emplace_back(increment, v, go, n, done);
+    for (auto& p : ps) p.start();
+    go.wait();
+    const double t0 = now();
+    double t1 = t0;
+    for (std::int64_t i = 0; i < procs; ++i) t1 = std::max(t1, done.get());
+    for (auto& p : ps) p.join();
+    expect(v.value() == n * procs, "the counter's final value");
+    return static_cast<double>(n * procs) / (t1 - t0);
+}
+
+double value_rw(const Args& a) {
+    const auto n = arg(a, "n");
+    mp::Value<std::int64_t> v(0);
+    const double t0 = now();
+    for (std::int64_t i = 0; i < n; ++i) v.set_value(v.value() + 1);
+    const double t1 = now();
+    expect(v.value() == n, "the value after n reads and writes");
+    return (t1 - t0) / static_cast<double>(n);
+}
+
+// ---- Pool -----------------------------------------------------------------------------------------
+
+std::int64_t square(std::int64_t x) {
+    return x * x;
+}
+
+double pool_map(const Args& a) {
+    const auto n = arg(a, "n");
+    mp::Pool pool(static_cast<unsigned>(arg(a, "processes")));
+    const double t0 = now();
+    std::vector<std::int64_t> items(static_cast<std::size_t>(n));
+    std::iota(items.begin(), items.end(), std::int64_t{0});
+    const auto out = pool.map(square, items);
+    const double t1 = now();
+    expect(static_cast<std::int64_t>(out.size()) == n, "as many results as items");
+    for (std::int64_t i = 0; i < n; ++i) expect(out[static_cast<std::size_t>(i)] == i * i, "every square");
+    return static_cast<double>(n) / (t1 - t0);
+}
+
+double pool_apply(const Args& a) {
+    const auto n = arg(a, "n");
+    mp::Pool pool(static_cast<unsigned>(arg(a, "processes")));
+    const double t0 = now();
+    for (std::int64_t i = 0; i < n; ++i) expect(pool.apply_async(square, i).get() == i * i, "a square");
+    return (now() - t0) / static_cast<double>(n);
+}
+
+// Primes in [lo, hi) by trial division: the same algorithm as fair.py's.
+std::int64_t count_primes(std::tuple<std::int64_t, std::int64_t> range) {
+    const auto [lo, hi] = range;
+    std::int64_t count = 0;
+    for (std::int64_t k = std::max<std::int64_t>(lo, 2); k < hi; ++k) {
+        bool prime = true;
+        for (std::int64_t d = 2; d * d <= k; ++d) {
+            if (k % d == 0) {
+                prime = false;
+                break;
+            }
+        }
+        count += prime ? 1 : 0;
+    }
+    return count;
+}
+
+// Serial, then the same ranges on a Pool, in one run: the speedup.
+double pool_cpu(const Args& a) {
+    const auto limit = arg(a, "limit"), chunks = arg(a, "chunks"), expected = arg(a, "primes");
+    std::vector<std::tuple<std::int64_t, std::int64_t>> ranges;
+    for (std::int64_t i = 0; i < chunks; ++i) ranges.emplace_back(limit * i / chunks, limit * (i + 1) / chunks);
+    const double t0 = now();
+    std::int64_t serial = 0;
+    for (const auto& r : ranges) serial += count_primes(r);
+    const double t1 = now();
+    mp::Pool pool(static_cast<unsigned>(arg(a, "processes")));
+    const double t2 = now();
+    const auto parts = pool.map(count_primes, ranges, 1);
+    const double t3 = now();
+    expect(serial == expected, "the serial count of primes");
+    expect(std::accumulate(parts.begin(), parts.end(), std::int64_t{0}) == expected, "the pool's count of primes");
+    return (t1 - t0) / (t3 - t2);
+}
+
+const std::map<std::string, std::function<double(const Args&)>> kWorkloads{
+    {"pipe-rtt", pipe_rtt},
+    {"pipe-throughput", pipe_throughput},
+    {"start", start},
+    {"queue", queue},
+    {"lock", lock},
+    {"counter", counter},
+    {"value-rw", value_rw},
+    {"pool-map", pool_map},
+    {"pool-apply", pool_apply},
+    {"pool-cpu", pool_cpu},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    mp::freeze_support(argc, argv);
+    if (argc < 2 || !kWorkloads.count(argv[1])) {
+        std::fprintf(stderr, "usage: fair_cpp WORKLOAD key=value...; workloads:");
+        for (const auto& [name, fn] : kWorkloads) std::fprintf(stderr, " %s", name.c_str());
+        std::fprintf(stderr, "\n");
+        return 2;
+    }
+    Args args;
+    for (int i = 2; i < argc; ++i) {
+        const std::string kv = argv[i];
+        const auto eq = kv.find('=');
+        if (eq == std::string::npos) {
+            std::fprintf(stderr, "not key=value: %s\n", kv.c_str());
+            return 2;
+        }
+        args[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    try {
+        mp::set_start_method(args.count("method") && argv[1] != std::string("start") ? args["method"] : "fork", true);
+        std::printf("{\"value\": %.9g}\n", kWorkloads.at(argv[1])(args));
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: %s\n", argv[1], e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""mprocess against Python's multiprocessing, like for like (docs/benchmarks.md says why each rule).
+
+Every run of every row is a fresh process on both sides (fair_cpp, and fair.py or fair_start.py in a
+fresh interpreter), given the same arguments from the table below; the two sides alternate run by run
+(Python first in even runs, C++ first in odd ones); each run checks its own result whole, and a run
+that fails reports no number. A row gives, for each side, the median and min..max over the runs, and
+the ratio of the medians (how many times better mprocess is: faster, more per second, or, for the
+speedup row, the ratio of the two speedups).
+
+    python3 bench/fair/run.py                    # every row, 5 runs each
+    python3 bench/fair/run.py --only queue       # rows whose key contains a word
+    python3 bench/fair/run.py --runs 9 --markdown
+    python3 bench/fair/run.py --list
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+DEFAULT_CPP = REPO / "build" / "release" / "bench" / "fair_cpp"
+
+
+def prime_count(limit: int) -> int:
+    """The number of primes below limit (a sieve): what the CPU rows' trial division must find."""
+    sieve = bytearray([1]) * limit
+    sieve[0:2] = b"\0\0"
+    for i in range(2, int(limit ** 0.5) + 1):
+        if sieve[i]:
+            sieve[i * i::i] = bytearray(len(range(i * i, limit, i)))
+    return sum(sieve)
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    kind: str  # "time": seconds per operation; "rate": items per second; "speedup": serial / parallel
+    workload: str
+    args: dict = field(default_factory=dict)
+    py_script: str = "fair.py"
+    timeout: float = 120.0
+
+    def argv(self) -> list[str]:
+        return [f"{k}={v}" for k, v in self.args.items()]
+
+
+CPU_LIMIT = 500_000
+ROWS = [
+    Row("pipe-rtt-8", "Pipe round trip, 8-byte object (Python: small int)", "time", "pipe-rtt", {"n": 5000, "size": 0}),
+    Row("pipe-rtt-64k", "Pipe round trip, 64 KiB bytes", "time", "pipe-rtt", {"n": 2000, "size": 65536}),
+    Row("pipe-throughput", "Pipe one-way, 8-byte objects (Python: small ints), one reply per 16,384", "rate",
+        "pipe-throughput", {"n": 262144, "batch": 16384}),
+    Row("start-fork", "Process start+join, fork", "time", "start", {"method": "fork", "n": 100}, "fair_start.py"),
+    Row("start-spawn", "Process start+join, spawn", "time", "start", {"method": "spawn", "n": 20}, "fair_start.py"),
+    Row("start-forkserver", "Process start+join, forkserver (the server's start included)", "time", "start",
+        {"method": "forkserver", "n": 20}, "fair_start.py"),
+    Row("queue-spsc", "Queue 1 producer -> 1 consumer, 8-byte items (Python: small ints)", "rate", "queue",
+        {"n": 262144, "size": 0, "producers": 1, "consumers": 1}),
+    Row("queue-mpmc", "Queue 2 producers x 2 consumers, 8-byte items (Python: small ints)", "rate", "queue",
+        {"n": 262144, "size": 0, "producers": 2, "consumers": 2}),
+    Row("queue-4k", "Queue 4 KiB items, distinct, kept by the consumer", "rate", "queue",
+        {"n": 20000, "size": 4096, "producers": 1, "consumers": 1}),
+    Row("queue-64m", "Queue 64 MiB items, distinct, kept by the consumer", "rate", "queue",
+        {"n": 6, "size": 64 << 20, "producers": 1, "consumers": 1}),
+    Row("lock", "Lock acquire+release, uncontended", "time", "lock", {"n": 300000}),
+    Row("counter", "Value counter under its lock, 2 processes incrementing", "rate", "counter",
+        {"n": 100000, "processes": 2}),
+    Row("value-rw", "Value read then write (each takes the lock)", "time", "value-rw", {"n": 200000}),
+    Row("pool-map", "Pool(2).map of 1,000,000 64-bit squares, cold pool, input built in the span", "rate",
+        "pool-map", {"n": 1_000_000, "processes": 2}),
+    Row("pool-apply", "Pool(2).apply_async(f, x).get() round trip, cold pool", "time", "pool-apply",
+        {"n": 2000, "processes": 2}),
+    Row("pool-cpu", f"Pool(2) speedup over serial, primes below {CPU_LIMIT:,} in 16 ranges (each side's own)",
+        "speedup", "pool-cpu", {"limit": CPU_LIMIT, "chunks": 16, "processes": 2, "primes": None}, timeout=300),
+]
+
+
+def run_side(cmd: list[str], timeout: float) -> tuple[Optional[float], str]:
+    """One fresh process; its value, or None and why not. The whole process group goes at the end."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None, f"timed out after {timeout:.0f} s"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # children it left behind
+        except ProcessLookupError:
+            pass
+    if proc.returncode != 0:
+        return None, (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+    try:
+        return float(json.loads(out.strip().splitlines()[-1])["value"]), ""
+    except (ValueError, KeyError, IndexError):
+        return None, f"unreadable output: {out.strip()[-200:]!r}"
+
+
+@dataclass
+class Result:
+    cpp: list[float] = field(default_factory=list)
+    py: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def measure(row: Row, cpp_bin: Path, runs: int, verbose: bool) -> Result:
+    res = Result()
+    cpp_cmd = [str(cpp_bin), row.workload, *row.argv()]
+    py_cmd = [sys.executable, str(HERE / row.py_script), *([] if row.py_script != "fair.py" else [row.workload]),
+              *row.argv()]
+    for r in range(runs):
+        sides = [("py", py_cmd), ("cpp", cpp_cmd)]
+        if r % 2:
+            sides.reverse()
+        for name, cmd in sides:
+            value, why = run_side(cmd, row.timeout)
+            if value is None:
+                res.errors.append(f"{name} run {r + 1}: {why}")
+            else:
+                getattr(res, name).append(value)
+            if verbose:
+                print(f"  {row.key} run {r + 1} {name}: {value if value is not None else why}", file=sys.stderr)
+    return res
+
+
+def fmt(kind: str, v: float) -> str:
+    if kind == "time":
+        for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+            if v >= scale or unit == "ns":
+                return f"{v / scale:.3g} {unit}"
+    if kind == "rate":
+        for unit, scale in (("G/s", 1e9), ("M/s", 1e6), ("k/s", 1e3), ("/s", 1)):
+            if v >= scale or unit == "/s":
+                return f"{v / scale:.3g} {unit}"
+    return f"{v:.3g}x"
+
+
+def spread(kind: str, values: list[float]) -> str:
+    if not values:
+        return "—"
+    return f"{fmt(kind, statistics.median(values))} ({fmt(kind, min(values))}..{fmt(kind, max(values))})"
+
+
+def ratio(kind: str, res: Result) -> Optional[float]:
+    if not res.cpp or not res.py:
+        return None
+    c, p = statistics.median(res.cpp), statistics.median(res.py)
+    return p / c if kind == "time" else c / p
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cpp", type=Path, default=DEFAULT_CPP, help="the fair_cpp binary (default: %(default)s)")
+    ap.add_argument("--only", action="append", default=[], help="rows whose key contains this word (repeatable)")
+    ap.add_argument("--runs", type=int, default=5, help="interleaved runs of each side per row (default 5)")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--json", type=Path, help="also write every sample to this file")
+    ap.add_argument("--list", action="store_true", help="list the rows and exit")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every sample as it comes")
+    opts = ap.parse_args()
+    words = [w for o in opts.only for w in o.split(",") if w]
+    rows = [r for r in ROWS if not words or any(w in r.key for w in words)]
+    if opts.list:
+        for r in ROWS:
+            print(f"{r.key:18} {r.label}")
+        return 0
+    if not opts.cpp.exists():
+        print(f"{opts.cpp}: not built (cmake --build --preset release --target fair_cpp)", file=sys.stderr)
+        return 2
+    for r in rows:
+        if "primes" in r.args and r.args["primes"] is None:
+            r.args["primes"] = prime_count(r.args["limit"])
+
+    load_before = os.getloadavg()
+    results = {}
+    for row in rows:
+        print(f"running {row.key} ({opts.runs} runs a side) ...", file=sys.stderr)
+        results[row.key] = measure(row, opts.cpp, opts.runs, opts.verbose)
+    load_after = os.getloadavg()
+
+    header = ["row", "mprocess: median (min..max)", "Python: median (min..max)", "mprocess / Python"]
+    table = []
+    for row in rows:
+        res = results[row.key]
+        x = ratio(row.kind, res)
+        table.append([row.label, spread(row.kind, res.cpp), spread(row.kind, res.py),
+                      "—" if x is None else f"{x:.3g}x"])
+    if opts.markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---" for _ in header) + "|")
+        for line in table:
+            print("| " + " | ".join(line) + " |")
+    else:
+        widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
+        print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
+        print("-+-".join("-" * w for w in widths))
+        for line in table:
+            print(" | ".join(c.ljust(w) for c, w in zip(line, widths)))
+    print()
+    print(f"{opts.runs} interleaved runs a side, each a fresh process; machine: {machine()}; "
+          f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.")
+    print("Command: python3 bench/fair/run.py " + " ".join(sys.argv[1:]))
+    for row in rows:
+        for e in results[row.key].errors:
+            print(f"FAILED {row.key}: {e}")
+    if opts.json:
+        opts.json.write_text(json.dumps({k: {"cpp": v.cpp, "py": v.py, "errors": v.errors}
+                                         for k, v in results.items()}, indent=1))
+    return 1 if any(results[r.key].errors for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
