@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -370,6 +371,85 @@ double pool_cpu(const Args& a) {
     return (t1 - t0) / (t3 - t2);
 }
 
+// ---- Client and Manager ---------------------------------------------------------------------------
+
+void net_echo(std::string address) {
+    auto c = mp::Client(address, {.authkey = "bench"});
+    c.send(std::int64_t{0});
+    for (;;) {
+        const auto v = c.recv<std::int64_t>();
+        if (v == kStop) return;
+        c.send(v);
+    }
+}
+
+double net_rtt(const Args& a) {
+    const auto n = arg(a, "n");
+    mp::Listener listener("127.0.0.1:0", {.authkey = "bench"});
+    mp::Process p(net_echo, listener.address());
+    p.start();
+    auto conn = listener.accept(30.0);
+    expect(conn.recv<std::int64_t>() == 0, "the echo's ready message");
+    const double t0 = now();
+    for (std::int64_t i = 0; i < n; ++i) {
+        conn.send(i);
+        expect(conn.recv<std::int64_t>() == i, "an echoed number");
+    }
+    const double t1 = now();
+    conn.send(kStop);
+    p.join();
+    expect(p.exitcode() == 0, "the echo's exit");
+    return (t1 - t0) / static_cast<double>(n);
+}
+
+// Takes the items in batches, answering each with its sum; says it is ready first.
+void consume_batches(mp::QueueProxy<std::int64_t> items, mp::QueueProxy<std::int64_t> acks, std::int64_t n,
+                     std::int64_t batch) {
+    acks.put(-1);
+    std::int64_t sum = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        sum += items.get();
+        if ((i + 1) % batch == 0 || i + 1 == n) {
+            acks.put(sum);
+            sum = 0;
+        }
+    }
+}
+
+double manager_queue(const Args& a) {
+    const auto n = arg(a, "n"), batch = arg(a, "batch");
+    std::optional<mp::Manager> local;
+    std::optional<mp::BaseManager> remote;
+    mp::BaseManager* m = nullptr;
+    if (arg(a, "tcp") != 0) {
+        remote.emplace("127.0.0.1:0", mp::ManagerOptions{.authkey = "bench"});
+        remote->start();
+        m = &*remote;
+    } else {
+        local.emplace();
+        m = &*local;
+    }
+    auto items = m->Queue<std::int64_t>();
+    auto acks = m->Queue<std::int64_t>();
+    mp::Process p(consume_batches, items, acks, n, batch);
+    p.start();
+    expect(acks.get() == -1, "the consumer's ready message");
+    const double t0 = now();
+    std::int64_t sum = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        items.put(i);
+        sum += i;
+        if ((i + 1) % batch == 0 || i + 1 == n) {
+            expect(acks.get() == sum, "the consumer's sum of a batch");
+            sum = 0;
+        }
+    }
+    const double t1 = now();
+    p.join();
+    expect(p.exitcode() == 0, "the consumer's exit");
+    return static_cast<double>(n) / (t1 - t0);
+}
+
 const std::map<std::string, std::function<double(const Args&)>> kWorkloads{
     {"pipe-rtt", pipe_rtt},
     {"pipe-throughput", pipe_throughput},
@@ -381,6 +461,8 @@ const std::map<std::string, std::function<double(const Args&)>> kWorkloads{
     {"pool-map", pool_map},
     {"pool-apply", pool_apply},
     {"pool-cpu", pool_cpu},
+    {"net-rtt", net_rtt},
+    {"manager-queue", manager_queue},
 };
 
 }  // namespace

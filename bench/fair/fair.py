@@ -295,10 +295,79 @@ def pool_cpu(a):
     return (t1 - t0) / (t3 - t2)
 
 
+# ---- Client and Manager ----------------------------------------------------------------------------
+
+def net_echo(address):
+    from multiprocessing.connection import Client
+    with Client(address, authkey=b"bench") as c:
+        c.send(0)
+        while True:
+            v = c.recv()
+            if v == STOP:
+                return
+            c.send(v)
+
+
+def net_rtt(a):
+    from multiprocessing.connection import Listener
+    n = a["n"]
+    with Listener(("127.0.0.1", 0), authkey=b"bench") as listener:
+        p = mp.Process(target=net_echo, args=(listener.address,))
+        p.start()
+        with listener.accept() as conn:
+            expect(conn.recv() == 0, "the echo's ready message")
+            t0 = time.monotonic()
+            for i in range(n):
+                conn.send(i)
+                expect(conn.recv() == i, "an echoed number")
+            t1 = time.monotonic()
+            conn.send(STOP)
+        p.join()
+    expect(p.exitcode == 0, "the echo's exit")
+    return (t1 - t0) / n
+
+
+def consume_batches(items, acks, n, batch):
+    acks.put(-1)
+    total = 0
+    for i in range(n):
+        total += items.get()
+        if (i + 1) % batch == 0 or i + 1 == n:
+            acks.put(total)
+            total = 0
+
+
+def manager_queue(a):
+    n, batch = a["n"], a["batch"]
+    if a["tcp"]:
+        from multiprocessing.managers import SyncManager
+        manager = SyncManager(address=("127.0.0.1", 0), authkey=b"bench")
+        manager.start()
+    else:
+        manager = mp.Manager()
+    with manager as m:
+        items, acks = m.Queue(), m.Queue()
+        p = mp.Process(target=consume_batches, args=(items, acks, n, batch))
+        p.start()
+        expect(acks.get() == -1, "the consumer's ready message")
+        t0 = time.monotonic()
+        total = 0
+        for i in range(n):
+            items.put(i)
+            total += i
+            if (i + 1) % batch == 0 or i + 1 == n:
+                expect(acks.get() == total, "the consumer's sum of a batch")
+                total = 0
+        t1 = time.monotonic()
+        p.join()
+    expect(p.exitcode == 0, "the consumer's exit")
+    return n / (t1 - t0)
+
+
 WORKLOADS = {
     "pipe-rtt": pipe_rtt, "pipe-throughput": pipe_throughput, "queue": queue, "lock": lock,
     "counter": counter, "value-rw": value_rw, "pool-map": pool_map, "pool-apply": pool_apply,
-    "pool-cpu": pool_cpu,
+    "pool-cpu": pool_cpu, "net-rtt": net_rtt, "manager-queue": manager_queue,
 }
 
 

@@ -86,6 +86,13 @@ ROWS = [
         {"n": 2000, "processes": 2}),
     Row("pool-cpu", f"Pool(2) speedup over serial, primes below {CPU_LIMIT:,} in 16 ranges (each side's own)",
         "speedup", "pool-cpu", {"limit": CPU_LIMIT, "chunks": 16, "processes": 2, "primes": None}, timeout=300),
+    Row("net-rtt", "Client round trip on 127.0.0.1 with an authkey, 8-byte object (Python: small int)", "time",
+        "net-rtt", {"n": 5000}),
+    Row("manager-queue", "Manager() queue through proxies, this process -> a consumer, one reply per 2,000", "rate",
+        "manager-queue", {"n": 20000, "batch": 2000, "tcp": 0}),
+    Row("manager-queue-tcp-shortcut", "The same, manager on 127.0.0.1 with an authkey: mprocess's clients on this "
+        "host move to shared memory, Python's stay on TCP", "rate", "manager-queue",
+        {"n": 20000, "batch": 2000, "tcp": 1}),
 ]
 
 
