@@ -25,6 +25,10 @@
 #include <tuple>
 #include <vector>
 
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "mprocess/mprocess.hpp"
 
 namespace mp = mprocess;
@@ -450,6 +454,108 @@ double manager_queue(const Args& a) {
     return static_cast<double>(n) / (t1 - t0);
 }
 
+// ---- Latency by payload size --------------------------------------------------------------------
+
+// Pins this process to one CPU (the latency rows place both ends themselves).
+void pin_to(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (::sched_setaffinity(0, sizeof set, &set) != 0) throw Failed("sched_setaffinity");
+}
+
+// A Unix stream socket with 8-byte length frames: the kernel's path, for scale.
+void write_all(int fd, const char* p, std::size_t n) {
+    while (n > 0) {
+        const auto k = ::write(fd, p, n);
+        if (k <= 0) throw Failed("write to the socket pair");
+        p += k;
+        n -= static_cast<std::size_t>(k);
+    }
+}
+bool read_all(int fd, char* p, std::size_t n) {
+    while (n > 0) {
+        const auto k = ::read(fd, p, n);
+        if (k <= 0) return false;
+        p += k;
+        n -= static_cast<std::size_t>(k);
+    }
+    return true;
+}
+void send_frame(int fd, const std::string& b) {
+    const std::uint64_t n = b.size();
+    write_all(fd, reinterpret_cast<const char*>(&n), sizeof n);
+    write_all(fd, b.data(), b.size());
+}
+bool recv_frame(int fd, std::string& b) {
+    std::uint64_t n = 0;
+    if (!read_all(fd, reinterpret_cast<char*>(&n), sizeof n)) return false;
+    b.resize(n);
+    return read_all(fd, b.data(), n);
+}
+
+void latency_echo(mp::Connection c, int fd, int cpu) {
+    pin_to(cpu);
+    std::string b;
+    if (fd >= 0) {
+        while (recv_frame(fd, b) && !b.empty()) send_frame(fd, b);
+        return;
+    }
+    c.send_bytes("");  // ready
+    for (;;) {
+        b = c.recv_bytes();
+        if (b.empty()) return;
+        c.send_bytes(b);
+    }
+}
+
+// Half round trips of `size` bytes, n of them: the median here, the 99th percentile printed beside.
+double latency(const Args& a) {
+    const auto n = arg(a, "n"), size = arg(a, "size");
+    const bool unix_socket = arg_text(a, "transport") == "unix";
+    const bool same_cpu = arg_text(a, "cpus") == "same";
+    pin_to(0);
+    auto [here, there] = mp::Pipe();
+    int sv[2] = {-1, -1};
+    if (unix_socket && ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw Failed("socketpair");
+    mp::Process p(latency_echo, there, sv[1], same_cpu ? 0 : 1);
+    p.start();
+    there.close();
+    std::string payload(static_cast<std::size_t>(size), 'x'), back;
+    if (unix_socket) {
+        ::close(sv[1]);
+        send_frame(sv[0], payload);  // ready: the first exchange, untimed on both sides
+        expect(recv_frame(sv[0], back) && back == payload, "the socket's first echo");
+    } else {
+        expect(here.recv_bytes().empty(), "the echo's ready message");
+    }
+    std::vector<double> half(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) {
+        payload[0] = static_cast<char>(i);
+        const double t0 = now();
+        if (unix_socket) {
+            send_frame(sv[0], payload);
+            expect(recv_frame(sv[0], back), "the socket's echo");
+        } else {
+            here.send_bytes(payload);
+            back = here.recv_bytes();
+        }
+        half[static_cast<std::size_t>(i)] = (now() - t0) / 2;
+        expect(back == payload, "echoed bytes");
+    }
+    if (unix_socket) {
+        send_frame(sv[0], "");
+        ::close(sv[0]);
+    } else {
+        here.send_bytes("");
+    }
+    p.join();
+    expect(p.exitcode() == 0, "the echo's exit");
+    std::sort(half.begin(), half.end());
+    std::printf("{\"p99\": %.9g}\n", half[static_cast<std::size_t>(n * 99 / 100)]);
+    return half[static_cast<std::size_t>(n / 2)];
+}
+
 const std::map<std::string, std::function<double(const Args&)>> kWorkloads{
     {"pipe-rtt", pipe_rtt},
     {"pipe-throughput", pipe_throughput},
@@ -463,6 +569,7 @@ const std::map<std::string, std::function<double(const Args&)>> kWorkloads{
     {"pool-cpu", pool_cpu},
     {"net-rtt", net_rtt},
     {"manager-queue", manager_queue},
+    {"latency", latency},
 };
 
 }  // namespace

@@ -13,6 +13,7 @@ warm-up round.
 """
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
 
@@ -364,10 +365,49 @@ def manager_queue(a):
     return n / (t1 - t0)
 
 
+# ---- Latency by payload size -----------------------------------------------------------------------
+
+def latency_echo(c, cpu):
+    os.sched_setaffinity(0, {cpu})
+    c.send_bytes(b"")  # ready
+    while True:
+        b = c.recv_bytes()
+        if not b:
+            return
+        c.send_bytes(b)
+
+
+def latency(a):
+    """Half round trips of `size` bytes over a Pipe, n of them: the median, and the 99th percentile."""
+    n, size = a["n"], a["size"]
+    os.sched_setaffinity(0, {0})
+    here, there = mp.Pipe()
+    p = mp.Process(target=latency_echo, args=(there, 0 if a["cpus"] == "same" else 1))
+    p.start()
+    there.close()
+    expect(here.recv_bytes() == b"", "the echo's ready message")
+    payload = bytearray(b"x" * size)
+    half = []
+    for i in range(n):
+        payload[0] = i % 256
+        t0 = time.monotonic()
+        here.send_bytes(payload)
+        back = here.recv_bytes()
+        half.append((time.monotonic() - t0) / 2)
+        expect(back == payload, "echoed bytes")
+    here.send_bytes(b"")
+    p.join()
+    expect(p.exitcode == 0, "the echo's exit")
+    half.sort()
+    print(json.dumps({"p99": half[n * 99 // 100]}))
+    return half[n // 2]
+
+
 WORKLOADS = {
     "pipe-rtt": pipe_rtt, "pipe-throughput": pipe_throughput, "queue": queue, "lock": lock,
     "counter": counter, "value-rw": value_rw, "pool-map": pool_map, "pool-apply": pool_apply,
     "pool-cpu": pool_cpu, "net-rtt": net_rtt, "manager-queue": manager_queue,
+    "latency": latency,
 }
 
 

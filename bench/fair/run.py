@@ -96,8 +96,9 @@ ROWS = [
 ]
 
 
-def run_side(cmd: list[str], timeout: float) -> tuple[Optional[float], str]:
-    """One fresh process; its value, or None and why not. The whole process group goes at the end."""
+def run_side(cmd: list[str], timeout: float) -> tuple[Optional[dict], str]:
+    """One fresh process; what it printed (its JSON lines, merged: "value", and "p99" for the latency rows),
+    or None and why not. The whole process group goes at the end."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
@@ -114,8 +115,12 @@ def run_side(cmd: list[str], timeout: float) -> tuple[Optional[float], str]:
     if proc.returncode != 0:
         return None, (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
     try:
-        return float(json.loads(out.strip().splitlines()[-1])["value"]), ""
-    except (ValueError, KeyError, IndexError):
+        merged = {}
+        for line in out.strip().splitlines():
+            merged.update(json.loads(line))
+        float(merged["value"])
+        return merged, ""
+    except (ValueError, KeyError, TypeError):
         return None, f"unreadable output: {out.strip()[-200:]!r}"
 
 
@@ -136,7 +141,8 @@ def measure(row: Row, cpp_bin: Path, runs: int, verbose: bool) -> Result:
         if r % 2:
             sides.reverse()
         for name, cmd in sides:
-            value, why = run_side(cmd, row.timeout)
+            out, why = run_side(cmd, row.timeout)
+            value = None if out is None else float(out["value"])
             if value is None:
                 res.errors.append(f"{name} run {r + 1}: {why}")
             else:
@@ -144,6 +150,42 @@ def measure(row: Row, cpp_bin: Path, runs: int, verbose: bool) -> Result:
             if verbose:
                 print(f"  {row.key} run {r + 1} {name}: {value if value is not None else why}", file=sys.stderr)
     return res
+
+
+# The latency table (as iceoryx2 publishes one): half a round trip by payload size, both ends on
+# different CPUs and on one, mprocess's Pipe beside a Unix socket pair (the kernel's path, from fair_cpp)
+# and Python's Pipe, all three in each run.
+LATENCY_SIZES = [(64, 2000), (4096, 2000), (65536, 1000), (1 << 20, 300), (4 << 20, 100)]
+LATENCY_SIDES = [("mprocess Pipe", "cpp", "pipe"), ("Unix socket pair", "cpp", "unix"), ("Python Pipe", "py", "pipe")]
+
+
+def measure_latency(cpp_bin: Path, runs: int, verbose: bool) -> tuple[list[list[str]], list[str]]:
+    table, errors = [], []
+    for size, n in LATENCY_SIZES:
+        for cpus in ("cross", "same"):
+            samples = {name: ([], []) for name, _, _ in LATENCY_SIDES}
+            args = [f"n={n}", f"size={size}", f"cpus={cpus}"]
+            for r in range(runs):
+                sides = LATENCY_SIDES if r % 2 == 0 else list(reversed(LATENCY_SIDES))
+                for name, lang, transport in sides:
+                    cmd = ([str(cpp_bin), "latency", *args, f"transport={transport}"] if lang == "cpp" else
+                           [sys.executable, str(HERE / "fair.py"), "latency", *args, f"transport={transport}"])
+                    out, why = run_side(cmd, 120)
+                    if out is None:
+                        errors.append(f"latency {size} B {cpus} {name} run {r + 1}: {why}")
+                        continue
+                    samples[name][0].append(float(out["value"]))
+                    samples[name][1].append(float(out["p99"]))
+                    if verbose:
+                        print(f"  latency {size} {cpus} {name}: {out}", file=sys.stderr)
+            cells = []
+            for name, _, _ in LATENCY_SIDES:
+                p50, p99 = samples[name]
+                cells.append("—" if not p50 else
+                             f"{fmt('time', statistics.median(p50))} / {fmt('time', statistics.median(p99))}")
+            label = f"{size >> 20} MiB" if size >= 1 << 20 else (f"{size >> 10} KiB" if size >= 1024 else f"{size} B")
+            table.append([label, "different CPUs" if cpus == "cross" else "one CPU", *cells])
+    return table, errors
 
 
 def fmt(kind: str, v: float) -> str:
@@ -183,6 +225,20 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}"
 
 
+def print_table(header: list[str], table: list[list[str]], markdown: bool) -> None:
+    if markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---" for _ in header) + "|")
+        for line in table:
+            print("| " + " | ".join(line) + " |")
+        return
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for line in table:
+        print(" | ".join(c.ljust(w) for c, w in zip(line, widths)))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpp", type=Path, default=DEFAULT_CPP, help="the fair_cpp binary (default: %(default)s)")
@@ -191,6 +247,7 @@ def main() -> int:
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     ap.add_argument("--json", type=Path, help="also write every sample to this file")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
+    ap.add_argument("--latency", action="store_true", help="also the latency table by payload size (slow)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every sample as it comes")
     opts = ap.parse_args()
     words = [w for o in opts.only for w in o.split(",") if w]
@@ -220,17 +277,13 @@ def main() -> int:
         x = ratio(row.kind, res)
         table.append([row.label, spread(row.kind, res.cpp), spread(row.kind, res.py),
                       "—" if x is None else f"{x:.3g}x"])
-    if opts.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "|".join("---" for _ in header) + "|")
-        for line in table:
-            print("| " + " | ".join(line) + " |")
-    else:
-        widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
-        print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
-        print("-+-".join("-" * w for w in widths))
-        for line in table:
-            print(" | ".join(c.ljust(w) for c, w in zip(line, widths)))
+    print_table(header, table, opts.markdown)
+    latency_errors = []
+    if opts.latency:
+        print()
+        print("Half a round trip, p50 / p99 (median over the runs of each run's percentile):")
+        lat, latency_errors = measure_latency(opts.cpp, opts.runs, opts.verbose)
+        print_table(["payload", "ends on", *(name for name, _, _ in LATENCY_SIDES)], lat, opts.markdown)
     print()
     print(f"{opts.runs} interleaved runs a side, each a fresh process; machine: {machine()}; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.")
@@ -238,10 +291,12 @@ def main() -> int:
     for row in rows:
         for e in results[row.key].errors:
             print(f"FAILED {row.key}: {e}")
+    for e in latency_errors:
+        print(f"FAILED {e}")
     if opts.json:
         opts.json.write_text(json.dumps({k: {"cpp": v.cpp, "py": v.py, "errors": v.errors}
                                          for k, v in results.items()}, indent=1))
-    return 1 if any(results[r.key].errors for r in rows) else 0
+    return 1 if latency_errors or any(results[r.key].errors for r in rows) else 0
 
 
 if __name__ == "__main__":
