@@ -501,12 +501,7 @@ void latency_echo(mp::Connection c, int fd, int cpu) {
         while (recv_frame(fd, b) && !b.empty()) send_frame(fd, b);
         return;
     }
-    c.send_bytes("");  // ready
-    for (;;) {
-        b = c.recv_bytes();
-        if (b.empty()) return;
-        c.send_bytes(b);
-    }
+    echo(c, 1);
 }
 
 // Half round trips of `size` bytes, n of them: the median here, the 99th percentile printed beside.
@@ -527,7 +522,7 @@ double latency(const Args& a) {
         send_frame(sv[0], payload);  // ready: the first exchange, untimed on both sides
         expect(recv_frame(sv[0], back) && back == payload, "the socket's first echo");
     } else {
-        expect(here.recv_bytes().empty(), "the echo's ready message");
+        expect(here.recv<std::int64_t>() == 0, "the echo's ready message");
     }
     std::vector<double> half(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) {

@@ -369,12 +369,7 @@ def manager_queue(a):
 
 def latency_echo(c, cpu):
     os.sched_setaffinity(0, {cpu})
-    c.send_bytes(b"")  # ready
-    while True:
-        b = c.recv_bytes()
-        if not b:
-            return
-        c.send_bytes(b)
+    echo(c, 1)
 
 
 def latency(a):
@@ -385,7 +380,7 @@ def latency(a):
     p = mp.Process(target=latency_echo, args=(there, 0 if a["cpus"] == "same" else 1))
     p.start()
     there.close()
-    expect(here.recv_bytes() == b"", "the echo's ready message")
+    expect(here.recv() == 0, "the echo's ready message")
     payload = bytearray(b"x" * size)
     half = []
     for i in range(n):
