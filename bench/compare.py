@@ -159,7 +159,7 @@ def py_tickets(controllers: int = 4, per_controller: int = 500) -> float:
     """bench/tickets_py.py, the tickets app in Python: a dispatcher (BaseManager on 127.0.0.1, Pool
     of 2) and 4 controllers feeding it numbers; tickets per second over all, from the controllers'
     start to the last one's exit, as bench_tickets measures the C++ app."""
-    script = str(Path(__file__).with_name("tickets_py.py"))
+    script = str(Path(__file__).parent / "fair" / "tickets_py.py")
     env = dict(os.environ, TICKETS_AUTHKEY="bench")
     d = subprocess.Popen([sys.executable, script, "dispatcher", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True,
                          env=env)

@@ -86,6 +86,9 @@ ROWS = [
         {"n": 2000, "processes": 2}),
     Row("pool-cpu", f"Pool(2) speedup over serial, primes below {CPU_LIMIT:,} in 16 ranges (each side's own)",
         "speedup", "pool-cpu", {"limit": CPU_LIMIT, "chunks": 16, "processes": 2, "primes": None}, timeout=300),
+    Row("tickets", "tickets app: 4 controllers, a dispatcher with 2 workers on 127.0.0.1, 2,000 numbers each, "
+        "from the controllers' launch to the last one's exit", "rate", "tickets",
+        {"controllers": 4, "per_controller": 2000}, timeout=300),
     Row("net-rtt", "Client round trip on 127.0.0.1 with an authkey, 8-byte object (Python: small int)", "time",
         "net-rtt", {"n": 5000}),
     Row("manager-queue", "Manager() queue through proxies, this process -> a consumer, one reply per 2,000", "rate",
@@ -124,6 +127,52 @@ def run_side(cmd: list[str], timeout: float) -> tuple[Optional[dict], str]:
         return None, f"unreadable output: {out.strip()[-200:]!r}"
 
 
+def tickets_side(lang: str, cpp_bin: Path, controllers: int, per_controller: int) -> tuple[Optional[dict], str]:
+    """One run of the tickets app (apps/tickets, or tickets_py.py: the same roles and messages), its
+    dispatcher fresh: tickets per second over all controllers, from their launch to the last one's exit,
+    every controller having every answer. The same code drives both sides."""
+    if lang == "cpp":
+        app = [str(cpp_bin.parent.parent / "apps" / "tickets" / "tickets")]
+        dispatcher = [*app, "dispatcher", "--listen", "127.0.0.1:0", "--workers", "2", "--quiet"]
+        controller = lambda address: [*app, "controller", "--connect", address, "--quiet"]
+    else:
+        app = [sys.executable, str(HERE / "tickets_py.py")]
+        dispatcher = [*app, "dispatcher", "127.0.0.1:0"]
+        controller = lambda address: [*app, "controller", address]
+    env = dict(os.environ, TICKETS_AUTHKEY="bench")
+    d = subprocess.Popen(dispatcher, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        line = d.stdout.readline()
+        if "serving on " not in line:
+            return None, f"the dispatcher did not start: {line!r}"
+        address = line.split("serving on ", 1)[1].split()[0]
+        numbers = "".join(f"{i - per_controller // 2}\n" for i in range(per_controller))
+        t0 = time.monotonic()
+        cs = [subprocess.Popen(controller(address), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               env=env, start_new_session=True) for _ in range(controllers)]
+        for c in cs:
+            c.stdin.write(numbers)
+            c.stdin.close()
+        outs = [c.stdout.read() for c in cs]
+        for c in cs:
+            c.wait(timeout=300)
+        elapsed = time.monotonic() - t0
+        want = f"summary: {per_controller} tickets, {per_controller} answered, 0 failed"
+        if any(want not in o for o in outs) or any(c.returncode != 0 for c in cs):
+            return None, "a controller did not get every answer"
+        return {"value": controllers * per_controller / elapsed}, ""
+    finally:
+        d.send_signal(signal.SIGINT)
+        try:
+            d.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(d.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @dataclass
 class Result:
     cpp: list[float] = field(default_factory=list)
@@ -141,7 +190,10 @@ def measure(row: Row, cpp_bin: Path, runs: int, verbose: bool) -> Result:
         if r % 2:
             sides.reverse()
         for name, cmd in sides:
-            out, why = run_side(cmd, row.timeout)
+            if row.workload == "tickets":
+                out, why = tickets_side(name, cpp_bin, row.args["controllers"], row.args["per_controller"])
+            else:
+                out, why = run_side(cmd, row.timeout)
             value = None if out is None else float(out["value"])
             if value is None:
                 res.errors.append(f"{name} run {r + 1}: {why}")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""The tickets app written with Python's multiprocessing, for bench/compare.py: the same roles and
+"""The tickets app written with Python's multiprocessing, for bench/fair/run.py: the same roles and
 messages as apps/tickets (a BaseManager on TCP serving Q1 and one reply queue per controller, a
 Pool computing each power as its own task, the answer assembled under the ticket).
 
