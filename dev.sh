@@ -13,7 +13,8 @@
 #                    each runs every test it defines, bar those a CMake rule keeps out with its
 #                    reason), and a bounded libFuzzer run on the socket frame and message decoders
 #   ./dev.sh bench   install what is missing, build, compare mprocess with Python's multiprocessing,
-#                    like for like (bench/fair/run.py; its options pass through: --runs 9, --only queue)
+#                    like for like (bench/fair/run.py; its options pass through: --runs 9, --only queue),
+#                    with the latency table, and draw both into build/bench/*.png
 #   ./dev.sh docs    install doxygen if missing, build the reference manual from the public headers
 #                    into build/docs/html; any warning (an undocumented public name) fails it
 set -euo pipefail
@@ -169,11 +170,15 @@ tests() {
 bench() {
     build release
     echo "== like for like: every run a fresh process on both sides, interleaved, checked (bench/fair/run.py)"
-    python3 bench/fair/run.py "$@"
+    local status=0
+    python3 bench/fair/run.py --latency --json build/bench/fair.json "$@" || status=$?
+    # Debian's matplotlib is the system interpreter's, whichever python3 comes first on PATH.
+    /usr/bin/python3 bench/fair/plot.py build/bench/fair.json build/bench
     echo
     echo "== the micro benchmarks beside the machine's limits (bench/compare.py); its Python figures (network,"
     echo "   manager, tickets rows, until bench/fair/ has them) are not like for like"
     python3 bench/compare.py --bench build/release/bench/bench_pipe
+    return "$status"
 }
 
 cmd=${1:-}
@@ -182,7 +187,7 @@ case "$cmd" in
     demo) install_deps && demo ;;
     examples) install_deps && examples ;;
     test) install_deps && tests ;;
-    bench) install_deps && bench "$@" ;;
+    bench) install_deps && install_deps python3-matplotlib && bench "$@" ;;
     docs) install_deps doxygen && docs ;;
     *) echo "usage: $0 demo|examples|test|bench|docs" >&2; exit 2 ;;
 esac

@@ -211,8 +211,8 @@ LATENCY_SIZES = [(64, 2000), (4096, 2000), (65536, 1000), (1 << 20, 300), (4 << 
 LATENCY_SIDES = [("mprocess Pipe", "cpp", "pipe"), ("Unix socket pair", "cpp", "unix"), ("Python Pipe", "py", "pipe")]
 
 
-def measure_latency(cpp_bin: Path, runs: int, verbose: bool) -> tuple[list[list[str]], list[str]]:
-    table, errors = [], []
+def measure_latency(cpp_bin: Path, runs: int, verbose: bool) -> tuple[list[list[str]], list[str], list[dict]]:
+    table, errors, raw = [], [], []
     for size, n in LATENCY_SIZES:
         for cpus in ("cross", "same"):
             samples = {name: ([], []) for name, _, _ in LATENCY_SIDES}
@@ -237,7 +237,9 @@ def measure_latency(cpp_bin: Path, runs: int, verbose: bool) -> tuple[list[list[
                              f"{fmt('time', statistics.median(p50))} / {fmt('time', statistics.median(p99))}")
             label = f"{size >> 20} MiB" if size >= 1 << 20 else (f"{size >> 10} KiB" if size >= 1024 else f"{size} B")
             table.append([label, "different CPUs" if cpus == "cross" else "one CPU", *cells])
-    return table, errors
+            raw.append({"size": size, "cpus": cpus,
+                        "sides": {name: {"p50": samples[name][0], "p99": samples[name][1]} for name in samples}})
+    return table, errors, raw
 
 
 def fmt(kind: str, v: float) -> str:
@@ -297,7 +299,7 @@ def main() -> int:
     ap.add_argument("--only", action="append", default=[], help="rows whose key contains this word (repeatable)")
     ap.add_argument("--runs", type=int, default=5, help="interleaved runs of each side per row (default 5)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    ap.add_argument("--json", type=Path, help="also write every sample to this file")
+    ap.add_argument("--json", type=Path, help="also write every sample to this file (plot.py draws it)")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
     ap.add_argument("--latency", action="store_true", help="also the latency table by payload size (slow)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every sample as it comes")
@@ -330,11 +332,11 @@ def main() -> int:
         table.append([row.label, spread(row.kind, res.cpp), spread(row.kind, res.py),
                       "—" if x is None else f"{x:.3g}x"])
     print_table(header, table, opts.markdown)
-    latency_errors = []
+    latency_errors, latency_raw = [], []
     if opts.latency:
         print()
         print("Half a round trip, p50 / p99 (median over the runs of each run's percentile):")
-        lat, latency_errors = measure_latency(opts.cpp, opts.runs, opts.verbose)
+        lat, latency_errors, latency_raw = measure_latency(opts.cpp, opts.runs, opts.verbose)
         print_table(["payload", "ends on", *(name for name, _, _ in LATENCY_SIDES)], lat, opts.markdown)
     print()
     print(f"{opts.runs} interleaved runs a side, each a fresh process; machine: {machine()}; "
@@ -346,8 +348,12 @@ def main() -> int:
     for e in latency_errors:
         print(f"FAILED {e}")
     if opts.json:
-        opts.json.write_text(json.dumps({k: {"cpp": v.cpp, "py": v.py, "errors": v.errors}
-                                         for k, v in results.items()}, indent=1))
+        opts.json.parent.mkdir(parents=True, exist_ok=True)
+        opts.json.write_text(json.dumps({
+            "machine": machine(), "runs": opts.runs, "load": [load_before[0], load_after[0]],
+            "rows": [{"key": r.key, "label": r.label, "kind": r.kind, "cpp": results[r.key].cpp,
+                      "py": results[r.key].py, "errors": results[r.key].errors} for r in rows],
+            "latency": latency_raw}, indent=1))
     return 1 if latency_errors or any(results[r.key].errors for r in rows) else 0
 
 
