@@ -5,10 +5,10 @@
 The comparison with Python's multiprocessing is bench/fair/run.py: every run a fresh process on both
 sides, interleaved, the same span. This script runs the Google Benchmark binaries
 (build/release/bench/bench_pipe and its neighbours) and prints, for each row, mprocess's figure next
-to the raw limit of the machine (a kernel pipe, fork+waitpid, a shared-memory ring, memcpy); a row
-that bench/fair/ does not have yet (the network, manager and tickets rows) also shows Python's figure,
-measured in this interpreter: not like for like (Google Benchmark repeats the C++ side), so such a
-ratio is a hint, not a result, and docs/benchmarks.md quotes none of them.
+to the raw limit of the machine (a kernel pipe, fork+waitpid, a shared-memory ring, memcpy). Google
+Benchmark repeats each function, so these figures are warm: they tell how close mprocess comes to
+the machine, never how it compares with Python (a comparison row must not come from a repeated
+benchmark function).
 
     python3 bench/compare.py                      # everything
     python3 bench/compare.py --only pipe-rtt      # rows whose key or workload contains a word
@@ -20,175 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
-import platform
 import re
-import signal
-import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BENCH = REPO / "build" / "release" / "bench" / "bench_pipe"
 
-CTX = multiprocessing.get_context()  # the platform's default start method, as a user would get
-
-
 # ---------------------------------------------------------------------------------------------
-# Python workloads. Children are module-level functions so that every start method can run them.
 
 class WorkloadError(RuntimeError):
     pass
-
-
-def _net_echo(address):
-    from multiprocessing.connection import Client
-    with Client(address, authkey=b"bench") as c:
-        while True:
-            v = c.recv()
-            c.send(v)
-            if v < 0:
-                return
-
-
-def py_client_roundtrip(n: int = 5000) -> float:
-    """Seconds per round trip of a small int between Listener and Client on 127.0.0.1, with an authkey."""
-    from multiprocessing.connection import Listener
-    with Listener(("127.0.0.1", 0), authkey=b"bench") as listener:
-        p = CTX.Process(target=_net_echo, args=(listener.address,), daemon=True)
-        p.start()
-        try:
-            with listener.accept() as conn:
-                conn.send(0)
-                conn.recv()
-                t0 = time.perf_counter()
-                for i in range(n):
-                    conn.send(i)
-                    if conn.recv() != i:
-                        raise WorkloadError("echo returned another value")
-                dt = time.perf_counter() - t0
-                conn.send(-1)
-                conn.recv()
-        finally:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join()
-    return dt / n
-
-
-MANAGER_BATCH = 2000
-
-
-def _manager_consume(items, acks):
-    while True:
-        total = 0
-        for _ in range(MANAGER_BATCH):
-            v = items.get()
-            if v < 0:
-                return
-            total += v
-        acks.put(total)
-
-
-def py_manager_queue(batches: int = 3, tcp: bool = False) -> float:
-    """Items per second from this process to a consumer process through a Manager().Queue()
-    (a Unix socket), or with tcp through a manager on 127.0.0.1."""
-    if tcp:
-        from multiprocessing.managers import SyncManager
-        manager = SyncManager(address=("127.0.0.1", 0), authkey=b"bench")
-        manager.start()
-    else:
-        manager = CTX.Manager()
-    with manager as m:
-        items, acks = m.Queue(), m.Queue()
-        p = CTX.Process(target=_manager_consume, args=(items, acks), daemon=True)
-        p.start()
-        try:
-            def batch():
-                for i in range(MANAGER_BATCH):
-                    items.put(i)
-                if acks.get(timeout=60) != MANAGER_BATCH * (MANAGER_BATCH - 1) // 2:
-                    raise WorkloadError("the consumer saw other items")
-
-            batch()  # untimed: both ends are running
-            t0 = time.perf_counter()
-            for _ in range(batches):
-                batch()
-            dt = time.perf_counter() - t0
-            items.put(-1)
-        finally:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join()
-    return batches * MANAGER_BATCH / dt
-
-
-def _countdown(n):
-    while n > 0:
-        n -= 1
-
-
-def py_perf1_speedup(n: int = 10_000_000, runs: int = 3) -> float:
-    """The lecture's perf1 in Python: two count-downs in a row vs in two processes (best runs)."""
-    seq = par = float("inf")
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        _countdown(n)
-        _countdown(n)
-        seq = min(seq, time.perf_counter() - t0)
-        procs = [CTX.Process(target=_countdown, args=(n,)) for _ in range(2)]
-        t0 = time.perf_counter()
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        par = min(par, time.perf_counter() - t0)
-        if any(p.exitcode != 0 for p in procs):
-            raise WorkloadError("a count-down process failed")
-    return seq / par
-
-
-def py_tickets(controllers: int = 4, per_controller: int = 500) -> float:
-    """bench/tickets_py.py, the tickets app in Python: a dispatcher (BaseManager on 127.0.0.1, Pool
-    of 2) and 4 controllers feeding it numbers; tickets per second over all, from the controllers'
-    start to the last one's exit, as bench_tickets measures the C++ app."""
-    script = str(Path(__file__).parent / "fair" / "tickets_py.py")
-    env = dict(os.environ, TICKETS_AUTHKEY="bench")
-    d = subprocess.Popen([sys.executable, script, "dispatcher", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True,
-                         env=env)
-    try:
-        m = re.search(r"serving on (\S+)", d.stdout.readline())
-        if not m:
-            raise WorkloadError("the Python dispatcher did not start")
-        numbers = "".join(f"{i - per_controller // 2}\n" for i in range(per_controller))
-        t0 = time.perf_counter()
-        cs = [subprocess.Popen([sys.executable, script, "controller", m.group(1)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True, env=env) for _ in range(controllers)]
-        for c in cs:
-            c.stdin.write(numbers)
-            c.stdin.close()
-        outs = [c.stdout.read() for c in cs]
-        for c in cs:
-            c.wait()
-        elapsed = time.perf_counter() - t0
-        want = f"summary: {per_controller} tickets, {per_controller} answered, 0 failed"
-        if any(want not in o for o in outs) or any(c.returncode != 0 for c in cs):
-            raise WorkloadError("a Python controller did not get every answer")
-        return controllers * per_controller / elapsed
-    finally:
-        d.send_signal(signal.SIGINT)
-        try:
-            d.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            d.kill()
-            d.wait()
 
 
 def cpp_perf1_speedup(examples_dir: Path, n: int = 1_000_000_000, runs: int = 3) -> tuple[float, float]:
@@ -216,9 +62,7 @@ class Row:
     kind: str                # "time": seconds per operation, lower is better; "rate": per second, higher is
                              # better; "speedup": parallel vs sequential (cpp, raw: parallel; base: sequential)
     cpp: Optional[str]       # C++ benchmark (its name without /min_time:..., /real_time, ...)
-    python: Optional[Callable[[], float]]
     raw: Optional[str] = None      # C++ benchmark of the machine's limit for this workload
-    goal: Optional[float] = None   # required ratio mprocess vs Python (Nx faster)
     binary: str = "bench_pipe"     # the C++ binary holding cpp and raw
     unit: str = ""                 # for rates: what is counted ("msgs")
     raw_goal: Optional[float] = None  # time rows: at most this many times the raw limit
@@ -229,59 +73,58 @@ class Row:
 
 
 ROWS: list[Row] = [
-    Row("pipe-rtt-8", "Pipe round trip, 8-byte object (Python: small int)", "time",
-        cpp="BM_PipeRoundTrip/8", python=None,
-        raw="BM_RawKernelPipeRoundTrip", goal=10),
+    Row("pipe-rtt-8", "Pipe round trip, 8-byte object ", "time",
+        cpp="BM_PipeRoundTrip/8",
+        raw="BM_RawKernelPipeRoundTrip"),
     Row("pipe-rtt-64k", "Pipe round trip, 64 KiB bytes", "time",
-        cpp="BM_PipeRoundTrip/65536", python=None),
-    Row("pipe-throughput", "Pipe one-way, 8-byte objects (Python: small ints)", "rate",
-        cpp="BM_PipeThroughput", python=None,
-        raw="BM_RawKernelPipeThroughput", goal=50, unit="msgs"),
+        cpp="BM_PipeRoundTrip/65536"),
+    Row("pipe-throughput", "Pipe one-way, 8-byte objects ", "rate",
+        cpp="BM_PipeThroughput",
+        raw="BM_RawKernelPipeThroughput", unit="msgs"),
     Row("start-fork", "Process start+join, fork", "time", cpp="BM_ProcessStartJoin/fork",
-        python=None, raw="BM_RawForkWaitpid", binary="bench_process", raw_goal=1.5),
+        raw="BM_RawForkWaitpid", binary="bench_process", raw_goal=1.5),
     Row("start-spawn", "Process start+join, spawn (raw: posix_spawn of /bin/true)", "time",
-        cpp="BM_ProcessStartJoin/spawn", python=None, raw="BM_RawPosixSpawnTrue",
-        binary="bench_process", goal=10),
+        cpp="BM_ProcessStartJoin/spawn", raw="BM_RawPosixSpawnTrue",
+        binary="bench_process"),
     Row("start-forkserver", "Process start+join, forkserver", "time", cpp="BM_ProcessStartJoin/forkserver",
-        python=None, raw="BM_RawForkWaitpid", binary="bench_process", goal=5),
-    Row("queue-spsc", "Queue 1 producer -> 1 consumer, 8-byte items (Python: small ints; raw: SPSC ring)", "rate",
-        cpp="BM_QueueThroughput/8", python=None, raw="BM_RawShmRing/8", binary="bench_queue",
-        goal=100, raw_share=0.10, unit="items"),
-    Row("queue-mpmc", "Queue 2 producers x 2 consumers, 8-byte items (Python: small ints)", "rate",
-        cpp="BM_QueueMpmc", python=None, binary="bench_queue", goal=30, unit="items"),
+        raw="BM_RawForkWaitpid", binary="bench_process"),
+    Row("queue-spsc", "Queue 1 producer -> 1 consumer, 8-byte items (raw: SPSC ring)", "rate",
+        cpp="BM_QueueThroughput/8", raw="BM_RawShmRing/8", binary="bench_queue",
+        raw_share=0.10, unit="items"),
+    Row("queue-mpmc", "Queue 2 producers x 2 consumers, 8-byte items ", "rate",
+        cpp="BM_QueueMpmc", binary="bench_queue", unit="items"),
     Row("queue-4k", "Queue 4 KiB items (raw: SPSC ring of 4 KiB slots)", "rate",
-        cpp="BM_QueueThroughput/4096", python=None,
+        cpp="BM_QueueThroughput/4096",
         raw="BM_RawShmRing/4096", binary="bench_queue", unit="items"),
     Row("queue-64m", "Queue 64 MiB items (raw: memcpy of 64 MiB)", "rate",
-        cpp="BM_QueueBigItems", python=None,
+        cpp="BM_QueueBigItems",
         raw="BM_RawMemcpy64MiB", binary="bench_queue", raw_share=0.30, unit="MiB"),
     Row("lock", "Lock acquire+release, uncontended (raw: a compare-and-swap and an exchange)", "time",
-        cpp="BM_LockUncontended", python=None, raw="BM_RawAtomicPair", binary="bench_sync", goal=2),
+        cpp="BM_LockUncontended", raw="BM_RawAtomicPair", binary="bench_sync"),
     Row("counter", "Value counter under its lock, 2 processes incrementing", "rate",
-        cpp="BM_ContendedCounter", python=None, binary="bench_sync", goal=10, unit="increments"),
+        cpp="BM_ContendedCounter", binary="bench_sync", unit="increments"),
     Row("value-rw", "Value read then write (each takes the lock)", "time",
-        cpp="BM_ValueReadWrite", python=None, binary="bench_sync"),
+        cpp="BM_ValueReadWrite", binary="bench_sync"),
     Row("pool-map", "Pool(2).map of 1,000,000 trivial tasks (raw: the same loop in one process)", "rate",
-        cpp="BM_PoolMapTrivial", python=None, raw="BM_RawMapTrivial", binary="bench_pool",
-        goal=20, unit="items"),
+        cpp="BM_PoolMapTrivial", raw="BM_RawMapTrivial", binary="bench_pool",
+        unit="items"),
     Row("pool-apply", "Pool(2).apply_async(f, x).get() round trip", "time",
-        cpp="BM_PoolApplyRoundTrip", python=None, binary="bench_pool", goal=10),
+        cpp="BM_PoolApplyRoundTrip", binary="bench_pool"),
     Row("pool-cpu", "Pool(2) CPU-bound speedup, prime count in 16 ranges (raw: 2 threads)", "speedup",
-        cpp="BM_PoolPrimes", python=None, raw="BM_ThreadsPrimes", base="BM_SequentialPrimes",
+        cpp="BM_PoolPrimes", raw="BM_ThreadsPrimes", base="BM_SequentialPrimes",
         binary="bench_pool", min_speedup=1.9),
     Row("net-rtt", "Client round trip on 127.0.0.1 with an authkey, small int (raw: plain TCP)", "time",
-        cpp="BM_ClientRoundTrip", python=py_client_roundtrip, raw="BM_RawTcpRoundTrip", binary="bench_net", goal=2),
-    Row("manager-queue", "Manager() queue through proxies, producer -> consumer process, small ints", "rate",
-        cpp="BM_ManagerQueue/local", python=py_manager_queue, binary="bench_net", goal=10, unit="items"),
-    Row("manager-queue-tcp", "The same through a manager on 127.0.0.1 (TCP, authkey)", "rate",
-        cpp="BM_ManagerQueue/tcp", python=lambda: py_manager_queue(tcp=True), binary="bench_net", goal=10,
-        unit="items"),
+        cpp="BM_ClientRoundTrip", raw="BM_RawTcpRoundTrip", binary="bench_net"),
+    Row("manager-queue", "Manager() queue through proxies, producer -> consumer process", "rate",
+        cpp="BM_ManagerQueue/local", binary="bench_net", unit="items"),
+    Row("manager-queue-tcp", "The same through a manager on 127.0.0.1 (an authkey; clients on this host move to shared memory)", "rate",
+        cpp="BM_ManagerQueue/tcp", binary="bench_net", unit="items"),
     Row("tickets", "tickets app: 4 controllers, a dispatcher with 2 workers, on 127.0.0.1", "rate",
-        cpp="BM_Tickets4Controllers", python=py_tickets, binary="bench_tickets", goal=10, unit="tickets"),
+        cpp="BM_Tickets4Controllers", binary="bench_tickets", unit="tickets"),
     Row("mpi-apply", "mpi::Pool apply_async round trip, 3 ranks (raw: the local Pool, 2 workers)", "time",
-        cpp="BM_MpiApply", python=None, raw="BM_LocalApply", binary="bench_mpi", raw_goal=3, launcher=MPIRUN),
+        cpp="BM_MpiApply", raw="BM_LocalApply", binary="bench_mpi", raw_goal=3, launcher=MPIRUN),
     Row("mpi-map", "mpi::Pool map of 100,000 tasks, chunksize 1, 3 ranks (raw: the local Pool)", "rate",
-        cpp="BM_MpiMap100k", python=None, raw="BM_LocalMap100k", binary="bench_mpi", unit="tasks",
+        cpp="BM_MpiMap100k", raw="BM_LocalMap100k", binary="bench_mpi", unit="tasks",
         launcher=MPIRUN),
 ]
 
@@ -375,23 +218,6 @@ def fmt_value(row: Row, v: Optional[float]) -> str:
     return fmt_time(v) if row.kind == "time" else fmt_rate(v, row.unit)
 
 
-def speedup(row: Row, mine: Optional[float], theirs: Optional[float]) -> Optional[float]:
-    """How many times faster mprocess is than Python on this row."""
-    if not mine or not theirs:
-        return None
-    if row.kind == "speedup":  # compare what each gains from a second process: not "faster"
-        return None
-    return theirs / mine if row.kind == "time" else mine / theirs
-
-
-def fmt_ratio(x: Optional[float]) -> str:
-    if x is None:
-        return "—"
-    if x >= 1:
-        return f"{x:.3g}x faster"
-    return f"{1 / x:.3g}x slower"
-
-
 def render(header: list[str], rows: list[list[str]], markdown: bool) -> str:
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -406,19 +232,6 @@ def render(header: list[str], rows: list[list[str]], markdown: bool) -> str:
 
 # ---------------------------------------------------------------------------------------------
 
-def measure_python(row: Row, repeat: int, verbose: bool) -> tuple[Optional[float], Optional[str]]:
-    samples = []
-    try:
-        for _ in range(repeat):
-            samples.append(row.python())
-    except Exception as e:  # a failing workload is reported in its row, the others still run
-        return None, f"{type(e).__name__}: {e}"
-    if verbose:
-        shown = ", ".join(fmt_value(row, s) for s in samples)
-        print(f"  python {row.key}: {shown}", file=sys.stderr)
-    return statistics.median(samples), None
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", type=Path, default=DEFAULT_BENCH,
@@ -427,12 +240,9 @@ def main() -> int:
                     help="only rows whose key or workload contains WORD (repeatable, or comma-separated)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
-    ap.add_argument("--repeat", type=int, default=5, help="runs of each Python workload; the median is shown")
     ap.add_argument("--cpp-repetitions", type=int, default=3,
                     help="--benchmark_repetitions for the C++ binary; the median is shown")
     ap.add_argument("--timeout", type=float, default=180, help="seconds allowed for each C++ binary")
-    ap.add_argument("--no-python", action="store_true", help="skip the Python workloads")
-    ap.add_argument("-v", "--verbose", action="store_true", help="print every Python sample")
     args = ap.parse_args()
 
     if args.list:
@@ -461,16 +271,9 @@ def main() -> int:
         launcher = next((r.launcher for r in rows if r.binary == binary and r.launcher), ())
         for name, res in run_cpp(path, names, args.cpp_repetitions, args.timeout, launcher).items():
             cpp[(binary, name)] = res
-
-    python: dict[str, tuple[Optional[float], Optional[str]]] = {}
-    if not args.no_python:
-        for r in rows:
-            if r.python:
-                print(f"running Python: {r.key} x {args.repeat} ...", file=sys.stderr, flush=True)
-                python[r.key] = measure_python(r, args.repeat, args.verbose)
     load_after = os.getloadavg()[0]
 
-    header = ["workload", "mprocess", "Python", "ratio", "raw limit", "goal", "met?"]
+    header = ["workload", "mprocess", "raw limit", "goal", "met?"]
     table, notes, verdicts = [], [], []
     for r in rows:
         res = cpp.get((r.binary, r.cpp)) if r.cpp else None
@@ -478,22 +281,15 @@ def main() -> int:
         mine = cpp_value(r, res, base_res)
         if res and res.error:
             notes.append(f"{r.key}: mprocess: {res.error}")
-        theirs, perr = python.get(r.key, (None, None))
-        if perr:
-            notes.append(f"{r.key}: Python: {perr}")
         raw_res = cpp.get((r.binary, r.raw)) if r.raw else None
         raw = cpp_value(r, raw_res, base_res)
         if raw_res and raw_res.error:
             notes.append(f"{r.key}: raw limit: {raw_res.error}")
-        x = speedup(r, mine, theirs)
         goals, checks = [], []
         of_raw = mine / raw if mine and raw else None
         if r.min_speedup is not None:
             goals.append(f"≥ {r.min_speedup:g}x speedup" + ("" if raw is None else f" (machine: {raw:.2f}x)"))
             checks.append(None if mine is None else mine >= r.min_speedup)
-        if r.goal is not None:
-            goals.append(f"≥ {r.goal:g}x faster")
-            checks.append(None if x is None else x >= r.goal)
         if r.raw_goal is not None:
             goals.append(f"≤ {r.raw_goal:g}x raw" + ("" if of_raw is None else f" (is {of_raw:.2f}x)"))
             checks.append(None if of_raw is None else of_raw <= r.raw_goal)
@@ -505,29 +301,24 @@ def main() -> int:
         else:
             goal = "; ".join(goals)
             met = "n/a" if None in checks else ("yes" if all(checks) else "NO")
-            verdicts.append((r, met, x, goal))
-        table.append([r.workload, fmt_value(r, mine), fmt_value(r, theirs), fmt_ratio(x), fmt_value(r, raw), goal, met])
+            verdicts.append((r, met, goal))
+        table.append([r.workload, fmt_value(r, mine), fmt_value(r, raw), goal, met])
 
     print(render(header, table, args.markdown))
     print()
-    ncpu = os.cpu_count()
     item = "- " if args.markdown else "  "
-    print(f"mprocess: median of {args.cpp_repetitions} benchmark repetition(s); Python {platform.python_version()} "
-          f"multiprocessing ({CTX.get_start_method()}): median of {args.repeat} run(s). "
-          f"{ncpu} CPUs, load average {load_before:.2f} before, {load_after:.2f} after.")
-    if load_before > 0.5 or load_after > 1.5:
-        print("The machine was busy while measuring: figures are noisy (spinning waiters suffer most).")
+    print(f"mprocess: median of {args.cpp_repetitions} benchmark repetition(s). {os.cpu_count()} CPUs, "
+          f"load average {load_before:.2f} before, {load_after:.2f} after. Against Python: bench/fair/run.py.")
     if notes:
         print("Errors:")
     for n in notes:
         print(f"{item}{n}")
     if verdicts:
-        met = sum(1 for _, m, _, _ in verdicts if m == "yes")
-        print(f"Goals met: {met} of {len(verdicts)}.")
-        for r, m, x, want in verdicts:
+        met = sum(1 for _, m, _ in verdicts if m == "yes")
+        print(f"Goals against the machine's limits met: {met} of {len(verdicts)}.")
+        for r, m, want in verdicts:
             state = {"yes": "met", "NO": "NOT MET", "n/a": "not measured"}[m]
-            got = "" if x is None else f" (vs Python: {fmt_ratio(x)})"
-            print(f"{item}{state:13} {r.workload}: goal {want}{got}")
+            print(f"{item}{state:13} {r.workload}: goal {want}")
     if perf1:
         print()
         print("CPU-bound work (perf1): two processes vs the same work in a row", file=sys.stderr, flush=True)
@@ -536,13 +327,11 @@ def main() -> int:
             mine, limit = cpp_perf1_speedup(bench_dir.parent / "examples")
         except Exception as e:  # reported, not fatal
             print(f"perf1: {e}")
-        theirs = None if args.no_python else py_perf1_speedup()
-        cells = ["perf1: 2 processes vs sequential (C++ 2 x 1e9, Python 2 x 1e7)",
-                 "—" if mine is None else f"{mine:.2f}x", "—" if theirs is None else f"{theirs:.2f}x",
-                 "—" if limit is None else f"{limit:.2f}x", "≥ 1.8x",
+        cells = ["perf1: 2 processes vs the same work in a row (2 x 1e9)",
+                 "—" if mine is None else f"{mine:.2f}x", "—" if limit is None else f"{limit:.2f}x", "≥ 1.8x",
                  "n/a" if mine is None else ("yes" if mine >= 1.8 else "NO")]
-        print(render(["workload", "mprocess speedup", "Python speedup", "raw limit (2 C++ threads)", "goal", "met?"],
-                     [cells], args.markdown))
+        print(render(["workload", "mprocess speedup", "raw limit (2 C++ threads)", "goal", "met?"], [cells],
+                     args.markdown))
     return 0
 
 
