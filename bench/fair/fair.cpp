@@ -425,7 +425,11 @@ double manager_queue(const Args& a) {
     std::optional<mp::Manager> local;
     std::optional<mp::BaseManager> remote;
     mp::BaseManager* m = nullptr;
-    if (arg(a, "tcp") != 0) {
+    if (a.count("connect") != 0) {  // a server that manager-serve started, maybe in another network namespace
+        remote.emplace(arg_text(a, "connect"), mp::ManagerOptions{.authkey = "bench"});
+        remote->connect();
+        m = &*remote;
+    } else if (arg(a, "tcp") != 0) {
         remote.emplace("127.0.0.1:0", mp::ManagerOptions{.authkey = "bench"});
         remote->start();
         m = &*remote;
@@ -551,6 +555,18 @@ double latency(const Args& a) {
     return half[static_cast<std::size_t>(n / 2)];
 }
 
+// A manager's server on `address` for manager-queue's connect=, until standard input closes.
+double manager_serve(const Args& a) {
+    mp::BaseManager m(arg_text(a, "address"), mp::ManagerOptions{.authkey = "bench"});
+    m.start();
+    std::printf("serving on %s\n", m.address().c_str());
+    std::fflush(stdout);
+    while (std::getchar() != EOF) {
+    }
+    m.shutdown();
+    return 0;
+}
+
 const std::map<std::string, std::function<double(const Args&)>> kWorkloads{
     {"pipe-rtt", pipe_rtt},
     {"pipe-throughput", pipe_throughput},
@@ -565,6 +581,7 @@ const std::map<std::string, std::function<double(const Args&)>> kWorkloads{
     {"net-rtt", net_rtt},
     {"manager-queue", manager_queue},
     {"latency", latency},
+    {"manager-serve", manager_serve},
 };
 
 }  // namespace

@@ -339,14 +339,19 @@ def consume_batches(items, acks, n, batch):
 
 
 def manager_queue(a):
+    from multiprocessing.managers import SyncManager
     n, batch = a["n"], a["batch"]
-    if a["tcp"]:
-        from multiprocessing.managers import SyncManager
-        manager = SyncManager(address=("127.0.0.1", 0), authkey=b"bench")
-        manager.start()
+    started = "connect" not in a
+    if not started:  # a server that manager-serve started, maybe in another network namespace
+        host, port = a["connect"].rsplit(":", 1)
+        m = SyncManager(address=(host, int(port)), authkey=b"bench")
+        m.connect()
+    elif a["tcp"]:
+        m = SyncManager(address=("127.0.0.1", 0), authkey=b"bench")
+        m.start()
     else:
-        manager = mp.Manager()
-    with manager as m:
+        m = mp.Manager()
+    try:
         items, acks = m.Queue(), m.Queue()
         p = mp.Process(target=consume_batches, args=(items, acks, n, batch))
         p.start()
@@ -361,6 +366,9 @@ def manager_queue(a):
                 total = 0
         t1 = time.monotonic()
         p.join()
+    finally:
+        if started:
+            m.shutdown()
     expect(p.exitcode == 0, "the consumer's exit")
     return n / (t1 - t0)
 
@@ -398,11 +406,23 @@ def latency(a):
     return half[n // 2]
 
 
+def manager_serve(a):
+    """A manager's server on `address` for manager_queue's connect=, until standard input closes."""
+    from multiprocessing.managers import SyncManager
+    host, port = a["address"].rsplit(":", 1)
+    m = SyncManager(address=(host, int(port)), authkey=b"bench")
+    m.start()
+    print("serving on %s:%d" % m.address, flush=True)
+    sys.stdin.read()
+    m.shutdown()
+    return 0
+
+
 WORKLOADS = {
     "pipe-rtt": pipe_rtt, "pipe-throughput": pipe_throughput, "queue": queue, "lock": lock,
     "counter": counter, "value-rw": value_rw, "pool-map": pool_map, "pool-apply": pool_apply,
     "pool-cpu": pool_cpu, "net-rtt": net_rtt, "manager-queue": manager_queue,
-    "latency": latency,
+    "latency": latency, "manager-serve": manager_serve,
 }
 
 

@@ -53,6 +53,7 @@ class Row:
     args: dict = field(default_factory=dict)
     py_script: str = "fair.py"
     timeout: float = 120.0
+    netns: bool = False  # the clients in a network namespace of their own, the server here
 
     def argv(self) -> list[str]:
         return [f"{k}={v}" for k, v in self.args.items()]
@@ -93,6 +94,8 @@ ROWS = [
         "net-rtt", {"n": 5000}),
     Row("manager-queue", "Manager() queue through proxies, this process -> a consumer, one reply per 2,000", "rate",
         "manager-queue", {"n": 20000, "batch": 2000, "tcp": 0}),
+    Row("manager-queue-tcp", "The same over TCP for both: the server here, the two clients in another network "
+        "namespace (a veth pair)", "rate", "manager-queue", {"n": 20000, "batch": 2000, "tcp": 1}, netns=True),
     Row("manager-queue-tcp-shortcut", "The same, manager on 127.0.0.1 with an authkey: mprocess's clients on this "
         "host move to shared memory, Python's stay on TCP", "rate", "manager-queue",
         {"n": 20000, "batch": 2000, "tcp": 1}),
@@ -173,6 +176,57 @@ def tickets_side(lang: str, cpp_bin: Path, controllers: int, per_controller: int
             pass
 
 
+class NetNamespace:
+    """A network namespace joined to this one by a veth pair, for rows where the clients must reach the
+    server over TCP as from another machine (no same-host shortcut: Unix sockets, abstract ones included,
+    do not cross namespaces). Needs root and iproute2; removed on exit."""
+
+    def __init__(self):
+        self.name = f"mpbench{os.getpid()}"
+        self.host, self.peer = "10.231.7.1", "10.231.7.2"
+        outer, inner = f"mpb{os.getpid() % 100000}a", f"mpb{os.getpid() % 100000}b"
+        steps = [["ip", "netns", "add", self.name],
+                 ["ip", "link", "add", outer, "type", "veth", "peer", "name", inner],
+                 ["ip", "link", "set", inner, "netns", self.name],
+                 ["ip", "addr", "add", f"{self.host}/30", "dev", outer],
+                 ["ip", "link", "set", outer, "up"],
+                 ["ip", "netns", "exec", self.name, "ip", "addr", "add", f"{self.peer}/30", "dev", inner],
+                 ["ip", "netns", "exec", self.name, "ip", "link", "set", inner, "up"],
+                 ["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up"]]
+        self.outer = outer
+        for step in steps:
+            r = subprocess.run(step, capture_output=True, text=True)
+            if r.returncode != 0:
+                self.close()
+                raise RuntimeError(f"{' '.join(step)}: {r.stderr.strip()} (the row needs root and iproute2)")
+
+    def close(self):
+        subprocess.run(["ip", "link", "del", self.outer], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
+def remote_side(serve: list[str], client: list[str], netns: NetNamespace, timeout: float):
+    """A server started here (this namespace), a client run in `netns`: the client's value."""
+    server = subprocess.Popen([*serve, f"address={netns.host}:0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        line = server.stdout.readline()
+        if "serving on " not in line:
+            return None, f"the server did not start: {line!r}"
+        address = line.split("serving on ", 1)[1].strip()
+        return run_side(["ip", "netns", "exec", netns.name, *client, f"connect={address}"], timeout)
+    finally:
+        server.stdin.close()  # its end
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @dataclass
 class Result:
     cpp: list[float] = field(default_factory=list)
@@ -182,6 +236,21 @@ class Result:
 
 def measure(row: Row, cpp_bin: Path, runs: int, verbose: bool) -> Result:
     res = Result()
+    netns = None
+    if row.netns:
+        try:
+            netns = NetNamespace()
+        except RuntimeError as e:
+            res.errors.append(str(e))
+            return res
+    try:
+        return measure_runs(row, cpp_bin, runs, verbose, res, netns)
+    finally:
+        if netns:
+            netns.close()
+
+
+def measure_runs(row: Row, cpp_bin: Path, runs: int, verbose: bool, res: Result, netns) -> Result:
     cpp_cmd = [str(cpp_bin), row.workload, *row.argv()]
     py_cmd = [sys.executable, str(HERE / row.py_script), *([] if row.py_script != "fair.py" else [row.workload]),
               *row.argv()]
@@ -192,6 +261,9 @@ def measure(row: Row, cpp_bin: Path, runs: int, verbose: bool) -> Result:
         for name, cmd in sides:
             if row.workload == "tickets":
                 out, why = tickets_side(name, cpp_bin, row.args["controllers"], row.args["per_controller"])
+            elif netns:
+                serve = [*cmd[:cmd.index(row.workload)], "manager-serve"]
+                out, why = remote_side(serve, cmd, netns, row.timeout)
             else:
                 out, why = run_side(cmd, row.timeout)
             value = None if out is None else float(out["value"])
