@@ -130,6 +130,18 @@ def run_side(cmd: list[str], timeout: float) -> tuple[Optional[dict], str]:
         return None, f"unreadable output: {out.strip()[-200:]!r}"
 
 
+def end_group(proc: subprocess.Popen) -> None:
+    """A server told to end: its time to do so, then whatever is left of its process group goes."""
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def tickets_side(lang: str, cpp_bin: Path, controllers: int, per_controller: int) -> tuple[Optional[dict], str]:
     """One run of the tickets app (apps/tickets, or tickets_py.py: the same roles and messages), its
     dispatcher fresh: tickets per second over all controllers, from their launch to the last one's exit,
@@ -166,14 +178,7 @@ def tickets_side(lang: str, cpp_bin: Path, controllers: int, per_controller: int
         return {"value": controllers * per_controller / elapsed}, ""
     finally:
         d.send_signal(signal.SIGINT)
-        try:
-            d.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(d.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        end_group(d)
 
 
 class NetNamespace:
@@ -217,14 +222,7 @@ def remote_side(serve: list[str], client: list[str], netns: NetNamespace, timeou
         return run_side(["ip", "netns", "exec", netns.name, *client, f"connect={address}"], timeout)
     finally:
         server.stdin.close()  # its end
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(server.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        end_group(server)
 
 
 @dataclass
