@@ -560,9 +560,6 @@ void RawQueue::put(std::string_view head, std::string_view body, bool block, con
     core().put({head, body}, block, timeout);
 }
 
-void RawQueue::advise_large_buffer(void* data, std::size_t bytes) noexcept {
-    platform::advise_huge_pages(data, bytes);
-}
 void RawQueue::get(Reader& reader, bool block, const Timeout& timeout) {
     core().get(reader, block, timeout);
 }

@@ -111,10 +111,6 @@ public:
     static RawQueue import(const SpawnArgs& args, const std::string& blob, std::uint64_t type_tag,
                            std::string_view type_name, bool joinable);
 
-    /// Asks for huge pages for a buffer about to receive a large item (page faults dominate
-    /// otherwise).
-    static void advise_large_buffer(void* data, std::size_t bytes) noexcept;
-
     /// @cond INTERNAL
     MPROCESS_NO_EXPORT detail::QueueCore& core() const;  // for tests of the internals
     /// @endcond
@@ -147,12 +143,16 @@ T read_blob(std::string_view bytes) {
     if (n != bytes.size() / sizeof(E) || bytes.size() % sizeof(E) != 0)
         throw DecodeError("corrupt queue item: a " + std::string(type_name_v<T>) + " of " + std::to_string(n) +
                           " elements in " + std::to_string(bytes.size()) + " bytes");
-    T obj;
-    obj.reserve(n);
-    if (bytes.size() >= (std::size_t{4} << 20)) RawQueue::advise_large_buffer(obj.data(), obj.capacity() * sizeof(E));
-    obj.resize(n);
-    if (n != 0) std::memcpy(obj.data(), bytes.data(), bytes.size());
-    return obj;
+    // Fresh pages of 4 KiB, not transparent huge pages: first-touching huge pages measured 1.9 to 22
+    // items/s for 64 MiB items (whether the kernel had them at hand), 4 KiB pages 12 to 18.
+    if constexpr (sizeof(E) == 1) {
+        const auto* p = reinterpret_cast<const E*>(bytes.data());
+        return T(p, p + n);  // one pass: no zero-fill first
+    } else {
+        T obj(n);
+        if (n != 0) std::memcpy(obj.data(), bytes.data(), bytes.size());
+        return obj;
+    }
 }
 
 template <class T>

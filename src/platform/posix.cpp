@@ -114,13 +114,6 @@ void* try_map_sparse(int fd, std::size_t size) noexcept {
     return p == MAP_FAILED ? nullptr : p;
 }
 
-void advise_huge_pages(void* data, std::size_t bytes) noexcept {
-    constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
-    const auto begin = (reinterpret_cast<std::uintptr_t>(data) + huge - 1) & ~(huge - 1);
-    const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(huge - 1);
-    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-}
-
 void punch_hole(int fd, std::uint64_t offset, std::uint64_t length) noexcept {
     if (length != 0)
         ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),

@@ -76,9 +76,6 @@ void* remap(void* addr, std::size_t old_size, std::size_t new_size) noexcept;
 // A mapping of a large, mostly unused (sparse) area: no swap reserved; nullptr if the address
 // space is short (a tight RLIMIT_AS), so the caller can ask for less.
 void* try_map_sparse(int fd, std::size_t size) noexcept;
-// Asks for transparent huge pages for the whole 2 MiB pages inside [data, data + bytes) of private
-// memory not yet touched, so that filling a large buffer costs far fewer page faults.
-void advise_huge_pages(void* data, std::size_t bytes) noexcept;
 // Gives the pages of [offset, offset + length) back to the system; they read as zeros again.
 void punch_hole(int fd, std::uint64_t offset, std::uint64_t length) noexcept;
 // The file's size, and the bytes of memory its pages take.
