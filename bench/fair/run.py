@@ -54,6 +54,7 @@ class Row:
     py_script: str = "fair.py"
     timeout: float = 120.0
     netns: bool = False  # the clients in a network namespace of their own, the server here
+    one_cpu: bool = False  # every process of both sides on CPU 0 (taskset): a peer that cannot run meanwhile
 
     def argv(self) -> list[str]:
         return [f"{k}={v}" for k, v in self.args.items()]
@@ -62,6 +63,8 @@ class Row:
 CPU_LIMIT = 500_000
 ROWS = [
     Row("pipe-rtt-8", "Pipe round trip, 8-byte object (Python: small int)", "time", "pipe-rtt", {"n": 5000, "size": 0}),
+    Row("pipe-rtt-8-one-cpu", "The same, both processes on one CPU", "time", "pipe-rtt", {"n": 5000, "size": 0},
+        one_cpu=True),
     Row("pipe-rtt-64k", "Pipe round trip, 64 KiB bytes", "time", "pipe-rtt", {"n": 2000, "size": 65536}),
     Row("pipe-throughput", "Pipe one-way, 8-byte objects (Python: small ints), one reply per 16,384", "rate",
         "pipe-throughput", {"n": 262144, "batch": 16384}),
@@ -85,6 +88,8 @@ ROWS = [
         "pool-map", {"n": 1_000_000, "processes": 2}),
     Row("pool-apply", "Pool(2).apply_async(f, x).get() round trip, cold pool", "time", "pool-apply",
         {"n": 2000, "processes": 2}),
+    Row("pool-apply-one-cpu", "The same, every process on one CPU", "time", "pool-apply", {"n": 2000, "processes": 2},
+        one_cpu=True),
     Row("pool-cpu", f"Pool(2) speedup over serial, primes below {CPU_LIMIT:,} in 16 ranges (each side's own)",
         "speedup", "pool-cpu", {"limit": CPU_LIMIT, "chunks": 16, "processes": 2, "primes": None}, timeout=300),
     Row("tickets", "tickets app: 4 controllers, a dispatcher with 2 workers on 127.0.0.1, 2,000 numbers each, "
@@ -92,6 +97,7 @@ ROWS = [
         {"controllers": 4, "per_controller": 2000}, timeout=300),
     Row("net-rtt", "Client round trip on 127.0.0.1 with an authkey, 8-byte object (Python: small int)", "time",
         "net-rtt", {"n": 5000}),
+    Row("net-rtt-one-cpu", "The same, both processes on one CPU", "time", "net-rtt", {"n": 5000}, one_cpu=True),
     Row("manager-queue", "Manager() queue through proxies, this process -> a consumer, one reply per 2,000", "rate",
         "manager-queue", {"n": 20000, "batch": 2000, "tcp": 0}),
     Row("manager-queue-tcp", "The same over TCP for both: the server here, the two clients in another network "
@@ -249,8 +255,9 @@ def measure(row: Row, cpp_bin: Path, runs: int, verbose: bool) -> Result:
 
 
 def measure_runs(row: Row, cpp_bin: Path, runs: int, verbose: bool, res: Result, netns) -> Result:
-    cpp_cmd = [str(cpp_bin), row.workload, *row.argv()]
-    py_cmd = [sys.executable, str(HERE / row.py_script), *([] if row.py_script != "fair.py" else [row.workload]),
+    pin = ["taskset", "-c", "0"] if row.one_cpu else []
+    cpp_cmd = [*pin, str(cpp_bin), row.workload, *row.argv()]
+    py_cmd = [*pin, sys.executable, str(HERE / row.py_script), *([] if row.py_script != "fair.py" else [row.workload]),
               *row.argv()]
     for r in range(runs):
         sides = [("py", py_cmd), ("cpp", cpp_cmd)]
