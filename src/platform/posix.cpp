@@ -243,6 +243,13 @@ void yield_cpu() noexcept {
     ::sched_yield();
 }
 
+int allowed_cpus() noexcept {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    return CPU_COUNT(&set);
+}
+
 ssize_t read(int fd, void* data, std::size_t n) noexcept {
     return ::read(fd, data, n);
 }

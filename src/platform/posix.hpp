@@ -138,6 +138,8 @@ inline void fence_after_locked_op() noexcept {
 
 // Gives the CPU to another runnable thread, if any.
 void yield_cpu() noexcept;
+// How many CPUs this thread may run on (its affinity: taskset, a cpuset); 1 if it cannot tell.
+int allowed_cpus() noexcept;
 
 // One read() or write(), as the system call makes it: the byte count (0 at end of file), or -1
 // with errno set, EINTR included. read_some() and write_some() (exec.hpp) retry on EINTR. These

@@ -52,10 +52,20 @@ bool sees(Ready& ready, bool asleep) {
         return ready();
 }
 
+// Whether spinning can pay here: a thread allowed a single CPU (taskset, a cpuset of one) shares it
+// with the peer it waits for, which runs only once the thread stops looking; it sleeps at once
+// instead, as a blocking read would. Read once per thread: affinity is set before a program starts
+// its work, and a thread inherits its creator's.
+inline bool spinning_pays() noexcept {
+    thread_local const bool pays = platform::allowed_cpus() > 1;
+    return pays;
+}
+
 // Looks at ready() for up to pace.spin (never past the deadline), pausing between looks; true as
 // soon as it holds. The caller has looked once already.
 template <class Ready>
 bool spin_until(Ready&& ready, const platform::Deadline& deadline, const Pace& pace = {}) {
+    if (!spinning_pays()) return false;
     const auto start = platform::Clock::now();
     const auto end = std::min(start + pace.spin, deadline.value_or(platform::Clock::time_point::max()));
     const int looks = pace.pauses_per_look > 0 ? kPausesPerClockRead / pace.pauses_per_look : 1;

@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include <sched.h>
+
 #include <gtest/gtest.h>
 
 using namespace std::chrono_literals;
@@ -178,8 +180,30 @@ TEST(Wait, AMarkedFutexSleeperIsWokenByTheReleaseThatSeesItsBit) {
 }
 
 TEST(Wait, TheSpinSeesAChangeOrGivesUp) {
+    if (platform::allowed_cpus() < 2) GTEST_SKIP() << "this process may run on one CPU only: waits do not spin there";
     std::atomic<int> looks{0};
     EXPECT_TRUE(detail::spin_until([&] { return ++looks == 10; }, std::nullopt));
     EXPECT_FALSE(detail::spin_until([] { return false; }, std::nullopt));
     EXPECT_FALSE(detail::spin_until([] { return true; }, detail::kTryOnce)) << "a try's one look is the caller's";
+}
+
+// A thread allowed one CPU shares it with whatever it waits for: it sleeps at once instead of spinning.
+TEST(Wait, AThreadOnOneCpuDoesNotSpin) {
+    int looks = -1;
+    std::thread pinned([&] {  // a thread of its own: the choice is made once per thread, at its first wait
+        cpu_set_t all, one;
+        ASSERT_EQ(::sched_getaffinity(0, sizeof all, &all), 0);
+        CPU_ZERO(&one);
+        for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+            if (CPU_ISSET(cpu, &all)) {
+                CPU_SET(cpu, &one);
+                break;
+            }
+        }
+        ASSERT_EQ(::sched_setaffinity(0, sizeof one, &one), 0);
+        looks = 0;
+        EXPECT_FALSE(detail::spin_until([&] { return ++looks == 10; }, std::nullopt));
+    });
+    pinned.join();
+    EXPECT_EQ(looks, 0) << "the spin looked, on a thread that may run on one CPU only";
 }
