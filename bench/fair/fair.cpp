@@ -25,9 +25,17 @@
 #include <tuple>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <atomic>
 
 #include "mprocess/mprocess.hpp"
 
@@ -567,6 +575,201 @@ double manager_serve(const Args& a) {
     return 0;
 }
 
+// ---- The machine's limits: the same work without mprocess ------------------------------------------
+// What the hardware allows for a row's work, in plain POSIX (fork, a shared mapping, pipes, atomics
+// that spin): the floor under mprocess's figure, in the same run. Not a library: nothing here
+// survives a dead peer or a bad message.
+
+pid_t fork_child(const std::function<int()>& body) {
+    const pid_t pid = ::fork();
+    if (pid < 0) throw Failed("fork");
+    if (pid == 0) {
+        int rc = 1;
+        try {
+            rc = body();
+        } catch (...) {
+        }
+        ::_exit(rc);
+    }
+    return pid;
+}
+
+void reap(pid_t pid) {
+    int status = 0;
+    expect(::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0, "a child's exit");
+}
+
+// Shared with the children forked after it; its pages are touched (and paid for) in the span.
+template <class T>
+T* shared_mapping(std::size_t count) {
+    void* p = ::mmap(nullptr, count * sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw Failed("mmap");
+    return static_cast<T*>(p);
+}
+
+template <class Pred>
+void spin_until(Pred ready) {
+    for (unsigned k = 1; !ready(); ++k) {
+        if (k % 256 == 0) ::sched_yield();
+        __builtin_ia32_pause();
+    }
+}
+
+void write_word(int fd, std::uint64_t w) {
+    expect(::write(fd, &w, sizeof w) == sizeof w, "a pipe write");
+}
+bool read_word(int fd, std::uint64_t& w) {
+    return ::read(fd, &w, sizeof w) == sizeof w;
+}
+
+struct RingState {
+    alignas(64) std::atomic<std::uint64_t> head{0};  // items written
+    alignas(64) std::atomic<std::uint64_t> tail{0};  // items taken
+    alignas(64) std::atomic<int> ready{0};
+    double finished = 0;
+    int ok = 0;
+};
+
+// queue's byte rows without a queue: the producer copies each pre-built item into a ring of fixed
+// slots in shared memory (4 MiB, or one item), the consumer copies it out into a string it keeps.
+double queue_limit(const Args& a) {
+    const auto n = arg(a, "n"), size = arg(a, "size");
+    const auto item = static_cast<std::size_t>(size);
+    const std::size_t slots = std::max<std::size_t>(1, (std::size_t{4} << 20) / item);
+    auto* st = new (shared_mapping<RingState>(1)) RingState;
+    char* ring = shared_mapping<char>(slots * item);
+    std::vector<std::string> items;
+    items.reserve(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) items.push_back(make_item(i, size));
+    const pid_t consumer = fork_child([&] {
+        std::vector<std::string> kept;
+        kept.reserve(static_cast<std::size_t>(n));
+        st->ready.store(1, std::memory_order_release);
+        for (std::uint64_t i = 0; i < static_cast<std::uint64_t>(n); ++i) {
+            spin_until([&] { return st->head.load(std::memory_order_acquire) != i; });
+            kept.emplace_back(ring + (i % slots) * item, item);
+            st->tail.store(i + 1, std::memory_order_release);
+        }
+        st->finished = now();
+        bool ok = true;
+        for (std::int64_t i = 0; i < n; ++i) ok = ok && item_ok(kept[static_cast<std::size_t>(i)], i, size);
+        st->ok = ok ? 1 : 0;
+        return 0;
+    });
+    spin_until([&] { return st->ready.load(std::memory_order_acquire) != 0; });
+    const double t0 = now();
+    for (std::uint64_t i = 0; i < static_cast<std::uint64_t>(n); ++i) {
+        spin_until([&] { return i - st->tail.load(std::memory_order_acquire) < slots; });
+        std::memcpy(ring + (i % slots) * item, items[i].data(), item);
+        st->head.store(i + 1, std::memory_order_release);
+    }
+    reap(consumer);
+    expect(st->ok == 1, "every item");
+    return static_cast<double>(n) / (st->finished - t0);
+}
+
+// pool-map without a pool: workers forked before the span, waiting on a pipe; in the span the
+// input is built, each chunk (the Pool's default size) copied into shared memory and named to a
+// worker, which squares it into a shared output; the results are copied into the vector returned.
+double pool_map_limit(const Args& a) {
+    const auto n = static_cast<std::size_t>(arg(a, "n"));
+    const auto procs = static_cast<std::size_t>(arg(a, "processes"));
+    const std::size_t chunk = (n + 4 * procs - 1) / (4 * procs);
+    const std::size_t chunks = (n + chunk - 1) / chunk;
+    auto* in = shared_mapping<std::int64_t>(n);
+    auto* squares = shared_mapping<std::int64_t>(n);
+    int done[2];
+    expect(::pipe(done) == 0, "pipe");
+    std::vector<int> jobs;
+    std::vector<pid_t> workers;
+    for (std::size_t w = 0; w < procs; ++w) {
+        int job[2];
+        expect(::pipe(job) == 0, "pipe");
+        workers.push_back(fork_child([&] {
+            ::close(job[1]);
+            for (std::uint64_t c = 0; read_word(job[0], c);) {
+                const std::size_t end = std::min(n, (c + 1) * chunk);
+                for (std::size_t i = c * chunk; i < end; ++i) squares[i] = square(in[i]);
+                write_word(done[1], c);
+            }
+            return 0;
+        }));
+        ::close(job[0]);
+        jobs.push_back(job[1]);
+    }
+    const double t0 = now();
+    std::vector<std::int64_t> items(n);
+    std::iota(items.begin(), items.end(), std::int64_t{0});
+    for (std::size_t c = 0; c < chunks; ++c) {
+        const std::size_t begin = c * chunk, end = std::min(n, begin + chunk);
+        std::memcpy(in + begin, items.data() + begin, (end - begin) * sizeof(std::int64_t));
+        write_word(jobs[c % procs], c);
+    }
+    for (std::size_t c = 0; c < chunks; ++c) {
+        std::uint64_t which = 0;
+        expect(read_word(done[0], which), "a worker's answer");
+    }
+    const std::vector<std::int64_t> out(squares, squares + n);
+    const double t1 = now();
+    for (int fd : jobs) ::close(fd);
+    for (pid_t w : workers) reap(w);
+    for (std::size_t i = 0; i < n; ++i) expect(out[i] == static_cast<std::int64_t>(i * i), "every square");
+    return static_cast<double>(n) / (t1 - t0);
+}
+
+// A TCP echo of 8-byte messages on `address` (host:0), one client, until standard input closes:
+// the network's own round trip, for the rows over TCP.
+double tcp_echo_serve(const Args& a) {
+    const std::string address = arg_text(a, "address");
+    const auto colon = address.rfind(':');
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    expect(::inet_pton(AF_INET, address.substr(0, colon).c_str(), &sa.sin_addr) == 1, "an IPv4 address");
+    const int ls = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    socklen_t len = sizeof sa;
+    expect(ls >= 0 && ::bind(ls, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 && ::listen(ls, 1) == 0 &&
+               ::getsockname(ls, reinterpret_cast<sockaddr*>(&sa), &len) == 0,
+           "a listening socket");
+    std::printf("serving on %s:%d\n", address.substr(0, colon).c_str(), ntohs(sa.sin_port));
+    std::fflush(stdout);
+    pollfd fds[2] = {{ls, POLLIN, 0}, {0, POLLIN, 0}};
+    while (::poll(fds, 2, -1) > 0 && !(fds[1].revents & (POLLIN | POLLHUP))) {
+        const int c = ::accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) continue;
+        const int one = 1;
+        ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        char word[8];
+        while (read_all(c, word, sizeof word)) write_all(c, word, sizeof word);
+        ::close(c);
+    }
+    return 0;
+}
+
+// n round trips of 8 bytes to tcp-echo-serve's `connect` address: the most calls a second that
+// wait for their reply, as a manager queue's get() does.
+double tcp_rtt(const Args& a) {
+    const auto n = arg(a, "n");
+    const std::string address = arg_text(a, "connect");
+    const auto colon = address.rfind(':');
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+    expect(::inet_pton(AF_INET, address.substr(0, colon).c_str(), &sa.sin_addr) == 1, "an IPv4 address");
+    const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    expect(s >= 0 && ::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0, "a connection to the echo");
+    const int one = 1;
+    ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const double t0 = now();
+    for (std::int64_t i = 0; i < n; ++i) {
+        std::int64_t back = -1;
+        write_all(s, reinterpret_cast<const char*>(&i), sizeof i);
+        expect(read_all(s, reinterpret_cast<char*>(&back), sizeof back) && back == i, "the echo of a word");
+    }
+    const double t1 = now();
+    ::close(s);
+    return static_cast<double>(n) / (t1 - t0);
+}
+
 const std::map<std::string, std::function<double(const Args&)>> kWorkloads{
     {"pipe-rtt", pipe_rtt},
     {"pipe-throughput", pipe_throughput},
@@ -582,6 +785,10 @@ const std::map<std::string, std::function<double(const Args&)>> kWorkloads{
     {"manager-queue", manager_queue},
     {"latency", latency},
     {"manager-serve", manager_serve},
+    {"queue-limit", queue_limit},
+    {"pool-map-limit", pool_map_limit},
+    {"tcp-echo-serve", tcp_echo_serve},
+    {"tcp-rtt", tcp_rtt},
 };
 
 }  // namespace

@@ -55,6 +55,9 @@ class Row:
     timeout: float = 120.0
     netns: bool = False  # the clients in a network namespace of their own, the server here
     one_cpu: bool = False  # every process of both sides on CPU 0 (taskset): a peer that cannot run meanwhile
+    # The machine's limit for the row's work: a fair_cpp workload in plain POSIX, no mprocess (its
+    # name, its arguments, and for a netns row the server it talks to), run as a third side.
+    limit: Optional[tuple] = None
 
     def argv(self) -> list[str]:
         return [f"{k}={v}" for k, v in self.args.items()]
@@ -77,15 +80,18 @@ ROWS = [
     Row("queue-mpmc", "Queue 2 producers x 2 consumers, 8-byte items (Python: small ints)", "rate", "queue",
         {"n": 262144, "size": 0, "producers": 2, "consumers": 2}),
     Row("queue-4k", "Queue 4 KiB items, distinct, kept by the consumer", "rate", "queue",
-        {"n": 20000, "size": 4096, "producers": 1, "consumers": 1}),
+        {"n": 20000, "size": 4096, "producers": 1, "consumers": 1},
+        limit=("queue-limit", {"n": 20000, "size": 4096})),
     Row("queue-64m", "Queue 64 MiB items, distinct, kept by the consumer", "rate", "queue",
-        {"n": 6, "size": 64 << 20, "producers": 1, "consumers": 1}),
+        {"n": 6, "size": 64 << 20, "producers": 1, "consumers": 1},
+        limit=("queue-limit", {"n": 6, "size": 64 << 20})),
     Row("lock", "Lock acquire+release, uncontended", "time", "lock", {"n": 300000}),
     Row("counter", "Value counter under its lock, 2 processes incrementing", "rate", "counter",
         {"n": 100000, "processes": 2}),
     Row("value-rw", "Value read then write (each takes the lock)", "time", "value-rw", {"n": 200000}),
     Row("pool-map", "Pool(2).map of 1,000,000 64-bit squares, cold pool, input built in the span", "rate",
-        "pool-map", {"n": 1_000_000, "processes": 2}),
+        "pool-map", {"n": 1_000_000, "processes": 2},
+        limit=("pool-map-limit", {"n": 1_000_000, "processes": 2})),
     Row("pool-apply", "Pool(2).apply_async(f, x).get() round trip, cold pool", "time", "pool-apply",
         {"n": 2000, "processes": 2}),
     Row("pool-apply-one-cpu", "The same, every process on one CPU", "time", "pool-apply", {"n": 2000, "processes": 2},
@@ -101,7 +107,8 @@ ROWS = [
     Row("manager-queue", "Manager() queue through proxies, this process -> a consumer, one reply per 2,000", "rate",
         "manager-queue", {"n": 20000, "batch": 2000, "tcp": 0}),
     Row("manager-queue-tcp", "The same over TCP for both: the server here, the two clients in another network "
-        "namespace (a veth pair)", "rate", "manager-queue", {"n": 20000, "batch": 2000, "tcp": 1}, netns=True),
+        "namespace (a veth pair)", "rate", "manager-queue", {"n": 20000, "batch": 2000, "tcp": 1}, netns=True,
+        limit=("tcp-rtt", {"n": 20000}, "tcp-echo-serve")),
     Row("manager-queue-tcp-shortcut", "The same, manager on 127.0.0.1 with an authkey: mprocess's clients on this "
         "host move to shared memory, Python's stay on TCP", "rate", "manager-queue",
         {"n": 20000, "batch": 2000, "tcp": 1}),
@@ -235,6 +242,7 @@ def remote_side(serve: list[str], client: list[str], netns: NetNamespace, timeou
 class Result:
     cpp: list[float] = field(default_factory=list)
     py: list[float] = field(default_factory=list)
+    raw: list[float] = field(default_factory=list)  # the machine's limit, for rows that have one
     errors: list[str] = field(default_factory=list)
 
 
@@ -256,18 +264,22 @@ def measure(row: Row, cpp_bin: Path, runs: int, verbose: bool) -> Result:
 
 def measure_runs(row: Row, cpp_bin: Path, runs: int, verbose: bool, res: Result, netns) -> Result:
     pin = ["taskset", "-c", "0"] if row.one_cpu else []
-    cpp_cmd = [*pin, str(cpp_bin), row.workload, *row.argv()]
-    py_cmd = [*pin, sys.executable, str(HERE / row.py_script), *([] if row.py_script != "fair.py" else [row.workload]),
-              *row.argv()]
+    # Each side: its name, its command, the workload in it, and the server it talks to in a netns row.
+    sides = [("py", [*pin, sys.executable, str(HERE / row.py_script),
+                     *([] if row.py_script != "fair.py" else [row.workload]), *row.argv()],
+              row.workload, "manager-serve"),
+             ("cpp", [*pin, str(cpp_bin), row.workload, *row.argv()], row.workload, "manager-serve")]
+    if row.limit:
+        workload, args, *serve = row.limit
+        sides.append(("raw", [*pin, str(cpp_bin), workload, *(f"{k}={v}" for k, v in args.items())], workload,
+                      serve[0] if serve else None))
     for r in range(runs):
-        sides = [("py", py_cmd), ("cpp", cpp_cmd)]
-        if r % 2:
-            sides.reverse()
-        for name, cmd in sides:
+        order = sides[r % len(sides):] + sides[:r % len(sides)]  # each side first in turn
+        for name, cmd, workload, serve_workload in order:
             if row.workload == "tickets":
                 out, why = tickets_side(name, cpp_bin, row.args["controllers"], row.args["per_controller"])
             elif netns:
-                serve = [*cmd[:cmd.index(row.workload)], "manager-serve"]
+                serve = [*cmd[:cmd.index(workload)], serve_workload]
                 out, why = remote_side(serve, cmd, netns, row.timeout)
             else:
                 out, why = run_side(cmd, row.timeout)
@@ -337,10 +349,11 @@ def spread(kind: str, values: list[float]) -> str:
     return f"{fmt(kind, statistics.median(values))} ({fmt(kind, min(values))}..{fmt(kind, max(values))})"
 
 
-def ratio(kind: str, res: Result) -> Optional[float]:
-    if not res.cpp or not res.py:
+def ratio(kind: str, ours: list[float], theirs: list[float]) -> Optional[float]:
+    """How many times better `ours` is than `theirs`, medians against each other."""
+    if not ours or not theirs:
         return None
-    c, p = statistics.median(res.cpp), statistics.median(res.py)
+    c, p = statistics.median(ours), statistics.median(theirs)
     return p / c if kind == "time" else c / p
 
 
@@ -405,10 +418,22 @@ def main() -> int:
     table = []
     for row in rows:
         res = results[row.key]
-        x = ratio(row.kind, res)
+        x = ratio(row.kind, res.cpp, res.py)
         table.append([row.label, spread(row.kind, res.cpp), spread(row.kind, res.py),
                       "—" if x is None else f"{x:.3g}x"])
     print_table(header, table, opts.markdown)
+    limited = [row for row in rows if row.limit]
+    if limited:
+        print()
+        print("The machine's limit for the same work (plain POSIX, no mprocess; fair.cpp says what each does):")
+        table = []
+        for row in limited:
+            res = results[row.key]
+            x, y = ratio(row.kind, res.raw, res.py), ratio(row.kind, res.cpp, res.raw)
+            table.append([row.label, spread(row.kind, res.raw), "—" if x is None else f"{x:.3g}x",
+                          "—" if y is None else f"{y:.0%}"])
+        print_table(["row", "limit: median (min..max)", "limit / Python", "mprocess, of the limit"], table,
+                    opts.markdown)
     latency_errors, latency_raw = [], []
     if opts.latency:
         print()
@@ -429,7 +454,7 @@ def main() -> int:
         opts.json.write_text(json.dumps({
             "machine": machine(), "runs": opts.runs, "load": [load_before[0], load_after[0]],
             "rows": [{"key": r.key, "label": r.label, "kind": r.kind, "cpp": results[r.key].cpp,
-                      "py": results[r.key].py, "errors": results[r.key].errors} for r in rows],
+                      "py": results[r.key].py, "limit": results[r.key].raw, "errors": results[r.key].errors} for r in rows],
             "latency": latency_raw}, indent=1))
     return 1 if latency_errors or any(results[r.key].errors for r in rows) else 0
 
