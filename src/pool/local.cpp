@@ -30,15 +30,26 @@ namespace {
 
 // The worker's main loop. A plain function, so that it starts under every method.
 void pool_worker(Connection conn, unsigned maxtasks) {
-    for (unsigned done = 0; maxtasks == 0 || done < maxtasks; ++done) {
+    // One buffer each way for all its tasks: a map's chunks are megabytes, and fresh pages cost
+    // more to touch than the work in them.
+    struct Reuse final : FrameSink {
         std::string msg;
+        bool take(std::size_t length, std::string_view) override {
+            msg.resize(length);
+            return true;
+        }
+        char* room(std::size_t) override { return msg.data(); }
+    } in;
+    std::string answer;
+    for (unsigned done = 0; maxtasks == 0 || done < maxtasks; ++done) {
         try {
-            msg = conn.recv_bytes();
+            conn.recv_frame(in);
         } catch (const EOFError&) {
             return;  // the pool is gone
         }
-        if (msg.empty()) return;  // the pool's stop
-        conn.send_bytes(run_task_message(msg));
+        if (in.msg.empty()) return;  // the pool's stop
+        run_task_message(in.msg, answer);
+        conn.send_bytes(answer);
     }
 }
 

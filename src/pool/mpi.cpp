@@ -100,6 +100,7 @@ bool probe(MPI_Comm comm, int source, int tag, MPI_Status& st) {
     const int pid = static_cast<int>(platform::getpid());
     check(MPI_Send(&pid, 1, MPI_INT, 0, kTagHello, comm), "MPI_Send");
     auto last = Clock::now();
+    std::string answer;
     for (;;) {
         MPI_Status st;
         int flag = 0;
@@ -112,7 +113,7 @@ bool probe(MPI_Comm comm, int source, int tag, MPI_Status& st) {
         }
         std::string msg = recv_bytes(comm, st);
         if (st.MPI_TAG == kTagStop) break;
-        std::string answer = detail::run_task_message(msg);
+        detail::run_task_message(msg, answer);
         if (answer.size() > static_cast<std::size_t>(INT_MAX))
             answer = detail::failure_answer("ValueError", "a result of " + std::to_string(answer.size()) +
                                                               " bytes: one MPI message holds at most 2 GiB");

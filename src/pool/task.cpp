@@ -68,7 +68,7 @@ std::string task_message_head(Invoker invoker, void* fn) {
     return symbols_head(code_symbol(reinterpret_cast<void*>(invoker)), code_symbol(fn));
 }
 
-std::string run_task_message(std::string_view msg) {
+void run_task_message(std::string_view msg, std::string& answer) {
     // A worker runs one task at a time, each thread its own: the cache needs no lock.
     thread_local std::map<std::string, void*> resolved;
     // Keyed by role too: an address cleared as a function is not thereby cleared as an entry point.
@@ -79,7 +79,7 @@ std::string run_task_message(std::string_view msg) {
         if (it == resolved.end()) it = resolved.emplace(key, resolve(s)).first;
         return it->second;
     };
-    std::string answer(1, '\0');
+    answer.assign(1, '\0');  // a worker's answers reuse one buffer: its pages are touched once
     try {
         auto [head, args] = parse_task(msg);
         auto& [invoker, fn] = head;
@@ -91,7 +91,6 @@ std::string run_task_message(std::string_view msg) {
         answer.assign(1, '\1');
         answer += encode(Failure{type_of_current_exception(), "a non-standard exception"});
     }
-    return answer;
 }
 
 std::string failure_answer(const std::string& type, const std::string& message) {

@@ -20,8 +20,8 @@ namespace mprocess::detail {
 
 // A task message's head for these symbols; the encoded arguments are appended to it.
 std::string symbols_head(const Symbol& invoker, const Symbol& fn);
-// In a worker: runs a task message, and returns the answer.
-std::string run_task_message(std::string_view message);
+// In a worker: runs a task message; `answer` becomes its answer (its capacity kept, for the next).
+void run_task_message(std::string_view message, std::string& answer);
 // An answer that says the task failed with an exception of `type`.
 std::string failure_answer(const std::string& type, const std::string& message);
 bool answer_succeeded(std::string_view answer);

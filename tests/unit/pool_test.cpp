@@ -1018,7 +1018,8 @@ private:
             if (quit_) return;
             auto message = std::move(inbox_[i]);
             lock.unlock();
-            std::string answer = mp::detail::run_task_message(*message);
+            std::string answer;
+            mp::detail::run_task_message(*message, answer);
             lock.lock();
             outbox_[i] = std::move(answer);
             io_cv_.notify_all();
