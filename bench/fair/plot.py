@@ -5,7 +5,9 @@
     plot.py RESULTS.json OUTDIR      writes OUTDIR/ratios.png and, if measured, OUTDIR/latency.png
 
 ratios.png: for every row, how many times better mprocess is than Python (the ratio of the medians, on a
-log scale), with the spread the runs allow (worst mprocess run against best Python run, and the reverse).
+log scale), with the spread the runs allow (worst mprocess run against best Python run, and the reverse);
+where a row has the machine's limit (plain POSIX doing the same work), a mark shows how far the limit is
+from Python on the same scale: the most any library could show there.
 latency.png: half a round trip (p50) against payload size, mprocess's Pipe, a Unix socket pair and
 Python's Pipe, ends on different CPUs (solid) and on one CPU (dashed).
 """
@@ -27,7 +29,7 @@ def better(kind, cpp, py):
 
 def ratios(data, out):
     rows = [r for r in data["rows"] if r["cpp"] and r["py"]]
-    labels, mid, lo, hi = [], [], [], []
+    labels, mid, lo, hi, limits = [], [], [], [], []
     for r in rows:
         kind = r["kind"]
         m = better(kind, statistics.median(r["cpp"]), statistics.median(r["py"]))
@@ -39,17 +41,24 @@ def ratios(data, out):
         mid.append(m)
         lo.append(m - better(kind, worst_cpp, best_py))
         hi.append(better(kind, best_cpp, worst_py) - m)
+        if r.get("limit"):
+            limits.append((len(labels) - 1, better(kind, statistics.median(r["limit"]), statistics.median(r["py"]))))
     fig, ax = plt.subplots(figsize=(9, 0.38 * len(rows) + 1.5))
     y = range(len(rows))
     ax.barh(y, mid, xerr=[lo, hi], color="#3a7bd5", ecolor="#222", capsize=3)
     ax.axvline(1, color="#c33", linewidth=1)
+    if limits:
+        ax.plot([x for _, x in limits], [i for i, _ in limits], linestyle="none", marker="D", color="#e08a1e",
+                markeredgecolor="#222", label="the machine's limit / Python (plain POSIX, the same work)")
+        ax.legend(fontsize=8, loc="lower right")
     ax.set_xscale("log")
     ax.set_yticks(list(y), labels)
     ax.invert_yaxis()
     ax.set_xlabel("mprocess / Python (times better; 1 = equal)")
     ax.set_title(f"mprocess against Python's multiprocessing, {data['runs']} interleaved runs a side")
-    for i, m in enumerate(mid):  # beyond the spread's end, so that neither hides the other
-        ax.text((m + hi[i]) * 1.15, i, f"{m:.3g}x", va="center", fontsize=8)
+    reach = dict(limits)
+    for i, m in enumerate(mid):  # beyond the spread's end and the limit's mark, so that none hides another
+        ax.text(max(m + hi[i], reach.get(i, 0)) * 1.15, i, f"{m:.3g}x", va="center", fontsize=8)
     fig.text(0.01, 0.005, data["machine"], fontsize=7, color="#555")
     fig.tight_layout()
     fig.savefig(out / "ratios.png", dpi=110)
