@@ -236,22 +236,63 @@ inline std::exception_ptr make_remote_error(std::string type, std::string messag
 }
 
 // Pool and ProcessPoolExecutor (pool.hpp, executor.hpp).
+/// Who ran a Pool's task and what happened to the worker: what WorkerLost and TaskTimeout tell.
+struct TaskReport {
+    std::string task{};                  ///< which task: "task 12", "item 17 of map", "items 0..124 of map"
+    std::string worker{};                ///< the worker's name, "ForkPoolWorker-3" (an MPI rank's: "rank 2")
+    pid_t pid = 0;                       ///< the worker's pid
+    std::uint64_t peak_rss = 0;          ///< the worker's peak resident memory in bytes; 0 if unknown
+    std::vector<std::string> earlier{};  ///< why each earlier attempt failed, for a task that was retried
+};
+
 /// The worker running a task died before it could answer.
 class MPROCESS_EXPORT WorkerLost : public Error {
 public:
+    /// Why the worker ended.
+    enum class Reason {
+        signal,        ///< a signal the pool did not send (SIGKILL from the OOM killer, SIGSEGV, ...)
+        exit,          ///< it exited (the task called exit(), say)
+        memory_limit,  ///< the pool stopped it: it passed PoolOptions::max_memory_per_child
+        timeout,       ///< the pool stopped it: its task ran past its timeout (see TaskTimeout)
+    };
     /// The worker's pid and its exit code as Process::exitcode() gives it (what() tells both).
     WorkerLost(pid_t pid, int exitcode);
+    /// With everything the pool knows; `reason` signal or exit follows from the exit code.
+    WorkerLost(int exitcode, Reason reason, TaskReport report);
     /// The dead worker's pid.
-    pid_t pid() const noexcept { return pid_; }
+    pid_t pid() const noexcept { return report_.pid; }
     /// The signal that killed it (SIGKILL, SIGSEGV, ...), or 0 if it exited.
     int signal() const noexcept { return signal_; }
+    /// The signal's name, "SIGKILL"; empty if it exited.
+    std::string signal_name() const;
     /// As Process::exitcode(): -signal, or the code it exited with.
     int exitcode() const noexcept { return exitcode_; }
+    /// Why it ended.
+    Reason reason() const noexcept { return reason_; }
+    /// The task, the worker's name, its peak memory, the earlier attempts.
+    const TaskReport& report() const noexcept { return report_; }
 
 private:
-    pid_t pid_;
     int signal_;
     int exitcode_;
+    Reason reason_;
+    TaskReport report_;
+};
+
+/// A Pool's task ran past its timeout (TaskOptions::timeout, PoolOptions::task_timeout): its
+/// worker was stopped and replaced, and the other tasks went on.
+class MPROCESS_EXPORT TaskTimeout : public TimeoutError {
+public:
+    /// The task that ran `seconds` without an answer, and the worker it ran in.
+    TaskTimeout(double seconds, TaskReport report);
+    /// The timeout it passed, in seconds.
+    double seconds() const noexcept { return seconds_; }
+    /// The task, the worker that ran it, the earlier attempts.
+    const TaskReport& report() const noexcept { return report_; }
+
+private:
+    double seconds_;
+    TaskReport report_;
 };
 
 /// The other way to meet a dead worker, concurrent.futures' way: the pool is broken for good.

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <type_traits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,11 +56,8 @@ public:
         return this->st_->cancelled;
     }
     /// Takes the task back if no worker has begun it: true then (or if it already was cancelled).
-    bool cancel() {
-        if (cancelled()) return true;
-        auto core = core_.lock();
-        return core && core->cancel(this->st_);
-    }
+    /// cancel(mp::kill_running) stops a running task too (see ApplyResult::cancel).
+    using ApplyResult::cancel;
     /// fn(future) once it is done: at once if it is; otherwise in the pool's manager thread, one
     /// callback at a time.
     void add_done_callback(std::function<void(const Future&)> fn) const {
@@ -68,8 +66,7 @@ public:
 
 private:
     friend class ProcessPoolExecutor;
-    Future(AsyncResult<R> r, std::weak_ptr<detail::PoolCore> core) : AsyncResult<R>(r), core_(std::move(core)) {}
-    std::weak_ptr<detail::PoolCore> core_;
+    explicit Future(AsyncResult<R> r) : AsyncResult<R>(r) {}
 };
 
 /// ProcessPoolExecutor's keyword arguments.
@@ -77,6 +74,8 @@ struct ExecutorOptions {
     std::optional<StartMethod> start_method{};  ///< default: get_start_method()
     unsigned max_tasks_per_child = 0;           ///< a worker is replaced after this many tasks; 0: never replaced
     Initializer initializer{};                  ///< Python's initializer and initargs (see Initializer)
+    std::optional<Timeout> task_timeout{};      ///< not in Python: as PoolOptions::task_timeout
+    unsigned retries = 0;                       ///< not in Python: as PoolOptions::retries
 };
 
 /// concurrent.futures.ProcessPoolExecutor: submit() gives a Future; a dead worker breaks it (see
@@ -88,7 +87,9 @@ public:
         : pool_(max_workers, PoolOptions{.start_method = options.start_method,
                                          .maxtasksperchild = options.max_tasks_per_child,
                                          .initializer = std::move(options.initializer),
-                                         .on_worker_lost = OnWorkerLost::break_pool}) {}
+                                         .on_worker_lost = OnWorkerLost::break_pool,
+                                         .task_timeout = options.task_timeout,
+                                         .retries = options.retries}) {}
     /// shutdown(true): waits for the submitted tasks, as leaving Python's `with` block does.
     ~ProcessPoolExecutor() {
         try {
@@ -102,19 +103,30 @@ public:
     /// Runs f(args...) in a worker and returns its `Future<R>`. f is a plain function or a lambda
     /// without captures. BrokenPool if a worker has died; Error after shutdown().
     template <class F, class... A>
-    auto submit(F f, A&&... args) {
+    requires(!std::is_same_v<std::decay_t<F>, TaskOptions>) auto submit(F f, A&&... args) {
+        return submit(TaskOptions{}, f, std::forward<A>(args)...);
+    }
+    /// submit() with its own timeout or retries (see TaskOptions). Unlike a dead worker, a task
+    /// stopped for its timeout does not break the executor.
+    template <class F, class... A>
+    auto submit(const TaskOptions& options, F f, A&&... args) {
         check_open();
-        auto r = pool_.apply_async(f, std::forward<A>(args)...);
+        auto r = pool_.apply_async(options, f, std::forward<A>(args)...);
         using R = decltype(r.get());
-        return Future<R>(std::move(r), pool_.core_);
+        return Future<R>(std::move(r));
     }
 
     /// Results in the order of the items, each as soon as it and those before it are ready: an
     /// IMapIterator, as Pool::imap gives. Error after shutdown().
     template <class F, class T>
     auto map(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
+        return map(TaskOptions{}, f, items, chunksize);
+    }
+    /// map() with a timeout for each item, or retries (see TaskOptions).
+    template <class F, class T>
+    auto map(const TaskOptions& options, F f, const std::vector<T>& items, std::size_t chunksize = 1) {
         check_open();
-        return pool_.imap(f, items, chunksize);
+        return pool_.imap(options, f, items, chunksize);
     }
 
     /// No more submits. wait: return once the submitted tasks are done and the workers are gone.

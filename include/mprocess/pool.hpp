@@ -19,7 +19,9 @@
 ///  - a task that throws makes get() throw RemoteError (the exception's type, message, and the
 ///    worker's pid), and the pool goes on;
 ///  - a worker that dies (SIGKILL, a segfault, the OOM killer) fails exactly the task it held, with
-///    WorkerLost (its pid and signal), and is replaced; the other tasks complete.
+///    WorkerLost (which task, which worker, why), and is replaced; the other tasks complete;
+///  - a task may have a timeout and retries (TaskOptions), and a running task can be cancelled
+///    (cancel(mp::kill_running)): its worker is stopped and replaced.
 ///
 /// Leaving the scope terminates the workers, like Python's `with Pool() as p:`.
 #pragma once
@@ -111,7 +113,37 @@ struct PoolOptions {
     unsigned maxtasksperchild = 0;                        ///< a worker is replaced after this many tasks; 0: never
     Initializer initializer{};                            ///< Python's initializer and initargs
     OnWorkerLost on_worker_lost = OnWorkerLost::replace;  ///< fail the lost task only, or break the pool
+    /// Not in Python: how long a task may run in its worker (each item of a map), unless its
+    /// TaskOptions say otherwise. Past it, the task fails with TaskTimeout and its worker is
+    /// stopped (SIGTERM, then SIGKILL a second later) and replaced. None: no limit.
+    std::optional<Timeout> task_timeout{};
+    /// Not in Python: how many times a task whose worker died or was stopped for its timeout runs
+    /// again, each time in a fresh worker (never a task that threw: that is its answer). The final
+    /// error tells every attempt.
+    unsigned retries = 0;
 };
+
+/// Per call, for apply_async, map and the rest, and ProcessPoolExecutor::submit: what differs from
+/// the pool's options for these tasks.
+/// @code{.cpp}
+/// auto r = pool.apply_async(mp::TaskOptions{.timeout = 2.0, .retries = 1}, slow, 10);
+/// auto v = pool.map(mp::TaskOptions{.timeout = 0.5}, f, items);   // 0.5 s for each item
+/// @endcode
+struct TaskOptions {
+    /// How long the task may run in its worker; in a map, each item (a chunk of k items may run k
+    /// times as long, and a map with a timeout sends one item per task unless given a chunksize).
+    /// None: PoolOptions::task_timeout; mp::forever: no limit.
+    std::optional<Timeout> timeout{};
+    /// Runs again after a lost or timed-out worker; none: PoolOptions::retries.
+    std::optional<unsigned> retries{};
+};
+
+/// cancel(mp::kill_running): also stop a task that a worker has begun.
+struct KillRunning {
+    explicit KillRunning() = default;  ///< only kill_running is one
+};
+/// cancel(mp::kill_running): also stop a task that a worker has begun.
+inline constexpr KillRunning kill_running{};
 
 /// Told how far a long map has come: items done out of the total. It runs in the thread that
 /// called map(), between its waits (progress.hpp has a ready-made progress line).
@@ -144,6 +176,15 @@ public:
     bool ready() const;
     /// True if the task succeeded; ValueError if not ready, as Python.
     bool successful() const;
+    /// Not in Python's AsyncResult (concurrent.futures' Future has it): takes the task back if no
+    /// worker has begun it, and then get() throws CancelledError; true then, or if it was
+    /// cancelled before. A task that runs goes on (see cancel(kill_running)). For a map, every
+    /// chunk not yet begun; true if there was no other.
+    bool cancel();
+    /// cancel(), and a task a worker is running is stopped too: its worker is killed (SIGTERM,
+    /// then SIGKILL) and replaced, and get() throws CancelledError at once. False for a task that
+    /// is done, or that runs where it cannot be stopped (an MPI rank).
+    bool cancel(KillRunning);
 
 protected:
     /// @cond INTERNAL
@@ -371,7 +412,12 @@ public:
     /// `AsyncResult<R>`. f is a plain function or a lambda without captures, the arguments and
     /// the result serializable (compile errors say so). ValueError once the pool is closed.
     template <class F, class... A>
-    auto apply_async(F f, A&&... args) {
+    requires(!std::is_same_v<std::decay_t<F>, TaskOptions>) auto apply_async(F f, A&&... args) {
+        return apply_async(TaskOptions{}, f, std::forward<A>(args)...);
+    }
+    /// apply_async(f, args...) with its own timeout or retries.
+    template <class F, class... A>
+    auto apply_async(const TaskOptions& options, F f, A&&... args) {
         using Fp = target_t<F>;
         using R = std::invoke_result_t<Fp, std::decay_t<A>&...>;
         (detail::require_serializable<std::decay_t<A>>(), ...);
@@ -380,7 +426,7 @@ public:
         std::string msg = core_->head(detail::entry_point<&detail::invoke_task<Fp, R, std::decay_t<A>...>>(),
                                       reinterpret_cast<void*>(fp));
         encode_into(msg, std::tuple<std::decay_t<A>...>(std::forward<A>(args)...));
-        return AsyncResult<R>(core_->submit(std::move(msg)));
+        return AsyncResult<R>(core_->submit(std::move(msg), detail::TaskSpec{{}, options.timeout, options.retries, 1}));
     }
 
     /// Python's apply(f, args): apply_async(f, args...).get(), so it throws what get() throws.
@@ -396,18 +442,30 @@ public:
     /// function that returns void gives a map that returns void.
     template <class F, class T>
     auto map(F f, const std::vector<T>& items, std::size_t chunksize = 0, const Progress& progress = {}) {
+        return map(TaskOptions{}, f, items, chunksize, progress);
+    }
+    /// map() with a timeout for each item, or retries (see TaskOptions).
+    template <class F, class T>
+    auto map(const TaskOptions& options, F f, const std::vector<T>& items, std::size_t chunksize = 0,
+             const Progress& progress = {}) {
         using Fp = target_t<F>;
         using R = std::invoke_result_t<Fp, T&>;
-        const std::size_t cs = default_chunksize(items.size(), chunksize);
-        return gather(chunks<R, Fp, T, false>(f, items, cs), items.size(), cs, progress);
+        const std::size_t cs = default_chunksize(items.size(), chunksize, options);
+        return gather(chunks<R, Fp, T, false>(f, items, cs, options, "map"), items.size(), cs, progress);
     }
     /// Python's map_async: one AsyncResult for the whole list (`AsyncResult<void>` for a function
     /// that returns void), ready once every chunk is.
     template <class F, class T>
     auto map_async(F f, const std::vector<T>& items, std::size_t chunksize = 0) {
+        return map_async(TaskOptions{}, f, items, chunksize);
+    }
+    /// map_async() with a timeout for each item, or retries (see TaskOptions).
+    template <class F, class T>
+    auto map_async(const TaskOptions& options, F f, const std::vector<T>& items, std::size_t chunksize = 0) {
         using Fp = target_t<F>;
         using R = std::invoke_result_t<Fp, T&>;
-        return joined(chunks<R, Fp, T, false>(f, items, default_chunksize(items.size(), chunksize)));
+        return joined(
+            chunks<R, Fp, T, false>(f, items, default_chunksize(items.size(), chunksize, options), options, "map"));
     }
 
     /// Python's starmap(func, iterable_of_tuples, chunksize): f(args...) for each tuple. Otherwise
@@ -415,29 +473,53 @@ public:
     template <class F, class... T>
     auto starmap(F f, const std::vector<std::tuple<T...>>& items, std::size_t chunksize = 0,
                  const Progress& progress = {}) {
+        return starmap(TaskOptions{}, f, items, chunksize, progress);
+    }
+    /// starmap() with a timeout for each item, or retries (see TaskOptions).
+    template <class F, class... T>
+    auto starmap(const TaskOptions& options, F f, const std::vector<std::tuple<T...>>& items, std::size_t chunksize = 0,
+                 const Progress& progress = {}) {
         using Fp = target_t<F>;
         using R = std::invoke_result_t<Fp, T&...>;
-        const std::size_t cs = default_chunksize(items.size(), chunksize);
-        return gather(chunks<R, Fp, std::tuple<T...>, true>(f, items, cs), items.size(), cs, progress);
+        const std::size_t cs = default_chunksize(items.size(), chunksize, options);
+        return gather(chunks<R, Fp, std::tuple<T...>, true>(f, items, cs, options, "starmap"), items.size(), cs,
+                      progress);
     }
     /// Python's starmap_async: starmap() as map_async() is map().
     template <class F, class... T>
     auto starmap_async(F f, const std::vector<std::tuple<T...>>& items, std::size_t chunksize = 0) {
+        return starmap_async(TaskOptions{}, f, items, chunksize);
+    }
+    /// starmap_async() with a timeout for each item, or retries (see TaskOptions).
+    template <class F, class... T>
+    auto starmap_async(const TaskOptions& options, F f, const std::vector<std::tuple<T...>>& items,
+                       std::size_t chunksize = 0) {
         using Fp = target_t<F>;
         using R = std::invoke_result_t<Fp, T&...>;
-        return joined(chunks<R, Fp, std::tuple<T...>, true>(f, items, default_chunksize(items.size(), chunksize)));
+        return joined(chunks<R, Fp, std::tuple<T...>, true>(
+            f, items, default_chunksize(items.size(), chunksize, options), options, "starmap"));
     }
 
     /// Python's imap(func, iterable, chunksize=1): results in order, each as soon as it and those
     /// before it are ready. ValueError for a chunksize of 0.
     template <class F, class T>
     auto imap(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
-        return make_imap(f, items, chunksize, true);
+        return make_imap(f, items, chunksize, true, TaskOptions{});
+    }
+    /// imap() with a timeout for each item, or retries (see TaskOptions).
+    template <class F, class T>
+    auto imap(const TaskOptions& options, F f, const std::vector<T>& items, std::size_t chunksize = 1) {
+        return make_imap(f, items, chunksize, true, options);
     }
     /// Python's imap_unordered: results as they are ready.
     template <class F, class T>
     auto imap_unordered(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
-        return make_imap(f, items, chunksize, false);
+        return make_imap(f, items, chunksize, false, TaskOptions{});
+    }
+    /// imap_unordered() with a timeout for each item, or retries (see TaskOptions).
+    template <class F, class T>
+    auto imap_unordered(const TaskOptions& options, F f, const std::vector<T>& items, std::size_t chunksize = 1) {
+        return make_imap(f, items, chunksize, false, options);
     }
 
     /// No more tasks; join() then waits for the workers to finish the queued ones and exit.
@@ -466,24 +548,28 @@ private:
     template <class F>
     static constexpr bool is_target = !std::is_void_v<target_t<F>>;
 
-    std::size_t default_chunksize(std::size_t n, std::size_t chunksize) const {
+    // A map whose items have a timeout sends one item per task (each then has its own deadline).
+    std::size_t default_chunksize(std::size_t n, std::size_t chunksize, const TaskOptions& options) const {
         if (chunksize != 0) return chunksize;
+        if (options.timeout && !options.timeout->infinite()) return 1;
         const std::size_t per = 4 * std::size_t{processes_};
         return n == 0 ? 1 : (n + per - 1) / per;
     }
 
     template <class F, class T>
-    auto make_imap(F f, const std::vector<T>& items, std::size_t chunksize, bool ordered) {
+    auto make_imap(F f, const std::vector<T>& items, std::size_t chunksize, bool ordered, const TaskOptions& options) {
         using Fp = target_t<F>;
         using R = std::invoke_result_t<Fp, T&>;
         if (chunksize == 0) throw ValueError("chunksize must be at least 1");
-        return IMapIterator<R>(chunks<R, Fp, T, false>(f, items, chunksize), items.size(), chunksize, ordered);
+        return IMapIterator<R>(
+            chunks<R, Fp, T, false>(f, items, chunksize, options, ordered ? "imap" : "imap_unordered"), items.size(),
+            chunksize, ordered);
     }
 
-    // One task per chunk of `chunksize` items.
+    // One task per chunk of `chunksize` items; `what` names the call in the tasks' errors.
     template <class R, class Fp, class T, bool Star, class F>
-    std::vector<AsyncResult<detail::chunk_result_t<R>>> chunks(F f, const std::vector<T>& items,
-                                                               std::size_t chunksize) {
+    std::vector<AsyncResult<detail::chunk_result_t<R>>> chunks(F f, const std::vector<T>& items, std::size_t chunksize,
+                                                               const TaskOptions& options, const char* what) {
         static_assert(is_target<F>, "mprocess: a Pool task must be a plain function or a lambda without captures");
         detail::require_serializable<T>();
         if constexpr (!std::is_void_v<R>) detail::require_serializable<R>();
@@ -494,7 +580,10 @@ private:
             std::string msg =
                 core_->head(detail::entry_point<&detail::invoke_chunk<Fp, R, T, Star>>(), reinterpret_cast<void*>(fp));
             detail::encode_slice_into(msg, items, i, end);
-            parts.push_back(AsyncResult<detail::chunk_result_t<R>>(core_->submit(std::move(msg))));
+            std::string label = end - i == 1 ? "item " + std::to_string(i)
+                                             : "items " + std::to_string(i) + ".." + std::to_string(end - 1);
+            parts.push_back(AsyncResult<detail::chunk_result_t<R>>(core_->submit(
+                std::move(msg), detail::TaskSpec{label + " of " + what, options.timeout, options.retries, end - i})));
         }
         return parts;
     }
@@ -529,7 +618,11 @@ private:
     AsyncResult<T> fold_async(Fp fp, const std::vector<T>& items, std::size_t begin, std::size_t end) {
         std::string msg = core_->head(detail::entry_point<&detail::invoke_fold<Fp, T>>(), reinterpret_cast<void*>(fp));
         detail::encode_slice_into(msg, items, begin, end);
-        return AsyncResult<T>(core_->submit(std::move(msg)));
+        return AsyncResult<T>(core_->submit(std::move(msg), detail::TaskSpec{"items " + std::to_string(begin) + ".." +
+                                                                                 std::to_string(end - 1) + " of reduce",
+                                                                             {},
+                                                                             {},
+                                                                             end - begin}));
     }
 
     std::shared_ptr<detail::PoolCore> core_;

@@ -9,8 +9,25 @@
 
 namespace mprocess::detail {
 
-SlotCore::SlotCore(std::size_t slots, bool manager_sees_answers)
-    : slots_(slots), manager_sees_answers_(manager_sees_answers) {}
+namespace {
+
+double seconds_of(const TaskState& st) {
+    return std::chrono::duration<double>(st.timeout.value_or(std::chrono::nanoseconds(0))).count();
+}
+
+// An attempt's timeout: the task's, or the pool's, for each of a chunk's items.
+std::optional<std::chrono::nanoseconds> attempt_timeout(const std::optional<Timeout>& t, std::size_t items) {
+    if (!t || t->infinite()) return std::nullopt;
+    const auto each = t->duration();
+    const auto n = static_cast<std::chrono::nanoseconds::rep>(std::max<std::size_t>(items, 1));
+    if (each.count() > std::chrono::nanoseconds::max().count() / n) return std::nullopt;  // longer than forever
+    return each * n;
+}
+
+}  // namespace
+
+SlotCore::SlotCore(std::size_t slots, bool manager_sees_answers, TaskDefaults defaults)
+    : slots_(slots), manager_sees_answers_(manager_sees_answers), defaults_(std::move(defaults)) {}
 
 SlotCore::~SlotCore() = default;
 
@@ -29,10 +46,13 @@ std::string SlotCore::head(Invoker invoker, void* fn) {
     return symbols_head(symbol(reinterpret_cast<void*>(invoker)), symbol(fn));
 }
 
-std::shared_ptr<TaskState> SlotCore::submit(std::string message) {
+std::shared_ptr<TaskState> SlotCore::submit(std::string message, TaskSpec spec) {
     auto st = std::make_shared<TaskState>();
     st->pool = this;
     st->core = weak_from_this();
+    st->label = spec.label.empty() ? "task " + std::to_string(++submitted_) : std::move(spec.label);
+    st->timeout = attempt_timeout(spec.timeout ? spec.timeout : defaults_.timeout, spec.items);
+    st->retries = spec.retries.value_or(defaults_.retries);
     Task t{std::make_shared<const std::string>(std::move(message)), st};
     std::optional<std::pair<std::size_t, std::uint64_t>> slot;
     bool wake_manager;
@@ -43,7 +63,8 @@ std::shared_ptr<TaskState> SlotCore::submit(std::string message) {
         // An idle worker takes it from this thread: no hop through the manager.
         if (pending_.empty()) slot = reserve(t);
         if (!slot) pending_.push_back(t);
-        wake_manager = !slot || (manager_idle_ && !manager_sees_answers_);
+        // The manager sleeps until the nearest deadline it knew of: a timed task is news to it.
+        wake_manager = !slot || (manager_idle_ && !manager_sees_answers_) || st->timeout.has_value();
     }
     if (slot) send(slot->first, t, slot->second);
     if (wake_manager) wake();
@@ -84,6 +105,33 @@ bool SlotCore::cancel(const std::shared_ptr<TaskState>& st) {
     return true;
 }
 
+bool SlotCore::cancel_running(const std::shared_ptr<TaskState>& st) {
+    std::exception_ptr error;
+    {
+        std::lock_guard lock(m_);
+        for (std::size_t i = 0; i < slots_.size() && !error; ++i) {
+            Slot& s = slots_[i];
+            if (!s.current || s.current->st != st || s.stopping == Stopping::cancelled) continue;
+            if (!stop_worker(i, false)) return false;
+            s.stopping = Stopping::cancelled;
+            s.deadline.reset();
+            s.kill_at = Timeout::clock::now() + kStopGrace;
+            const TaskReport r = report_of(i, *st);
+            error = std::make_exception_ptr(CancelledError(r.task + " was cancelled while it ran: worker " + r.worker +
+                                                           " (pid " + std::to_string(r.pid) + ") was stopped"));
+        }
+    }
+    if (!error) return false;
+    {
+        std::lock_guard lock(st->m);
+        if (st->done) return false;  // it answered first
+        st->cancelled = true;
+    }
+    finish(*st, {}, error);
+    wake();  // the manager's next deadline: the stop's grace
+    return true;
+}
+
 void SlotCore::close() {
     {
         std::lock_guard lock(m_);
@@ -116,13 +164,16 @@ void SlotCore::terminate() noexcept {
 
 std::optional<std::pair<std::size_t, std::uint64_t>> SlotCore::reserve(const Task& t) {
     for (std::size_t i = 0; i < slots_.size(); ++i) {
-        if (slots_[i].current || !can_take(i)) continue;
+        Slot& s = slots_[i];
+        if (s.current || s.stopping != Stopping::no || !can_take(i)) continue;
         {
             std::lock_guard lock(t.st->m);
             t.st->started = true;
         }
         t.st->slot.store(static_cast<int>(i), std::memory_order_release);
-        slots_[i].current = t;
+        s.current = t;
+        s.deadline.reset();
+        if (t.st->timeout) s.deadline = Timeout::clock::now() + *t.st->timeout;
         return std::pair{i, reserved(i)};
     }
     return std::nullopt;
@@ -141,6 +192,7 @@ void SlotCore::dispatch() {
             pending_.pop_front();
         }
         send(slot->first, t, slot->second);
+        if (t.st->timeout && !on_callback_thread(this)) wake();  // a deadline the manager must wake for
     }
 }
 
@@ -153,6 +205,7 @@ void SlotCore::answered(std::size_t i, std::unique_lock<std::mutex>& reading, st
         if (!s.current) return;
         st = s.current->st;
         s.current.reset();
+        s.deadline.reset();
         st->slot.store(-1, std::memory_order_release);  // a late reader must not read the slot's next answer
         const bool init = std::exchange(s.initializing, false);
         if (!init) ++s.done;
@@ -176,6 +229,90 @@ void SlotCore::break_pool(std::string why) {
         terminated_ = true;
     }
     wake();
+}
+
+void SlotCore::lost_task(Task t, Stopping why, int exitcode, TaskReport report) {
+    if (why == Stopping::cancelled) return;  // it failed when it was cancelled
+    TaskState& st = *t.st;
+    std::exception_ptr error;
+    {
+        std::lock_guard lock(m_);
+        report.task = st.label;
+        report.earlier = st.attempts;
+        // Each attempt's own story, without the task's name the final error begins with.
+        TaskReport alone = report;
+        alone.task.clear();
+        alone.earlier.clear();
+        std::string what;
+        if (why == Stopping::timeout) {
+            what = TaskTimeout(seconds_of(st), alone).what();
+            error = std::make_exception_ptr(TaskTimeout(seconds_of(st), report));
+        } else {
+            const auto reason = exitcode < 0 ? WorkerLost::Reason::signal : WorkerLost::Reason::exit;
+            what = WorkerLost(exitcode, reason, alone).what();
+            error = std::make_exception_ptr(WorkerLost(exitcode, reason, report));
+        }
+        if (st.retries > 0 && !terminated_ && broken_.empty()) {
+            --st.retries;
+            st.attempts.push_back(std::move(what));
+            {
+                std::lock_guard st_lock(st.m);
+                st.started = false;
+            }
+            st.slot.store(-1, std::memory_order_release);
+            pending_.push_front(std::move(t));  // the next worker free takes it: a fresh one
+            return;
+        }
+    }
+    finish(st, {}, error);  // a timed-out task without retries has failed already: nothing happens
+}
+
+TaskReport SlotCore::report_of(std::size_t i, const TaskState& st) const {
+    TaskReport r = worker_report(i);
+    r.task = st.label;
+    r.earlier = st.attempts;
+    return r;
+}
+
+Deadline SlotCore::next_deadline() const {
+    Deadline next;
+    for (const Slot& s : slots_) {
+        const Deadline& d = s.stopping == Stopping::no ? s.deadline : s.kill_at;
+        if (d && (!next || *d < *next)) next = d;
+    }
+    return next;
+}
+
+void SlotCore::expire() {
+    std::vector<std::pair<std::shared_ptr<TaskState>, std::exception_ptr>> failed;
+    {
+        std::lock_guard lock(m_);
+        const auto now = Timeout::clock::now();
+        for (std::size_t i = 0; i < slots_.size(); ++i) {
+            Slot& s = slots_[i];
+            if (s.stopping != Stopping::no) {
+                if (s.kill_at && now >= *s.kill_at) {
+                    stop_worker(i, true);
+                    s.kill_at.reset();
+                }
+                continue;
+            }
+            if (!s.current || !s.deadline || now < *s.deadline) continue;
+            s.deadline.reset();
+            const auto& st = s.current->st;
+            // A worker that cannot be stopped (an MPI rank) finishes the task in its own time:
+            // its slot stays busy until it answers, and the answer is dropped.
+            const bool stopping = stop_worker(i, false);
+            if (stopping) {
+                s.stopping = Stopping::timeout;
+                s.kill_at = now + kStopGrace;
+            }
+            // With retries left, the task waits for its worker's end (lost_task), not to run twice at once.
+            if (!stopping || st->retries == 0)
+                failed.emplace_back(st, std::make_exception_ptr(TaskTimeout(seconds_of(*st), report_of(i, *st))));
+        }
+    }
+    for (auto& [st, e] : failed) finish(*st, {}, e);
 }
 
 bool SlotCore::holding_locked() const {
@@ -214,18 +351,21 @@ void SlotCore::serve() {
         // Pending tasks count as held: a thread that has just read an answer may be handing the
         // next one to its slot, and a transport whose wait does not see answers must look for it.
         bool holding;
+        Deadline until;
         {
             std::lock_guard lock(m_);
             holding = holding_locked() || !pending_.empty();
             manager_idle_ = !holding;
+            until = next_deadline();
         }
-        wait(holding);
+        wait(holding, until);
         {
             std::lock_guard lock(m_);
             manager_idle_ = false;
         }
         run_posted();
         collect();
+        expire();
     }
 }
 

@@ -8,9 +8,18 @@
 //
 // Locks, in order: a transport's reading lock (one worker's pipe, or the MPI mutex), then m_, then
 // a TaskState's own. A task is completed (finish(), which runs hooks) with none of them held.
+//
+// Stopping a task. The manager wakes at the nearest deadline of a running task; one past it is
+// failed with TaskTimeout at once (or kept for a retry) and its worker is asked to stop (SIGTERM),
+// then made to (SIGKILL) kStopGrace later; cancel(kill_running) stops a worker the same way. A
+// slot whose worker is stopping takes no task. When its worker ends, the transport hands its task
+// to lost_task(), which retries it or fails it. A task whose worker dies by itself is retried the
+// same way while it has retries left.
 #pragma once
 
 #include <cstddef>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -25,6 +34,8 @@
 #include <sys/types.h>
 
 #include "mprocess/detail/pool_task.hpp"
+#include "mprocess/error.hpp"
+#include "mprocess/timeout.hpp"
 #include "start/code_symbol.hpp"
 
 namespace mprocess::detail {
@@ -34,13 +45,26 @@ struct Task {
     std::shared_ptr<TaskState> st;
 };
 
+// What a Pool's options say of tasks that do not say otherwise.
+struct TaskDefaults {
+    std::optional<Timeout> timeout;
+    unsigned retries = 0;
+};
+
+// Why a slot's worker is being stopped.
+enum class Stopping : unsigned char { no, timeout, cancelled };
+
+// How long a worker asked to stop (SIGTERM) has before it is made to (SIGKILL).
+inline constexpr std::chrono::seconds kStopGrace{1};
+
 class SlotCore : public PoolCore {
 public:
     std::string head(Invoker invoker, void* fn) final;
-    std::shared_ptr<TaskState> submit(std::string message) final;
+    std::shared_ptr<TaskState> submit(std::string message, TaskSpec spec) final;
     bool try_read_answer(TaskState& st) final;
     bool post(std::function<void()> fn) final;
     bool cancel(const std::shared_ptr<TaskState>& st) final;
+    bool cancel_running(const std::shared_ptr<TaskState>& st) final;
     void close() final;
     void join() final;
     // From a callback (the manager thread) this only asks: the manager stops when the callback returns.
@@ -49,7 +73,7 @@ public:
 protected:
     // manager_sees_answers: the transport's wait() wakes for a worker's answer by itself (a pipe);
     // otherwise a task sent straight from submit() wakes a manager that waits for nothing.
-    SlotCore(std::size_t slots, bool manager_sees_answers);
+    SlotCore(std::size_t slots, bool manager_sees_answers, TaskDefaults defaults = {});
     // A transport's destructor calls terminate() first: the manager thread calls its functions.
     ~SlotCore() override;
     // The manager starts once the core is owned by a shared_ptr (tasks refer back to it).
@@ -66,9 +90,9 @@ protected:
     // For a thread waiting for a task the slot holds: reads the slot's answer if it is there and
     // no one else is reading (then calls answered()). True if it read one.
     virtual bool read_answer(std::size_t slot) = 0;
-    // In the manager: sleeps until wake(), or something from a worker. holding: some slot holds
-    // a task (else nothing but wake() is worth waking for).
-    virtual void wait(bool holding) = 0;
+    // In the manager: sleeps until wake(), something from a worker, or `until`. holding: some
+    // slot holds a task (else nothing but wake() is worth waking for).
+    virtual void wait(bool holding, const Deadline& until) = 0;
     // In the manager, after wait(): reads the answers that came and handles workers that ended.
     virtual void collect() = 0;
     virtual void wake() = 0;
@@ -77,6 +101,11 @@ protected:
     // In the manager after terminate() (or a broken pool), once the unfinished tasks have failed:
     // the workers end now, or as soon as they can.
     virtual void halt_workers() noexcept = 0;
+    // Under m_: asks slot i's worker to stop (SIGTERM), or makes it (hard: SIGKILL); its end then
+    // comes as a worker's end does. False if this transport cannot stop a worker.
+    virtual bool stop_worker(std::size_t slot, bool hard) = 0;
+    // Under m_: who slot i's worker is, for the errors of its task.
+    virtual TaskReport worker_report(std::size_t slot) const = 0;
 
     // For transports.
     // With the slot's reading lock held (`reading`, the lock read_answer() takes): completes the
@@ -86,6 +115,10 @@ protected:
     void answered(std::size_t slot, std::unique_lock<std::mutex>& reading, std::string answer, pid_t pid);
     // The pool is broken for good: why, for BrokenPool; the manager stops.
     void break_pool(std::string why);
+    // With no lock held, once the worker that held t has ended (exitcode as Process gives it) and
+    // its slot no longer holds t: runs t again if it has retries left, else fails it (unless it
+    // failed already: a timeout without retries, a cancellation). `why` is the slot's stopping.
+    void lost_task(Task t, Stopping why, int exitcode, TaskReport report);
     // Gives idle slots the oldest pending tasks.
     void dispatch();
     // Under m_: whether some slot holds a task.
@@ -94,8 +127,11 @@ protected:
 
     struct Slot {  // under m_
         std::optional<Task> current;
-        bool initializing = false;  // current is the worker's initializer, not a user's task
-        unsigned done = 0;          // tasks its worker has answered
+        bool initializing = false;         // current is the worker's initializer, not a user's task
+        unsigned done = 0;                 // tasks its worker has answered
+        Deadline deadline;                 // when current's attempt times out
+        Stopping stopping = Stopping::no;  // its worker is being stopped: it takes no task
+        Deadline kill_at;                  // when a worker asked to stop is made to
     };
 
     mutable std::mutex m_;
@@ -111,8 +147,16 @@ private:
     void shut_down() noexcept;
     // Under m_: gives t to an idle slot, to be sent after the lock is let go.
     std::optional<std::pair<std::size_t, std::uint64_t>> reserve(const Task& t);
+    // In the manager: acts on the deadlines that have passed (timeouts, stops past their grace).
+    void expire();
+    // Under m_: the nearest deadline of a running task or a stopping worker.
+    Deadline next_deadline() const;
+    // Under m_: slot i's report, with its task's name and earlier attempts.
+    TaskReport report_of(std::size_t i, const TaskState& st) const;
 
     const bool manager_sees_answers_;
+    const TaskDefaults defaults_;
+    std::atomic<std::uint64_t> submitted_{0};   // numbers the tasks without a label
     std::deque<std::function<void()>> posted_;  // for the manager thread to run
     bool manager_running_ = false;
     bool manager_idle_ = false;  // waiting with no slot holding a task

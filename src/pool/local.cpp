@@ -60,7 +60,7 @@ constexpr std::size_t kPipeBytes = 4 << 20;
 class ProcessPoolCore final : public SlotCore {
 public:
     ProcessPoolCore(unsigned n, StartMethod method, const PoolOptions& options)
-        : SlotCore(n, true),
+        : SlotCore(n, true, TaskDefaults{options.task_timeout, options.retries}),
           method_(method),
           maxtasks_(options.maxtasksperchild),
           break_on_loss_(options.on_worker_lost == OnWorkerLost::break_pool),
@@ -119,9 +119,7 @@ private:
         w.proc.emplace(std::move(proc));
         w.conn = here;
         Slot& s = slots_[i];
-        s.current.reset();
-        s.initializing = false;
-        s.done = 0;
+        s = Slot{};
         ++w.generation;
         w.handed = 0;
         if (init_) {
@@ -233,7 +231,7 @@ private:
     }
 
     // With the worker's reader held, in the manager: a worker's pipe ended, or its process did. It
-    // died, or it exited after its maxtasksperchild tasks.
+    // died, it was stopped (a timeout, a cancellation), or it exited after its maxtasksperchild tasks.
     void lost(std::size_t i) {
         Worker& w = *workers_[i];
         const pid_t pid = w.proc->pid();
@@ -244,28 +242,37 @@ private:
         const int code = w.proc->exitcode().value_or(-SIGKILL);
         std::optional<Task> held;
         bool initializing, breaking;
+        Stopping why;
+        TaskReport report;
         {
             std::lock_guard lock(m_);
             Slot& s = slots_[i];
+            why = s.stopping;
             initializing = std::exchange(s.initializing, false);
             const bool renewal = code == 0 && maxtasks_ != 0 && s.done >= maxtasks_ && !s.current;
-            breaking = !renewal && (break_on_loss_ || initializing);
-            if (!breaking) hand_back_untaken(i);  // it is dead: what it took is final
+            // A worker the pool stopped breaks nothing; nor does the loss of a task with retries left.
+            const bool retrying = s.current && s.current->st->retries > 0;
+            breaking = !renewal && why == Stopping::no && (initializing || (break_on_loss_ && !retrying));
+            // It is dead: what it took is final. A task stopped on purpose is not handed on.
+            if (!breaking && why == Stopping::no) hand_back_untaken(i);
             held = std::move(s.current);
             s.current.reset();
+            report = worker_report(i);
             w.stopped = true;  // no task may be handed to the dead slot
         }
         w.conn.close();
         if (breaking) {
-            const std::string how = WorkerLost(pid, code).what();
-            const std::string why = initializing
-                                        ? "the Pool's initializer ended worker " + std::to_string(pid) + ": " + how
-                                        : "the Pool is broken: " + how;
-            break_pool(why);
-            if (held) finish(*held->st, {}, std::make_exception_ptr(BrokenPool(why)));
+            if (held) report.task = held->st->label;
+            const std::string how =
+                WorkerLost(code, code < 0 ? WorkerLost::Reason::signal : WorkerLost::Reason::exit, report).what();
+            const std::string why_broken =
+                initializing ? "the Pool's initializer ended worker " + std::to_string(pid) + ": " + how
+                             : "the Pool is broken: " + how;
+            break_pool(why_broken);
+            if (held) finish(*held->st, {}, std::make_exception_ptr(BrokenPool(why_broken)));
             return;
         }
-        if (held) finish(*held->st, {}, std::make_exception_ptr(WorkerLost(pid, code)));
+        if (held) lost_task(std::move(*held), why, code, std::move(report));
         try {
             start_worker(i);  // the slot is stopped: no other thread touches it meanwhile
         } catch (const std::exception& e) {
@@ -280,16 +287,40 @@ private:
         dispatch();
     }
 
+    bool stop_worker(std::size_t i, bool hard) override {
+        Worker& w = *workers_[i];
+        if (w.stopped || !w.proc) return true;
+        try {
+            if (hard)
+                w.proc->kill();
+            else
+                w.proc->terminate();
+        } catch (const Error&) {
+            // It has ended already: the manager sees it.
+        }
+        return true;
+    }
+
+    TaskReport worker_report(std::size_t i) const override {
+        const Worker& w = *workers_[i];
+        TaskReport r;
+        if (w.proc) {
+            r.worker = w.proc->name();
+            r.pid = w.proc->pid();
+        }
+        return r;
+    }
+
     // Each worker's pipe, and its process: a pipe whose other end some other process inherited by
     // chance would never show the worker's death.
-    void wait(bool /*holding*/) override {
+    void wait(bool /*holding*/, const Deadline& until) override {
         std::vector<Waitable> objs{Waitable(bell_.get())};
         for (auto& w : workers_) {
             if (w->stopped) continue;
             objs.emplace_back(w->conn);
             objs.emplace_back(*w->proc);
         }
-        ready_ = mprocess::wait(objs);
+        ready_ = mprocess::wait(objs, until ? Timeout(*until - Timeout::clock::now()) : forever);
         platform::drain_efd(bell_);
     }
 

@@ -210,16 +210,16 @@ private:
     // Answers to look for: look again soon, then a little later each time, up to 1 ms. No
     // spinning: a thread waiting for a result spins and reads its own answer, and the ranks need
     // the CPUs more than this thread does. With nothing held, sleep until woken.
-    void wait(bool holding) override {
+    void wait(bool holding, const Deadline& until) override {
         std::unique_lock lock(wake_m_);
         if (!holding) {
             woken_cv_.wait(lock, [&] { return woken_; });
         } else if (!got_) {
             const auto idle = Clock::now() - last_;
-            woken_cv_.wait_for(
-                lock,
-                std::clamp<Clock::duration>(idle / 8, std::chrono::microseconds(20), std::chrono::milliseconds(1)),
-                [&] { return woken_; });
+            auto nap =
+                std::clamp<Clock::duration>(idle / 8, std::chrono::microseconds(20), std::chrono::milliseconds(1));
+            if (until) nap = std::min<Clock::duration>(nap, std::max<Clock::duration>(*until - Clock::now(), {}));
+            woken_cv_.wait_for(lock, nap, [&] { return woken_; });
         }
         woken_ = false;
         if (!holding) last_ = Clock::now();
@@ -255,6 +255,13 @@ private:
         } catch (const std::exception&) {
             // MPI failed (a rank's end is not survivable: see mpi.hpp): nothing more to read.
         }
+    }
+
+    // A rank cannot be stopped: a task past its timeout fails, and the rank answers it in its own time.
+    bool stop_worker(std::size_t, bool) override { return false; }
+
+    TaskReport worker_report(std::size_t i) const override {
+        return TaskReport{.worker = "rank " + std::to_string(workers_[i].rank), .pid = workers_[i].pid};
     }
 
     const std::vector<Worker> workers_;

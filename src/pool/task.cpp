@@ -217,6 +217,33 @@ void ApplyResult::when_done(std::function<void()> fn) const {
     on_done(st_, std::move(fn));
 }
 
+bool ApplyResult::cancel() {
+    if (st_->joined) {
+        bool all = true;
+        for (const auto& p : st_->parts) all = ApplyResult(p).cancel() && all;
+        return all;
+    }
+    {
+        std::lock_guard lock(st_->m);
+        if (st_->cancelled) return true;
+        if (st_->done) return false;
+    }
+    auto core = st_->core.lock();
+    return core && core->cancel(st_);
+}
+
+bool ApplyResult::cancel(KillRunning) {
+    if (st_->joined) {
+        bool all = true;
+        for (const auto& p : st_->parts) all = ApplyResult(p).cancel(kill_running) && all;
+        return all;
+    }
+    if (cancel()) return true;
+    auto core = st_->core.lock();
+    // Running, or queued again meanwhile (its worker lost, with retries left).
+    return core && (core->cancel_running(st_) || cancel());
+}
+
 bool ApplyResult::ready() const {
     std::lock_guard lock(st_->m);
     return st_->done;

@@ -32,11 +32,18 @@
 #include <vector>
 
 #include "helpers/children.hpp"
+#include "helpers/files.hpp"
 #include "helpers/pool_lifecycle.hpp"
 #include "pool/core.hpp"
 #include "pool/task.hpp"
 
 using testing_support::ChildrenTest;
+using testing_support::files_in;
+using testing_support::mark_then_sleep;
+using testing_support::scratch_dir;
+using testing_support::seconds_since;
+using testing_support::wait_for_files;
+using testing_support::wait_for_gate;
 
 namespace {
 
@@ -73,18 +80,6 @@ pid_t whoami(int) {
 }
 std::string worker_name(int) {
     return mp::current_process().name();
-}
-// Leaves a file named after this worker in dir, then works for a minute.
-int mark_then_sleep(std::string dir) {
-    std::ofstream(dir + "/" + std::to_string(::getpid()));
-    return slow(60000);
-}
-
-// Leaves its mark in dir, then waits (up to a minute) for dir/open to appear.
-int wait_for_gate(std::string dir) {
-    std::ofstream(dir + "/" + std::to_string(::getpid()));
-    for (int i = 0; i < 60000 && !std::filesystem::exists(dir + "/open"); ++i) slow(1);
-    return 1;
 }
 // Forks a child that keeps this worker's descriptors (its pipe too) open for a minute, leaves the
 // child's pid in dir, and returns this worker's pid: once the worker dies, only its process tells.
@@ -168,38 +163,6 @@ int fail_first_or_wait(std::string dir, int i, int last) {
 }
 int fail_first_or_wait_item(std::tuple<std::string, int, int> item) {
     return std::apply(fail_first_or_wait, item);
-}
-
-std::size_t files_in(const std::string& dir) {
-    return static_cast<std::size_t>(std::distance(std::filesystem::directory_iterator(dir), {}));
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// A fresh directory, removed at the end of the test program.
-std::string scratch_dir() {
-    static std::vector<std::filesystem::path> made;
-    static struct Cleanup {
-        ~Cleanup() {
-            for (auto& d : made) std::filesystem::remove_all(d);
-        }
-    } cleanup;
-    std::string tmpl = (std::filesystem::temp_directory_path() / "mprocess-pool-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    made.emplace_back(tmpl);
-    return tmpl;
-}
-
-// Waits (up to 30 s) until dir holds n files.
-void wait_for_files(const std::string& dir, std::size_t n) {
-    const auto t0 = std::chrono::steady_clock::now();
-    auto count = [&] { return static_cast<std::size_t>(std::distance(std::filesystem::directory_iterator(dir), {})); };
-    while (count() < n) {
-        ASSERT_LT(seconds_since(t0), 30.0) << "the workers never started their tasks";
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
 }
 
 }  // namespace
@@ -500,7 +463,7 @@ TEST_P(PoolMethods, TheBrokenPoolPolicyFailsEveryUnfinishedTask) {
         killed.get(30.0);
         FAIL() << "no BrokenPool";
     } catch (const mp::BrokenPool& e) {
-        EXPECT_NE(std::string(e.what()).find("signal 9"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("SIGKILL"), std::string::npos) << e.what();
     }
     EXPECT_THROW(busy.get(30.0), mp::BrokenPool);
     for (auto& q : queued) EXPECT_THROW(q.get(30.0), mp::BrokenPool);
@@ -987,12 +950,16 @@ private:
         answered(i, reading, std::move(answer), ::getpid());
         return true;
     }
-    void wait(bool) override {
+    void wait(bool, const mp::Deadline& until) override {
         std::unique_lock lock(io_);
-        io_cv_.wait(lock, [&] {
+        auto ready = [&] {
             return woken_ || failing_ ||
                    std::any_of(outbox_.begin(), outbox_.end(), [](const auto& a) { return bool(a); });
-        });
+        };
+        if (until)
+            io_cv_.wait_until(lock, *until, ready);
+        else
+            io_cv_.wait(lock, ready);
         woken_ = false;
     }
     void collect() override {
@@ -1010,7 +977,11 @@ private:
         io_cv_.notify_all();
     }
     void stop_workers() override {}
-    void halt_workers() noexcept override {}  // a thread ends its task; nobody reads the answer
+    void halt_workers() noexcept override {}                        // a thread ends its task; nobody reads the answer
+    bool stop_worker(std::size_t, bool) override { return false; }  // a thread is not stopped
+    mp::TaskReport worker_report(std::size_t i) const override {
+        return mp::TaskReport{.worker = "thread " + std::to_string(i), .pid = ::getpid()};
+    }
     void work(std::size_t i) {
         std::unique_lock lock(io_);
         for (;;) {
@@ -1054,6 +1025,23 @@ struct ThreadTraits {
 };
 
 }  // namespace
+
+// Where workers cannot be stopped (an MPI rank, a thread here), a task past its timeout fails at
+// its deadline all the same; its worker answers in its own time, and its answer is dropped.
+TEST(ThreadPool, ATimedOutTaskFailsAtItsDeadlineWhereItsWorkerCannotBeStopped) {
+    auto pool = ThreadTraits::make();
+    auto late = pool->apply_async(mp::TaskOptions{.timeout = 0.05, .retries = 3}, slow, 1500);
+    auto quick = pool->apply_async(square, 3);
+    try {
+        late.get(30.0);
+        FAIL() << "no TaskTimeout";
+    } catch (const mp::TaskTimeout& e) {
+        EXPECT_EQ(e.report().worker.rfind("thread ", 0), 0u) << e.what();
+    }
+    EXPECT_FALSE(late.cancel(mp::kill_running));  // done
+    EXPECT_EQ(quick.get(30.0), 9);
+    EXPECT_EQ(pool->apply(square, 4), 16);
+}
 
 namespace pool_lifecycle {
 INSTANTIATE_TYPED_TEST_SUITE_P(Local, PoolLifecycle, LocalTraits);

@@ -5,12 +5,14 @@
 #include "mprocess/export.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <cstddef>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -111,6 +113,14 @@ void invoke_fold(void* fn, std::string_view args, std::string& out) {
 
 struct TaskState;
 
+// How a task is to run, as submit() hears it: TaskOptions (pool.hpp) with what the Pool knows.
+struct TaskSpec {
+    std::string label{};                // "item 17 of map"; empty: the core numbers it, "task 12"
+    std::optional<Timeout> timeout{};   // per item; none: the pool's default
+    std::optional<unsigned> retries{};  // none: the pool's default
+    std::size_t items = 1;              // a map's chunk: its timeout is the items' sum
+};
+
 // What a Pool runs on: worker processes on this machine (src/pool/local.cpp), or MPI ranks
 // (src/pool/mpi.cpp), both over the one core in src/pool/core.hpp. The Pool's templates build task
 // messages and AsyncResults; a core carries them to workers, completes the tasks with their
@@ -121,13 +131,16 @@ public:
     // A task message's head: the invoker and the function, as symbols any worker can resolve. The
     // caller appends the encoded arguments (straight into the message: a map's chunk is big).
     virtual std::string head(Invoker invoker, void* fn) = 0;
-    virtual std::shared_ptr<TaskState> submit(std::string message) = 0;
+    virtual std::shared_ptr<TaskState> submit(std::string message, TaskSpec spec) = 0;
     // A thread waiting for st may read its answer itself: true if it read one.
     virtual bool try_read_answer(TaskState& st) = 0;
     // Runs fn on the core's callback thread; false if that thread has ended.
     virtual bool post(std::function<void()> fn) = 0;
     // Takes back st (or every pending task, if null) if no worker has begun it.
     virtual bool cancel(const std::shared_ptr<TaskState>& st) = 0;
+    // Stops st's worker if one is running it (the task fails with CancelledError); false if none
+    // is, or if the workers cannot be stopped (MPI ranks).
+    virtual bool cancel_running(const std::shared_ptr<TaskState>& st) = 0;
     virtual void close() = 0;
     virtual void join() = 0;
     virtual void terminate() noexcept = 0;
@@ -150,6 +163,11 @@ struct TaskState {
     std::atomic<std::uint32_t> sleepers{0};
     bool started = false;  // handed to a worker
     bool cancelled = false;
+    // Set once at submit(); then the core's, under its lock.
+    std::string label;                                // "task 12", "items 0..124 of map"
+    std::optional<std::chrono::nanoseconds> timeout;  // how long one attempt may run in a worker
+    unsigned retries = 0;                             // attempts left after a worker lost or stopped
+    std::vector<std::string> attempts;                // why each earlier attempt failed
     std::string result;        // the worker's answer, when it succeeded: a status byte, then the encoded result
     std::exception_ptr error;  // RemoteError, WorkerLost, BrokenPool, the pool's end, cancellation
     std::vector<std::function<void()>> on_done;

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: Apache-2.0
+// A Pool that stops tasks: timeouts, cancelling a running task, retries after a lost worker, and
+// what a lost worker's error tells. Under every start method.
+#include <mprocess/executor.hpp>
+#include <mprocess/pool.hpp>
+#include <mprocess/process.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "helpers/children.hpp"
+#include "helpers/files.hpp"
+
+using namespace testing_support;  // the scratch files that workers leave
+
+namespace {
+
+class PoolStop : public testing_support::MethodTest {};
+
+int square(int x) {
+    return x * x;
+}
+int nap(int ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return ms;
+}
+// Leaves one file in dir per attempt, named after its worker; attempt k (from 1) dies by SIGKILL
+// while k <= deaths, and returns k after.
+int die_first(std::string dir, int deaths) {
+    const auto attempt = static_cast<int>(files_in(dir)) + 1;
+    std::ofstream(dir + "/" + std::to_string(::getpid()));
+    if (attempt <= deaths) ::raise(SIGKILL);
+    return attempt;
+}
+// The first attempt sleeps a minute, the next ones answer at once.
+int hang_first(std::string dir) {
+    const bool first = files_in(dir) == 0;
+    std::ofstream(dir + "/" + std::to_string(::getpid()));
+    return first ? nap(60000) : 5;
+}
+// Counts its calls in dir, then throws: a task's own error, never retried.
+int count_then_throw(std::string dir) {
+    std::ofstream(dir + "/" + std::to_string(::getpid()) + "-" + std::to_string(files_in(dir)));
+    throw std::runtime_error("the task's own failure");
+}
+int exit_with(int code) {
+    std::_Exit(code);
+}
+// Waits until `pid` is gone (reaped by the pool): true, or false after 30 s.
+bool ends(pid_t pid) {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (::kill(pid, 0) == 0 || errno != ESRCH) {
+        if (seconds_since(t0) > 30) return false;
+        nap(5);
+    }
+    return true;
+}
+pid_t only_pid_in(const std::string& dir) {
+    return std::stoi(std::filesystem::directory_iterator(dir)->path().filename().string());
+}
+bool contains(const std::string& s, const std::string& part) {
+    return s.find(part) != std::string::npos;
+}
+std::string worker_prefix(mp::StartMethod m) {
+    return m == mp::StartMethod::fork    ? "ForkPoolWorker-"
+           : m == mp::StartMethod::spawn ? "SpawnPoolWorker-"
+                                         : "ForkServerPoolWorker-";
+}
+
+}  // namespace
+
+TEST_P(PoolStop, ATaskPastItsTimeoutFailsItsWorkerIsReplacedAndTheOthersGoOn) {
+    mp::Pool pool(2, {.start_method = method()});
+    const std::string dir = scratch_dir();
+    auto late = pool.apply_async(mp::TaskOptions{.timeout = 0.2}, mark_then_sleep, dir);
+    auto other = pool.apply_async(nap, 300);
+    try {
+        late.get(30.0);
+        FAIL() << "no TaskTimeout";
+    } catch (const mp::TaskTimeout& e) {
+        EXPECT_DOUBLE_EQ(e.seconds(), 0.2);
+        EXPECT_EQ(e.report().pid, only_pid_in(dir));
+        EXPECT_EQ(e.report().worker.rfind(worker_prefix(method()), 0), 0u) << e.what();
+        EXPECT_TRUE(contains(e.what(), "ran past its timeout of 0.2 s")) << e.what();
+        EXPECT_TRUE(contains(e.report().task, "task ")) << e.report().task;
+    }
+    EXPECT_THROW(late.get(), mp::TimeoutError);  // a TaskTimeout is a TimeoutError, and final
+    EXPECT_TRUE(ends(only_pid_in(dir)));
+    EXPECT_EQ(other.get(30.0), 300);
+    EXPECT_EQ(pool.apply(square, 9), 81);  // the replacement works
+    EXPECT_EQ(pool.pids().size(), 2u);
+}
+
+TEST_P(PoolStop, ThePoolsTimeoutAppliesToEachItemOfAMapAndATaskMayLiftIt) {
+    mp::Pool pool(2, {.start_method = method(), .task_timeout = 0.2});
+    try {
+        pool.map(nap, std::vector<int>{0, 0, 60000, 0});
+        FAIL() << "no TaskTimeout";
+    } catch (const mp::TaskTimeout& e) {
+        EXPECT_EQ(e.report().task, "item 2 of map") << e.what();
+    }
+    // No limit for this one: it outlives the pool's timeout and answers.
+    EXPECT_EQ(pool.apply_async(mp::TaskOptions{.timeout = mp::forever}, nap, 500).get(30.0), 500);
+    EXPECT_EQ(pool.map(mp::TaskOptions{.timeout = 30.0}, square, std::vector<int>{1, 2, 3}),
+              (std::vector<int>{1, 4, 9}));
+}
+
+TEST_P(PoolStop, CancelTakesBackOnlyQueuedTasksUnlessToldToKillRunningOnes) {
+    mp::Pool pool(1, {.start_method = method()});
+    const std::string dir = scratch_dir();
+    auto running = pool.apply_async(wait_for_gate, dir);
+    auto queued = pool.apply_async(square, 4);
+    wait_for_files(dir, 1);
+    EXPECT_TRUE(queued.cancel());
+    EXPECT_THROW(queued.get(), mp::CancelledError);
+    EXPECT_FALSE(running.cancel());  // Python's meaning: a running task goes on
+    std::ofstream(dir + "/open");
+    EXPECT_EQ(running.get(30.0), 1);
+
+    const std::string dir2 = scratch_dir();
+    auto stopped = pool.apply_async(mark_then_sleep, dir2);
+    wait_for_files(dir2, 1);
+    const pid_t worker = only_pid_in(dir2);
+    EXPECT_TRUE(stopped.cancel(mp::kill_running));
+    EXPECT_THROW(stopped.get(1.0), mp::CancelledError);  // at once: it does not wait for the worker's end
+    EXPECT_TRUE(ends(worker));
+    EXPECT_TRUE(stopped.cancel(mp::kill_running));  // cancelled already: true, as Python's Future says
+    auto done = pool.apply_async(square, 5);
+    EXPECT_EQ(done.get(30.0), 25);
+    EXPECT_FALSE(done.cancel(mp::kill_running));  // done: nothing to stop
+}
+
+TEST_P(PoolStop, ATaskWhoseWorkerDiesRunsAgainInAFreshWorkerWhileItHasRetries) {
+    mp::Pool pool(2, {.start_method = method()});
+    const std::string once = scratch_dir();
+    EXPECT_EQ(pool.apply_async(mp::TaskOptions{.retries = 1}, die_first, once, 1).get(30.0), 2);
+    EXPECT_EQ(files_in(once), 2u);  // two attempts, two different workers (the first died)
+
+    const std::string always = scratch_dir();
+    try {
+        pool.apply_async(mp::TaskOptions{.retries = 2}, die_first, always, 100).get(30.0);
+        FAIL() << "no WorkerLost";
+    } catch (const mp::WorkerLost& e) {
+        EXPECT_EQ(e.report().earlier.size(), 2u);
+        EXPECT_EQ(files_in(always), 3u);
+        EXPECT_TRUE(contains(e.what(), "earlier attempts: 1) ")) << e.what();
+        EXPECT_TRUE(contains(e.what(), "2) ")) << e.what();
+    }
+
+    // A task that threw has answered: it does not run again.
+    const std::string thrown = scratch_dir();
+    EXPECT_THROW(pool.apply_async(mp::TaskOptions{.retries = 3}, count_then_throw, thrown).get(30.0), mp::RemoteError);
+    EXPECT_EQ(files_in(thrown), 1u);
+}
+
+TEST_P(PoolStop, ATimedOutTaskWithRetriesRunsAgain) {
+    mp::Pool pool(1, {.start_method = method(), .retries = 1});
+    const std::string dir = scratch_dir();
+    EXPECT_EQ(pool.apply_async(mp::TaskOptions{.timeout = 0.3}, hang_first, dir).get(30.0), 5);
+    EXPECT_EQ(files_in(dir), 2u);
+}
+
+TEST_P(PoolStop, ALostWorkersErrorSaysWhichTaskWhichWorkerAndWhy) {
+    mp::Pool pool(2, {.start_method = method()});
+    const std::string dir = scratch_dir();
+    auto r = pool.map_async(mark_then_sleep, std::vector<std::string>{dir}, 1);
+    wait_for_files(dir, 1);
+    ASSERT_EQ(::kill(only_pid_in(dir), SIGKILL), 0);
+    try {
+        r.get(30.0);
+        FAIL() << "no WorkerLost";
+    } catch (const mp::WorkerLost& e) {
+        EXPECT_EQ(e.reason(), mp::WorkerLost::Reason::signal);
+        EXPECT_EQ(e.signal_name(), "SIGKILL");
+        EXPECT_EQ(e.exitcode(), -SIGKILL);
+        EXPECT_EQ(e.pid(), only_pid_in(dir));
+        EXPECT_EQ(e.report().task, "item 0 of map");
+        const std::string what = e.what();
+        EXPECT_EQ(what.rfind("item 0 of map: worker " + worker_prefix(method()), 0), 0u) << what;
+        EXPECT_TRUE(contains(what, "was killed by SIGKILL (not sent by the pool: likely the OOM killer")) << what;
+    }
+    try {
+        pool.apply(exit_with, 3);
+        FAIL() << "no WorkerLost";
+    } catch (const mp::WorkerLost& e) {
+        EXPECT_EQ(e.reason(), mp::WorkerLost::Reason::exit);
+        EXPECT_EQ(e.exitcode(), 3);
+        EXPECT_EQ(e.signal_name(), "");
+        EXPECT_TRUE(contains(e.what(), "exited with code 3")) << e.what();
+    }
+}
+
+TEST_P(PoolStop, AnExecutorsTimeoutFailsTheFutureWithoutBreakingTheExecutor) {
+    mp::ProcessPoolExecutor ex(2, {.start_method = method()});
+    auto f = ex.submit(mp::TaskOptions{.timeout = 0.2}, nap, 60000);
+    EXPECT_THROW(f.result(30.0), mp::TaskTimeout);
+    EXPECT_EQ(ex.submit(square, 6).result(30.0), 36);
+    const std::string dir = scratch_dir();
+    auto running = ex.submit(mark_then_sleep, dir);
+    wait_for_files(dir, 1);
+    EXPECT_TRUE(running.cancel(mp::kill_running));
+    EXPECT_TRUE(running.cancelled());
+    EXPECT_THROW(running.result(), mp::CancelledError);
+    EXPECT_EQ(ex.submit(square, 7).result(30.0), 49);
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStartMethod, PoolStop, testing::ValuesIn(testing_support::start_methods()),
+                         [](const auto& info) { return info.param; });
