@@ -17,6 +17,7 @@
 #include "platform/exec.hpp"
 #include "platform/posix.hpp"
 #include "platform/process.hpp"
+#include "process_access.hpp"
 #include "start/popen.hpp"
 #include "start/child.hpp"
 
@@ -38,6 +39,7 @@ struct ProcessState {
     platform::Fd pidfd;
     platform::Fd status_fd;  // forkserver children: yields the wait status (we are not their parent)
     std::optional<int> exitcode;
+    std::uint64_t peak_rss = 0;  // bytes, once reaped (the kernel's count, or the forkserver's)
 
     // The descriptor that becomes readable when the child has ended.
     int end_fd() const { return status_fd.valid() ? status_fd.get() : pidfd.get(); }
@@ -48,14 +50,19 @@ struct ProcessState {
         if (status_fd.valid()) {
             if (!platform::readable_now(status_fd.get())) return false;
             int status = 0;
-            // No status at all: the forkserver died first; report it as killed.
+            // No status at all: the forkserver died first; report it as killed. Its peak memory
+            // follows the status (none from a stand-in: then it stays unknown).
             exitcode = platform::read_exact(status_fd.get(), &status, sizeof status)
                            ? platform::waitstatus_to_exitcode(status)
                            : -SIGKILL;
+            if (!platform::read_exact(status_fd.get(), &peak_rss, sizeof peak_rss)) peak_rss = 0;
             return true;  // the descriptors stay open: they are the sentinel until close()
         }
-        exitcode = platform::reap(pid, false);
-        return exitcode.has_value();  // the pidfd stays open: it is the sentinel until close()
+        const auto reaped = platform::reap_status(pid, false);
+        if (!reaped) return false;
+        exitcode = platform::waitstatus_to_exitcode(reaped->status);
+        peak_rss = reaped->max_rss;
+        return true;  // the pidfd stays open: it is the sentinel until close()
     }
     bool try_reap() {
         std::lock_guard lock(m);
@@ -337,6 +344,12 @@ void Process::set_daemon(bool daemon) {
 
 pid_t Process::pid() const {
     return state().pid;
+}
+
+std::uint64_t detail::ProcessAccess::peak_rss(const Process& p) {
+    if (!p.st_) return 0;
+    std::lock_guard lock(p.st_->m);
+    return p.st_->peak_rss;
 }
 
 int Process::sentinel() const {

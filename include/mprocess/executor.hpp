@@ -15,6 +15,7 @@
 /// the submitted tasks, as `with ProcessPoolExecutor() as ex:` does.
 #pragma once
 
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -76,6 +77,7 @@ struct ExecutorOptions {
     Initializer initializer{};                  ///< Python's initializer and initargs (see Initializer)
     std::optional<Timeout> task_timeout{};      ///< not in Python: as PoolOptions::task_timeout
     unsigned retries = 0;                       ///< not in Python: as PoolOptions::retries
+    std::uint64_t max_memory_per_child = 0;     ///< not in Python: as PoolOptions::max_memory_per_child
 };
 
 /// concurrent.futures.ProcessPoolExecutor: submit() gives a Future; a dead worker breaks it (see
@@ -89,7 +91,8 @@ public:
                                          .initializer = std::move(options.initializer),
                                          .on_worker_lost = OnWorkerLost::break_pool,
                                          .task_timeout = options.task_timeout,
-                                         .retries = options.retries}) {}
+                                         .retries = options.retries,
+                                         .max_memory_per_child = options.max_memory_per_child}) {}
     /// shutdown(true): waits for the submitted tasks, as leaving Python's `with` block does.
     ~ProcessPoolExecutor() {
         try {

@@ -121,6 +121,11 @@ struct PoolOptions {
     /// again, each time in a fresh worker (never a task that threw: that is its answer). The final
     /// error tells every attempt.
     unsigned retries = 0;
+    /// Not in Python: a worker's resident memory limit in bytes (0: none). A worker past it after
+    /// a task is replaced before its next one; a worker past it while it runs a task is killed at
+    /// once (the pool looks every 10 ms), and that task fails with WorkerLost whose reason() is
+    /// memory_limit (or runs again, with retries). Local workers only: MPI ranks are not watched.
+    std::uint64_t max_memory_per_child = 0;
 };
 
 /// Per call, for apply_async, map and the rest, and ProcessPoolExecutor::submit: what differs from

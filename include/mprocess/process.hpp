@@ -97,6 +97,7 @@ private:
 
 namespace detail {
 struct ProcessState;
+struct ProcessAccess;
 
 struct Target {
     virtual ~Target() = default;
@@ -261,6 +262,7 @@ public:
 
 private:
     friend std::vector<Process> active_children();
+    friend struct detail::ProcessAccess;
     MPROCESS_NO_EXPORT explicit Process(std::shared_ptr<detail::ProcessState> state);
 
     template <class F, class... Args>

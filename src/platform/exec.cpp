@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -299,12 +300,13 @@ ExecResult fork_exec(const ExecPlan& plan) {
 
 std::optional<Reaped> reap_status(pid_t pid, bool block) noexcept {
     int status = 0;
+    rusage usage{};
     pid_t r;
-    do r = ::waitpid(pid, &status, block ? 0 : WNOHANG);
+    do r = ::wait4(pid, &status, block ? 0 : WNOHANG, &usage);
     while (r < 0 && errno == EINTR);
-    if (r > 0) return Reaped{r, status};
+    if (r > 0) return Reaped{r, status, static_cast<std::uint64_t>(usage.ru_maxrss) * 1024};  // ru_maxrss is in KiB
     // ECHILD for a given child: someone else reaped it (a SIGCHLD handler, SIGCHLD ignored). It has
-    // ended, with a status we cannot know; report 0, as Python's subprocess does. waitpid() has no
+    // ended, with a status we cannot know; report 0, as Python's subprocess does. wait4() has no
     // other failure with valid options.
     if (r < 0 && pid > 0) return Reaped{pid, 0};
     return std::nullopt;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -86,10 +87,11 @@ ExecResult fork_exec(const ExecPlan& plan);
 // A child that has ended, as waitpid() tells it.
 struct Reaped {
     pid_t pid;
-    int status;  // the raw wait status
+    int status;                 // the raw wait status
+    std::uint64_t max_rss = 0;  // its peak resident memory in bytes (wait4's rusage); 0 if unknown
 };
 
-// The one reap: waitpid() for `pid` (or, with -1, for any child), retried on EINTR. Gives the child
+// The one reap: wait4() for `pid` (or, with -1, for any child), retried on EINTR. Gives the child
 // that has ended; nullopt while it runs (only when !block), or with -1 when no child has ended or
 // is left. A given child that someone else reaped (a SIGCHLD handler, SIGCHLD ignored) ended with a
 // status nobody can know: it counts as exited 0, as in Python.

@@ -250,6 +250,21 @@ int allowed_cpus() noexcept {
     return CPU_COUNT(&set);
 }
 
+std::uint64_t resident_bytes(pid_t pid) noexcept {
+    char path[48];
+    std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[128];
+    const auto n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    unsigned long long size = 0, resident = 0;  // in pages: the whole mapping, then what is resident
+    if (std::sscanf(buf, "%llu %llu", &size, &resident) != 2) return 0;
+    return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
 ssize_t read(int fd, void* data, std::size_t n) noexcept {
     return ::read(fd, data, n);
 }

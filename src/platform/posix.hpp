@@ -140,6 +140,9 @@ inline void fence_after_locked_op() noexcept {
 void yield_cpu() noexcept;
 // How many CPUs this thread may run on (its affinity: taskset, a cpuset); 1 if it cannot tell.
 int allowed_cpus() noexcept;
+// The resident memory of process `pid` in bytes (/proc/<pid>/statm), or 0 if it cannot be read
+// (the process has ended).
+std::uint64_t resident_bytes(pid_t pid) noexcept;
 
 // One read() or write(), as the system call makes it: the byte count (0 at end of file), or -1
 // with errno set, EINTR included. read_some() and write_some() (exec.hpp) retry on EINTR. These

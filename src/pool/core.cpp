@@ -63,8 +63,8 @@ std::shared_ptr<TaskState> SlotCore::submit(std::string message, TaskSpec spec) 
         // An idle worker takes it from this thread: no hop through the manager.
         if (pending_.empty()) slot = reserve(t);
         if (!slot) pending_.push_back(t);
-        // The manager sleeps until the nearest deadline it knew of: a timed task is news to it.
-        wake_manager = !slot || (manager_idle_ && !manager_sees_answers_) || st->timeout.has_value();
+        // The manager sleeps until the nearest deadline it knew of: a watched task is news to it.
+        wake_manager = !slot || (manager_idle_ && !manager_sees_answers_) || watched(*st);
     }
     if (slot) send(slot->first, t, slot->second);
     if (wake_manager) wake();
@@ -192,7 +192,7 @@ void SlotCore::dispatch() {
             pending_.pop_front();
         }
         send(slot->first, t, slot->second);
-        if (t.st->timeout && !on_callback_thread(this)) wake();  // a deadline the manager must wake for
+        if (watched(*t.st) && !on_callback_thread(this)) wake();  // a deadline the manager must wake for
     }
 }
 
@@ -209,11 +209,23 @@ void SlotCore::answered(std::size_t i, std::unique_lock<std::mutex>& reading, st
         st->slot.store(-1, std::memory_order_release);  // a late reader must not read the slot's next answer
         const bool init = std::exchange(s.initializing, false);
         if (!init) ++s.done;
+        // Past the memory limit after its task: renewed before it takes another.
+        if (!init && defaults_.max_memory && s.stopping == Stopping::no && over_memory(i) && stop_worker(i, false)) {
+            s.stopping = Stopping::renewing;
+            s.kill_at = Timeout::clock::now() + kStopGrace;
+        }
         // The pool breaks before this worker looks idle: a task handed to it now would run in a
-        // worker whose initializer failed, and succeed.
+        // worker whose initializer failed, and succeed. An initializer that leaves a worker past
+        // the memory limit fails too: every worker would be renewed, forever.
         init_failed = init && !answer_succeeded(answer);
+        const bool init_too_big = init && !init_failed && defaults_.max_memory && over_memory(i);
         if (init_failed && broken_.empty())
             broken_ = "the Pool's initializer failed in worker " + std::to_string(pid) + ": " + failure_of(answer);
+        if (init_too_big && broken_.empty())
+            broken_ = "the Pool's initializer left worker " + std::to_string(pid) + " at " +
+                      std::to_string(slots_[i].rss_seen >> 20) + " MiB, past the memory limit of " +
+                      std::to_string(defaults_.max_memory >> 20) + " MiB per worker";
+        init_failed = init_failed || init_too_big;
         if (init_failed) terminated_ = true;
     }
     reading.unlock();  // completing runs hooks: they must not hold up this worker's reader
@@ -248,7 +260,9 @@ void SlotCore::lost_task(Task t, Stopping why, int exitcode, TaskReport report) 
             what = TaskTimeout(seconds_of(st), alone).what();
             error = std::make_exception_ptr(TaskTimeout(seconds_of(st), report));
         } else {
-            const auto reason = exitcode < 0 ? WorkerLost::Reason::signal : WorkerLost::Reason::exit;
+            const auto reason = why == Stopping::memory ? WorkerLost::Reason::memory_limit
+                                : exitcode < 0          ? WorkerLost::Reason::signal
+                                                        : WorkerLost::Reason::exit;
             what = WorkerLost(exitcode, reason, alone).what();
             error = std::make_exception_ptr(WorkerLost(exitcode, reason, report));
         }
@@ -271,14 +285,31 @@ TaskReport SlotCore::report_of(std::size_t i, const TaskState& st) const {
     TaskReport r = worker_report(i);
     r.task = st.label;
     r.earlier = st.attempts;
+    r.peak_rss = std::max(r.peak_rss, slots_[i].rss_seen);
     return r;
+}
+
+bool SlotCore::watched(const TaskState& st) const {
+    return st.timeout.has_value() || defaults_.max_memory != 0;
+}
+
+bool SlotCore::over_memory(std::size_t i) {
+    const std::uint64_t rss = worker_rss(i);
+    slots_[i].rss_seen = std::max(slots_[i].rss_seen, rss);
+    return rss > defaults_.max_memory;
 }
 
 Deadline SlotCore::next_deadline() const {
     Deadline next;
+    bool running = false;
     for (const Slot& s : slots_) {
         const Deadline& d = s.stopping == Stopping::no ? s.deadline : s.kill_at;
         if (d && (!next || *d < *next)) next = d;
+        running = running || (s.current && !s.initializing && s.stopping == Stopping::no);
+    }
+    if (defaults_.max_memory && running) {
+        const auto look = memory_look_.value_or(Timeout::clock::now());
+        if (!next || look < *next) next = look;
     }
     return next;
 }
@@ -288,6 +319,18 @@ void SlotCore::expire() {
     {
         std::lock_guard lock(m_);
         const auto now = Timeout::clock::now();
+        // Under a memory limit, every kMemoryLook: a worker past it while it runs a task is killed
+        // at once (memory is the emergency: no grace), and its task fails, or runs again.
+        if (defaults_.max_memory && (!memory_look_ || now >= *memory_look_)) {
+            memory_look_ = now + kMemoryLook;
+            for (std::size_t i = 0; i < slots_.size(); ++i) {
+                Slot& s = slots_[i];
+                if (!s.current || s.initializing || s.stopping != Stopping::no || !over_memory(i)) continue;
+                if (!stop_worker(i, true)) continue;
+                s.stopping = Stopping::memory;
+                s.deadline.reset();
+            }
+        }
         for (std::size_t i = 0; i < slots_.size(); ++i) {
             Slot& s = slots_[i];
             if (s.stopping != Stopping::no) {

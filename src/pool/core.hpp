@@ -49,10 +49,15 @@ struct Task {
 struct TaskDefaults {
     std::optional<Timeout> timeout;
     unsigned retries = 0;
+    std::uint64_t max_memory = 0;  // a worker's resident bytes; 0: no limit
 };
 
-// Why a slot's worker is being stopped.
-enum class Stopping : unsigned char { no, timeout, cancelled };
+// Why a slot's worker is being stopped: its task's timeout, its task's cancellation, its memory
+// past the limit while it runs a task, or after one (then it is renewed, as after maxtasksperchild).
+enum class Stopping : unsigned char { no, timeout, cancelled, memory, renewing };
+
+// How often the manager looks at the memory of workers that run tasks, under a memory limit.
+inline constexpr std::chrono::milliseconds kMemoryLook{10};
 
 // How long a worker asked to stop (SIGTERM) has before it is made to (SIGKILL).
 inline constexpr std::chrono::seconds kStopGrace{1};
@@ -106,6 +111,8 @@ protected:
     virtual bool stop_worker(std::size_t slot, bool hard) = 0;
     // Under m_: who slot i's worker is, for the errors of its task.
     virtual TaskReport worker_report(std::size_t slot) const = 0;
+    // Under m_, only under a memory limit: slot i's worker's resident bytes now; 0 if unknown.
+    virtual std::uint64_t worker_rss(std::size_t /*slot*/) const { return 0; }
 
     // For transports.
     // With the slot's reading lock held (`reading`, the lock read_answer() takes): completes the
@@ -132,6 +139,7 @@ protected:
         Deadline deadline;                 // when current's attempt times out
         Stopping stopping = Stopping::no;  // its worker is being stopped: it takes no task
         Deadline kill_at;                  // when a worker asked to stop is made to
+        std::uint64_t rss_seen = 0;        // the most resident memory seen of its worker
     };
 
     mutable std::mutex m_;
@@ -153,9 +161,14 @@ private:
     Deadline next_deadline() const;
     // Under m_: slot i's report, with its task's name and earlier attempts.
     TaskReport report_of(std::size_t i, const TaskState& st) const;
+    // Under m_, under a memory limit: whether slot i's worker is past it now.
+    bool over_memory(std::size_t i);
+    // Whether the manager keeps time for st once a slot takes it: a timeout, or a memory limit.
+    bool watched(const TaskState& st) const;
 
     const bool manager_sees_answers_;
     const TaskDefaults defaults_;
+    Deadline memory_look_;                      // under m_: the manager's next look at the workers' memory
     std::atomic<std::uint64_t> submitted_{0};   // numbers the tasks without a label
     std::deque<std::function<void()>> posted_;  // for the manager thread to run
     bool manager_running_ = false;

@@ -22,6 +22,7 @@
 #include "platform/posix.hpp"
 #include "pool/core.hpp"
 #include "pool/task.hpp"
+#include "process_access.hpp"
 
 namespace mprocess {
 
@@ -60,7 +61,7 @@ constexpr std::size_t kPipeBytes = 4 << 20;
 class ProcessPoolCore final : public SlotCore {
 public:
     ProcessPoolCore(unsigned n, StartMethod method, const PoolOptions& options)
-        : SlotCore(n, true, TaskDefaults{options.task_timeout, options.retries}),
+        : SlotCore(n, true, TaskDefaults{options.task_timeout, options.retries, options.max_memory_per_child}),
           method_(method),
           maxtasks_(options.maxtasksperchild),
           break_on_loss_(options.on_worker_lost == OnWorkerLost::break_pool),
@@ -249,7 +250,9 @@ private:
             Slot& s = slots_[i];
             why = s.stopping;
             initializing = std::exchange(s.initializing, false);
-            const bool renewal = code == 0 && maxtasks_ != 0 && s.done >= maxtasks_ && !s.current;
+            // Renewed, not lost: after its maxtasksperchild tasks, or past the memory limit between tasks.
+            const bool renewal =
+                !s.current && ((code == 0 && maxtasks_ != 0 && s.done >= maxtasks_) || why == Stopping::renewing);
             // A worker the pool stopped breaks nothing; nor does the loss of a task with retries left.
             const bool retrying = s.current && s.current->st->retries > 0;
             breaking = !renewal && why == Stopping::no && (initializing || (break_on_loss_ && !retrying));
@@ -307,8 +310,14 @@ private:
         if (w.proc) {
             r.worker = w.proc->name();
             r.pid = w.proc->pid();
+            r.peak_rss = ProcessAccess::peak_rss(*w.proc);  // once it has ended
         }
         return r;
+    }
+
+    std::uint64_t worker_rss(std::size_t i) const override {
+        const Worker& w = *workers_[i];
+        return w.stopped || !w.proc ? 0 : platform::resident_bytes(w.proc->pid());
     }
 
     // Each worker's pipe, and its process: a pipe whose other end some other process inherited by

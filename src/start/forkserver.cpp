@@ -150,7 +150,11 @@ void forkserver_main(int control_fd) {
             while (const auto ended = platform::reap_status(-1, false)) {
                 auto it = children.find(ended->pid);
                 if (it == children.end()) continue;
-                [[maybe_unused]] auto w = platform::write(it->second.get(), &ended->status, sizeof ended->status);
+                // The status, then the peak memory: one write, so a reader sees both or neither.
+                char relay[sizeof ended->status + sizeof ended->max_rss];
+                std::memcpy(relay, &ended->status, sizeof ended->status);
+                std::memcpy(relay + sizeof ended->status, &ended->max_rss, sizeof ended->max_rss);
+                [[maybe_unused]] auto w = platform::write(it->second.get(), relay, sizeof relay);
                 children.erase(it);
             }
         }

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -68,6 +69,28 @@ bool ends(pid_t pid) {
 }
 pid_t only_pid_in(const std::string& dir) {
     return std::stoi(std::filesystem::directory_iterator(dir)->path().filename().string());
+}
+// This process's resident memory in bytes.
+long long resident(int) {
+    long long size = 0, pages = 0;
+    std::ifstream("/proc/self/statm") >> size >> pages;
+    return pages * ::sysconf(_SC_PAGESIZE);
+}
+// Touches `mb` MiB and keeps them until the process ends; returns this worker's pid.
+pid_t hold_memory(int mb) {
+    static std::vector<std::vector<char>> kept;
+    kept.emplace_back(static_cast<std::size_t>(mb) << 20, 'x');
+    return ::getpid();
+}
+// Touches `mb` MiB, then leaves its mark and works for a minute.
+int hog_then_sleep(int mb, std::string dir) {
+    hold_memory(mb);
+    return mark_then_sleep(dir);
+}
+int hog_then_die(int mb) {
+    hold_memory(mb);
+    ::raise(SIGKILL);
+    return 0;
 }
 bool contains(const std::string& s, const std::string& part) {
     return s.find(part) != std::string::npos;
@@ -213,6 +236,48 @@ TEST_P(PoolStop, AnExecutorsTimeoutFailsTheFutureWithoutBreakingTheExecutor) {
     EXPECT_TRUE(running.cancelled());
     EXPECT_THROW(running.result(), mp::CancelledError);
     EXPECT_EQ(ex.submit(square, 7).result(30.0), 49);
+}
+
+TEST_P(PoolStop, AWorkerPastTheMemoryLimitIsStoppedDuringATaskAndRenewedAfterOne) {
+    // The limit: what a worker holds after its start, plus 96 MiB (sanitizers make the first large).
+    const auto base = mp::Pool(1, {.start_method = method()}).apply(resident, 0);
+    const auto limit = static_cast<std::uint64_t>(base) + (std::uint64_t{96} << 20);
+    mp::Pool pool(1, {.start_method = method(), .max_memory_per_child = limit});
+
+    const std::string dir = scratch_dir();
+    try {
+        pool.apply_async(hog_then_sleep, 256, dir).get(30.0);  // touches 256 MiB, then sleeps
+        FAIL() << "no WorkerLost";
+    } catch (const mp::WorkerLost& e) {
+        EXPECT_EQ(e.reason(), mp::WorkerLost::Reason::memory_limit);
+        EXPECT_GT(e.report().peak_rss, limit);
+        EXPECT_TRUE(contains(e.what(), "passed the pool's memory limit")) << e.what();
+    }
+
+    // A task that passes it and returns: caught while it runs, or just after (then its answer
+    // stands); either way the worker takes no other task.
+    pid_t first = 0;
+    try {
+        first = pool.apply(hold_memory, 128);
+    } catch (const mp::WorkerLost& e) {
+        EXPECT_EQ(e.reason(), mp::WorkerLost::Reason::memory_limit);
+        first = e.pid();
+    }
+    const pid_t second = pool.apply(hold_memory, 0);
+    EXPECT_NE(first, second);
+    EXPECT_TRUE(ends(first));
+    EXPECT_EQ(pool.apply(hold_memory, 0), second);  // under the limit: kept
+}
+
+TEST_P(PoolStop, ALostWorkersErrorTellsItsPeakMemory) {
+    mp::Pool pool(1, {.start_method = method()});
+    try {
+        pool.apply(hog_then_die, 64);
+        FAIL() << "no WorkerLost";
+    } catch (const mp::WorkerLost& e) {
+        EXPECT_GE(e.report().peak_rss, std::uint64_t{64} << 20) << e.what();
+        EXPECT_TRUE(contains(e.what(), "MiB")) << e.what();
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, PoolStop, testing::ValuesIn(testing_support::start_methods()),
