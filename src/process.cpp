@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cmath>
 #include <cstdlib>
 #include <cxxabi.h>
 #include <mutex>
@@ -529,9 +530,32 @@ std::vector<Process> active_children() {
     return out;
 }
 
+namespace {
+
+// MPROCESS_CPU_COUNT, when it is a positive number.
+std::optional<int> cpu_count_override() {
+    const char* v = std::getenv("MPROCESS_CPU_COUNT");
+    if (!v || !*v) return std::nullopt;
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    if (*end != '\0' || n <= 0 || n > 1 << 20) return std::nullopt;
+    return static_cast<int>(n);
+}
+
+}  // namespace
+
 int cpu_count() {
+    if (auto n = cpu_count_override()) return *n;
     long n = ::sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? static_cast<int>(n) : 1;
+}
+
+int process_cpu_count() {
+    if (auto n = cpu_count_override()) return *n;
+    int n = platform::allowed_cpus();
+    if (const auto quota = platform::cgroup_cpu_quota())
+        n = std::min(n, std::max(1, static_cast<int>(std::ceil(*quota - 1e-9))));
+    return std::max(n, 1);
 }
 
 void exit(int code) {

@@ -84,7 +84,7 @@ struct ExecutorOptions {
 /// executor.hpp).
 class ProcessPoolExecutor {
 public:
-    /// max_workers defaults to cpu_count(); 0 throws ValueError.
+    /// max_workers defaults to process_cpu_count(); 0 throws ValueError.
     explicit ProcessPoolExecutor(std::optional<unsigned> max_workers = std::nullopt, ExecutorOptions options = {})
         : pool_(max_workers, PoolOptions{.start_method = options.start_method,
                                          .maxtasksperchild = options.max_tasks_per_child,

@@ -53,7 +53,7 @@ MPROCESS_EXPORT int size();
 class MPROCESS_EXPORT Pool : public mprocess::Pool {
 public:
     /// workers: how many ranks serve it. Default: every other rank of the job; in a job of one
-    /// process, cpu_count() workers started with MPI_Comm_spawn. Under mpirun, more than the job's
+    /// process, process_cpu_count() workers started with MPI_Comm_spawn. Under mpirun, more than the job's
     /// other ranks is a ValueError; where MPI_Comm_spawn fails, ProcessError says so.
     /// One mpi::Pool at a time (a second one while the first lives is a ValueError).
     /// terminate() and the destructor fail unfinished tasks at once, but a rank cannot be

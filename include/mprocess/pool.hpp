@@ -126,6 +126,14 @@ struct PoolOptions {
     /// once (the pool looks every 10 ms), and that task fails with WorkerLost whose reason() is
     /// memory_limit (or runs again, with retries). Local workers only: MPI ranks are not watched.
     std::uint64_t max_memory_per_child = 0;
+    /// Not in Python: the threads each worker's math libraries may start (OMP_NUM_THREADS,
+    /// OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and the like, set in each worker before its first
+    /// task), so that n workers do not start n times as many threads as there are CPUs. 0: as
+    /// the environment says.
+    unsigned threads_per_worker = 0;
+    /// Not in Python: each worker runs on one CPU of those this process may use, worker i on the
+    /// i-th (round the list when there are more workers than CPUs).
+    bool pin_workers = false;
 };
 
 /// Per call, for apply_async, map and the rest, and ProcessPoolExecutor::submit: what differs from
@@ -141,6 +149,15 @@ struct TaskOptions {
     std::optional<Timeout> timeout{};
     /// Runs again after a lost or timed-out worker; none: PoolOptions::retries.
     std::optional<unsigned> retries{};
+};
+
+/// What Pool::workers() tells of one worker, now.
+struct WorkerInfo {
+    pid_t pid = 0;                      ///< its pid
+    std::string name{};                 ///< "ForkPoolWorker-3" (an MPI rank: "rank 2")
+    std::optional<std::string> task{};  ///< the task it runs ("item 17 of map", "task 12"), if any
+    double running_for = 0;             ///< seconds since it took that task
+    std::uint64_t rss = 0;              ///< its resident memory in bytes; 0 if unknown (MPI ranks)
 };
 
 /// cancel(mp::kill_running): also stop a task that a worker has begun.
@@ -406,7 +423,8 @@ private:
 /// multiprocessing.Pool: worker processes that run tasks (see pool.hpp).
 class MPROCESS_EXPORT Pool {
 public:
-    /// Python's Pool(processes=None): cpu_count() workers by default; Pool(0) throws ValueError.
+    /// Python's Pool(processes=None): process_cpu_count() workers by default (as Python 3.13's); Pool(0) throws
+    /// ValueError.
     explicit Pool(std::optional<unsigned> processes = std::nullopt, const PoolOptions& options = {});
     /// Terminates the workers, as leaving Python's `with Pool() as p:` does; unfinished tasks fail.
     virtual ~Pool() { core_->terminate(); }
@@ -536,6 +554,8 @@ public:
     void join() { core_->join(); }
     /// Not in Python's API: the workers' pids now.
     std::vector<pid_t> pids() const { return core_->pids(); }
+    /// Not in Python's API: each worker now, what it runs and for how long, and its memory.
+    std::vector<WorkerInfo> workers() const { return core_->workers(); }
     /// Not in Python's API: how many workers there are.
     unsigned processes() const noexcept { return processes_; }
 

@@ -299,8 +299,13 @@ MPROCESS_EXPORT std::optional<std::string> authkey_for(const std::string& addres
 MPROCESS_EXPORT std::optional<ProcessInfo> parent_process();
 /// The children of this process that are still running (finished ones are reaped on the way).
 MPROCESS_EXPORT std::vector<Process> active_children();
-/// Number of CPUs in the system, as Python's cpu_count().
+/// Number of CPUs in the system, as Python's cpu_count(); MPROCESS_CPU_COUNT in the environment (a
+/// positive number) overrides it, as PYTHON_CPU_COUNT does Python's.
 MPROCESS_EXPORT int cpu_count();
+/// Python 3.13's process_cpu_count(): the CPUs this process may use, its affinity (taskset, a
+/// cpuset) and, past Python, its cgroup v2 CPU quota (cpu.max: 1.5 CPUs count as 2); at least 1.
+/// MPROCESS_CPU_COUNT overrides it too. The default worker count of a Pool and an executor.
+MPROCESS_EXPORT int process_cpu_count();
 
 /// Ends the current process with `code`: inside a child started by mprocess it unwinds the stack
 /// (throws SystemExit) and the child exits with `code`; in the main process it calls std::exit.

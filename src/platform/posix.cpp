@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
+#include <string>
 #include <iostream>
 #include <vector>
 #include <pthread.h>
@@ -248,6 +250,48 @@ int allowed_cpus() noexcept {
     CPU_ZERO(&set);
     if (::sched_getaffinity(0, sizeof set, &set) != 0) return 1;
     return CPU_COUNT(&set);
+}
+
+std::vector<int> allowed_cpu_ids() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    std::vector<int> ids;
+    if (::sched_getaffinity(0, sizeof set, &set) != 0) return ids;
+    for (std::size_t c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &set)) ids.push_back(static_cast<int>(c));
+    return ids;
+}
+
+bool pin_to_cpu(int cpu) noexcept {
+    if (cpu < 0 || cpu >= CPU_SETSIZE) return false;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(static_cast<std::size_t>(cpu), &set);
+    return ::sched_setaffinity(0, sizeof set, &set) == 0;
+}
+
+std::optional<double> cgroup_cpu_quota(const std::string& root, const std::string& self) {
+    // cgroup v2 names the process's group on the line "0::/path".
+    std::ifstream in(self);
+    std::string line, path;
+    while (std::getline(in, line))
+        if (line.rfind("0::", 0) == 0) path = line.substr(3);
+    if (path.empty() || path[0] != '/') return std::nullopt;
+    std::optional<double> least;
+    for (std::string dir = path;; dir = dir.substr(0, std::max<std::size_t>(dir.rfind('/'), 1))) {
+        std::ifstream f(root + (dir == "/" ? "" : dir) + "/cpu.max");
+        std::string quota;
+        double period = 0;
+        if (f >> quota >> period && quota != "max" && period > 0) {
+            try {
+                const double q = std::stod(quota) / period;
+                if (q > 0 && (!least || q < *least)) least = q;
+            } catch (const std::exception&) {
+            }
+        }
+        if (dir == "/") break;
+    }
+    return least;
 }
 
 std::uint64_t resident_bytes(pid_t pid) noexcept {

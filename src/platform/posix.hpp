@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "mprocess/timeout.hpp"
 
@@ -140,6 +141,15 @@ inline void fence_after_locked_op() noexcept {
 void yield_cpu() noexcept;
 // How many CPUs this thread may run on (its affinity: taskset, a cpuset); 1 if it cannot tell.
 int allowed_cpus() noexcept;
+// The CPUs this thread may run on, by number; empty if it cannot tell.
+std::vector<int> allowed_cpu_ids();
+// Lets this process run on `cpu` alone (sched_setaffinity); false if it may not.
+bool pin_to_cpu(int cpu) noexcept;
+// The CPU time per second that this process's cgroup v2 grants (cpu.max of its cgroup and each
+// ancestor, the least), or nullopt for no limit. `root` is where cgroup2 is mounted, `self` what
+// /proc/self/cgroup says: parameters, so that tests can give their own.
+std::optional<double> cgroup_cpu_quota(const std::string& root = "/sys/fs/cgroup",
+                                       const std::string& self = "/proc/self/cgroup");
 // The resident memory of process `pid` in bytes (/proc/<pid>/statm), or 0 if it cannot be read
 // (the process has ended).
 std::uint64_t resident_bytes(pid_t pid) noexcept;

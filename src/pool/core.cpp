@@ -132,6 +132,23 @@ bool SlotCore::cancel_running(const std::shared_ptr<TaskState>& st) {
     return true;
 }
 
+std::vector<WorkerInfo> SlotCore::workers() const {
+    std::vector<WorkerInfo> out;
+    std::lock_guard lock(m_);
+    const auto now = Timeout::clock::now();
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+        const Slot& s = slots_[i];
+        const TaskReport r = worker_report(i);
+        WorkerInfo w{.pid = r.pid, .name = r.worker, .rss = worker_rss(i)};
+        if (s.current && !s.initializing && s.stopping == Stopping::no) {
+            w.task = s.current->st->label;
+            w.running_for = std::chrono::duration<double>(now - s.since).count();
+        }
+        out.push_back(std::move(w));
+    }
+    return out;
+}
+
 void SlotCore::close() {
     {
         std::lock_guard lock(m_);
@@ -172,8 +189,9 @@ std::optional<std::pair<std::size_t, std::uint64_t>> SlotCore::reserve(const Tas
         }
         t.st->slot.store(static_cast<int>(i), std::memory_order_release);
         s.current = t;
+        s.since = Timeout::clock::now();
         s.deadline.reset();
-        if (t.st->timeout) s.deadline = Timeout::clock::now() + *t.st->timeout;
+        if (t.st->timeout) s.deadline = s.since + *t.st->timeout;
         return std::pair{i, reserved(i)};
     }
     return std::nullopt;

@@ -70,6 +70,7 @@ public:
     bool post(std::function<void()> fn) final;
     bool cancel(const std::shared_ptr<TaskState>& st) final;
     bool cancel_running(const std::shared_ptr<TaskState>& st) final;
+    std::vector<WorkerInfo> workers() const final;
     void close() final;
     void join() final;
     // From a callback (the manager thread) this only asks: the manager stops when the callback returns.
@@ -111,7 +112,7 @@ protected:
     virtual bool stop_worker(std::size_t slot, bool hard) = 0;
     // Under m_: who slot i's worker is, for the errors of its task.
     virtual TaskReport worker_report(std::size_t slot) const = 0;
-    // Under m_, only under a memory limit: slot i's worker's resident bytes now; 0 if unknown.
+    // Under m_: slot i's worker's resident bytes now; 0 if unknown.
     virtual std::uint64_t worker_rss(std::size_t /*slot*/) const { return 0; }
 
     // For transports.
@@ -140,6 +141,7 @@ protected:
         Stopping stopping = Stopping::no;  // its worker is being stopped: it takes no task
         Deadline kill_at;                  // when a worker asked to stop is made to
         std::uint64_t rss_seen = 0;        // the most resident memory seen of its worker
+        Timeout::clock::time_point since;  // when it took current
     };
 
     mutable std::mutex m_;

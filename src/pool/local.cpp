@@ -29,8 +29,17 @@ namespace mprocess {
 namespace detail {
 namespace {
 
-// The worker's main loop. A plain function, so that it starts under every method.
-void pool_worker(Connection conn, unsigned maxtasks) {
+// The thread pools of the math libraries a task may call: each starts a thread per CPU unless told.
+constexpr const char* kThreadVariables[] = {"OMP_NUM_THREADS",       "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                            "BLIS_NUM_THREADS",      "GOTO_NUM_THREADS",     "NUMEXPR_NUM_THREADS",
+                                            "VECLIB_MAXIMUM_THREADS"};
+
+// The worker's main loop. A plain function, so that it starts under every method. threads: the
+// math libraries' threads (0: as the environment says); cpu: the one CPU it runs on (-1: any).
+void pool_worker(Connection conn, unsigned maxtasks, unsigned threads, int cpu) {
+    if (threads != 0)
+        for (const char* v : kThreadVariables) ::setenv(v, std::to_string(threads).c_str(), 1);
+    if (cpu >= 0) platform::pin_to_cpu(cpu);
     // One buffer each way for all its tasks: a map's chunks are megabytes, and fresh pages cost
     // more to touch than the work in them.
     struct Reuse final : FrameSink {
@@ -65,7 +74,9 @@ public:
           method_(method),
           maxtasks_(options.maxtasksperchild),
           break_on_loss_(options.on_worker_lost == OnWorkerLost::break_pool),
-          bell_(platform::make_eventfd()) {
+          bell_(platform::make_eventfd()),
+          threads_(options.threads_per_worker) {
+        if (options.pin_workers) cpus_ = platform::allowed_cpu_ids();
         if (options.initializer)
             init_ = std::make_shared<const std::string>(InitializerAccess::message(options.initializer));
         for (unsigned i = 0; i < n; ++i) {
@@ -113,7 +124,7 @@ private:
                                     .daemon = true,
                                     .die_with_parent = method_ != StartMethod::forkserver,
                                     .start_method = method_},
-                     there, messages);
+                     there, messages, threads_, cpus_.empty() ? -1 : cpus_[i % cpus_.size()]);
         proc.start();
         there.close();
         std::lock_guard lock(m_);
@@ -396,6 +407,8 @@ private:
     std::shared_ptr<const std::string> init_;  // the initializer's task message, or null
     unsigned started_ = 0;
     platform::Fd bell_;
+    const unsigned threads_;                        // per worker, for the math libraries; 0: as the environment says
+    std::vector<int> cpus_;                         // with pin_workers: slot i's worker runs on cpus_[i % size] alone
     std::vector<pid_t> pids_;                       // under m_
     std::vector<std::unique_ptr<Worker>> workers_;  // one per slot
     std::vector<Waitable> ready_;                   // the manager's, from wait() to collect()
@@ -413,7 +426,7 @@ std::shared_ptr<PoolCore> make_pool(unsigned processes, const PoolOptions& optio
 }  // namespace detail
 
 Pool::Pool(std::optional<unsigned> processes, const PoolOptions& options)
-    : core_(detail::make_pool(processes.value_or(static_cast<unsigned>(cpu_count())), options)),
-      processes_(processes.value_or(static_cast<unsigned>(cpu_count()))) {}
+    : core_(detail::make_pool(processes.value_or(static_cast<unsigned>(process_cpu_count())), options)),
+      processes_(processes.value_or(static_cast<unsigned>(process_cpu_count()))) {}
 
 }  // namespace mprocess

@@ -280,7 +280,7 @@ std::shared_ptr<detail::PoolCore> make_core(std::optional<unsigned> n) {
     std::lock_guard lock(w.m);
     if (!w.live.expired()) throw ValueError("an mpi::Pool is alive already: the ranks serve one Pool at a time");
     const unsigned want =
-        n.value_or(w.size > 1 ? static_cast<unsigned>(w.size - 1) : static_cast<unsigned>(cpu_count()));
+        n.value_or(w.size > 1 ? static_cast<unsigned>(w.size - 1) : static_cast<unsigned>(process_cpu_count()));
     if (want == 0) throw ValueError("Number of processes must be at least 1");
     if (w.size > 1 && want > w.workers.size())
         throw ValueError("an mpi::Pool of " + std::to_string(want) + " workers, but this job has " +

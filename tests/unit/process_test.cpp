@@ -15,9 +15,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -25,6 +27,7 @@
 #include <vector>
 
 #include "helpers/children.hpp"
+#include "platform/posix.hpp"
 #include "start/code_symbol.hpp"
 #include "start/popen.hpp"
 
@@ -501,6 +504,43 @@ TEST_P(ProcessMethods, SentinelBecomesReadableWhenTheChildEnds) {
 TEST(ProcessInfoTest, CpuCountMatchesTheSystem) {
     EXPECT_GE(mp::cpu_count(), 1);
     EXPECT_EQ(mp::cpu_count(), static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)));
+}
+
+TEST(ProcessInfoTest, ProcessCpuCountIsWhatTheCallerMayRunOnAndTheEnvironmentOverridesBoth) {
+    EXPECT_GE(mp::process_cpu_count(), 1);
+    EXPECT_LE(mp::process_cpu_count(), mp::cpu_count());
+    int pinned = 0;
+    std::thread([&] {  // affinity is a thread's: this one may run on one CPU
+        ASSERT_TRUE(mp::platform::pin_to_cpu(mp::platform::allowed_cpu_ids().at(0)));
+        pinned = mp::process_cpu_count();
+    })
+        .join();
+    EXPECT_EQ(pinned, 1);
+    ASSERT_EQ(::setenv("MPROCESS_CPU_COUNT", "3", 1), 0);
+    EXPECT_EQ(mp::cpu_count(), 3);
+    EXPECT_EQ(mp::process_cpu_count(), 3);
+    ASSERT_EQ(::setenv("MPROCESS_CPU_COUNT", "three", 1), 0);  // not a number: no override
+    EXPECT_EQ(mp::cpu_count(), static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)));
+    ASSERT_EQ(::unsetenv("MPROCESS_CPU_COUNT"), 0);
+}
+
+TEST(ProcessInfoTest, TheCgroupCpuQuotaIsTheLeastAlongTheGroupsPath) {
+    char tmpl[] = "/tmp/mprocess-cgroup-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const std::string root = tmpl;
+    std::filesystem::create_directories(root + "/a/b");
+    std::ofstream(root + "/cpu.max") << "max 100000\n";
+    std::ofstream(root + "/a/cpu.max") << "150000 100000\n";
+    std::ofstream(root + "/a/b/cpu.max") << "max 100000\n";
+    std::ofstream(root + "/self") << "1:cpu:/ignored\n0::/a/b\n";
+    std::ofstream(root + "/top") << "0::/\n";
+    std::ofstream(root + "/v1") << "1:cpu:/a\n";
+    EXPECT_EQ(mp::platform::cgroup_cpu_quota(root, root + "/self"), 1.5);
+    EXPECT_EQ(mp::platform::cgroup_cpu_quota(root, root + "/top"), std::nullopt);  // "max": no limit
+    EXPECT_EQ(mp::platform::cgroup_cpu_quota(root, root + "/v1"), std::nullopt);   // no cgroup v2 line
+    std::ofstream(root + "/a/b/cpu.max") << "50000 100000\n";                      // a tighter child
+    EXPECT_EQ(mp::platform::cgroup_cpu_quota(root, root + "/self"), 0.5);
+    std::filesystem::remove_all(root);
 }
 
 namespace {

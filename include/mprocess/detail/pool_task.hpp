@@ -112,6 +112,13 @@ void invoke_fold(void* fn, std::string_view args, std::string& out) {
 }
 
 struct TaskState;
+}  // namespace mprocess::detail
+
+namespace mprocess {
+struct WorkerInfo;
+}  // namespace mprocess
+
+namespace mprocess::detail {
 
 // How a task is to run, as submit() hears it: TaskOptions (pool.hpp) with what the Pool knows.
 struct TaskSpec {
@@ -145,6 +152,7 @@ public:
     virtual void join() = 0;
     virtual void terminate() noexcept = 0;
     virtual std::vector<pid_t> pids() const = 0;
+    virtual std::vector<WorkerInfo> workers() const = 0;
 };
 
 // A task message for `invoker` and `fn`, to which the encoded arguments are appended (for the

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// A Pool that stops tasks: timeouts, cancelling a running task, retries after a lost worker, and
-// what a lost worker's error tells. Under every start method.
+// A Pool that stops tasks (timeouts, cancelling a running task, retries after a lost worker, a
+// memory limit), says what a lost worker's error tells and what each worker does, and sizes and
+// places its workers by the CPUs it may use. Under every start method.
 #include <mprocess/executor.hpp>
 #include <mprocess/pool.hpp>
 #include <mprocess/process.hpp>
 
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -27,7 +30,7 @@ using namespace testing_support;  // the scratch files that workers leave
 
 namespace {
 
-class PoolStop : public testing_support::MethodTest {};
+class PoolRobust : public testing_support::MethodTest {};
 
 int square(int x) {
     return x * x;
@@ -92,6 +95,20 @@ int hog_then_die(int mb) {
     ::raise(SIGKILL);
     return 0;
 }
+std::string omp_threads(int) {
+    const char* v = std::getenv("OMP_NUM_THREADS");
+    return v ? v : "";
+}
+// The CPUs this worker may run on.
+std::vector<int> my_cpus(int) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    std::vector<int> cpus;
+    if (::sched_getaffinity(0, sizeof set, &set) == 0)
+        for (std::size_t c = 0; c < CPU_SETSIZE; ++c)
+            if (CPU_ISSET(c, &set)) cpus.push_back(static_cast<int>(c));
+    return cpus;
+}
 bool contains(const std::string& s, const std::string& part) {
     return s.find(part) != std::string::npos;
 }
@@ -103,7 +120,7 @@ std::string worker_prefix(mp::StartMethod m) {
 
 }  // namespace
 
-TEST_P(PoolStop, ATaskPastItsTimeoutFailsItsWorkerIsReplacedAndTheOthersGoOn) {
+TEST_P(PoolRobust, ATaskPastItsTimeoutFailsItsWorkerIsReplacedAndTheOthersGoOn) {
     mp::Pool pool(2, {.start_method = method()});
     const std::string dir = scratch_dir();
     auto late = pool.apply_async(mp::TaskOptions{.timeout = 0.2}, mark_then_sleep, dir);
@@ -125,7 +142,7 @@ TEST_P(PoolStop, ATaskPastItsTimeoutFailsItsWorkerIsReplacedAndTheOthersGoOn) {
     EXPECT_EQ(pool.pids().size(), 2u);
 }
 
-TEST_P(PoolStop, ThePoolsTimeoutAppliesToEachItemOfAMapAndATaskMayLiftIt) {
+TEST_P(PoolRobust, ThePoolsTimeoutAppliesToEachItemOfAMapAndATaskMayLiftIt) {
     mp::Pool pool(2, {.start_method = method(), .task_timeout = 0.2});
     try {
         pool.map(nap, std::vector<int>{0, 0, 60000, 0});
@@ -139,7 +156,7 @@ TEST_P(PoolStop, ThePoolsTimeoutAppliesToEachItemOfAMapAndATaskMayLiftIt) {
               (std::vector<int>{1, 4, 9}));
 }
 
-TEST_P(PoolStop, CancelTakesBackOnlyQueuedTasksUnlessToldToKillRunningOnes) {
+TEST_P(PoolRobust, CancelTakesBackOnlyQueuedTasksUnlessToldToKillRunningOnes) {
     mp::Pool pool(1, {.start_method = method()});
     const std::string dir = scratch_dir();
     auto running = pool.apply_async(wait_for_gate, dir);
@@ -164,7 +181,7 @@ TEST_P(PoolStop, CancelTakesBackOnlyQueuedTasksUnlessToldToKillRunningOnes) {
     EXPECT_FALSE(done.cancel(mp::kill_running));  // done: nothing to stop
 }
 
-TEST_P(PoolStop, ATaskWhoseWorkerDiesRunsAgainInAFreshWorkerWhileItHasRetries) {
+TEST_P(PoolRobust, ATaskWhoseWorkerDiesRunsAgainInAFreshWorkerWhileItHasRetries) {
     mp::Pool pool(2, {.start_method = method()});
     const std::string once = scratch_dir();
     EXPECT_EQ(pool.apply_async(mp::TaskOptions{.retries = 1}, die_first, once, 1).get(30.0), 2);
@@ -187,14 +204,14 @@ TEST_P(PoolStop, ATaskWhoseWorkerDiesRunsAgainInAFreshWorkerWhileItHasRetries) {
     EXPECT_EQ(files_in(thrown), 1u);
 }
 
-TEST_P(PoolStop, ATimedOutTaskWithRetriesRunsAgain) {
+TEST_P(PoolRobust, ATimedOutTaskWithRetriesRunsAgain) {
     mp::Pool pool(1, {.start_method = method(), .retries = 1});
     const std::string dir = scratch_dir();
     EXPECT_EQ(pool.apply_async(mp::TaskOptions{.timeout = 0.3}, hang_first, dir).get(30.0), 5);
     EXPECT_EQ(files_in(dir), 2u);
 }
 
-TEST_P(PoolStop, ALostWorkersErrorSaysWhichTaskWhichWorkerAndWhy) {
+TEST_P(PoolRobust, ALostWorkersErrorSaysWhichTaskWhichWorkerAndWhy) {
     mp::Pool pool(2, {.start_method = method()});
     const std::string dir = scratch_dir();
     auto r = pool.map_async(mark_then_sleep, std::vector<std::string>{dir}, 1);
@@ -224,7 +241,7 @@ TEST_P(PoolStop, ALostWorkersErrorSaysWhichTaskWhichWorkerAndWhy) {
     }
 }
 
-TEST_P(PoolStop, AnExecutorsTimeoutFailsTheFutureWithoutBreakingTheExecutor) {
+TEST_P(PoolRobust, AnExecutorsTimeoutFailsTheFutureWithoutBreakingTheExecutor) {
     mp::ProcessPoolExecutor ex(2, {.start_method = method()});
     auto f = ex.submit(mp::TaskOptions{.timeout = 0.2}, nap, 60000);
     EXPECT_THROW(f.result(30.0), mp::TaskTimeout);
@@ -238,7 +255,7 @@ TEST_P(PoolStop, AnExecutorsTimeoutFailsTheFutureWithoutBreakingTheExecutor) {
     EXPECT_EQ(ex.submit(square, 7).result(30.0), 49);
 }
 
-TEST_P(PoolStop, AWorkerPastTheMemoryLimitIsStoppedDuringATaskAndRenewedAfterOne) {
+TEST_P(PoolRobust, AWorkerPastTheMemoryLimitIsStoppedDuringATaskAndRenewedAfterOne) {
     // The limit: what a worker holds after its start, plus 96 MiB (sanitizers make the first large).
     const auto base = mp::Pool(1, {.start_method = method()}).apply(resident, 0);
     const auto limit = static_cast<std::uint64_t>(base) + (std::uint64_t{96} << 20);
@@ -269,7 +286,7 @@ TEST_P(PoolStop, AWorkerPastTheMemoryLimitIsStoppedDuringATaskAndRenewedAfterOne
     EXPECT_EQ(pool.apply(hold_memory, 0), second);  // under the limit: kept
 }
 
-TEST_P(PoolStop, ALostWorkersErrorTellsItsPeakMemory) {
+TEST_P(PoolRobust, ALostWorkersErrorTellsItsPeakMemory) {
     mp::Pool pool(1, {.start_method = method()});
     try {
         pool.apply(hog_then_die, 64);
@@ -280,5 +297,50 @@ TEST_P(PoolStop, ALostWorkersErrorTellsItsPeakMemory) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryStartMethod, PoolStop, testing::ValuesIn(testing_support::start_methods()),
+TEST_P(PoolRobust, WorkersTellsWhatEachRunsForHowLongAndItsMemory) {
+    mp::Pool pool(2, {.start_method = method()});
+    const std::string dir = scratch_dir();
+    auto r = pool.map_async(wait_for_gate, std::vector<std::string>{dir}, 1);
+    wait_for_files(dir, 1);
+    const auto ws = pool.workers();
+    ASSERT_EQ(ws.size(), 2u);
+    const auto busy = std::find_if(ws.begin(), ws.end(), [](const mp::WorkerInfo& w) { return w.task.has_value(); });
+    ASSERT_NE(busy, ws.end());
+    EXPECT_EQ(*busy->task, "item 0 of map");
+    EXPECT_EQ(busy->pid, only_pid_in(dir));
+    EXPECT_EQ(busy->name.rfind(worker_prefix(method()), 0), 0u) << busy->name;
+    EXPECT_GE(busy->running_for, 0.0);
+    EXPECT_GT(busy->rss, 0u);
+    const auto idle = busy == ws.begin() ? ws.begin() + 1 : ws.begin();
+    EXPECT_FALSE(idle->task.has_value());
+    EXPECT_GT(idle->pid, 0);
+    std::vector<pid_t> pids{ws[0].pid, ws[1].pid};
+    EXPECT_EQ(pids, pool.pids());
+    std::ofstream(dir + "/open");
+    EXPECT_EQ(r.get(30.0), std::vector<int>{1});
+}
+
+TEST_P(PoolRobust, WorkersAreSizedAndPlacedByTheCpusThisProcessMayUse) {
+    EXPECT_EQ(mp::Pool(std::nullopt, {.start_method = method()}).processes(),
+              static_cast<unsigned>(mp::process_cpu_count()));
+    mp::Pool pool(2, {.start_method = method(), .threads_per_worker = 1, .pin_workers = true});
+    EXPECT_EQ(pool.map(omp_threads, std::vector<int>{0, 1}, 1), (std::vector<std::string>{"1", "1"}));
+    const auto mine = my_cpus(0);
+    for (const auto& cpus : pool.map(my_cpus, std::vector<int>(8, 0), 1)) {
+        ASSERT_EQ(cpus.size(), 1u);
+        EXPECT_NE(std::find(mine.begin(), mine.end(), cpus[0]), mine.end());
+    }
+    if (mine.size() >= 2) {  // the two workers: the first two CPUs, one each
+        std::vector<int> seen;
+        for (const auto& w : pool.workers()) {
+            std::ifstream stat("/proc/" + std::to_string(w.pid) + "/status");
+            for (std::string line; std::getline(stat, line);)
+                if (line.rfind("Cpus_allowed_list:", 0) == 0) seen.push_back(std::stoi(line.substr(18)));
+        }
+        std::sort(seen.begin(), seen.end());
+        EXPECT_EQ(seen, (std::vector<int>{mine[0], mine[1]}));
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStartMethod, PoolRobust, testing::ValuesIn(testing_support::start_methods()),
                          [](const auto& info) { return info.param; });
