@@ -469,16 +469,22 @@ std::optional<int> Process::exitcode() {
     return st.exitcode;
 }
 
-void Process::terminate() {
+void Process::send_signal(int sig) {
     auto& st = started();
     std::lock_guard lock(st.m);
-    if (!st.exitcode && st.pidfd.valid()) platform::pidfd_signal(st.pidfd.get(), SIGTERM);
+    if (!st.exitcode && st.pidfd.valid()) platform::pidfd_signal(st.pidfd.get(), sig);
+}
+
+void Process::terminate() {
+    send_signal(SIGTERM);
 }
 
 void Process::kill() {
-    auto& st = started();
-    std::lock_guard lock(st.m);
-    if (!st.exitcode && st.pidfd.valid()) platform::pidfd_signal(st.pidfd.get(), SIGKILL);
+    send_signal(SIGKILL);
+}
+
+void Process::interrupt() {
+    send_signal(SIGINT);
 }
 
 void Process::close() {

@@ -144,7 +144,26 @@ public:
         if (wait) pool_.join();
     }
 
+    /// Python 3.14's terminate_workers(): no more submits, the tasks no worker has begun are
+    /// cancelled, and every worker is stopped now (SIGTERM, then SIGKILL a second later); the
+    /// futures of the tasks they ran fail. Returns once the workers are gone.
+    void terminate_workers() { stop_workers(false); }
+    /// Python 3.14's kill_workers(): terminate_workers() with SIGKILL at once.
+    void kill_workers() { stop_workers(true); }
+
 private:
+    void stop_workers(bool kill) {
+        {
+            std::lock_guard lock(m_);
+            shut_ = true;
+        }
+        pool_.core_->cancel(nullptr);
+        if (kill)
+            pool_.core_->kill();
+        else
+            pool_.core_->terminate();
+    }
+
     void check_open() {
         std::lock_guard lock(m_);
         if (shut_) throw Error("cannot schedule new futures after shutdown");

@@ -240,6 +240,9 @@ public:
     void terminate();
     /// Sends SIGKILL; nothing once the child has ended.
     void kill();
+    /// Python 3.14's interrupt(): sends SIGINT, as Ctrl-C in a terminal would; nothing once the
+    /// child has ended. A child that does not handle it ends with exitcode() -2.
+    void interrupt();
     /// Releases the resources held for the child; it must have ended. Later calls throw ValueError.
     void close();
 
@@ -272,6 +275,7 @@ private:
     detail::ProcessState& state() const;    // throws ValueError once closed
     detail::ProcessState& started() const;  // also requires start() and that we are the parent
     detail::SpawnTarget spawn_target(StartMethod method) const;
+    void send_signal(int sig);  // to a started child that has not ended
     // Takes ownership of the descriptors (-1 for none).
     void adopt_child(pid_t pid, int pidfd, int status_fd);
 

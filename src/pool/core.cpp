@@ -179,6 +179,11 @@ void SlotCore::terminate() noexcept {
     shut_down();  // for a pool whose manager had already ended after close(), or never started
 }
 
+void SlotCore::kill() noexcept {
+    halt_hard_.store(true, std::memory_order_release);
+    terminate();
+}
+
 std::optional<std::pair<std::size_t, std::uint64_t>> SlotCore::reserve(const Task& t) {
     for (std::size_t i = 0; i < slots_.size(); ++i) {
         Slot& s = slots_[i];

@@ -75,6 +75,7 @@ public:
     void join() final;
     // From a callback (the manager thread) this only asks: the manager stops when the callback returns.
     void terminate() noexcept final;
+    void kill() noexcept final;
 
 protected:
     // manager_sees_answers: the transport's wait() wakes for a worker's answer by itself (a pipe);
@@ -105,7 +106,7 @@ protected:
     // In the manager once the pool is closed and its work done: the workers end (or are freed).
     virtual void stop_workers() = 0;
     // In the manager after terminate() (or a broken pool), once the unfinished tasks have failed:
-    // the workers end now, or as soon as they can.
+    // the workers end now, or as soon as they can; at once (SIGKILL) after kill(), see halt_hard().
     virtual void halt_workers() noexcept = 0;
     // Under m_: asks slot i's worker to stop (SIGTERM), or makes it (hard: SIGKILL); its end then
     // comes as a worker's end does. False if this transport cannot stop a worker.
@@ -132,6 +133,8 @@ protected:
     // Under m_: whether some slot holds a task.
     bool holding_locked() const;
     bool busy() const;
+    // Whether halt_workers() is to kill the workers (kill()) rather than ask them to end.
+    bool halt_hard() const noexcept { return halt_hard_.load(std::memory_order_acquire); }
 
     struct Slot {  // under m_
         std::optional<Task> current;
@@ -170,6 +173,7 @@ private:
 
     const bool manager_sees_answers_;
     const TaskDefaults defaults_;
+    std::atomic<bool> halt_hard_{false};
     Deadline memory_look_;                      // under m_: the manager's next look at the workers' memory
     std::atomic<std::uint64_t> submitted_{0};   // numbers the tasks without a label
     std::deque<std::function<void()>> posted_;  // for the manager thread to run

@@ -381,7 +381,12 @@ private:
             if (w->stopped) continue;
             try {
                 w->conn.close();
-                if (w->proc && w->proc->is_alive()) w->proc->terminate();
+                if (w->proc && w->proc->is_alive()) {
+                    if (halt_hard())
+                        w->proc->kill();
+                    else
+                        w->proc->terminate();
+                }
             } catch (...) {
             }
         }

@@ -342,5 +342,25 @@ TEST_P(PoolRobust, WorkersAreSizedAndPlacedByTheCpusThisProcessMayUse) {
     }
 }
 
+TEST_P(PoolRobust, AnExecutorsWorkersCanBeTerminatedOrKilledAtOnce) {
+    for (bool kill : {false, true}) {
+        mp::ProcessPoolExecutor ex(1, {.start_method = method()});
+        const std::string dir = scratch_dir();
+        auto running = ex.submit(mark_then_sleep, dir);
+        auto queued = ex.submit(square, 2);
+        wait_for_files(dir, 1);
+        const pid_t worker = only_pid_in(dir);
+        if (kill)
+            ex.kill_workers();
+        else
+            ex.terminate_workers();
+        EXPECT_TRUE(ends(worker));
+        EXPECT_THROW(running.result(30.0), mp::Error);
+        EXPECT_TRUE(queued.cancelled());
+        EXPECT_THROW(queued.result(), mp::CancelledError);
+        EXPECT_THROW(ex.submit(square, 3), mp::Error);  // as after shutdown()
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, PoolRobust, testing::ValuesIn(testing_support::start_methods()),
                          [](const auto& info) { return info.param; });

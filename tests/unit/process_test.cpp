@@ -197,17 +197,23 @@ TEST_P(ProcessMethods, ExitSetsTheExitCodeAfterUnwinding) {
 TEST_P(ProcessMethods, KilledBySignalGivesMinusTheSignal) {
     auto t = ctx().Process(sleep_forever);
     auto k = ctx().Process(sleep_forever);
+    auto i = ctx().Process(sleep_forever);
     t.start();
     k.start();
+    i.start();
     EXPECT_TRUE(t.is_alive());
     t.terminate();
     k.kill();
+    i.interrupt();
     t.join();
     k.join();
+    i.join();
     EXPECT_EQ(t.exitcode(), -SIGTERM);
     EXPECT_EQ(k.exitcode(), -SIGKILL);
+    EXPECT_EQ(i.exitcode(), -SIGINT);
     EXPECT_FALSE(t.is_alive());
     t.terminate();  // on a finished process: nothing happens
+    i.interrupt();
 }
 
 TEST_P(ProcessMethods, JoinWithTimeoutReturnsFalseWhileTheChildRuns) {

@@ -151,6 +151,8 @@ public:
     virtual void close() = 0;
     virtual void join() = 0;
     virtual void terminate() noexcept = 0;
+    // terminate(), with the workers killed (SIGKILL) rather than asked to end (SIGTERM).
+    virtual void kill() noexcept = 0;
     virtual std::vector<pid_t> pids() const = 0;
     virtual std::vector<WorkerInfo> workers() const = 0;
 };
