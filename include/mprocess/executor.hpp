@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ranges>
 #include <type_traits>
 #include <string>
 #include <utility>
@@ -123,13 +124,27 @@ public:
     /// IMapIterator, as Pool::imap gives. Error after shutdown().
     template <class F, class T>
     auto map(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
-        return map(TaskOptions{}, f, items, chunksize);
+        check_open();
+        return pool_.imap(f, items, chunksize);
+    }
+    /// map() of any input range (see Pool::imap).
+    template <class F, std::ranges::input_range Rg>
+        requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>)
+    auto map(F f, Rg&& items, std::size_t chunksize = 1) {
+        check_open();
+        return pool_.imap(f, std::forward<Rg>(items), chunksize);
+    }
+    /// map() with Python 3.14's buffersize: at most that many tasks in flight (see IMapOptions).
+    template <class F, std::ranges::input_range Rg>
+    auto map(F f, Rg&& items, const IMapOptions& how) {
+        check_open();
+        return pool_.imap(f, std::forward<Rg>(items), how);
     }
     /// map() with a timeout for each item, or retries (see TaskOptions).
-    template <class F, class T>
-    auto map(const TaskOptions& options, F f, const std::vector<T>& items, std::size_t chunksize = 1) {
+    template <class F, std::ranges::input_range Rg>
+    auto map(const TaskOptions& options, F f, Rg&& items, const IMapOptions& how = {}) {
         check_open();
-        return pool_.imap(options, f, items, chunksize);
+        return pool_.imap(options, f, std::forward<Rg>(items), how);
     }
 
     /// No more submits. wait: return once the submitted tasks are done and the workers are gone.

@@ -33,10 +33,12 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ranges>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -158,6 +160,20 @@ struct WorkerInfo {
     std::optional<std::string> task{};  ///< the task it runs ("item 17 of map", "task 12"), if any
     double running_for = 0;             ///< seconds since it took that task
     std::uint64_t rss = 0;              ///< its resident memory in bytes; 0 if unknown (MPI ranks)
+};
+
+/// imap()'s and imap_unordered()'s keyword arguments: Python's chunksize, and 3.14's buffersize.
+/// @code{.cpp}
+/// for (auto r : pool.imap(f, std::views::iota(0, 100'000'000), {.chunksize = 1000, .buffersize = 8})) ...
+/// @endcode
+struct IMapOptions {
+    std::size_t chunksize = 1;  ///< items per task; 0 is a ValueError
+    /// At most this many tasks in flight (handed to the pool, their results not yet taken): the
+    /// input is read as the results are taken, so memory stays flat however long it is, and the
+    /// first result comes before the input ends. An input passed as an lvalue is read from where
+    /// it is: it must outlive the iteration. None: the whole input at once, as without it in
+    /// Python. 0 is a ValueError.
+    std::optional<std::size_t> buffersize{};
 };
 
 /// cancel(mp::kill_running): also stop a task that a worker has begun.
@@ -349,37 +365,50 @@ public:
 private:
     friend class Pool;
     using Chunk = detail::chunk_result_t<R>;
+    // A chunk handed to the pool: how many items it holds, and its result.
+    struct Part {
+        std::size_t items;
+        AsyncResult<Chunk> result;
+    };
+    // Hands the next chunk of the input to the pool, or says there is none left.
+    using Feed = std::function<std::optional<Part>()>;
 
-    IMapIterator(std::vector<AsyncResult<Chunk>> parts, std::size_t total, std::size_t chunksize, bool ordered)
-        : parts_(std::move(parts)),
-          taken_(parts_.size(), false),
-          ordered_(ordered),
-          total_(total),
-          chunksize_(chunksize) {
-        if (!ordered_) {
-            for (auto& p : parts_) {
-                p.when_done([n = notifier_] {
+    // buffersize: at most this many chunks in flight (submitted, their results not yet taken);
+    // none: the whole input at once, as Python's imap without buffersize.
+    IMapIterator(Feed feed, std::optional<std::size_t> buffersize, bool ordered)
+        : feed_(std::move(feed)), buffersize_(buffersize), ordered_(ordered) {
+        top_up();
+    }
+
+    // Hands chunks to the pool until buffersize are in flight or the input is done.
+    void top_up() {
+        while (feed_ && (!buffersize_ || inflight_.size() < *buffersize_)) {
+            std::optional<Part> part = feed_();
+            if (!part) {
+                feed_ = nullptr;
+                return;
+            }
+            if (!ordered_) {
+                part->result.when_done([n = notifier_] {
                     std::lock_guard lock(n->m);  // so that a waiter between its check and its wait sees it
                     n->cv.notify_all();
                 });
             }
+            inflight_.push_back(std::move(*part));
         }
     }
 
     // Loads the next chunk's results into buf_; false when none is left.
     bool fill(const Timeout& timeout) {
-        std::size_t pick = parts_.size();
-        if (ordered_) {
-            while (next_ < parts_.size() && taken_[next_]) ++next_;
-            pick = next_;
-        } else {
+        top_up();
+        if (inflight_.empty()) return false;
+        std::size_t pick = 0;
+        if (!ordered_) {
             auto ready = [&] {
-                for (std::size_t i = 0; i < parts_.size(); ++i)
-                    if (!taken_[i] && parts_[i].ready()) return pick = i, true;
+                for (std::size_t i = 0; i < inflight_.size(); ++i)
+                    if (inflight_[i].result.ready()) return pick = i, true;
                 return false;
             };
-            bool left = std::find(taken_.begin(), taken_.end(), false) != taken_.end();
-            if (!left) return false;
             std::unique_lock lock(notifier_->m);
             if (timeout.infinite()) {
                 notifier_->cv.wait(lock, ready);
@@ -387,35 +416,32 @@ private:
                 throw TimeoutError("no result ready in time");
             }
         }
-        if (pick == parts_.size()) return false;
-        try {
-            if constexpr (std::is_void_v<R>) {
-                parts_[pick].get(timeout);
-                buf_.assign(std::min(chunksize_, total_ - pick * chunksize_), std::monostate{});
-            } else {
-                buf_ = parts_[pick].get(timeout);
-            }
-        } catch (const TimeoutError&) {
-            throw;  // not there yet: ask again later
-        } catch (...) {
-            taken_[pick] = true;  // the task's error is its result: the next call moves on, as Python's
-            throw;
+        Part part = inflight_[pick];
+        part.result.wait(timeout);
+        // Not there yet: ask again later. (A task's own TaskTimeout is its result, below.)
+        if (!part.result.ready()) throw TimeoutError("the next result is not ready");
+        // Its result, or its error, is taken: the next call moves on, as Python's.
+        inflight_.erase(inflight_.begin() + static_cast<std::ptrdiff_t>(pick));
+        if constexpr (std::is_void_v<R>) {
+            part.result.get();
+            buf_.assign(part.items, std::monostate{});
+        } else {
+            buf_ = part.result.get();
         }
-        taken_[pick] = true;
         pos_ = 0;
+        top_up();
         return true;
     }
 
-    std::vector<AsyncResult<Chunk>> parts_;
-    std::vector<bool> taken_;
+    Feed feed_;  // null once the input is done
+    std::optional<std::size_t> buffersize_;
     bool ordered_;
-    std::size_t total_, chunksize_;  // how many items, and per chunk: what a void chunk stands for
+    std::deque<Part> inflight_;
     struct Notifier {
         std::mutex m;
         std::condition_variable cv;
     };
     std::shared_ptr<Notifier> notifier_ = std::make_shared<Notifier>();
-    std::size_t next_ = 0;
     std::vector<value_type> buf_;
     std::size_t pos_ = 0;
 };
@@ -476,6 +502,19 @@ public:
         const std::size_t cs = default_chunksize(items.size(), chunksize, options);
         return gather(chunks<R, Fp, T, false>(f, items, cs, options, "map"), items.size(), cs, progress);
     }
+    /// map() of any input range (a view, a generator, a file's lines): read whole first, as
+    /// Python's map reads its iterable into a list. imap() reads as it goes.
+    template <class F, std::ranges::input_range Rg>
+        requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>)
+    auto map(F f, Rg&& items, std::size_t chunksize = 0, const Progress& progress = {}) {
+        return map(TaskOptions{}, f, to_vector(std::forward<Rg>(items)), chunksize, progress);
+    }
+    /// map() of any input range, with a timeout for each item, or retries.
+    template <class F, std::ranges::input_range Rg>
+        requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>)
+    auto map(const TaskOptions& options, F f, Rg&& items, std::size_t chunksize = 0, const Progress& progress = {}) {
+        return map(options, f, to_vector(std::forward<Rg>(items)), chunksize, progress);
+    }
     /// Python's map_async: one AsyncResult for the whole list (`AsyncResult<void>` for a function
     /// that returns void), ready once every chunk is.
     template <class F, class T>
@@ -508,6 +547,12 @@ public:
         return gather(chunks<R, Fp, std::tuple<T...>, true>(f, items, cs, options, "starmap"), items.size(), cs,
                       progress);
     }
+    /// starmap() of any input range of tuples, read whole first.
+    template <class F, std::ranges::input_range Rg>
+        requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>)
+    auto starmap(F f, Rg&& items, std::size_t chunksize = 0, const Progress& progress = {}) {
+        return starmap(TaskOptions{}, f, to_vector(std::forward<Rg>(items)), chunksize, progress);
+    }
     /// Python's starmap_async: starmap() as map_async() is map().
     template <class F, class... T>
     auto starmap_async(F f, const std::vector<std::tuple<T...>>& items, std::size_t chunksize = 0) {
@@ -524,25 +569,48 @@ public:
     }
 
     /// Python's imap(func, iterable, chunksize=1): results in order, each as soon as it and those
-    /// before it are ready. ValueError for a chunksize of 0.
+    /// before it are ready. The items: a std::vector, or any input range (a view, a generator, a
+    /// file's lines). ValueError for a chunksize of 0.
     template <class F, class T>
     auto imap(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
-        return make_imap(f, items, chunksize, true, TaskOptions{});
+        return make_imap(f, items, {.chunksize = chunksize}, true, TaskOptions{});
+    }
+    /// imap() of any input range.
+    template <class F, std::ranges::input_range Rg>
+        requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>)
+    auto imap(F f, Rg&& items, std::size_t chunksize = 1) {
+        return make_imap(f, std::forward<Rg>(items), {.chunksize = chunksize}, true, TaskOptions{});
+    }
+    /// imap() with Python 3.14's buffersize: `pool.imap(f, items, {.buffersize = 8})`.
+    template <class F, std::ranges::input_range Rg>
+    auto imap(F f, Rg&& items, const IMapOptions& how) {
+        return make_imap(f, std::forward<Rg>(items), how, true, TaskOptions{});
     }
     /// imap() with a timeout for each item, or retries (see TaskOptions).
-    template <class F, class T>
-    auto imap(const TaskOptions& options, F f, const std::vector<T>& items, std::size_t chunksize = 1) {
-        return make_imap(f, items, chunksize, true, options);
+    template <class F, std::ranges::input_range Rg>
+    auto imap(const TaskOptions& options, F f, Rg&& items, const IMapOptions& how = {}) {
+        return make_imap(f, std::forward<Rg>(items), how, true, options);
     }
-    /// Python's imap_unordered: results as they are ready.
+    /// Python's imap_unordered: results as they are ready. The same shapes as imap().
     template <class F, class T>
     auto imap_unordered(F f, const std::vector<T>& items, std::size_t chunksize = 1) {
-        return make_imap(f, items, chunksize, false, TaskOptions{});
+        return make_imap(f, items, {.chunksize = chunksize}, false, TaskOptions{});
+    }
+    /// imap_unordered() of any input range.
+    template <class F, std::ranges::input_range Rg>
+        requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>)
+    auto imap_unordered(F f, Rg&& items, std::size_t chunksize = 1) {
+        return make_imap(f, std::forward<Rg>(items), {.chunksize = chunksize}, false, TaskOptions{});
+    }
+    /// imap_unordered() with Python 3.14's buffersize.
+    template <class F, std::ranges::input_range Rg>
+    auto imap_unordered(F f, Rg&& items, const IMapOptions& how) {
+        return make_imap(f, std::forward<Rg>(items), how, false, TaskOptions{});
     }
     /// imap_unordered() with a timeout for each item, or retries (see TaskOptions).
-    template <class F, class T>
-    auto imap_unordered(const TaskOptions& options, F f, const std::vector<T>& items, std::size_t chunksize = 1) {
-        return make_imap(f, items, chunksize, false, options);
+    template <class F, std::ranges::input_range Rg>
+    auto imap_unordered(const TaskOptions& options, F f, Rg&& items, const IMapOptions& how = {}) {
+        return make_imap(f, std::forward<Rg>(items), how, false, options);
     }
 
     /// No more tasks; join() then waits for the workers to finish the queued ones and exit.
@@ -581,35 +649,80 @@ private:
         return n == 0 ? 1 : (n + per - 1) / per;
     }
 
-    template <class F, class T>
-    auto make_imap(F f, const std::vector<T>& items, std::size_t chunksize, bool ordered, const TaskOptions& options) {
+    // The input's next chunks as the iterator asks for them: a view of the items (owning an rvalue
+    // range, referring to an lvalue one) read from where the last chunk ended.
+    template <class F, class Rg>
+    auto make_imap(F f, Rg&& items, const IMapOptions& how, bool ordered, const TaskOptions& options) {
+        using T = std::ranges::range_value_t<Rg>;
         using Fp = target_t<F>;
         using R = std::invoke_result_t<Fp, T&>;
-        if (chunksize == 0) throw ValueError("chunksize must be at least 1");
-        return IMapIterator<R>(
-            chunks<R, Fp, T, false>(f, items, chunksize, options, ordered ? "imap" : "imap_unordered"), items.size(),
-            chunksize, ordered);
+        using V = std::views::all_t<Rg>;
+        check_target<F, T, R>();
+        if (how.chunksize == 0) throw ValueError("chunksize must be at least 1");
+        if (how.buffersize && *how.buffersize == 0) throw ValueError("buffersize must be at least 1");
+        struct Source {
+            V view;
+            std::optional<std::ranges::iterator_t<V>> at;
+            std::size_t next = 0;  // the index of the next item
+        };
+        auto src = std::make_shared<Source>(Source{std::views::all(std::forward<Rg>(items)), std::nullopt, 0});
+        const char* what = ordered ? "imap" : "imap_unordered";
+        typename IMapIterator<R>::Feed feed = [core = core_, src, fp = Fp(f), n = how.chunksize, options, what]()
+            -> std::optional<typename IMapIterator<R>::Part> {
+            if (!src->at) src->at.emplace(std::ranges::begin(src->view));
+            auto& at = *src->at;
+            std::vector<T> chunk;
+            for (; chunk.size() < n && at != std::ranges::end(src->view); ++at) chunk.push_back(static_cast<T>(*at));
+            if (chunk.empty()) return std::nullopt;
+            const std::size_t first = std::exchange(src->next, src->next + chunk.size());
+            return typename IMapIterator<R>::Part{
+                chunk.size(), submit_chunk<R, Fp, T, false>(core, fp, chunk, 0, chunk.size(), first, options, what)};
+        };
+        return IMapIterator<R>(std::move(feed), how.buffersize, ordered);
     }
 
-    // One task per chunk of `chunksize` items; `what` names the call in the tasks' errors.
-    template <class R, class Fp, class T, bool Star, class F>
-    std::vector<AsyncResult<detail::chunk_result_t<R>>> chunks(F f, const std::vector<T>& items, std::size_t chunksize,
-                                                               const TaskOptions& options, const char* what) {
+    template <class Rg>
+    static auto to_vector(Rg&& items) {
+        std::vector<std::ranges::range_value_t<Rg>> v;
+        if constexpr (std::ranges::sized_range<Rg>) v.reserve(static_cast<std::size_t>(std::ranges::size(items)));
+        for (auto&& x : items) v.push_back(static_cast<std::ranges::range_value_t<Rg>>(x));
+        return v;
+    }
+
+    // Compile errors that say what a task needs.
+    template <class F, class T, class R>
+    static void check_target() {
         static_assert(is_target<F>, "mprocess: a Pool task must be a plain function or a lambda without captures");
         detail::require_serializable<T>();
         if constexpr (!std::is_void_v<R>) detail::require_serializable<R>();
-        Fp fp = f;
+    }
+
+    // Hands items[begin, end) to the pool as one task; `first` is the index of items[begin] in the
+    // whole input, and `what` names the call, for the task's errors.
+    template <class R, class Fp, class T, bool Star>
+    static AsyncResult<detail::chunk_result_t<R>> submit_chunk(const std::shared_ptr<detail::PoolCore>& core, Fp fp,
+                                                               const std::vector<T>& items, std::size_t begin,
+                                                               std::size_t end, std::size_t first,
+                                                               const TaskOptions& options, const char* what) {
+        std::string msg =
+            core->head(detail::entry_point<&detail::invoke_chunk<Fp, R, T, Star>>(), reinterpret_cast<void*>(fp));
+        detail::encode_slice_into(msg, items, begin, end);
+        const std::size_t n = end - begin;
+        std::string label = n == 1 ? "item " + std::to_string(first)
+                                   : "items " + std::to_string(first) + ".." + std::to_string(first + n - 1);
+        return AsyncResult<detail::chunk_result_t<R>>(
+            core->submit(std::move(msg), detail::TaskSpec{label + " of " + what, options.timeout, options.retries, n}));
+    }
+
+    // One task per chunk of `chunksize` items.
+    template <class R, class Fp, class T, bool Star, class F>
+    std::vector<AsyncResult<detail::chunk_result_t<R>>> chunks(F f, const std::vector<T>& items, std::size_t chunksize,
+                                                               const TaskOptions& options, const char* what) {
+        check_target<F, T, R>();
         std::vector<AsyncResult<detail::chunk_result_t<R>>> parts;
-        for (std::size_t i = 0; i < items.size(); i += chunksize) {
-            const std::size_t end = std::min(items.size(), i + chunksize);
-            std::string msg =
-                core_->head(detail::entry_point<&detail::invoke_chunk<Fp, R, T, Star>>(), reinterpret_cast<void*>(fp));
-            detail::encode_slice_into(msg, items, i, end);
-            std::string label = end - i == 1 ? "item " + std::to_string(i)
-                                             : "items " + std::to_string(i) + ".." + std::to_string(end - 1);
-            parts.push_back(AsyncResult<detail::chunk_result_t<R>>(core_->submit(
-                std::move(msg), detail::TaskSpec{label + " of " + what, options.timeout, options.retries, end - i})));
-        }
+        for (std::size_t i = 0; i < items.size(); i += chunksize)
+            parts.push_back(submit_chunk<R, Fp, T, Star>(core_, f, items, i, std::min(items.size(), i + chunksize), i,
+                                                         options, what));
         return parts;
     }
 

@@ -18,6 +18,8 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <ranges>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -360,6 +362,54 @@ TEST_P(PoolRobust, AnExecutorsWorkersCanBeTerminatedOrKilledAtOnce) {
         EXPECT_THROW(queued.result(), mp::CancelledError);
         EXPECT_THROW(ex.submit(square, 3), mp::Error);  // as after shutdown()
     }
+}
+
+TEST_P(PoolRobust, MapsTakeAnyInputRangeAndImapReadsItAsResultsAreTaken) {
+    mp::Pool pool(2, {.start_method = method()});
+    EXPECT_EQ(pool.map(square, std::views::iota(0, 5)), (std::vector<int>{0, 1, 4, 9, 16}));
+    std::vector<int> expected;
+    for (int i = 0; i < 100; ++i) expected.push_back(i * i);
+    std::vector<int> got;
+    for (int r : pool.imap(square, std::views::iota(0, 100), 7)) got.push_back(r);
+    EXPECT_EQ(got, expected);
+
+    // A one-pass input (its iterator cannot be copied), unordered.
+    std::istringstream numbers("1 2 3 4 5 6");
+    std::vector<int> unordered;
+    for (int r : pool.imap_unordered(square, std::views::istream<int>(numbers), 2)) unordered.push_back(r);
+    std::sort(unordered.begin(), unordered.end());
+    EXPECT_EQ(unordered, (std::vector<int>{1, 4, 9, 16, 25, 36}));
+
+    // With a buffersize, the input is read as results are taken: never more than buffersize
+    // tasks ahead, and a billion items are no obstacle to the first results.
+    std::size_t read = 0;
+    auto counted = std::views::iota(0, 1'000'000'000) | std::views::transform([&read](int i) {
+                       ++read;
+                       return i;
+                   });
+    auto it = pool.imap(square, counted, {.chunksize = 1, .buffersize = 3});
+    EXPECT_EQ(read, 3u);  // the first tasks, handed over at once
+    for (int i = 0; i < 20; ++i) {
+        EXPECT_EQ(it.next(30.0), i * i);
+        EXPECT_LE(read, static_cast<std::size_t>(i) + 4);
+    }
+    auto un = pool.imap_unordered(square, std::views::iota(0, 1'000'000'000), {.chunksize = 10, .buffersize = 2});
+    for (int i = 0; i < 5; ++i) EXPECT_TRUE(un.next(30.0).has_value());
+    EXPECT_THROW(pool.imap(square, std::views::iota(0, 3), {.buffersize = 0}), mp::ValueError);
+
+    mp::ProcessPoolExecutor ex(2, {.start_method = method()});
+    std::vector<int> from_executor;
+    for (int r : ex.map(square, std::views::iota(0, 6), {.buffersize = 2})) from_executor.push_back(r);
+    EXPECT_EQ(from_executor, (std::vector<int>{0, 1, 4, 9, 16, 25}));
+}
+
+TEST_P(PoolRobust, AnImapItemPastItsTimeoutFailsInItsTurnAndTheRestFollow) {
+    mp::Pool pool(2, {.start_method = method()});
+    auto it = pool.imap(mp::TaskOptions{.timeout = 0.2}, nap, std::vector<int>{0, 60000, 5});
+    EXPECT_EQ(it.next(30.0), 0);
+    EXPECT_THROW(it.next(30.0), mp::TaskTimeout);
+    EXPECT_EQ(it.next(30.0), 5);
+    EXPECT_EQ(it.next(30.0), std::nullopt);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, PoolRobust, testing::ValuesIn(testing_support::start_methods()),
