@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <numeric>
+#include <ranges>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -199,6 +200,37 @@ TEST_F(MpiPool, TerminateFailsWhatIsLeftAndTheRanksServeTheNextPool) {
     }
     mp::mpi::Pool next;
     EXPECT_EQ(next.apply(square, 7L), 49);
+}
+
+// A rank cannot be stopped: a task past its timeout fails at its deadline, naming the rank; the
+// rank answers in its own time (the answer is dropped) and serves on.
+TEST_F(MpiPool, ATaskPastItsTimeoutFailsAtItsDeadlineAndItsRankServesOn) {
+    mp::mpi::Pool pool;
+    auto late = pool.apply_async(mp::TaskOptions{.timeout = 0.1}, pid_after, 1500);
+    try {
+        late.get(30.0);
+        FAIL() << "no TaskTimeout";
+    } catch (const mp::TaskTimeout& e) {
+        EXPECT_EQ(e.report().worker.rfind("rank ", 0), 0u) << e.what();
+    }
+    auto running = pool.map_async(pid_after, std::vector<int>{300}, 1);
+    auto started = [&] {
+        for (const auto& w : pool.workers())
+            if (w.task == "item 0 of map") return true;
+        return false;
+    };
+    while (!started()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    EXPECT_FALSE(running.cancel(mp::kill_running));  // a rank cannot be stopped: it runs on
+    EXPECT_EQ(running.get(30.0).size(), 1u);
+    std::vector<long> xs(10);
+    std::iota(xs.begin(), xs.end(), 0);
+    EXPECT_EQ(pool.map(square, xs).at(9), 81);
+}
+
+TEST_F(MpiPool, ImapReadsAnInputRangeAsResultsAreTaken) {
+    mp::mpi::Pool pool;
+    auto it = pool.imap(square, std::views::iota(0L, 1'000'000'000L), {.chunksize = 4, .buffersize = 2});
+    for (long i = 0; i < 50; ++i) EXPECT_EQ(it.next(30.0), i * i);
 }
 
 int main(int argc, char** argv) {
