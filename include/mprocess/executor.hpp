@@ -129,8 +129,7 @@ public:
     }
     /// map() of any input range (see Pool::imap).
     template <class F, std::ranges::input_range Rg>
-        requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>)
-    auto map(F f, Rg&& items, std::size_t chunksize = 1) {
+    requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>) auto map(F f, Rg&& items, std::size_t chunksize = 1) {
         check_open();
         return pool_.imap(f, std::forward<Rg>(items), chunksize);
     }

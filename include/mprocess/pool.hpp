@@ -505,14 +505,15 @@ public:
     /// map() of any input range (a view, a generator, a file's lines): read whole first, as
     /// Python's map reads its iterable into a list. imap() reads as it goes.
     template <class F, std::ranges::input_range Rg>
-        requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>)
-    auto map(F f, Rg&& items, std::size_t chunksize = 0, const Progress& progress = {}) {
+    requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>) auto map(F f, Rg&& items, std::size_t chunksize = 0,
+                                                                     const Progress& progress = {}) {
         return map(TaskOptions{}, f, to_vector(std::forward<Rg>(items)), chunksize, progress);
     }
     /// map() of any input range, with a timeout for each item, or retries.
     template <class F, std::ranges::input_range Rg>
-        requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>)
-    auto map(const TaskOptions& options, F f, Rg&& items, std::size_t chunksize = 0, const Progress& progress = {}) {
+    requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>) auto map(const TaskOptions& options, F f, Rg&& items,
+                                                                     std::size_t chunksize = 0,
+                                                                     const Progress& progress = {}) {
         return map(options, f, to_vector(std::forward<Rg>(items)), chunksize, progress);
     }
     /// Python's map_async: one AsyncResult for the whole list (`AsyncResult<void>` for a function
@@ -549,8 +550,8 @@ public:
     }
     /// starmap() of any input range of tuples, read whole first.
     template <class F, std::ranges::input_range Rg>
-        requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>)
-    auto starmap(F f, Rg&& items, std::size_t chunksize = 0, const Progress& progress = {}) {
+    requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>) auto starmap(F f, Rg&& items, std::size_t chunksize = 0,
+                                                                         const Progress& progress = {}) {
         return starmap(TaskOptions{}, f, to_vector(std::forward<Rg>(items)), chunksize, progress);
     }
     /// Python's starmap_async: starmap() as map_async() is map().
@@ -577,8 +578,7 @@ public:
     }
     /// imap() of any input range.
     template <class F, std::ranges::input_range Rg>
-        requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>)
-    auto imap(F f, Rg&& items, std::size_t chunksize = 1) {
+    requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>) auto imap(F f, Rg&& items, std::size_t chunksize = 1) {
         return make_imap(f, std::forward<Rg>(items), {.chunksize = chunksize}, true, TaskOptions{});
     }
     /// imap() with Python 3.14's buffersize: `pool.imap(f, items, {.buffersize = 8})`.
@@ -598,8 +598,8 @@ public:
     }
     /// imap_unordered() of any input range.
     template <class F, std::ranges::input_range Rg>
-        requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>)
-    auto imap_unordered(F f, Rg&& items, std::size_t chunksize = 1) {
+    requires(!detail::is_vector_v<std::remove_cvref_t<Rg>>) auto imap_unordered(F f, Rg&& items,
+                                                                                std::size_t chunksize = 1) {
         return make_imap(f, std::forward<Rg>(items), {.chunksize = chunksize}, false, TaskOptions{});
     }
     /// imap_unordered() with Python 3.14's buffersize.
@@ -667,8 +667,8 @@ private:
         };
         auto src = std::make_shared<Source>(Source{std::views::all(std::forward<Rg>(items)), std::nullopt, 0});
         const char* what = ordered ? "imap" : "imap_unordered";
-        typename IMapIterator<R>::Feed feed = [core = core_, src, fp = Fp(f), n = how.chunksize, options, what]()
-            -> std::optional<typename IMapIterator<R>::Part> {
+        typename IMapIterator<R>::Feed feed = [core = core_, src, fp = Fp(f), n = how.chunksize, options,
+                                               what]() -> std::optional<typename IMapIterator<R>::Part> {
             if (!src->at) src->at.emplace(std::ranges::begin(src->view));
             auto& at = *src->at;
             std::vector<T> chunk;
