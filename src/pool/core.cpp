@@ -27,7 +27,7 @@ std::optional<std::chrono::nanoseconds> attempt_timeout(const std::optional<Time
 }  // namespace
 
 SlotCore::SlotCore(std::size_t slots, bool manager_sees_answers, TaskDefaults defaults)
-    : slots_(slots), manager_sees_answers_(manager_sees_answers), defaults_(std::move(defaults)) {}
+    : slots_(slots), manager_sees_answers_(manager_sees_answers), defaults_(defaults) {}
 
 SlotCore::~SlotCore() = default;
 
