@@ -136,6 +136,9 @@ struct PoolOptions {
     /// Not in Python: each worker runs on one CPU of those this process may use, worker i on the
     /// i-th (round the list when there are more workers than CPUs).
     bool pin_workers = false;
+    /// Not in Python: each line a worker writes to its standard output or error reaches the
+    /// stream it inherited whole, prefixed with the worker's name: "[ForkPoolWorker-2] ...".
+    bool tag_output = false;
 };
 
 /// Per call, for apply_async, map and the rest, and ProcessPoolExecutor::submit: what differs from

@@ -154,6 +154,13 @@ Fd dup_above_stdio(int fd) {
     return Fd(d);
 }
 
+bool install_as(int fd, int target) noexcept {
+    int r;
+    do r = ::dup2(fd, target);
+    while (r < 0 && errno == EINTR);
+    return r >= 0;
+}
+
 Fd open_above_stdio(const std::string& path, int flags) {
     int fd;
     do fd = ::open(path.c_str(), flags | O_CLOEXEC, 0666);

@@ -24,6 +24,8 @@ std::pair<Fd, Fd> make_pipe();
 
 // A close-on-exec duplicate of any open descriptor (the caller's stdin included), numbered above 2.
 Fd dup_above_stdio(int fd);
+// Makes `target` (0, 1 or 2, say) a duplicate of `fd`, as dup2(); false if it could not.
+bool install_as(int fd, int target) noexcept;
 
 // open() with O_CLOEXEC; the result is numbered above 2.
 Fd open_above_stdio(const std::string& path, int flags);

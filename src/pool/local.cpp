@@ -11,6 +11,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <optional>
 #include <utility>
 
@@ -21,6 +22,7 @@
 #include "mprocess/process.hpp"
 #include "platform/posix.hpp"
 #include "pool/core.hpp"
+#include "pool/tagged_output.hpp"
 #include "pool/task.hpp"
 #include "process_access.hpp"
 
@@ -36,7 +38,14 @@ constexpr const char* kThreadVariables[] = {"OMP_NUM_THREADS",       "OPENBLAS_N
 
 // The worker's main loop. A plain function, so that it starts under every method. threads: the
 // math libraries' threads (0: as the environment says); cpu: the one CPU it runs on (-1: any).
-void pool_worker(Connection conn, unsigned maxtasks, unsigned threads, int cpu) {
+void pool_worker(Connection conn, unsigned maxtasks, unsigned threads, int cpu, bool tag) {
+    std::optional<TaggedOutput> out, err;
+    if (tag) {
+        const std::string prefix = "[" + current_process().name() + "] ";
+        std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);  // a line is passed on when it is written
+        out.emplace(1, prefix);
+        err.emplace(2, prefix);
+    }
     if (threads != 0)
         for (const char* v : kThreadVariables) ::setenv(v, std::to_string(threads).c_str(), 1);
     if (cpu >= 0) platform::pin_to_cpu(cpu);
@@ -75,7 +84,8 @@ public:
           maxtasks_(options.maxtasksperchild),
           break_on_loss_(options.on_worker_lost == OnWorkerLost::break_pool),
           bell_(platform::make_eventfd()),
-          threads_(options.threads_per_worker) {
+          threads_(options.threads_per_worker),
+          tag_(options.tag_output) {
         if (options.pin_workers) cpus_ = platform::allowed_cpu_ids();
         if (options.initializer)
             init_ = std::make_shared<const std::string>(InitializerAccess::message(options.initializer));
@@ -124,7 +134,7 @@ private:
                                     .daemon = true,
                                     .die_with_parent = method_ != StartMethod::forkserver,
                                     .start_method = method_},
-                     there, messages, threads_, cpus_.empty() ? -1 : cpus_[i % cpus_.size()]);
+                     there, messages, threads_, cpus_.empty() ? -1 : cpus_[i % cpus_.size()], tag_);
         proc.start();
         there.close();
         std::lock_guard lock(m_);
@@ -413,6 +423,7 @@ private:
     unsigned started_ = 0;
     platform::Fd bell_;
     const unsigned threads_;                        // per worker, for the math libraries; 0: as the environment says
+    const bool tag_;                                // each worker's output lines prefixed with its name
     std::vector<int> cpus_;                         // with pin_workers: slot i's worker runs on cpus_[i % size] alone
     std::vector<pid_t> pids_;                       // under m_
     std::vector<std::unique_ptr<Worker>> workers_;  // one per slot

@@ -6,6 +6,7 @@
 #include <mprocess/pool.hpp>
 #include <mprocess/process.hpp>
 
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
@@ -14,11 +15,15 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <numeric>
 #include <optional>
 #include <ranges>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -111,6 +116,39 @@ std::vector<int> my_cpus(int) {
             if (CPU_ISSET(c, &set)) cpus.push_back(static_cast<int>(c));
     return cpus;
 }
+// Two lines to standard output, one to standard error, and a last one without its newline.
+int chatter(int i) {
+    std::printf("out %d\n", i);
+    std::printf("more %d\n", i);
+    std::fprintf(stderr, "err %d\n", i);
+    return i;
+}
+int unfinished_line(int) {
+    std::printf("no newline");
+    return 0;
+}
+// Standard output or error sent to a file while it lives; what was written, once it ends.
+class Captured {
+public:
+    explicit Captured(int fd) : fd_(fd), path_(scratch_dir() + "/captured") {
+        std::fflush(nullptr);
+        saved_ = ::dup(fd_);
+        const int file = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        ::dup2(file, fd_);
+        ::close(file);
+    }
+    std::string end() {
+        std::fflush(nullptr);
+        ::dup2(saved_, fd_);
+        ::close(saved_);
+        std::ifstream in(path_);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    }
+
+private:
+    int fd_, saved_;
+    std::string path_;
+};
 bool contains(const std::string& s, const std::string& part) {
     return s.find(part) != std::string::npos;
 }
@@ -410,6 +448,29 @@ TEST_P(PoolRobust, AnImapItemPastItsTimeoutFailsInItsTurnAndTheRestFollow) {
     EXPECT_THROW(it.next(30.0), mp::TaskTimeout);
     EXPECT_EQ(it.next(30.0), 5);
     EXPECT_EQ(it.next(30.0), std::nullopt);
+}
+
+TEST_P(PoolRobust, TaggedOutputPrefixesEachWholeLineWithItsWorker) {
+    Captured out(1), err(2);
+    {
+        mp::Pool pool(2, {.start_method = method(), .tag_output = true});
+        std::vector<int> xs(20);
+        std::iota(xs.begin(), xs.end(), 0);
+        pool.map(chatter, xs, 1);
+        pool.apply(unfinished_line, 0);
+        pool.close();
+        pool.join();  // the workers end, and pass on what they have
+    }
+    const std::string o = out.end(), e = err.end();
+    const std::regex line("\\[" + worker_prefix(method()) + "[0-9]+\\] (out|more|err) [0-9]+|\\[" +
+                          worker_prefix(method()) + "[0-9]+\\] no newline");
+    std::istringstream os(o), es(e);
+    std::size_t outs = 0, errs = 0;
+    for (std::string l; std::getline(os, l); ++outs) EXPECT_TRUE(std::regex_match(l, line)) << l;
+    for (std::string l; std::getline(es, l); ++errs) EXPECT_TRUE(std::regex_match(l, line)) << l;
+    EXPECT_EQ(outs, 41u) << o;  // 2 lines x 20 items, and the unfinished one
+    EXPECT_EQ(errs, 20u) << e;
+    for (int i = 0; i < 20; ++i) EXPECT_TRUE(contains(o, "] out " + std::to_string(i) + "\n")) << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryStartMethod, PoolRobust, testing::ValuesIn(testing_support::start_methods()),
