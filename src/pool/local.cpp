@@ -282,6 +282,9 @@ private:
             held = std::move(s.current);
             s.current.reset();
             report = worker_report(i);
+            // The kernel's high-water mark is updated lazily: what the memory watcher saw counts too
+            // (a worker stopped for its memory was seen past the limit).
+            report.peak_rss = std::max(report.peak_rss, s.rss_seen);
             w.stopped = true;  // no task may be handed to the dead slot
         }
         w.conn.close();
